@@ -1,0 +1,5 @@
+"""Command line of the generation library: ``python -m generation --help``."""
+
+from generation.cli import main
+
+raise SystemExit(main())

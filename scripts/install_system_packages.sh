@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the suite needs, skipping those already present:
+# chromium + chromium-driver (the rater-page browser tests), r-cran-lme4 (the mixed-model
+# cross-check against lme4), wamerican (the DAT word list).
+set -euo pipefail
+packages=(chromium chromium-driver r-cran-lme4 wamerican)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null; then
+  echo "error: missing Debian packages (${missing[*]}) and no apt-get to install them" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing Debian packages: ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

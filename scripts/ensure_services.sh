@@ -16,6 +16,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
       exit 1
     }
   fi
+  # The platform's own database (pytest makes its test_ copy beside it).
+  if ! psql -h 127.0.0.1 -U postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'creativity'" | grep -q 1; then
+    createdb -h 127.0.0.1 -U postgres creativity
+  fi
 fi
 
 if [ -z "${CELERY_BROKER_URL:-}" ]; then

@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "studyapp",
+    "studyapp.studies",
+    "studyapp.rating",
 ]
 
 MIDDLEWARE = [
@@ -114,7 +116,10 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_U
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Heavy model work goes to its own queue so that one slow generation job never delays
 # the short bookkeeping tasks; a generation worker runs one task at a time.
-CELERY_TASK_ROUTES = {"studyapp.tasks.generation_*": {"queue": "generation"}}
+CELERY_TASK_ROUTES = {
+    "studyapp.tasks.generation_*": {"queue": "generation"},
+    "studyapp.*.tasks.generation_*": {"queue": "generation"},
+}
 # acks_late + reject_on_worker_lost: a task whose worker dies is delivered again, which
 # is safe because every task is idempotent. prefetch 1: a long job never hoards others.
 CELERY_TASK_ACKS_LATE = True

@@ -1,0 +1,130 @@
+"""Who rates what: participants from Prolific, balanced slots, and their ratings.
+
+Each deployment has a fixed set of :class:`Slot` rows, one per planned rater, each with
+its ordered stimuli (:class:`SlotStimulus`), chosen so that every stimulus receives
+exactly the target number of ratings once all slots are complete. A participant claims
+the lowest free slot atomically; every rating is stored the moment it is submitted.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study, new_opaque_token
+
+
+class Participant(models.Model):
+    class Step(models.TextChoices):
+        CONSENT = "consent"
+        INSTRUCTIONS = "instructions"
+        PRACTICE = "practice"
+        RATING = "rating"
+        DEBRIEF = "debrief"
+        COMPLETE = "complete"
+        DECLINED = "declined"
+        SCREENED_OUT = "screened_out"
+        STUDY_FULL = "study_full"
+        # Silent past the study's timeout: the slot went to someone else; ratings are kept.
+        TIMED_OUT = "timed_out"
+
+    token = models.CharField(max_length=32, unique=True, default=new_opaque_token, editable=False)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
+    # Set when the participant entered through a deployment's own link.
+    pinned_deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, null=True, blank=True, related_name="pinned_participants"
+    )
+    prolific_pid = models.CharField(max_length=64)
+    prolific_study_id = models.CharField(max_length=64, blank=True)
+    prolific_session_id = models.CharField(max_length=64, blank=True)
+    step = models.CharField(max_length=16, choices=Step.choices, default=Step.CONSENT)
+    attention_failures = models.PositiveIntegerField(default=0)
+    debrief = models.JSONField(default=dict, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "prolific_pid"], name="one_participation_per_study_pid")
+        ]
+
+    def __str__(self) -> str:
+        return self.token
+
+
+class Slot(models.Model):
+    class Status(models.TextChoices):
+        FREE = "free"
+        ACTIVE = "active"
+        COMPLETE = "complete"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="slots")
+    index = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.FREE)
+    participant = models.ForeignKey(
+        Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="slots"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    times_released = models.PositiveIntegerField(default=0)
+    stimuli = models.ManyToManyField(Stimulus, through="SlotStimulus", related_name="slots")
+
+    class Meta:
+        ordering = ["deployment", "index"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "index"], name="unique_slot_index")]
+        indexes = [models.Index(fields=["deployment", "status", "index"])]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug}#{self.index}"
+
+
+class SlotStimulus(models.Model):
+    slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="planned")
+    stimulus = models.ForeignKey(Stimulus, on_delete=models.CASCADE, related_name="planned_in")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["slot", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["slot", "position"], name="unique_slot_position"),
+            models.UniqueConstraint(fields=["slot", "stimulus"], name="stimulus_once_per_slot"),
+        ]
+
+
+class Rating(models.Model):
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="ratings")
+    slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="ratings")
+    stimulus = models.ForeignKey(Stimulus, on_delete=models.CASCADE, related_name="ratings")
+    dimension = models.ForeignKey(RatingDimension, on_delete=models.CASCADE, related_name="ratings")
+    score = models.FloatField()
+    page_index = models.PositiveIntegerField(help_text="Position of the page in this rater's sequence.")
+    dimension_position = models.PositiveIntegerField(default=0, help_text="Position of the dimension on the page.")
+    seconds_on_page = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "stimulus", "dimension"], name="one_rating_per_participant_stimulus_dimension"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id}:{self.stimulus_id}:{self.dimension_id}"
+
+
+class AttentionCheckResponse(models.Model):
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="attention_checks")
+    check_index = models.PositiveIntegerField()
+    page_index = models.PositiveIntegerField()
+    response = models.CharField(max_length=200)
+    passed = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "check_index"], name="one_response_per_attention_check")
+        ]

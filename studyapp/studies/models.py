@@ -1,0 +1,227 @@
+"""What a study is: its spec, models, conditions, tasks, deployments, jobs and stimuli.
+
+A study is loaded from a versioned YAML spec (``manage.py load_study``). A deployment
+is the paper's unit: one model x one task x one steering method, comparing its steered
+condition with ``base``. Generation runs one :class:`GenerationJob` per (deployment,
+condition); each job writes :class:`Stimulus` rows, unique on (job, item, sample).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_opaque_token() -> str:
+    """A random token that reveals nothing (no id, no order, no condition)."""
+    return secrets.token_urlsafe(12)
+
+
+class Study(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # The spec exactly as loaded, with its hash: every result traces back to it.
+    spec = models.JSONField(default=dict)
+    spec_version = models.CharField(max_length=32, blank=True)
+    spec_sha256 = models.CharField(max_length=64, blank=True)
+    researchers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="studies", blank=True)
+
+    seed = models.BigIntegerField(default=0)
+    samples_per_item = models.PositiveIntegerField(default=1)
+    decoding = models.JSONField(default=dict, help_text="Decoding settings shared by all conditions.")
+
+    raters_per_deployment = models.PositiveIntegerField(default=30)
+    stimuli_per_rater = models.PositiveIntegerField(default=10)
+    slot_timeout_minutes = models.PositiveIntegerField(default=30)
+
+    consent_text = models.TextField(blank=True)
+    instructions_text = models.TextField(blank=True)
+    debrief_questions = models.JSONField(default=list, blank=True)
+    practice = models.JSONField(default=dict, blank=True, help_text="The practice item shown before rating.")
+
+    attention_checks = models.JSONField(
+        default=list, blank=True, help_text="Instructed-response items: position, text, expected response."
+    )
+    # None: failures are only flagged. K: the rater is screened out after K failures.
+    attention_screen_out_after = models.PositiveIntegerField(null=True, blank=True)
+
+    prolific_completion_code = models.CharField(max_length=64, blank=True)
+    prolific_screen_out_code = models.CharField(max_length=64, blank=True)
+    is_open = models.BooleanField(default=False, help_text="Raters may enter only while the study is open.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.title or self.slug
+
+
+class LanguageModel(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="language_models")
+    key = models.SlugField(max_length=64)
+    source = models.CharField(max_length=500, help_text='"embedded", a Hugging Face model folder or a .gguf file.')
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_model_key_per_study")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Condition(models.Model):
+    class Method(models.TextChoices):
+        BASE = "base", "Unsteered base model"
+        WEIGHT = "weight", "CreativityNeuro weight steering"
+        ACTIVATION = "activation", "Contrastive activation addition"
+        PROMPT = "prompt", "Prompted to be creative"
+        TEMPERATURE = "temperature", "Higher sampling temperature"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="conditions")
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="conditions")
+    key = models.SlugField(max_length=64)
+    method = models.CharField(max_length=16, choices=Method.choices)
+    params = models.JSONField(default=dict, blank=True)
+    # Given in the spec to reuse an artifact; otherwise filled when a job builds it.
+    artifact_path = models.CharField(max_length=500, blank=True)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    artifact_manifest = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_condition_key_per_study")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class TaskFamily(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="task_families")
+    key = models.SlugField(max_length=64, help_text='"dat", "aut", "task_task" or a researcher\'s own.')
+    template = models.TextField(help_text="Prompt template; {item} is replaced by the item text.")
+
+    class Meta:
+        verbose_name_plural = "task families"
+        constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_task_key_per_study")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Item(models.Model):
+    task = models.ForeignKey(TaskFamily, on_delete=models.CASCADE, related_name="items")
+    key = models.SlugField(max_length=64)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["task", "key"]
+        constraints = [models.UniqueConstraint(fields=["task", "key"], name="unique_item_key_per_task")]
+
+    def __str__(self) -> str:
+        return f"{self.task.key}:{self.key}"
+
+
+class RatingDimension(models.Model):
+    class Scale(models.TextChoices):
+        SLIDER_100 = "slider_0_100", "0-100 slider (must be moved)"
+        LIKERT_5 = "likert_5", "1-5 Likert"
+        LIKERT_7 = "likert_7", "1-7 Likert"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="dimensions")
+    key = models.SlugField(max_length=64)
+    question = models.CharField(max_length=300)
+    scale = models.CharField(max_length=16, choices=Scale.choices, default=Scale.SLIDER_100)
+    low_label = models.CharField(max_length=64, default="Not at all")
+    high_label = models.CharField(max_length=64, default="Extremely")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["study", "position"]
+        constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_dimension_key_per_study")]
+
+    @property
+    def scale_range(self) -> tuple[int, int]:
+        return {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}[self.scale]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Deployment(models.Model):
+    """One model x task x steering method; raters compare its steered condition with base."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="deployments")
+    slug = models.SlugField(max_length=64)
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="deployments")
+    task = models.ForeignKey(TaskFamily, on_delete=models.CASCADE, related_name="deployments")
+    conditions = models.ManyToManyField(Condition, related_name="deployments")
+
+    class Meta:
+        ordering = ["study", "slug"]
+        constraints = [models.UniqueConstraint(fields=["study", "slug"], name="unique_deployment_slug_per_study")]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class GenerationJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="jobs")
+    condition = models.ForeignKey(Condition, on_delete=models.CASCADE, related_name="jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "condition"], name="one_job_per_deployment_condition")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug}/{self.condition.key}"
+
+
+class Stimulus(models.Model):
+    """One generated response, traceable to the exact weights, seed and decoding settings."""
+
+    token = models.CharField(max_length=32, unique=True, default=new_opaque_token, editable=False)
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="stimuli")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="stimuli")
+    condition = models.ForeignKey(Condition, on_delete=models.CASCADE, related_name="stimuli")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="stimuli")
+    sample_index = models.PositiveIntegerField()
+    prompt = models.TextField()
+    text = models.TextField()
+    seed = models.BigIntegerField()
+    decoding = models.JSONField(default=dict)
+    model_source = models.CharField(max_length=500)
+    model_sha256 = models.CharField(max_length=64)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    n_new_tokens = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "stimuli"
+        constraints = [
+            models.UniqueConstraint(fields=["job", "item", "sample_index"], name="one_stimulus_per_job_item_sample")
+        ]
+        indexes = [models.Index(fields=["deployment", "condition"])]
+
+    def __str__(self) -> str:
+        return self.token

@@ -1,0 +1,138 @@
+"""factory_boy factories for the platform's models, and the personas tests speak of.
+
+Personas (healthchecks style): ``rater`` (a Prolific participant), ``researcher``
+(staff, member of the study), ``other_researcher`` (staff, not a member).
+"""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from studyapp.rating import models as rating
+from studyapp.studies import models as studies
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.org")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class ResearcherFactory(UserFactory):
+    is_staff = True
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.Study
+
+    slug = factory.Sequence(lambda n: f"study-{n}")
+    title = factory.Sequence(lambda n: f"Study {n}")
+    consent_text = "You are invited to rate short texts. Participation is voluntary."
+    instructions_text = "Read each response and rate it on every scale."
+    prolific_completion_code = "C0MPL3TE"
+    prolific_screen_out_code = "SCR33N"
+    raters_per_deployment = 4
+    stimuli_per_rater = 4
+    is_open = True
+
+
+class LanguageModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.LanguageModel
+
+    study = factory.SubFactory(StudyFactory)
+    key = factory.Sequence(lambda n: f"model-{n}")
+    source = "embedded"
+
+
+class ConditionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.Condition
+
+    study = factory.SelfAttribute("model.study")
+    model = factory.SubFactory(LanguageModelFactory)
+    key = factory.Sequence(lambda n: f"condition-{n}")
+    method = studies.Condition.Method.BASE
+
+
+class TaskFamilyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.TaskFamily
+
+    study = factory.SubFactory(StudyFactory)
+    key = "aut"
+    template = "List creative uses for a {item}."
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.Item
+
+    task = factory.SubFactory(TaskFamilyFactory)
+    key = factory.Sequence(lambda n: f"item-{n}")
+    text = factory.Sequence(lambda n: f"object {n}")
+
+
+class RatingDimensionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.RatingDimension
+
+    study = factory.SubFactory(StudyFactory)
+    key = factory.Iterator(["originality", "surprise", "creativity"])
+    question = factory.LazyAttribute(lambda d: f"How {d.key} is this response?")
+    position = factory.Sequence(int)
+
+
+class DeploymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.Deployment
+
+    study = factory.SubFactory(StudyFactory)
+    slug = factory.Sequence(lambda n: f"deployment-{n}")
+    model = factory.SubFactory(LanguageModelFactory, study=factory.SelfAttribute("..study"))
+    task = factory.SubFactory(TaskFamilyFactory, study=factory.SelfAttribute("..study"))
+
+
+class GenerationJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.GenerationJob
+
+    deployment = factory.SubFactory(DeploymentFactory)
+    condition = factory.SubFactory(
+        ConditionFactory,
+        study=factory.SelfAttribute("..deployment.study"),
+        model=factory.SelfAttribute("..deployment.model"),
+    )
+
+
+class StimulusFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = studies.Stimulus
+
+    job = factory.SubFactory(GenerationJobFactory)
+    deployment = factory.SelfAttribute("job.deployment")
+    condition = factory.SelfAttribute("job.condition")
+    item = factory.SubFactory(ItemFactory, task=factory.SelfAttribute("..job.deployment.task"))
+    sample_index = factory.Sequence(int)
+    prompt = factory.LazyAttribute(lambda s: s.item.task.template.format(item=s.item.text))
+    text = factory.Sequence(lambda n: f"Use it as a doorstop, variant {n}.")
+    seed = 0
+    decoding = factory.LazyFunction(lambda: {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 128})
+    model_source = "embedded"
+    model_sha256 = "0" * 64
+
+
+class ParticipantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = rating.Participant
+
+    study = factory.SubFactory(StudyFactory)
+    prolific_pid = factory.Sequence(lambda n: f"5f{n:022d}")
+    prolific_study_id = "study-on-prolific"
+    prolific_session_id = factory.Sequence(lambda n: f"session-{n}")

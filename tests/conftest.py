@@ -127,7 +127,9 @@ def celery_worker_factory(transactional_db: None, tmp_path: Path) -> Iterator[ob
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
         with log_path.open("wb") as log_file:
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=worker_env, stdout=log_file, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=worker_env, stdout=log_file, stderr=subprocess.STDOUT
+            )
         worker = WorkerProcess(name=name, process=process, log_path=log_path)
         workers.append(worker)
         deadline = time.monotonic() + 90

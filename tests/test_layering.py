@@ -23,7 +23,11 @@ def _imported_modules(package: str) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("package", ["generation", "analysis"])
 def test_libraries_never_import_django(package: str) -> None:
-    offenders = sorted(f"{path}: {module}" for path, module in _imported_modules(package) if module.split(".")[0] in {"django", "studyapp", "celery"})
+    offenders = sorted(
+        f"{path}: {module}"
+        for path, module in _imported_modules(package)
+        if module.split(".")[0] in {"django", "studyapp", "celery"}
+    )
     assert offenders == []
 
 

@@ -1,0 +1,98 @@
+"""Simulated rating exports with known effects, for validation, power and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def simulate_ratings(
+    *,
+    n_deployments: int = 24,
+    raters_per_deployment: int = 30,
+    stimuli_per_condition: int = 5,
+    conditions: Sequence[str] = ("base", "weight"),
+    dimensions: Sequence[str] = ("originality", "surprise", "creativity"),
+    effects: Mapping[str, float] | float = 0.4,
+    intercept: float = 50.0,
+    sd_rater: float = 8.0,
+    sd_stimulus: float = 6.0,
+    sd_residual: float = 15.0,
+    raters_cross_deployments: bool = False,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Simulate a long ratings export from ``score ~ condition + (1|rater) + (1|stimulus)``.
+
+    Every rater of a deployment rates every stimulus of that deployment on every
+    dimension, as in the N=720 design (24 deployments x 30 raters x 10 stimuli).
+
+    Parameters
+    ----------
+    n_deployments, raters_per_deployment, stimuli_per_condition : int
+        Design size; each deployment has ``stimuli_per_condition * len(conditions)`` stimuli.
+    conditions : sequence of str
+        The first is the reference condition.
+    dimensions : sequence of str
+        Rated dimensions; each gets its own independent random effects.
+    effects : float or mapping
+        Effect of every non-reference condition in units of the total SD
+        ``sqrt(sd_rater² + sd_stimulus² + sd_residual²)`` (Cohen's d with total variance),
+        or a mapping ``condition -> d``.
+    intercept, sd_rater, sd_stimulus, sd_residual : float
+        Mean of the reference condition and the true standard deviations.
+    raters_cross_deployments : bool
+        When true, each rater rates the stimuli of two deployments, so raters are no
+        longer nested in deployments (the design stays connected).
+    seed : int or None
+        Seed of the random generator.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``rater, deployment, condition, model, task, item, stimulus, dimension, score``.
+    """
+    rng = np.random.default_rng(seed)
+    total_sd = float(np.sqrt(sd_rater**2 + sd_stimulus**2 + sd_residual**2))
+    if isinstance(effects, Mapping):
+        d_by_condition = {c: float(effects.get(c, 0.0)) for c in conditions}
+    else:
+        d_by_condition = {c: (0.0 if i == 0 else float(effects)) for i, c in enumerate(conditions)}
+    d_by_condition[conditions[0]] = 0.0
+
+    stim_rows = []
+    for dep in range(n_deployments):
+        for cond in conditions:
+            for k in range(stimuli_per_condition):
+                stim_rows.append((f"d{dep:02d}", cond, f"item{k:02d}", f"d{dep:02d}-{cond}-{k:02d}"))
+    stimuli = pd.DataFrame(stim_rows, columns=["deployment", "condition", "item", "stimulus"])
+    raters = pd.DataFrame(
+        [(f"d{dep:02d}", f"r{dep:02d}-{j:03d}") for dep in range(n_deployments) for j in range(raters_per_deployment)],
+        columns=["deployment", "rater"],
+    )
+    pairs = raters.merge(stimuli, on="deployment")
+    if raters_cross_deployments and n_deployments > 1:
+        # Half of each deployment's raters also rate the next deployment's stimuli: one
+        # connected rater–stimulus graph, so no grouping factor nests both.
+        dep_index = raters["deployment"].str[1:].astype(int)
+        nxt = raters.assign(deployment=[f"d{(i + 1) % n_deployments:02d}" for i in dep_index])
+        nxt = nxt[raters.groupby("deployment").cumcount() % 2 == 0]
+        pairs = pd.concat([pairs, nxt.merge(stimuli, on="deployment")], ignore_index=True)
+
+    frames = []
+    for dim in dimensions:
+        u_r = pd.Series(rng.normal(0, sd_rater, len(raters)), index=raters["rater"])
+        u_s = pd.Series(rng.normal(0, sd_stimulus, len(stimuli)), index=stimuli["stimulus"])
+        mean = intercept + pairs["condition"].map(d_by_condition).to_numpy() * total_sd
+        score = (
+            mean
+            + u_r.reindex(pairs["rater"]).to_numpy()
+            + u_s.reindex(pairs["stimulus"]).to_numpy()
+            + rng.normal(0, sd_residual, len(pairs))
+        )
+        frames.append(pairs.assign(dimension=dim, score=score))
+    out = pd.concat(frames, ignore_index=True)
+    out["model"] = "sim"
+    out["task"] = "aut"
+    return out[["rater", "deployment", "condition", "model", "task", "item", "stimulus", "dimension", "score"]]

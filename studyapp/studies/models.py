@@ -6,6 +6,8 @@ condition with ``base``. Generation runs one :class:`GenerationJob` per (deploym
 condition); each job writes :class:`Stimulus` rows, unique on (job, item, sample).
 """
 
+# Django reads Meta lists once at class creation; they are configuration, not shared state.
+# ruff: noqa: RUF012
 from __future__ import annotations
 
 import secrets
@@ -32,6 +34,9 @@ class Study(models.Model):
     seed = models.BigIntegerField(default=0)
     samples_per_item = models.PositiveIntegerField(default=1)
     decoding = models.JSONField(default=dict, help_text="Decoding settings shared by all conditions.")
+    # Sequences generated together; progress is saved after each batch, so a smaller batch
+    # loses less work when a worker dies and shows progress more often.
+    generation_batch_size = models.PositiveIntegerField(default=16)
 
     raters_per_deployment = models.PositiveIntegerField(default=30)
     stimuli_per_rater = models.PositiveIntegerField(default=10)
@@ -101,6 +106,10 @@ class TaskFamily(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="task_families")
     key = models.SlugField(max_length=64, help_text='"dat", "aut", "task_task" or a researcher\'s own.')
     template = models.TextField(help_text="Prompt template; {item} is replaced by the item text.")
+    # None keeps the model's own default system prompt (as generation.task_families does).
+    system_prompt = models.TextField(null=True, blank=True)  # noqa: DJ001 (None differs from "")
+    parser = models.CharField(max_length=32, blank=True, help_text='Output parser: "dat_words", "aut_uses" or none.')
+    description = models.TextField(blank=True)
 
     class Meta:
         verbose_name_plural = "task families"
@@ -141,12 +150,12 @@ class RatingDimension(models.Model):
         ordering = ["study", "position"]
         constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_dimension_key_per_study")]
 
+    def __str__(self) -> str:
+        return self.key
+
     @property
     def scale_range(self) -> tuple[int, int]:
         return {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}[self.scale]
-
-    def __str__(self) -> str:
-        return self.key
 
 
 class Deployment(models.Model):
@@ -185,9 +194,11 @@ class GenerationJob(models.Model):
     celery_task_id = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    metrics_computed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        ordering = ["deployment", "condition"]
         constraints = [
             models.UniqueConstraint(fields=["deployment", "condition"], name="one_job_per_deployment_condition")
         ]
@@ -225,3 +236,50 @@ class Stimulus(models.Model):
 
     def __str__(self) -> str:
         return self.token
+
+
+class DiversityMetric(models.Model):
+    """Diversity of one condition's samples for one item within a deployment (mode collapse)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="diversity")
+    condition = models.ForeignKey(Condition, on_delete=models.CASCADE, related_name="diversity")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="diversity")
+    n_samples = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "condition", "item"], name="one_diversity_row_per_deployment_condition_item"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id}/{self.condition_id}/{self.item_id}"
+
+
+class StudyReport(models.Model):
+    """One run of analysis.write_report on the study's export; files live under var/reports/."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="reports")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    out_dir = models.CharField(max_length=500, blank=True)
+    html_name = models.CharField(max_length=200, blank=True)
+    error_message = models.TextField(blank=True)
+    n_ratings = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug} report {self.pk}"

@@ -1,0 +1,36 @@
+"""``manage.py load_study FILE``: check a study spec and load it, all or nothing."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from studyapp.studies.services import StudyLoadError, study_load_file
+from studyapp.studies.spec import SpecError
+
+
+class Command(BaseCommand):
+    help = "Load a study from a YAML spec. Every problem is listed with its path; nothing is half-loaded."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("file", help="the study spec, e.g. studies/demo.yaml")
+        parser.add_argument(
+            "--researcher", action="append", default=[], metavar="USERNAME", help="give this user access (repeatable)"
+        )
+
+    def handle(self, *args, **options) -> None:
+        try:
+            study, changed = study_load_file(path=options["file"], researchers=options["researcher"])
+        except SpecError as error:
+            # One line for the summary (CommandError), the problems listed before it.
+            for problem in error.problems:
+                self.stderr.write(f"  {problem}")
+            raise CommandError(
+                f"{error.source}: {len(error.problems)} problem(s) in the spec; nothing was loaded", returncode=2
+            ) from None
+        except StudyLoadError as error:
+            raise CommandError(str(error), returncode=2) from None
+        verb = "loaded" if changed else "unchanged (same spec already loaded)"
+        self.stdout.write(
+            f"{study.slug}: {verb}; spec version {study.spec_version}, sha256 {study.spec_sha256[:12]}, "
+            f"{study.deployments.count()} deployments"
+        )

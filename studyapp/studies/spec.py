@@ -1,0 +1,557 @@
+"""Study specs: a versioned YAML file that defines a whole study.
+
+:func:`spec_parse` checks a spec completely and returns either a :class:`StudySpec` (plain
+data, nothing written) or raises :class:`SpecError` listing *every* problem with its path in
+the file, e.g. ``deployments[3].conditions[1]: unknown condition 'weigth'``. Writing the
+checked spec to the database is :func:`studyapp.studies.services.study_load`.
+
+The format is documented in ``studies/demo.yaml`` and ``studies/creativityneuro.yaml``.
+Torch-free: the web process validates specs too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+SUPPORTED_SPEC_VERSIONS = ("1",)
+METHODS = ("base", "weight", "activation", "prompt", "temperature")
+SCALES = ("slider_0_100", "likert_5", "likert_7")
+PARSERS = ("dat_words", "aut_uses")
+_SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
+
+# Parameters each steering method understands (generation.types.ConditionSpec). A typo such
+# as "alpah" would otherwise be silently ignored and the study would run unsteered.
+METHOD_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
+    "base": {},
+    "weight": {
+        "rho": (int, float),
+        "alpha": (int, float),
+        "prompt_set": (str,),
+        "ranking": (str,),
+        "module_patterns": (list, str),
+        "layers": (list, str, int),
+        "max_prompts": (int,),
+    },
+    "activation": {
+        "prompt_set": (str,),
+        "layers": (list, str, int),
+        "layer": (int,),
+        "coeff": (int, float),
+        "max_prompts": (int,),
+    },
+    "prompt": {"instruction": (str,)},
+    "temperature": {"temperature": (int, float)},
+}
+REQUIRED_PARAMS = {"prompt": ("instruction",), "temperature": ("temperature",)}
+
+DEFAULT_DIMENSIONS = (
+    {"key": "originality", "question": "How original is this response?"},
+    {"key": "surprise", "question": "How surprising is this response?"},
+    {"key": "creativity", "question": "How creative is this response?"},
+)
+DECODING_FIELDS: dict[str, tuple[type, ...]] = {
+    "max_new_tokens": (int,),
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "do_sample": (bool,),
+}
+
+
+class SpecError(ValueError):
+    """A spec with problems; ``problems`` holds every one as ``"path: message"``."""
+
+    def __init__(self, problems: list[str], source: str = "spec") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
+
+
+@dataclass
+class StudySpec:
+    """A checked spec: plain data ready to be written by ``study_load``."""
+
+    raw: dict
+    sha256: str
+    version: str
+    study: dict
+    models: list[dict]
+    conditions: list[dict]
+    tasks: list[dict]
+    deployments: list[dict]
+    dimensions: list[dict]
+    attention_checks: list[dict] = field(default_factory=list)
+
+
+class _Checker:
+    """Collects problems instead of stopping at the first one."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    def mapping(self, value: Any, path: str, *, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, Mapping):
+            self.problem(path, f"expected a mapping, got {_kind(value)}")
+            return {}
+        for key in sorted(set(map(str, value)) - allowed):
+            self.problem(_join(path, key), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
+        for key in sorted(required - set(map(str, value))):
+            self.problem(_join(path, key), "required field is missing")
+        return {str(k): v for k, v in value.items()}
+
+    def listing(self, value: Any, path: str, *, required: bool = True) -> list:
+        if value is None and not required:
+            return []
+        if not isinstance(value, list):
+            self.problem(path, f"expected a list, got {_kind(value)}")
+            return []
+        if required and not value:
+            self.problem(path, "must not be empty")
+        return value
+
+    def text(self, value: Any, path: str, *, default: str | None = None, max_length: int | None = None) -> str:
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            self.problem(path, f"expected text, got {_kind(value)}")
+            return ""
+        value = str(value)
+        if max_length is not None and len(value) > max_length:
+            self.problem(path, f"longer than {max_length} characters")
+        return value
+
+    def slug(self, value: Any, path: str) -> str:
+        value = self.text(value, path)
+        if value and (not _SLUG.match(value) or len(value) > 64):
+            self.problem(path, f"{value!r} is not a valid key (letters, digits, '-' and '_', at most 64)")
+        return value
+
+    def integer(self, value: Any, path: str, *, default: int | None = None, minimum: int | None = None) -> int:
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problem(path, f"expected a whole number, got {_kind(value)}")
+            return default or 0
+        if minimum is not None and value < minimum:
+            self.problem(path, f"must be at least {minimum}, got {value}")
+        return value
+
+    def choice(self, value: Any, path: str, choices: tuple[str, ...], *, default: str | None = None) -> str:
+        if value is None and default is not None:
+            return default
+        if value not in choices:
+            self.problem(path, f"unknown value {value!r} (expected one of: {', '.join(choices)})")
+            return ""
+        return str(value)
+
+    def unique_keys(self, entries: list[dict], path: str, key: str = "key") -> None:
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            value = entry.get(key)
+            if not value:
+                continue
+            if value in seen:
+                self.problem(f"{path}[{index}].{key}", f"duplicate {key} {value!r} (first at {path}[{seen[value]}])")
+            else:
+                seen[value] = index
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(type(value), type(value).__name__)
+
+
+def _closest(value: str, known: list[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(value, known, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+TOP_LEVEL = {
+    "spec_version", "slug", "title", "description", "seed", "samples_per_item", "decoding", "generation",
+    "raters", "models", "conditions", "tasks", "deployments", "dimensions", "attention_checks", "consent",
+    "instructions", "practice", "debrief_questions", "prolific",
+}  # fmt: skip
+
+
+def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
+    """Check a YAML spec and return it as plain data; raise :class:`SpecError` listing every problem."""
+    raw_bytes = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        data = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecError([f"{where}: not valid YAML ({problem})"], source) from None
+    check = _Checker()
+    top = check.mapping(data, "", allowed=TOP_LEVEL, required={"spec_version", "slug", "title", "models", "tasks"})
+    if not top and not isinstance(data, Mapping):
+        raise SpecError(check.problems, source)
+
+    version = check.text(top.get("spec_version"), "spec_version", default="")
+    if "spec_version" in top and version not in SUPPORTED_SPEC_VERSIONS:
+        check.problem(
+            "spec_version", f"unsupported version {version!r} (supported: {', '.join(SUPPORTED_SPEC_VERSIONS)})"
+        )
+
+    study = _check_study(check, top)
+    models = _check_models(check, top.get("models"))
+    model_keys = [m["key"] for m in models if m["key"]]
+    conditions = _check_conditions(check, top.get("conditions"), model_keys)
+    tasks = _check_tasks(check, top.get("tasks"))
+    dimensions = _check_dimensions(check, top.get("dimensions"))
+    deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study)
+    attention = _check_attention(check, top.get("attention_checks"), study)
+
+    if check.problems:
+        raise SpecError(check.problems, source)
+    return StudySpec(
+        raw=dict(data),
+        sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        version=version,
+        study=study,
+        models=models,
+        conditions=conditions,
+        tasks=tasks,
+        deployments=deployments,
+        dimensions=dimensions,
+        attention_checks=attention,
+    )
+
+
+def _check_study(check: _Checker, top: dict) -> dict:
+    study: dict[str, Any] = {
+        "slug": check.slug(top.get("slug"), "slug") if "slug" in top else "",
+        "title": check.text(top.get("title"), "title", max_length=200) if "title" in top else "",
+        "description": check.text(top.get("description"), "description", default=""),
+        "seed": check.integer(top.get("seed"), "seed", default=0, minimum=0),
+        "samples_per_item": check.integer(top.get("samples_per_item"), "samples_per_item", default=1, minimum=1),
+        "consent_text": check.text(top.get("consent"), "consent", default=""),
+        "instructions_text": check.text(top.get("instructions"), "instructions", default=""),
+    }
+    decoding = check.mapping(top.get("decoding", {}), "decoding", allowed=set(DECODING_FIELDS))
+    for key, value in decoding.items():
+        types = DECODING_FIELDS.get(key)
+        if types and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+            check.problem(f"decoding.{key}", f"expected {'a number' if float in types else types[0].__name__}")
+    if isinstance(decoding.get("max_new_tokens"), int) and decoding["max_new_tokens"] < 1:
+        check.problem("decoding.max_new_tokens", "must be at least 1")
+    if isinstance(decoding.get("temperature"), int | float) and decoding["temperature"] < 0:
+        check.problem("decoding.temperature", "must be at least 0")
+    if isinstance(decoding.get("top_p"), int | float) and not 0 < decoding["top_p"] <= 1:
+        check.problem("decoding.top_p", "must be in (0, 1]")
+    study["decoding"] = decoding
+
+    generation = check.mapping(top.get("generation", {}), "generation", allowed={"batch_size"})
+    study["generation_batch_size"] = check.integer(
+        generation.get("batch_size"), "generation.batch_size", default=16, minimum=1
+    )
+    raters = check.mapping(
+        top.get("raters", {}), "raters", allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes"}
+    )
+    study["raters_per_deployment"] = check.integer(
+        raters.get("per_deployment"), "raters.per_deployment", default=30, minimum=1
+    )
+    study["stimuli_per_rater"] = check.integer(
+        raters.get("stimuli_per_rater"), "raters.stimuli_per_rater", default=10, minimum=1
+    )
+    study["slot_timeout_minutes"] = check.integer(
+        raters.get("slot_timeout_minutes"), "raters.slot_timeout_minutes", default=30, minimum=1
+    )
+    prolific = check.mapping(top.get("prolific", {}), "prolific", allowed={"completion_code", "screen_out_code"})
+    study["prolific_completion_code"] = check.text(
+        prolific.get("completion_code"), "prolific.completion_code", default="", max_length=64
+    )
+    study["prolific_screen_out_code"] = check.text(
+        prolific.get("screen_out_code"), "prolific.screen_out_code", default="", max_length=64
+    )
+    practice = top.get("practice", {})
+    if not isinstance(practice, Mapping):
+        check.problem("practice", f"expected a mapping, got {_kind(practice)}")
+        practice = {}
+    study["practice"] = dict(practice)
+    debrief = check.listing(top.get("debrief_questions"), "debrief_questions", required=False)
+    study["debrief_questions"] = list(debrief)
+    return study
+
+
+def _check_models(check: _Checker, value: Any) -> list[dict]:
+    models = []
+    for index, entry in enumerate(check.listing(value, "models") if value is not None else []):
+        path = f"models[{index}]"
+        entry = check.mapping(entry, path, allowed={"key", "source"}, required={"key", "source"})
+        models.append(
+            {
+                "key": check.slug(entry.get("key"), f"{path}.key") if "key" in entry else "",
+                "source": check.text(entry.get("source"), f"{path}.source", max_length=500)
+                if "source" in entry
+                else "",
+            }
+        )
+    check.unique_keys(models, "models")
+    return models
+
+
+def _check_conditions(check: _Checker, value: Any, model_keys: list[str]) -> list[dict]:
+    conditions = []
+    for index, entry in enumerate(check.listing(value, "conditions")):
+        path = f"conditions[{index}]"
+        entry = check.mapping(
+            entry,
+            path,
+            allowed={"key", "model", "method", "params", "artifact_path"},
+            required={"key", "model", "method"},
+        )
+        condition = {
+            "key": check.slug(entry.get("key"), f"{path}.key") if "key" in entry else "",
+            "model": check.text(entry.get("model"), f"{path}.model") if "model" in entry else "",
+            "method": check.choice(entry.get("method"), f"{path}.method", METHODS) if "method" in entry else "",
+            "params": {},
+            "artifact_path": check.text(
+                entry.get("artifact_path"), f"{path}.artifact_path", default="", max_length=500
+            ),
+        }
+        if condition["model"] and condition["model"] not in model_keys:
+            check.problem(
+                f"{path}.model", f"unknown model {condition['model']!r}{_closest(condition['model'], model_keys)}"
+            )
+        method = condition["method"]
+        params = entry.get("params", {})
+        if not isinstance(params, Mapping):
+            check.problem(f"{path}.params", f"expected a mapping, got {_kind(params)}")
+            params = {}
+        if method:
+            known = METHOD_PARAMS[method]
+            for name, param in params.items():
+                name = str(name)
+                if name not in known:
+                    allowed = ", ".join(sorted(known)) or "none"
+                    check.problem(
+                        f"{path}.params.{name}", f"unknown parameter for method {method!r} (known: {allowed})"
+                    )
+                elif not isinstance(param, known[name]) or isinstance(param, bool):
+                    check.problem(f"{path}.params.{name}", f"expected {' or '.join(t.__name__ for t in known[name])}")
+            for name in REQUIRED_PARAMS.get(method, ()):
+                if name not in params:
+                    check.problem(f"{path}.params.{name}", f"required for method {method!r}")
+            _check_param_ranges(check, f"{path}.params", params)
+        condition["params"] = dict(params)
+        conditions.append(condition)
+    check.unique_keys(conditions, "conditions")
+    return conditions
+
+
+def _check_param_ranges(check: _Checker, path: str, params: Mapping) -> None:
+    rho = params.get("rho")
+    if isinstance(rho, int | float) and not isinstance(rho, bool) and not 0 < rho <= 1:
+        check.problem(f"{path}.rho", f"keep ratio must be in (0, 1], got {rho}")
+    ranking = params.get("ranking")
+    if isinstance(ranking, str) and ranking not in ("matrix", "row"):
+        check.problem(f"{path}.ranking", f"unknown ranking {ranking!r} (expected 'matrix' or 'row')")
+    temperature = params.get("temperature")
+    if isinstance(temperature, int | float) and not isinstance(temperature, bool) and temperature < 0:
+        check.problem(f"{path}.temperature", "must be at least 0")
+
+
+def _check_tasks(check: _Checker, value: Any) -> list[dict]:
+    from generation.task_families import shipped_task_families
+
+    shipped = shipped_task_families()
+    tasks = []
+    for index, entry in enumerate(check.listing(value, "tasks") if value is not None else []):
+        path = f"tasks[{index}]"
+        entry = check.mapping(
+            entry,
+            path,
+            allowed={"key", "template", "items", "system_prompt", "parser", "description"},
+            required={"key"},
+        )
+        key = check.slug(entry.get("key"), f"{path}.key") if "key" in entry else ""
+        base = shipped.get(key)
+        if base is None and key and "template" not in entry:
+            check.problem(
+                f"{path}.template",
+                f"required for a task that is not shipped (shipped: {', '.join(sorted(shipped))})",
+            )
+        task = {
+            "key": key,
+            "template": check.text(entry.get("template"), f"{path}.template")
+            if "template" in entry
+            else (base.template if base else ""),
+            "system_prompt": base.system_prompt
+            if base and "system_prompt" not in entry
+            else entry.get("system_prompt"),
+            "parser": (base.parser or "") if base and "parser" not in entry else (entry.get("parser") or ""),
+            "description": check.text(entry.get("description"), f"{path}.description", default="")
+            or (base.description if base else ""),
+            "items": [],
+        }
+        if task["system_prompt"] is not None:
+            task["system_prompt"] = check.text(task["system_prompt"], f"{path}.system_prompt")
+        if task["parser"] and task["parser"] not in PARSERS:
+            check.problem(
+                f"{path}.parser", f"unknown parser {task['parser']!r} (expected one of: {', '.join(PARSERS)})"
+            )
+        if "items" not in entry:
+            if base is None:
+                if key:
+                    check.problem(f"{path}.items", "required for a task that is not shipped")
+            else:
+                task["items"] = [{"key": item.key, "text": item.text} for item in base.items]
+        else:
+            for item_index, item in enumerate(check.listing(entry["items"], f"{path}.items")):
+                item_path = f"{path}.items[{item_index}]"
+                if isinstance(item, str):
+                    # A bare string names an item of the shipped family of the same key.
+                    known = base.keys() if base else []
+                    if base is None:
+                        check.problem(item_path, "a bare item key needs a shipped task; give {key, text}")
+                    elif item not in known:
+                        check.problem(
+                            item_path, f"unknown item {item!r} of shipped task {key!r}{_closest(item, known)}"
+                        )
+                    else:
+                        task["items"].append({"key": item, "text": base.item(item).text})
+                    continue
+                item = check.mapping(item, item_path, allowed={"key", "text"}, required={"key", "text"})
+                if item:
+                    task["items"].append(
+                        {
+                            "key": check.slug(item.get("key"), f"{item_path}.key") if "key" in item else "",
+                            "text": check.text(item.get("text"), f"{item_path}.text") if "text" in item else "",
+                        }
+                    )
+            check.unique_keys(task["items"], f"{path}.items")
+        tasks.append(task)
+    check.unique_keys(tasks, "tasks")
+    return tasks
+
+
+def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
+    if value is None:
+        return [
+            dict(d, scale="slider_0_100", low_label="Not at all", high_label="Extremely") for d in DEFAULT_DIMENSIONS
+        ]
+    dimensions = []
+    for index, entry in enumerate(check.listing(value, "dimensions")):
+        path = f"dimensions[{index}]"
+        entry = check.mapping(
+            entry, path, allowed={"key", "question", "scale", "low_label", "high_label"}, required={"key", "question"}
+        )
+        dimensions.append(
+            {
+                "key": check.slug(entry.get("key"), f"{path}.key") if "key" in entry else "",
+                "question": check.text(entry.get("question"), f"{path}.question", max_length=300)
+                if "question" in entry
+                else "",
+                "scale": check.choice(entry.get("scale"), f"{path}.scale", SCALES, default="slider_0_100"),
+                "low_label": check.text(
+                    entry.get("low_label"), f"{path}.low_label", default="Not at all", max_length=64
+                ),
+                "high_label": check.text(
+                    entry.get("high_label"), f"{path}.high_label", default="Extremely", max_length=64
+                ),
+            }
+        )
+    check.unique_keys(dimensions, "dimensions")
+    return dimensions
+
+
+def _check_deployments(
+    check: _Checker, value: Any, models: list[dict], conditions: list[dict], tasks: list[dict], study: dict
+) -> list[dict]:
+    model_keys = [m["key"] for m in models if m["key"]]
+    condition_models = {c["key"]: c["model"] for c in conditions if c["key"]}
+    task_items = {t["key"]: len(t["items"]) for t in tasks if t["key"]}
+    deployments = []
+    for index, entry in enumerate(check.listing(value, "deployments")):
+        path = f"deployments[{index}]"
+        entry = check.mapping(
+            entry,
+            path,
+            allowed={"slug", "model", "task", "conditions"},
+            required={"slug", "model", "task", "conditions"},
+        )
+        deployment = {
+            "slug": check.slug(entry.get("slug"), f"{path}.slug") if "slug" in entry else "",
+            "model": check.text(entry.get("model"), f"{path}.model") if "model" in entry else "",
+            "task": check.text(entry.get("task"), f"{path}.task") if "task" in entry else "",
+            "conditions": [],
+        }
+        if deployment["model"] and deployment["model"] not in model_keys:
+            check.problem(
+                f"{path}.model", f"unknown model {deployment['model']!r}{_closest(deployment['model'], model_keys)}"
+            )
+        if deployment["task"] and deployment["task"] not in task_items:
+            check.problem(
+                f"{path}.task", f"unknown task {deployment['task']!r}{_closest(deployment['task'], list(task_items))}"
+            )
+        listed = check.listing(entry["conditions"], f"{path}.conditions") if "conditions" in entry else []
+        for c_index, key in enumerate(listed):
+            c_path = f"{path}.conditions[{c_index}]"
+            key = check.text(key, c_path)
+            if not key:
+                continue
+            if key not in condition_models:
+                check.problem(c_path, f"unknown condition {key!r}{_closest(key, list(condition_models))}")
+            elif deployment["model"] and condition_models[key] != deployment["model"]:
+                check.problem(
+                    c_path,
+                    f"condition {key!r} uses model {condition_models[key]!r}, "
+                    f"but the deployment's model is {deployment['model']!r}",
+                )
+            elif key in deployment["conditions"]:
+                check.problem(c_path, f"condition {key!r} is listed twice")
+            else:
+                deployment["conditions"].append(key)
+        n_stimuli = task_items.get(deployment["task"], 0) * study["samples_per_item"] * len(deployment["conditions"])
+        if n_stimuli and study["stimuli_per_rater"] > n_stimuli:
+            check.problem(
+                path,
+                f"raters.stimuli_per_rater is {study['stimuli_per_rater']}, but this deployment has only "
+                f"{n_stimuli} stimuli (items x samples_per_item x conditions)",
+            )
+        deployments.append(deployment)
+    check.unique_keys(deployments, "deployments", key="slug")
+    return deployments
+
+
+def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
+    section = check.mapping(
+        value if value is not None else {}, "attention_checks", allowed={"screen_out_after", "items"}
+    )
+    after = section.get("screen_out_after")
+    study["attention_screen_out_after"] = (
+        None if after is None else check.integer(after, "attention_checks.screen_out_after", minimum=1)
+    )
+    items = []
+    for index, entry in enumerate(check.listing(section.get("items"), "attention_checks.items", required=False)):
+        path = f"attention_checks.items[{index}]"
+        entry = check.mapping(
+            entry, path, allowed={"position", "text", "expected"}, required={"position", "text", "expected"}
+        )
+        if {"position", "text", "expected"} <= set(entry):
+            items.append(
+                {
+                    "position": check.integer(entry["position"], f"{path}.position", minimum=0),
+                    "text": check.text(entry["text"], f"{path}.text"),
+                    "expected": check.text(entry["expected"], f"{path}.expected"),
+                }
+            )
+    study["attention_checks"] = items
+    return items

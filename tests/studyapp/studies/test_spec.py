@@ -1,0 +1,195 @@
+"""Study specs: the shipped ones load; a broken one lists every problem and loads nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from studyapp.studies.models import Condition, Deployment, Item, RatingDimension, Study
+from studyapp.studies.services import StudyLoadError, study_load, study_load_file
+from studyapp.studies.spec import SpecError, spec_parse
+from tests.conftest import REPO_ROOT
+from tests.factories import ResearcherFactory, StimulusFactory
+
+DEMO = REPO_ROOT / "studies" / "demo.yaml"
+PAPER = REPO_ROOT / "studies" / "creativityneuro.yaml"
+
+BROKEN = """
+spec_version: "1"
+slug: broken
+title: Broken
+samples_per_item: 0
+decoding: {temperature: -1, top_p: 2, beam_width: 4}
+models:
+  - key: m1
+    source: embedded
+  - key: m1
+    source: embedded
+conditions:
+  - {key: base, model: m1, method: base}
+  - {key: weight, model: m2, method: wieght}
+  - {key: steer, model: m1, method: weight, params: {rho: 3, alpah: 1.0}}
+  - {key: prompted, model: m1, method: prompt}
+tasks:
+  - key: aut
+    items: [brick, spatula]
+  - key: mine
+    items: [{key: one, text: first}]
+deployments:
+  - {slug: d1, model: m1, task: aut, conditions: [base, steer]}
+  - {slug: d2, model: m1, task: autt, conditions: [base, weigth]}
+dimensions:
+  - {key: originality, question: How original is it, scale: likert_9}
+attention_checks:
+  items:
+    - {position: 2, text: Move the slider right}
+"""
+
+
+def test_demo_spec_parses_small() -> None:
+    spec = spec_parse(DEMO.read_text())
+    assert [m["source"] for m in spec.models] == ["embedded"]
+    assert len(spec.deployments) == 2
+    assert {c["method"] for c in spec.conditions} == {"base", "weight", "activation"}
+
+
+def test_paper_spec_is_the_720_rater_design() -> None:
+    spec = spec_parse(PAPER.read_text())
+    assert len(spec.models) == 6
+    assert len(spec.deployments) == 24
+    assert spec.study["raters_per_deployment"] * len(spec.deployments) == 720
+    methods = {c["key"]: c["method"] for c in spec.conditions}
+    for deployment in spec.deployments:
+        # Every deployment compares one steered condition with its model's base.
+        assert sorted(methods[key] for key in deployment["conditions"]) in (["base", "weight"], ["activation", "base"])
+    assert {(d["task"], methods[d["conditions"][1]]) for d in spec.deployments} == {
+        ("aut", "weight"),
+        ("aut", "activation"),
+        ("task_task", "weight"),
+        ("task_task", "activation"),
+    }
+    assert [d["key"] for d in spec.dimensions] == ["originality", "surprise", "creativity"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", [DEMO, PAPER], ids=["demo", "creativityneuro"])
+def test_shipped_specs_load(path: Path) -> None:
+    study, changed = study_load_file(path=path)
+    assert changed
+    spec = spec_parse(path.read_bytes())
+    assert study.spec_version == "1"
+    assert len(study.spec_sha256) == 64
+    assert Deployment.objects.filter(study=study).count() == len(spec.deployments)
+    assert Condition.objects.filter(study=study).count() == len(spec.conditions)
+    assert RatingDimension.objects.filter(study=study).count() == 3
+    assert Item.objects.filter(task__study=study).count() == sum(len(t["items"]) for t in spec.tasks)
+    deployment = Deployment.objects.filter(study=study).order_by("slug").first()
+    assert deployment.conditions.filter(method="base").count() == 1
+
+
+@pytest.mark.django_db
+def test_loading_the_same_spec_again_changes_nothing() -> None:
+    first, _ = study_load_file(path=DEMO)
+    again, changed = study_load_file(path=DEMO)
+    assert not changed
+    assert again.pk == first.pk
+    assert Study.objects.count() == 1
+    assert Condition.objects.count() == 3
+
+
+def test_broken_spec_lists_every_problem_with_its_path() -> None:
+    with pytest.raises(SpecError) as raised:
+        spec_parse(BROKEN)
+    problems = "\n".join(raised.value.problems)
+    expected = [
+        "samples_per_item: must be at least 1",
+        "decoding.beam_width: unknown field",
+        "decoding.temperature: must be at least 0",
+        "decoding.top_p: must be in (0, 1]",
+        "models[1].key: duplicate key 'm1'",
+        "conditions[1].model: unknown model 'm2'",
+        "conditions[1].method: unknown value 'wieght'",
+        "conditions[2].params.alpah: unknown parameter for method 'weight'",
+        "conditions[2].params.rho: keep ratio must be in (0, 1]",
+        "conditions[3].params.instruction: required for method 'prompt'",
+        "tasks[0].items[1]: unknown item 'spatula' of shipped task 'aut'",
+        "tasks[1].template: required for a task that is not shipped",
+        "deployments[1].task: unknown task 'autt' (did you mean 'aut'?)",
+        "deployments[1].conditions[1]: unknown condition 'weigth' (did you mean 'weight'?)",
+        "dimensions[0].scale: unknown value 'likert_9'",
+        "attention_checks.items[0].expected: required field is missing",
+    ]
+    for fragment in expected:
+        assert fragment in problems
+    assert len(raised.value.problems) == len(expected)
+
+
+def test_not_yaml_is_one_problem_with_a_line_number() -> None:
+    with pytest.raises(SpecError) as raised:
+        spec_parse("slug: [unclosed\ntitle: x\n")
+    assert len(raised.value.problems) == 1
+    assert raised.value.problems[0].startswith("line ")
+
+
+def test_a_list_instead_of_a_mapping_is_a_problem_not_a_crash() -> None:
+    with pytest.raises(SpecError) as raised:
+        spec_parse("- just\n- a list\n")
+    assert raised.value.problems == ["expected a mapping, got a list"]
+
+
+@pytest.mark.django_db
+def test_broken_spec_stores_nothing() -> None:
+    with pytest.raises(SpecError):
+        study_load(content=BROKEN)
+    assert Study.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_load_study_command_exits_2_listing_problems(tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(BROKEN)
+    with pytest.raises(CommandError) as raised:
+        call_command("load_study", str(spec))
+    assert raised.value.returncode == 2
+    assert "16 problem(s)" in str(raised.value)
+    assert "deployments[1].conditions[1]: unknown condition 'weigth'" in capsys.readouterr().err
+    assert Study.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_load_study_command_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CommandError) as raised:
+        call_command("load_study", str(tmp_path / "nope.yaml"))
+    assert raised.value.returncode == 2
+
+
+@pytest.mark.django_db
+def test_load_study_command_grants_access(capsys) -> None:
+    researcher = ResearcherFactory(username="ada")
+    call_command("load_study", str(DEMO), "--researcher", "ada")
+    assert "demo: loaded" in capsys.readouterr().out
+    assert list(Study.objects.get(slug="demo").researchers.all()) == [researcher]
+
+
+@pytest.mark.django_db
+def test_changed_spec_replaces_definition_until_stimuli_exist() -> None:
+    study, _ = study_load_file(path=DEMO)
+    changed = DEMO.read_text().replace("samples_per_item: 2", "samples_per_item: 3")
+    study, did_change = study_load(content=changed)
+    assert did_change
+    assert study.samples_per_item == 3
+    assert Deployment.objects.filter(study=study).count() == 2
+
+    deployment = study.deployments.first()
+    StimulusFactory(
+        job__deployment=deployment,
+        job__condition=deployment.conditions.first(),
+        item=deployment.task.items.first(),
+    )
+    with pytest.raises(StudyLoadError):
+        study_load(content=changed.replace("samples_per_item: 3", "samples_per_item: 4"))
+    study.refresh_from_db()
+    assert study.samples_per_item == 3

@@ -1,0 +1,173 @@
+"""Automatic metrics of stimuli: the entry points the platform calls.
+
+``stimulus_metrics`` scores each stimulus (DAT, AUT, length); ``diversity_by_group``
+measures mode collapse across the samples of one prompt item under one condition.
+``embedder=None`` means the embedded MiniLM model, loaded lazily once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.aut import score_aut
+from analysis.dat import DatScorer
+from analysis.diversity import bootstrap_by, diversity_metrics, tokens
+from analysis.embeddings import Embedder, WordVectors, default_embedder, load_word_list
+
+METRIC_COLUMNS = [
+    "n_words",
+    "dat_score",
+    "dat_n_valid",
+    "dat_valid",
+    "aut_fluency",
+    "aut_originality",
+    "aut_elaboration",
+]
+DIVERSITY_METRICS = [
+    "mean_pairwise_similarity",
+    "share_pairs_similar",
+    "vendi_score",
+    "distinct_1",
+    "distinct_2",
+    "n_clusters",
+    "share_clusters",
+    "dat_distinct_word_share",
+]
+
+
+@functools.cache
+def _default_words() -> frozenset[str]:
+    return frozenset(load_word_list())
+
+
+def _words(word_list: str | os.PathLike[str] | Iterable[str] | None) -> set[str] | frozenset[str]:
+    if word_list is None:
+        return _default_words()
+    if isinstance(word_list, str | os.PathLike):
+        return load_word_list(word_list)
+    return set(word_list)
+
+
+def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {', '.join(map(repr, missing))}; it has {list(df.columns)}")
+
+
+def stimulus_metrics(
+    stimuli: pd.DataFrame,
+    *,
+    text_col: str = "text",
+    task_col: str = "task",
+    item_col: str = "item",
+    embedder: Embedder | WordVectors | None = None,
+    word_list: str | os.PathLike[str] | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Per-stimulus automatic metrics.
+
+    Parameters
+    ----------
+    stimuli : pandas.DataFrame
+        One row per stimulus; ``task`` is ``"dat"``, ``"aut"``, ``"task_task"`` (others
+        only get ``n_words``). For AUT rows ``item`` is the object ("brick").
+    embedder : Embedder, WordVectors or None
+        Embedding for DAT distances and AUT similarity; None = embedded MiniLM.
+    word_list : path, iterable or None
+        DAT dictionary; None = ``/usr/share/dict/words``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same index as ``stimuli``; columns ``n_words, dat_score, dat_n_valid, dat_valid,
+        aut_fluency, aut_originality, aut_elaboration``. Metrics that do not apply to a
+        row's task are NaN (``dat_valid`` is a nullable boolean, NA off the DAT).
+        Invalid DAT answers (fewer than 7 valid words) have ``dat_valid`` False and a
+        NaN score. ``attrs["embedding"]`` names the embedding used.
+    """
+    _require(stimuli, [text_col, task_col], "stimuli")
+    texts = stimuli[text_col].fillna("").astype(str)
+    tasks = stimuli[task_col].astype(str).str.lower()
+    out = pd.DataFrame(index=stimuli.index)
+    out["n_words"] = texts.map(lambda t: len(tokens(t))).astype(float)
+    for col in METRIC_COLUMNS[1:]:
+        out[col] = np.nan
+    out["dat_valid"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    is_dat, is_aut = (tasks == "dat").to_numpy(), (tasks == "aut").to_numpy()
+    emb = embedder if embedder is not None else (default_embedder() if (is_dat.any() or is_aut.any()) else None)
+    if is_dat.any():
+        scorer = DatScorer(emb, _words(word_list))
+        dat = scorer.score_texts(texts[is_dat].tolist())
+        out.loc[is_dat, "dat_score"] = dat["dat_score"].to_numpy()
+        out.loc[is_dat, "dat_n_valid"] = dat["dat_n_valid"].to_numpy(float)
+        out.loc[is_dat, "dat_valid"] = dat["dat_valid"].to_numpy()
+    if is_aut.any():
+        _require(stimuli, [item_col], "stimuli with AUT rows")
+        aut = score_aut(texts[is_aut].tolist(), stimuli.loc[is_aut, item_col].astype(str).tolist(), emb)
+        for col in ("aut_fluency", "aut_originality", "aut_elaboration"):
+            out.loc[is_aut, col] = aut[col].to_numpy(float)
+    out.attrs["embedding"] = emb.name if emb is not None else None
+    return out
+
+
+def diversity_by_group(
+    stimuli: pd.DataFrame,
+    *,
+    group_cols: Sequence[str] = ("condition", "item"),
+    text_col: str = "text",
+    task_col: str = "task",
+    embedder: Embedder | WordVectors | None = None,
+    word_list: str | os.PathLike[str] | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Mode-collapse metrics for each group of samples (by default: condition x item).
+
+    Returns one row per group with the group columns, ``n_samples``,
+    ``mean_pairwise_similarity``, ``share_pairs_similar`` (>= 0.8),
+    ``vendi_score``, ``distinct_1``, ``distinct_2``, ``n_clusters`` (near-duplicate
+    clusters at similarity >= 0.9), ``share_clusters`` and, for groups of DAT answers,
+    ``dat_distinct_word_share`` (distinct valid words / all valid words; NaN elsewhere).
+    Use :func:`diversity_summary` for bootstrap CIs by item.
+    """
+    group_cols = list(group_cols)
+    _require(stimuli, [*group_cols, text_col], "stimuli")
+    emb = embedder if embedder is not None else default_embedder()
+    texts = stimuli[text_col].fillna("").astype(str)
+    vectors = np.asarray(emb.encode(texts.tolist()), dtype=np.float64) if len(texts) else np.zeros((0, 1))
+    pos = pd.Series(np.arange(len(stimuli)), index=stimuli.index)
+    scorer = None
+    rows = []
+    for key, g in stimuli.groupby(group_cols, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        idx = pos.loc[g.index].to_numpy()
+        dat_words = None
+        if task_col in g.columns and (g[task_col].astype(str).str.lower() == "dat").all():
+            if scorer is None:
+                scorer = DatScorer(emb, _words(word_list))
+            dat_words = scorer.score_texts(texts.iloc[idx].tolist())["dat_words"].tolist()
+        metrics = diversity_metrics(texts.iloc[idx].tolist(), vectors[idx], dat_words=dat_words)
+        metrics.setdefault("dat_distinct_word_share", np.nan)
+        rows.append({**dict(zip(group_cols, key, strict=True)), **metrics})
+    out = pd.DataFrame(rows, columns=[*group_cols, "n_samples", *DIVERSITY_METRICS])
+    out.attrs["embedding"] = emb.name
+    return out
+
+
+def diversity_summary(
+    diversity: pd.DataFrame,
+    *,
+    by: str | Sequence[str] = "condition",
+    unit: str = "item",
+    n_boot: int = 2000,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Mean of each diversity metric per ``by`` with a bootstrap 95% CI resampling items.
+
+    ``diversity`` is the output of :func:`diversity_by_group`; returns one row per
+    group and metric (``estimate, ci_low, ci_high, n_units``).
+    """
+    metrics = [m for m in DIVERSITY_METRICS if m in diversity.columns and diversity[m].notna().any()]
+    return bootstrap_by(diversity, metrics=metrics, by=by, unit=unit, n_boot=n_boot, seed=seed)

@@ -1,0 +1,179 @@
+"""Task families as data: a prompt template plus items, loaded from YAML.
+
+The shipped families (``dat``, ``aut``, ``task_task``) live in ``generation/tasks.yaml``;
+researchers load their own with :func:`load_task_families`. Torch-free: the web process
+imports this module to validate study specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from generation.parsers import PARSERS, get_parser
+
+SHIPPED_TASKS_FILE = Path(__file__).with_name("tasks.yaml")
+ITEM_PLACEHOLDER = "{item}"
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    """One prompt of a family, e.g. the AUT object ``brick``."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """A prompt template and its items.
+
+    ``{item}`` in ``template`` is replaced by an item's text (a template without it gets the
+    item appended after a blank line). ``system_prompt`` ``None`` keeps the model's own
+    default system prompt. ``parser`` names an output parser (``dat_words``, ``aut_uses``)
+    or is ``None`` when the task's output is scored as free text.
+    """
+
+    name: str
+    template: str
+    items: tuple[TaskItem, ...]
+    system_prompt: str | None = None
+    parser: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.parser is not None and self.parser not in PARSERS:
+            raise ValueError(f"task family {self.name!r}: unknown parser {self.parser!r}")
+        # Accept a list from callers that build families by hand; the dataclass is frozen
+        # and hashable only with a tuple.
+        if not isinstance(self.items, tuple):
+            object.__setattr__(self, "items", tuple(self.items))
+
+    def item(self, key: str) -> TaskItem:
+        """The item with this key; ``KeyError`` naming the known keys otherwise."""
+        for item in self.items:
+            if item.key == key:
+                return item
+        raise KeyError(f"task family {self.name!r} has no item {key!r}; items: {', '.join(self.keys())}")
+
+    def keys(self) -> list[str]:
+        return [item.key for item in self.items]
+
+    def render(self, item_text: str, instruction: str | None = None) -> str:
+        """The user message for one item, before any chat template.
+
+        ``instruction`` (the ``prompt`` condition's added text) goes after the task text so
+        the task itself reads the same in every condition.
+        """
+        if ITEM_PLACEHOLDER in self.template:
+            text = self.template.replace(ITEM_PLACEHOLDER, item_text)
+        else:
+            text = f"{self.template}\n\n{item_text}" if self.template else item_text
+        if instruction:
+            text = f"{text}\n\n{instruction.strip()}"
+        return text
+
+    def parse(self, output: str) -> list[str] | None:
+        """Parse a response with the family's parser; ``None`` when the family has none."""
+        return get_parser(self.parser)(output) if self.parser else None
+
+
+def build_prompt(tokenizer: Any, family: TaskFamily, item_text: str, instruction: str | None = None) -> str:
+    """The full prompt text as sent to the model: the rendered task inside the chat template.
+
+    A tokenizer without a chat template (a base model) gets the plain user message
+    followed by a newline.
+    """
+    user = family.render(item_text, instruction)
+    if getattr(tokenizer, "chat_template", None):
+        messages = []
+        if family.system_prompt is not None:
+            messages.append({"role": "system", "content": family.system_prompt})
+        messages.append({"role": "user", "content": user})
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return user + "\n"
+
+
+def _items_from_yaml(name: str, raw: Any) -> tuple[TaskItem, ...]:
+    if isinstance(raw, Mapping):
+        items = [TaskItem(key=str(key), text=str(text)) for key, text in raw.items()]
+    elif isinstance(raw, list):
+        items = []
+        for index, entry in enumerate(raw):
+            if isinstance(entry, Mapping) and "text" in entry:
+                items.append(TaskItem(key=str(entry.get("key", index)), text=str(entry["text"])))
+            elif isinstance(entry, str):
+                items.append(TaskItem(key=str(index), text=entry))
+            else:
+                raise ValueError(f"task family {name!r}: item {index} must be a string or have a 'text' field")
+    else:
+        raise ValueError(f"task family {name!r}: 'items' must be a mapping key -> text or a list")
+    if not items:
+        raise ValueError(f"task family {name!r} has no items")
+    keys = [item.key for item in items]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"task family {name!r}: duplicate item keys {', '.join(duplicates)}")
+    return tuple(items)
+
+
+def task_families_from_mapping(data: Any, *, source: str = "<mapping>") -> dict[str, TaskFamily]:
+    """Build families from parsed YAML: ``{name: {template, items, [system_prompt, parser, description]}}``."""
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError(f"{source}: expected a mapping of family name -> {{template, items}}")
+    families = {}
+    for name, body in data.items():
+        if not isinstance(body, Mapping) or "template" not in body or "items" not in body:
+            raise ValueError(f"{source}: task family {name!r} needs 'template' and 'items'")
+        unknown = set(body) - {"template", "items", "system_prompt", "parser", "description"}
+        if unknown:
+            raise ValueError(f"{source}: task family {name!r} has unknown fields {', '.join(sorted(unknown))}")
+        families[str(name)] = TaskFamily(
+            name=str(name),
+            template=str(body["template"]),
+            items=_items_from_yaml(str(name), body["items"]),
+            system_prompt=None if body.get("system_prompt") is None else str(body["system_prompt"]),
+            parser=body.get("parser"),
+            description=str(body.get("description") or "").strip(),
+        )
+    return families
+
+
+def load_task_families(path: str | Path) -> dict[str, TaskFamily]:
+    """Load task families from a researcher's YAML file (same shape as ``generation/tasks.yaml``).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        The file is not valid YAML or a family lacks ``template`` or ``items``.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"task file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
+    return task_families_from_mapping(data, source=str(path))
+
+
+@cache
+def shipped_task_families() -> dict[str, TaskFamily]:
+    """The families shipped in ``generation/tasks.yaml``: ``dat``, ``aut``, ``task_task``."""
+    return load_task_families(SHIPPED_TASKS_FILE)
+
+
+def get_task_family(name: str) -> TaskFamily:
+    """A shipped task family by name (``dat``, ``aut``, ``task_task``)."""
+    families = shipped_task_families()
+    try:
+        return families[name]
+    except KeyError:
+        raise KeyError(f"unknown task family {name!r}; shipped: {', '.join(sorted(families))}") from None

@@ -6,6 +6,9 @@ exactly the target number of ratings once all slots are complete. A participant 
 the lowest free slot atomically; every rating is stored the moment it is submitted.
 """
 
+# Django reads Meta lists once at class creation; they are configuration, not shared state.
+# ruff: noqa: RUF012
+
 from __future__ import annotations
 
 from django.db import models
@@ -64,9 +67,7 @@ class Slot(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="slots")
     index = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.FREE)
-    participant = models.ForeignKey(
-        Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="slots"
-    )
+    participant = models.ForeignKey(Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="slots")
     claimed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     times_released = models.PositiveIntegerField(default=0)
@@ -92,6 +93,9 @@ class SlotStimulus(models.Model):
             models.UniqueConstraint(fields=["slot", "position"], name="unique_slot_position"),
             models.UniqueConstraint(fields=["slot", "stimulus"], name="stimulus_once_per_slot"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.slot_id}@{self.position}"
 
 
 class Rating(models.Model):
@@ -128,3 +132,21 @@ class AttentionCheckResponse(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["participant", "check_index"], name="one_response_per_attention_check")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id}:check{self.check_index}"
+
+
+class DeploymentLink(models.Model):
+    """The opaque entry link of one deployment.
+
+    A deployment's slug is written by researchers and often names the model and the method
+    ("llama-aut-activation"); a rater sees the link they open, so the pinned Prolific link
+    carries this random token instead.
+    """
+
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, related_name="rater_link")
+    token = models.CharField(max_length=32, unique=True, default=new_opaque_token, editable=False)
+
+    def __str__(self) -> str:
+        return self.token

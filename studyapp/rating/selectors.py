@@ -1,0 +1,252 @@
+"""Reads of the rater side: a participant's page plan, study config normalised for pages.
+
+A rater's page order and dimension order are derived from their opaque token with a
+seeded shuffle, so they are the same on every request (resume after reload) without
+being stored, and differ between raters.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from studyapp.rating.models import (
+    AttentionCheckResponse,
+    DeploymentLink,
+    Participant,
+    Rating,
+    Slot,
+    SlotStimulus,
+)
+from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
+
+DEFAULT_PRACTICE = {
+    "prompt": "List an unusual use for a paperclip.",
+    "text": "Bend it into a tiny hook and use it to fish a lost ring out of a drain.",
+}
+
+
+@dataclass(frozen=True)
+class AttentionCheck:
+    index: int  # position in Study.attention_checks: what AttentionCheckResponse.check_index stores
+    after: int  # shown after this many rating pages
+    text: str
+    question: str
+    options: tuple[str, ...]  # empty: answered on a 0-100 slider
+    expected: str
+    tolerance: float
+
+    def passes(self, response: str) -> bool:
+        if self.options:
+            return response.strip().casefold() == self.expected.strip().casefold()
+        try:
+            return abs(float(response) - float(self.expected)) <= self.tolerance
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
+class DebriefQuestion:
+    key: str
+    text: str
+    kind: str  # "text", "choice" or "number"
+    options: tuple[str, ...] = ()
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    index: int  # position in this rater's sequence: Rating.page_index
+    stimulus: Stimulus | None = None
+    check: AttentionCheck | None = None
+
+
+@dataclass
+class RaterPlan:
+    slot: Slot | None
+    pages: list[Page]
+    done: set[int] = field(default_factory=set)
+    dimensions: list[RatingDimension] = field(default_factory=list)
+
+    @property
+    def current(self) -> Page | None:
+        return next((page for page in self.pages if page.index not in self.done), None)
+
+    @property
+    def n_done(self) -> int:
+        return len(self.done)
+
+
+def study_attention_checks(*, study: Study) -> list[AttentionCheck]:
+    """The study's instructed-response items, tolerant of the spellings a spec may use."""
+    checks = []
+    for index, raw in enumerate(study.attention_checks or []):
+        raw = raw if isinstance(raw, dict) else {"text": str(raw)}
+        options = tuple(str(option) for option in (raw.get("options") or raw.get("choices") or ()))
+        expected = raw.get("expected", raw.get("answer", options[0] if options else 100))
+        checks.append(
+            AttentionCheck(
+                index=index,
+                after=max(0, int(raw.get("position", raw.get("after", 0)) or 0)),
+                text=str(raw.get("text") or raw.get("prompt") or ""),
+                question=str(raw.get("question") or raw.get("instruction") or "Your answer"),
+                options=options,
+                expected=str(expected),
+                tolerance=float(raw.get("tolerance", 5)),
+            )
+        )
+    return checks
+
+
+def study_debrief_questions(*, study: Study) -> list[DebriefQuestion]:
+    questions = []
+    for index, raw in enumerate(study.debrief_questions or []):
+        if not isinstance(raw, dict):
+            raw = {"text": str(raw)}
+        options = tuple(str(option) for option in (raw.get("options") or raw.get("choices") or ()))
+        kind = raw.get("type") or raw.get("kind") or ("choice" if options else "text")
+        questions.append(
+            DebriefQuestion(
+                key=str(raw.get("key") or f"q{index + 1}"),
+                text=str(raw.get("text") or raw.get("question") or ""),
+                kind=kind if kind in {"text", "choice", "number"} else "text",
+                options=options,
+                required=bool(raw.get("required", False)),
+            )
+        )
+    return questions
+
+
+def study_practice(*, study: Study) -> dict[str, str]:
+    practice = study.practice if isinstance(study.practice, dict) else {}
+    return {
+        "prompt": str(practice.get("prompt") or DEFAULT_PRACTICE["prompt"]),
+        "text": str(practice.get("text") or practice.get("response") or DEFAULT_PRACTICE["text"]),
+    }
+
+
+def stimulus_display_prompt(*, stimulus: Stimulus) -> str:
+    """The prompt a rater reads above a response.
+
+    Built from the task template and the item, never from ``Stimulus.prompt``: a
+    condition such as "prompt" (told to be creative) changes the prompt the model saw,
+    and showing it would unblind the rater.
+    """
+    template = stimulus.item.task.template
+    try:
+        return template.format(item=stimulus.item.text)
+    except (KeyError, IndexError, ValueError):
+        return stimulus.item.text
+
+
+def rater_dimensions(*, study: Study, seed: str) -> list[RatingDimension]:
+    dimensions = list(RatingDimension.objects.filter(study=study).order_by("position", "key"))
+    random.Random(f"{seed}:dimensions").shuffle(dimensions)
+    return dimensions
+
+
+def pages_build(*, seed: str, stimuli: list[Stimulus], checks: list[AttentionCheck]) -> list[Page]:
+    """This rater's sequence: their planned stimuli in a seeded order, checks at their positions."""
+    order = list(stimuli)
+    random.Random(f"{seed}:stimuli").shuffle(order)
+    entries: list[tuple[Stimulus | None, AttentionCheck | None]] = [(stimulus, None) for stimulus in order]
+    # Insert from the back so that each check's position counts rating pages only.
+    for check in sorted(checks, key=lambda c: (c.after, c.index), reverse=True):
+        entries.insert(min(check.after, len(order)), (None, check))
+    return [Page(index=i, stimulus=s, check=c) for i, (s, c) in enumerate(entries)]
+
+
+def participant_slot(*, participant: Participant) -> Slot | None:
+    return (
+        Slot.objects.filter(participant=participant, status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE])
+        .order_by("-claimed_at")
+        .first()
+    )
+
+
+def slot_stimuli(*, slot: Slot) -> list[Stimulus]:
+    planned = (
+        SlotStimulus.objects.filter(slot=slot)
+        .select_related("stimulus__item__task")
+        .only(
+            "position",
+            "stimulus__id",
+            "stimulus__token",
+            "stimulus__text",
+            "stimulus__item__text",
+            "stimulus__item__task__template",
+        )
+        .order_by("position")
+    )
+    return [entry.stimulus for entry in planned]
+
+
+def participant_plan(*, participant: Participant, slot: Slot | None = None) -> RaterPlan:
+    """Every page of this participant and which are answered: a fixed number of queries."""
+    study = participant.study
+    slot = slot or participant_slot(participant=participant)
+    dimensions = rater_dimensions(study=study, seed=participant.token)
+    if slot is None:
+        return RaterPlan(slot=None, pages=[], dimensions=dimensions)
+    pages = pages_build(
+        seed=participant.token, stimuli=slot_stimuli(slot=slot), checks=study_attention_checks(study=study)
+    )
+    rated = set(Rating.objects.filter(participant=participant, slot=slot).values_list("stimulus_id", flat=True))
+    answered = set(AttentionCheckResponse.objects.filter(participant=participant).values_list("check_index", flat=True))
+    done = {
+        page.index
+        for page in pages
+        if (page.stimulus is not None and page.stimulus.id in rated)
+        or (page.check is not None and page.check.index in answered)
+    }
+    return RaterPlan(slot=slot, pages=pages, done=done, dimensions=dimensions)
+
+
+def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
+    """What a researcher's preview shows: the lowest slot of the study, nothing claimed."""
+    slot = Slot.objects.filter(deployment__study=study).order_by("index", "deployment_id").first()
+    stimuli = slot_stimuli(slot=slot) if slot else []
+    pages = pages_build(seed="preview", stimuli=stimuli, checks=study_attention_checks(study=study))
+    return RaterPlan(slot=slot, pages=pages, done=set(done), dimensions=rater_dimensions(study=study, seed="preview"))
+
+
+def claimable_slots(*, study: Study, deployment: Deployment | None = None):
+    """Free slots and slots whose rater has been silent past the study's timeout."""
+    cutoff = timezone.now() - timedelta(minutes=study.slot_timeout_minutes)
+    slots = Slot.objects.filter(deployment__study=study)
+    if deployment is not None:
+        slots = slots.filter(deployment=deployment)
+    return slots.filter(Q(status=Slot.Status.FREE) | Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=cutoff))
+
+
+def study_has_room(*, study: Study, deployment: Deployment | None = None) -> bool:
+    return claimable_slots(study=study, deployment=deployment).exists()
+
+
+def deployment_by_ref(*, study: Study, ref: str) -> Deployment | None:
+    """A pinned entry link names its deployment by opaque token (or, tolerated, by slug)."""
+    link = DeploymentLink.objects.filter(token=ref, deployment__study=study).select_related("deployment").first()
+    if link is not None:
+        return link.deployment
+    return Deployment.objects.filter(study=study, slug=ref).first()
+
+
+def deployment_entry_path(*, deployment: Deployment) -> str | None:
+    """The blinded pinned entry path to give Prolific; None until slots were built."""
+    from django.urls import reverse
+
+    link = DeploymentLink.objects.filter(deployment=deployment).first()
+    if link is None:
+        return None
+    return reverse("rating:entry_pinned", args=[deployment.study.slug, link.token])
+
+
+def deployment_slot_counts(*, deployment: Deployment) -> dict[str, int]:
+    counts = {status: 0 for status in Slot.Status.values}
+    for status in Slot.objects.filter(deployment=deployment).values_list("status", flat=True):
+        counts[status] += 1
+    return counts

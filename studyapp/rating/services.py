@@ -1,0 +1,449 @@
+"""Writes of the rater side: balanced slots, atomic slot claims, and each page's answers.
+
+Every page is stored in its own transaction the moment it is submitted, under a row
+lock on the rater's slot: a double submission, a reload or a lost connection can
+neither lose nor duplicate a rating, and a slot handed to another rater after a
+timeout cannot be written to by the one who left.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import Enum
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from studyapp.rating import selectors
+from studyapp.rating.models import (
+    AttentionCheckResponse,
+    DeploymentLink,
+    Participant,
+    Rating,
+    Slot,
+    SlotStimulus,
+)
+from studyapp.studies.models import Deployment, Stimulus, Study
+
+Step = Participant.Step
+
+
+class SlotPlanError(ValueError):
+    """The study's numbers cannot give every stimulus the same number of ratings."""
+
+
+# --- Balanced slots ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    slots: list[list[int]]  # stimulus ids per slot, in planned order
+    ratings_per_stimulus: int
+
+
+def slot_plan_compute(
+    *, stimuli_by_condition: dict[str, list[int]], raters: int, per_rater: int, seed: str
+) -> SlotPlan:
+    """Cyclic balanced design (see docs/rating.md).
+
+    Each condition's stimuli are put in a seeded random order and read as a ring; slot j
+    takes the next ``per_rater / n_conditions`` stimuli of every condition's ring. Every
+    stimulus is taken the same number of times, every slot holds each condition equally
+    often, and because each condition has its own order an item's stimuli of different
+    conditions land with different raters (neither forced together nor kept apart).
+    """
+    if not stimuli_by_condition or not any(stimuli_by_condition.values()):
+        raise SlotPlanError("the deployment has no stimuli yet: generate them before building slots")
+    sizes = {key: len(ids) for key, ids in stimuli_by_condition.items()}
+    n_conditions = len(sizes)
+    if len(set(sizes.values())) != 1:
+        raise SlotPlanError(f"conditions have different numbers of stimuli ({sizes}); balance needs equal numbers")
+    n_per_condition = next(iter(sizes.values()))
+    if raters <= 0 or per_rater <= 0:
+        raise SlotPlanError("raters_per_deployment and stimuli_per_rater must be positive")
+    if per_rater % n_conditions:
+        raise SlotPlanError(
+            f"stimuli_per_rater={per_rater} is not a multiple of the {n_conditions} conditions: "
+            "a rater could not see every condition equally often"
+        )
+    take = per_rater // n_conditions
+    if take > n_per_condition:
+        raise SlotPlanError(
+            f"stimuli_per_rater={per_rater} asks for {take} stimuli per condition, but each condition has only "
+            f"{n_per_condition}: a rater would see a stimulus twice"
+        )
+    if (raters * take) % n_per_condition:
+        raise SlotPlanError(
+            f"raters_per_deployment x stimuli_per_rater / conditions = {raters} x {per_rater} / {n_conditions} = "
+            f"{raters * take} ratings per condition, not a multiple of its {n_per_condition} stimuli: "
+            "stimuli would get unequal numbers of ratings"
+        )
+    rng = random.Random(seed)
+    rings = {}
+    for key in sorted(stimuli_by_condition):
+        ring = sorted(stimuli_by_condition[key])
+        rng.shuffle(ring)
+        rings[key] = ring
+    slots = []
+    for j in range(raters):
+        planned = []
+        for key in sorted(rings):
+            ring = rings[key]
+            planned.extend(ring[(j * take + t) % n_per_condition] for t in range(take))
+        rng.shuffle(planned)
+        slots.append(planned)
+    return SlotPlan(slots=slots, ratings_per_stimulus=raters * take // n_per_condition)
+
+
+def deployment_build_slots(*, deployment: Deployment) -> list[Slot]:
+    """Build the deployment's slots; idempotent.
+
+    Called by ``manage.py build_slots`` and by the researcher side once generation is
+    done. Calling it again with the same stimuli and settings changes nothing; with
+    different ones it rebuilds, unless a rater already used a slot (then SlotPlanError).
+    """
+    study = deployment.study
+    with transaction.atomic():
+        # Serialises concurrent builders of the same deployment.
+        Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        stimuli_by_condition: dict[str, list[int]] = {}
+        for stimulus_id, condition_key in Stimulus.objects.filter(deployment=deployment).values_list(
+            "id", "condition__key"
+        ):
+            stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
+        plan = slot_plan_compute(
+            stimuli_by_condition=stimuli_by_condition,
+            raters=study.raters_per_deployment,
+            per_rater=study.stimuli_per_rater,
+            seed=f"{study.seed}:{deployment.slug}",
+        )
+        existing = list(Slot.objects.filter(deployment=deployment).order_by("index"))
+        if existing:
+            planned: dict[int, list[int]] = {slot.id: [] for slot in existing}
+            for slot_id, stimulus_id in (
+                SlotStimulus.objects.filter(slot__deployment=deployment)
+                .order_by("slot_id", "position")
+                .values_list("slot_id", "stimulus_id")
+            ):
+                planned[slot_id].append(stimulus_id)
+            if [planned[slot.id] for slot in existing] == plan.slots:
+                DeploymentLink.objects.get_or_create(deployment=deployment)
+                return existing
+            used = any(slot.status != Slot.Status.FREE or slot.times_released for slot in existing)
+            if used or Rating.objects.filter(slot__deployment=deployment).exists():
+                raise SlotPlanError(
+                    f"deployment {deployment.slug}: its slots are already in use by raters and the stimuli or "
+                    "settings changed; they cannot be rebuilt"
+                )
+            Slot.objects.filter(deployment=deployment).delete()
+        slots = Slot.objects.bulk_create([Slot(deployment=deployment, index=j) for j in range(len(plan.slots))])
+        SlotStimulus.objects.bulk_create(
+            [
+                SlotStimulus(slot=slot, stimulus_id=stimulus_id, position=position)
+                for slot, stimulus_ids in zip(slots, plan.slots, strict=True)
+                for position, stimulus_id in enumerate(stimulus_ids)
+            ]
+        )
+        DeploymentLink.objects.get_or_create(deployment=deployment)
+    return slots
+
+
+def study_build_slots(*, study: Study) -> dict[str, int]:
+    """Build every deployment's slots; returns the number of slots per deployment slug."""
+    return {
+        deployment.slug: len(deployment_build_slots(deployment=deployment))
+        for deployment in Deployment.objects.filter(study=study).select_related("study").order_by("slug")
+    }
+
+
+# --- Entering and claiming ----------------------------------------------------------------
+
+
+def participant_enter(
+    *,
+    study: Study,
+    prolific_pid: str,
+    prolific_study_id: str,
+    prolific_session_id: str,
+    pinned_deployment: Deployment | None = None,
+    user_agent: str = "",
+) -> Participant:
+    """One participation per (study, PROLIFIC_PID): a returning rater gets the same one."""
+    try:
+        with transaction.atomic():
+            participant, created = Participant.objects.get_or_create(
+                study=study,
+                prolific_pid=prolific_pid,
+                defaults={
+                    "prolific_study_id": prolific_study_id,
+                    "prolific_session_id": prolific_session_id,
+                    "pinned_deployment": pinned_deployment,
+                    "user_agent": user_agent[:300],
+                },
+            )
+    except IntegrityError:
+        # Two tabs entered at the same moment: the other one created it.
+        participant, created = Participant.objects.get(study=study, prolific_pid=prolific_pid), False
+    if (
+        not created
+        and participant.step == Step.STUDY_FULL
+        and selectors.study_has_room(study=study, deployment=participant.pinned_deployment)
+    ):
+        # Someone timed out since: this rater may try again.
+        Participant.objects.filter(pk=participant.pk, step=Step.STUDY_FULL).update(step=Step.CONSENT)
+        participant.step = Step.CONSENT
+    return participant
+
+
+def participant_touch(*, participant: Participant) -> None:
+    """Keeps the rater's slot from being taken as stale while they are still here."""
+    now = timezone.now()
+    Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+    participant.last_seen_at = now
+
+
+def slot_claim(*, participant: Participant) -> Slot | None:
+    """Give the participant the lowest free (or stale) slot; None when the study is full.
+
+    ``FOR UPDATE SKIP LOCKED``: concurrent claimers never wait on each other and never
+    get the same row; each takes the lowest slot nobody else is holding right now.
+    Without a pinned deployment the order is (index, deployment), which fills every
+    deployment evenly, slot 0 of each first.
+    """
+    study = participant.study
+    with transaction.atomic():
+        # A double click on "I agree" must not claim two slots.
+        participant = Participant.objects.select_for_update(of=("self",)).select_related("study").get(pk=participant.pk)
+        current = selectors.participant_slot(participant=participant)
+        if current is not None:
+            return current
+        slot = (
+            selectors.claimable_slots(study=study, deployment=participant.pinned_deployment)
+            .order_by("index", "deployment_id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .first()
+        )
+        if slot is None:
+            return None
+        now = timezone.now()
+        if slot.status == Slot.Status.ACTIVE and slot.participant_id:
+            # The previous rater went silent: their ratings stay, marked by their step.
+            Participant.objects.filter(pk=slot.participant_id).update(step=Step.TIMED_OUT)
+            slot.times_released += 1
+        slot.participant = participant
+        slot.status = Slot.Status.ACTIVE
+        slot.claimed_at = now
+        slot.save(update_fields=["participant", "status", "claimed_at", "times_released"])
+        Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+        return slot
+
+
+def slots_release_stale(*, study: Study) -> int:
+    """Free the slots of raters silent past the timeout (the claim does this lazily too)."""
+    released = 0
+    with transaction.atomic():
+        stale = list(
+            selectors.claimable_slots(study=study)
+            .filter(status=Slot.Status.ACTIVE)
+            .select_for_update(skip_locked=True, of=("self",))
+        )
+        for slot in stale:
+            Participant.objects.filter(pk=slot.participant_id).update(step=Step.TIMED_OUT)
+            Slot.objects.filter(pk=slot.pk).update(
+                status=Slot.Status.FREE, participant=None, claimed_at=None, times_released=F("times_released") + 1
+            )
+            released += 1
+    return released
+
+
+def _step_set(participant: Participant, step: str, **fields) -> None:
+    Participant.objects.filter(pk=participant.pk).update(step=step, last_seen_at=timezone.now(), **fields)
+    participant.step = step
+    for name, value in fields.items():
+        setattr(participant, name, value)
+
+
+def participant_consent(*, participant: Participant, agree: bool) -> str:
+    """Agree: claim a slot and go on (or see the study-full page). Decline: end politely."""
+    if participant.step != Step.CONSENT:
+        return participant.step
+    if not agree:
+        _step_set(participant, Step.DECLINED)
+        return participant.step
+    slot = slot_claim(participant=participant)
+    if slot is None:
+        _step_set(participant, Step.STUDY_FULL)
+    else:
+        _step_set(participant, Step.INSTRUCTIONS, consented_at=timezone.now())
+    return participant.step
+
+
+def participant_advance(*, participant: Participant, from_step: str) -> str:
+    """Instructions -> practice -> rating; a repeated submit of an earlier page is a no-op."""
+    following = {Step.INSTRUCTIONS: Step.PRACTICE, Step.PRACTICE: Step.RATING}
+    if participant.step == from_step and from_step in following:
+        updated = Participant.objects.filter(pk=participant.pk, step=from_step).update(
+            step=following[from_step], last_seen_at=timezone.now()
+        )
+        if updated:
+            participant.step = following[from_step]
+        else:
+            participant.refresh_from_db(fields=["step"])
+    return participant.step
+
+
+# --- Rating pages ------------------------------------------------------------------------
+
+
+class PageOutcome(Enum):
+    SAVED = "saved"
+    ALREADY_SAVED = "already_saved"  # a double submission: nothing new stored
+    NOT_CURRENT = "not_current"  # a page ahead of the rater's position
+    FOREIGN = "foreign"  # a stimulus or check not in this rater's plan
+    SLOT_LOST = "slot_lost"  # timed out or screened out meanwhile
+
+
+@dataclass(frozen=True)
+class PageResult:
+    outcome: PageOutcome
+    step: str
+
+
+def _locked_plan(participant: Participant) -> selectors.RaterPlan | None:
+    slot = (
+        Slot.objects.select_for_update()
+        .filter(participant=participant, status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE])
+        .first()
+    )
+    if slot is None:
+        return None
+    return selectors.participant_plan(participant=participant, slot=slot)
+
+
+def _page_finish(participant: Participant, plan: selectors.RaterPlan, page_index: int) -> None:
+    """After a page is stored: move on to the debrief when it was the last one."""
+    if len(plan.done | {page_index}) == len(plan.pages):
+        now = timezone.now()
+        Slot.objects.filter(pk=plan.slot.pk).update(status=Slot.Status.COMPLETE, completed_at=now)
+        _step_set(participant, Step.DEBRIEF)
+    else:
+        participant_touch(participant=participant)
+
+
+def _classify(plan: selectors.RaterPlan | None, page_index: int, *, stimulus_token=None, check_index=None):
+    """Where a submitted page stands in the rater's plan: (outcome or None to store, page)."""
+    if plan is None:
+        return PageOutcome.SLOT_LOST, None
+    page = next((p for p in plan.pages if p.index == page_index), None)
+    if page is None:
+        return PageOutcome.FOREIGN, None
+    if stimulus_token is not None and (page.stimulus is None or page.stimulus.token != stimulus_token):
+        return PageOutcome.FOREIGN, None
+    if check_index is not None and (page.check is None or page.check.index != check_index):
+        return PageOutcome.FOREIGN, None
+    if page.index in plan.done:
+        return PageOutcome.ALREADY_SAVED, page
+    current = plan.current
+    if current is None or current.index != page.index:
+        return PageOutcome.NOT_CURRENT, page
+    return None, page
+
+
+def rating_page_submit(
+    *,
+    participant: Participant,
+    page_index: int,
+    stimulus_token: str,
+    scores: dict[str, float],
+    seconds_on_page: float | None,
+) -> PageResult:
+    """Store one page's ratings, all dimensions at once or none."""
+    if participant.step != Step.RATING:
+        return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
+                          participant.step)  # fmt: skip
+    with transaction.atomic():
+        plan = _locked_plan(participant)
+        outcome, page = _classify(plan, page_index, stimulus_token=stimulus_token)
+        if outcome is not None:
+            return PageResult(outcome, participant.step)
+        dimensions = {dimension.key: (position, dimension) for position, dimension in enumerate(plan.dimensions)}
+        if set(scores) != set(dimensions):
+            raise ValueError("scores must cover exactly the study's dimensions")
+        Rating.objects.bulk_create(
+            [
+                Rating(
+                    participant=participant,
+                    slot=plan.slot,
+                    stimulus=page.stimulus,
+                    dimension=dimension,
+                    score=float(scores[key]),
+                    page_index=page.index,
+                    dimension_position=position,
+                    seconds_on_page=seconds_on_page,
+                )
+                for key, (position, dimension) in dimensions.items()
+            ]
+        )
+        _page_finish(participant, plan, page.index)
+    return PageResult(PageOutcome.SAVED, participant.step)
+
+
+_ENDED = {Step.DECLINED, Step.SCREENED_OUT, Step.TIMED_OUT, Step.STUDY_FULL}
+
+
+def attention_check_submit(*, participant: Participant, page_index: int, check_index: int, response: str) -> PageResult:
+    """Record an instructed-response item; screen out after the study's K failures."""
+    if participant.step != Step.RATING:
+        return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
+                          participant.step)  # fmt: skip
+    study = participant.study
+    with transaction.atomic():
+        plan = _locked_plan(participant)
+        outcome, page = _classify(plan, page_index, check_index=check_index)
+        if outcome is not None:
+            return PageResult(outcome, participant.step)
+        passed = page.check.passes(response)
+        AttentionCheckResponse.objects.create(
+            participant=participant,
+            check_index=page.check.index,
+            page_index=page.index,
+            response=response[:200],
+            passed=passed,
+        )
+        if not passed:
+            participant.attention_failures += 1
+            flags = list(participant.flags or [])
+            if "attention_check_failed" not in flags:
+                flags.append("attention_check_failed")
+            participant.flags = flags
+            Participant.objects.filter(pk=participant.pk).update(
+                attention_failures=F("attention_failures") + 1, flags=flags
+            )
+            limit = study.attention_screen_out_after
+            if limit and participant.attention_failures >= limit:
+                # The slot goes back to the pool; this rater's ratings stay, marked by their step.
+                Slot.objects.filter(pk=plan.slot.pk).update(
+                    status=Slot.Status.FREE,
+                    participant=None,
+                    claimed_at=None,
+                    times_released=F("times_released") + 1,
+                )
+                _step_set(participant, Step.SCREENED_OUT)
+                return PageResult(PageOutcome.SAVED, participant.step)
+        _page_finish(participant, plan, page.index)
+    return PageResult(PageOutcome.SAVED, participant.step)
+
+
+def participant_debrief_submit(*, participant: Participant, answers: dict) -> str:
+    """Store the debrief answers and complete the participation (once)."""
+    now = timezone.now()
+    updated = Participant.objects.filter(pk=participant.pk, step=Step.DEBRIEF).update(
+        debrief=answers, step=Step.COMPLETE, completed_at=now, last_seen_at=now
+    )
+    if updated:
+        participant.debrief, participant.step, participant.completed_at = answers, Step.COMPLETE, now
+    else:
+        participant.refresh_from_db(fields=["step"])
+    return participant.step

@@ -1,0 +1,476 @@
+"""Rater pages. Thin: read with selectors, write with services, render.
+
+A rater is known by an opaque participant token kept in their (server-side) session,
+never by a database id; a researcher's preview keeps its whole state in the session and
+writes nothing to the database.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from studyapp.rating import selectors, services
+from studyapp.rating.forms import (
+    AttentionCheckForm,
+    ConsentForm,
+    DebriefForm,
+    RatingPageForm,
+    ScoresForm,
+    page_ticket_load,
+    page_ticket_sign,
+    score_field_name,
+)
+from studyapp.rating.models import Participant
+from studyapp.studies.models import Study
+
+Step = Participant.Step
+PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
+# Prolific ids are 24 hex characters; anything in this set is accepted so that test
+# links work, while an unfilled placeholder such as {{%PROLIFIC_PID%}} is refused.
+PROLIFIC_PARAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STEP_VIEW = {
+    Step.CONSENT: "rating:consent",
+    Step.INSTRUCTIONS: "rating:instructions",
+    Step.PRACTICE: "rating:practice",
+    Step.RATING: "rating:rate",
+    Step.DEBRIEF: "rating:debrief",
+    Step.COMPLETE: "rating:done",
+    Step.DECLINED: "rating:ended",
+    Step.SCREENED_OUT: "rating:ended",
+    Step.STUDY_FULL: "rating:ended",
+    Step.TIMED_OUT: "rating:ended",
+}
+PREVIEW_NEXT = {
+    Step.INSTRUCTIONS: Step.PRACTICE,
+    Step.PRACTICE: Step.RATING,
+}
+
+
+def _session_key(study: Study) -> str:
+    return f"rater:{study.slug}"
+
+
+def _preview_key(study: Study) -> str:
+    return f"preview:{study.slug}"
+
+
+def message(request: HttpRequest, title: str, text: str, *, status: int = 200, **context) -> HttpResponse:
+    return render(request, "rating/message.html", {"title": title, "text": text, **context}, status=status)
+
+
+def _study(slug: str) -> Study | None:
+    return Study.objects.filter(slug=slug).first()
+
+
+def _not_found(request: HttpRequest) -> HttpResponse:
+    return message(
+        request,
+        "Study not found",
+        "This link does not lead to a study. Please check that you opened the full link from Prolific.",
+        status=404,
+    )
+
+
+@dataclass
+class Rater:
+    """The person on the page: a participant, or a researcher previewing (nothing stored)."""
+
+    study: Study
+    participant: Participant | None = None
+    preview: dict | None = None
+
+    @property
+    def token(self) -> str:
+        return self.participant.token if self.participant else "preview"
+
+    @property
+    def step(self) -> str:
+        return self.participant.step if self.participant else self.preview["step"]
+
+    def step_url(self) -> str:
+        return reverse(STEP_VIEW[self.step], args=[self.study.slug])
+
+
+def _rater(request: HttpRequest, study: Study) -> Rater | None:
+    preview = request.session.get(_preview_key(study))
+    if preview is not None:
+        return Rater(study=study, preview=preview)
+    token = request.session.get(_session_key(study))
+    if not token:
+        return None
+    participant = Participant.objects.filter(study=study, token=token).first()
+    if participant is None:
+        return None
+    participant.study = study
+    return Rater(study=study, participant=participant)
+
+
+def _preview_save(request: HttpRequest, rater: Rater) -> None:
+    request.session[_preview_key(rater.study)] = rater.preview
+    request.session.modified = True
+
+
+def rater_page(step_names: set[str]):
+    """Load the study and the rater; send anyone on another step to their own page."""
+
+    def decorate(view):
+        @wraps(view)
+        @never_cache
+        def wrapped(request: HttpRequest, study_slug: str) -> HttpResponse:
+            study = _study(study_slug)
+            if study is None:
+                return _not_found(request)
+            rater = _rater(request, study)
+            if rater is None:
+                return message(
+                    request,
+                    "Please start from your study link",
+                    "We could not find your session. Please open the study again from the link on Prolific; "
+                    "you will continue where you left off.",
+                    status=403,
+                )
+            if rater.step not in step_names:
+                return HttpResponseRedirect(rater.step_url(), status=303 if request.method == "POST" else 302)
+            if rater.participant is not None and request.method == "GET":
+                services.participant_touch(participant=rater.participant)
+            return view(request, rater)
+
+        return wrapped
+
+    return decorate
+
+
+def _redirect(rater: Rater) -> HttpResponse:
+    return HttpResponseRedirect(rater.step_url(), status=303)
+
+
+# --- Entry ---------------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+def entry(request: HttpRequest, study_slug: str, deployment_ref: str | None = None) -> HttpResponse:
+    study = _study(study_slug)
+    if study is None:
+        return _not_found(request)
+    params = {key: request.GET.get(key, "").strip() for key in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")}
+    if not any(params.values()):
+        rater = _rater(request, study)
+        if rater is not None:
+            return HttpResponseRedirect(rater.step_url())
+        return message(
+            request,
+            "Your study link is incomplete",
+            "This link is missing your Prolific details. Please open the study from Prolific again "
+            "using the button there, so that your participation can be recorded.",
+            status=400,
+        )
+    bad = [key for key, value in params.items() if not PROLIFIC_PARAM.match(value)]
+    if bad:
+        return message(
+            request,
+            "Your study link is incomplete",
+            "Some of the details Prolific adds to the link are missing or malformed "
+            f"({', '.join(bad)}). Please open the study from Prolific again.",
+            status=400,
+        )
+    pinned = None
+    if deployment_ref is not None:
+        pinned = selectors.deployment_by_ref(study=study, ref=deployment_ref)
+        if pinned is None:
+            return _not_found(request)
+    returning = Participant.objects.filter(study=study, prolific_pid=params["PROLIFIC_PID"]).exists()
+    if not returning:
+        if not study.is_open:
+            return message(
+                request,
+                "This study is closed",
+                "This study is not accepting participants at the moment. Thank you for your interest; "
+                "please return the study on Prolific.",
+            )
+        if not selectors.study_has_room(study=study, deployment=pinned):
+            return _study_full(request)
+    participant = services.participant_enter(
+        study=study,
+        prolific_pid=params["PROLIFIC_PID"],
+        prolific_study_id=params["STUDY_ID"],
+        prolific_session_id=params["SESSION_ID"],
+        pinned_deployment=pinned,
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    request.session.pop(_preview_key(study), None)
+    request.session[_session_key(study)] = participant.token
+    return HttpResponseRedirect(Rater(study=study, participant=participant).step_url())
+
+
+def _study_full(request: HttpRequest) -> HttpResponse:
+    return message(
+        request,
+        "This study is full",
+        "Thank you for your interest! All places in this study are taken at the moment. "
+        "Please return the study on Prolific so that you are not penalised.",
+    )
+
+
+@require_GET
+@never_cache
+def preview_start(request: HttpRequest, study_slug: str) -> HttpResponse:
+    study = _study(study_slug)
+    if study is None:
+        return _not_found(request)
+    user = request.user
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not (user.is_superuser or (user.is_staff and study.researchers.filter(pk=user.pk).exists())):
+        return message(request, "Not allowed", "Only the researchers of this study can preview it.", status=403)
+    request.session[_preview_key(study)] = {"step": Step.CONSENT, "done": []}
+    return HttpResponseRedirect(reverse("rating:consent", args=[study.slug]))
+
+
+# --- Steps -------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@rater_page({Step.CONSENT})
+def consent(request: HttpRequest, rater: Rater) -> HttpResponse:
+    form = ConsentForm(request.POST or None)
+    if request.method == "POST":
+        if not form.is_valid():
+            return render(request, "rating/consent.html", {"rater": rater, "form": form}, status=400)
+        agree = form.cleaned_data["choice"] == "agree"
+        if rater.participant is not None:
+            services.participant_consent(participant=rater.participant, agree=agree)
+        else:
+            rater.preview["step"] = Step.INSTRUCTIONS if agree else Step.DECLINED
+            _preview_save(request, rater)
+        return _redirect(rater)
+    return render(request, "rating/consent.html", {"rater": rater, "form": form})
+
+
+def _advance(request: HttpRequest, rater: Rater, from_step: str) -> HttpResponse:
+    if rater.participant is not None:
+        services.participant_advance(participant=rater.participant, from_step=from_step)
+    else:
+        rater.preview["step"] = PREVIEW_NEXT[from_step]
+        _preview_save(request, rater)
+    return _redirect(rater)
+
+
+@require_http_methods(["GET", "POST"])
+@rater_page({Step.INSTRUCTIONS})
+def instructions(request: HttpRequest, rater: Rater) -> HttpResponse:
+    if request.method == "POST":
+        return _advance(request, rater, Step.INSTRUCTIONS)
+    return render(request, "rating/instructions.html", {"rater": rater})
+
+
+def _dimensions(rater: Rater):
+    return selectors.rater_dimensions(study=rater.study, seed=rater.token)
+
+
+@require_http_methods(["GET", "POST"])
+@rater_page({Step.PRACTICE})
+def practice(request: HttpRequest, rater: Rater) -> HttpResponse:
+    dimensions = _dimensions(rater)
+    form = ScoresForm(request.POST or None, dimensions=dimensions)
+    if request.method == "POST" and form.is_valid():
+        # Practice answers are not data: the page only teaches the scales.
+        return _advance(request, rater, Step.PRACTICE)
+    context = {
+        "rater": rater,
+        "form": form,
+        "practice": selectors.study_practice(study=rater.study),
+        "scales": _scales(form, dimensions),
+    }
+    return render(request, "rating/practice.html", context, status=400 if form.is_bound else 200)
+
+
+def _scales(form, dimensions) -> list[dict]:
+    scales = []
+    for dimension in dimensions:
+        name = score_field_name(dimension)
+        low, high = dimension.scale_range
+        value = form[name].value() if form.is_bound else None
+        scales.append(
+            {
+                "name": name,
+                "dimension": dimension,
+                "slider": dimension.scale == dimension.Scale.SLIDER_100,
+                "choices": [str(v) for v in range(low, high + 1)],
+                "value": "" if value is None else str(value),
+                "errors": form[name].errors if form.is_bound else [],
+            }
+        )
+    return scales
+
+
+def _plan(rater: Rater) -> selectors.RaterPlan:
+    if rater.participant is not None:
+        return selectors.participant_plan(participant=rater.participant)
+    return selectors.preview_plan(study=rater.study, done=set(rater.preview.get("done", [])))
+
+
+def _render_page(request, rater, plan, page, form=None, status=200) -> HttpResponse:
+    context = {
+        "rater": rater,
+        "page": page,
+        "page_number": plan.n_done + 1,
+        "page_count": len(plan.pages),
+        "ticket": page_ticket_sign(
+            rater_token=rater.token, index=page.index, check_index=page.check.index if page.check else None
+        ),
+    }
+    if page.check is not None:
+        form = form or AttentionCheckForm(rater_token=rater.token, check=page.check)
+        value = form["response"].value() if form.is_bound else None
+        context.update(form=form, check=page.check, value="" if value is None else str(value))
+        return render(request, "rating/check.html", context, status=status)
+    form = form or RatingPageForm(dimensions=plan.dimensions, rater_token=rater.token)
+    context.update(
+        form=form,
+        stimulus=page.stimulus,
+        prompt=selectors.stimulus_display_prompt(stimulus=page.stimulus),
+        scales=_scales(form, plan.dimensions),
+    )
+    return render(request, "rating/rate.html", context, status=status)
+
+
+def _out_of_date(request: HttpRequest, rater: Rater, status: int = 400) -> HttpResponse:
+    return message(
+        request,
+        "This page is out of date",
+        "This answer does not belong to the page you are on. Nothing was changed. "
+        "Please continue from your current page.",
+        status=status,
+        continue_url=rater.step_url(),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@rater_page({Step.RATING})
+def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
+    plan = _plan(rater)
+    if request.method == "GET":
+        page = plan.current
+        if page is None:
+            return _out_of_date(request, rater, status=409)
+        return _render_page(request, rater, plan, page)
+
+    ticket = page_ticket_load(value=request.POST.get("page", ""), rater_token=rater.token)
+    page = next((p for p in plan.pages if ticket is not None and p.index == ticket.index), None)
+    if ticket is None or page is None or (page.check is None) != (ticket.check_index is None):
+        return _out_of_date(request, rater)
+    if page.check is not None:
+        form = AttentionCheckForm(request.POST, rater_token=rater.token, check=page.check)
+    else:
+        form = RatingPageForm(request.POST, dimensions=plan.dimensions, rater_token=rater.token)
+    if not form.is_valid():
+        if page.index in plan.done:
+            return _redirect(rater)  # a double submission of a saved page
+        if page.check is None and request.POST.get("stimulus") != page.stimulus.token:
+            return _out_of_date(request, rater)
+        if plan.current is None or plan.current.index != page.index:
+            return _out_of_date(request, rater, status=409)
+        return _render_page(request, rater, plan, page, form=form, status=400)
+
+    if rater.participant is None:
+        return _preview_page_done(request, rater, plan, page, form)
+    if page.check is not None:
+        result = services.attention_check_submit(
+            participant=rater.participant,
+            page_index=page.index,
+            check_index=page.check.index,
+            response=str(form.cleaned_data["response"]),
+        )
+    else:
+        result = services.rating_page_submit(
+            participant=rater.participant,
+            page_index=page.index,
+            stimulus_token=form.cleaned_data["stimulus"],
+            scores=form.scores(),
+            seconds_on_page=form.cleaned_data["page"].seconds_on_page,
+        )
+    if result.outcome is services.PageOutcome.FOREIGN:
+        return _out_of_date(request, rater)
+    if result.outcome is services.PageOutcome.NOT_CURRENT:
+        return _out_of_date(request, rater, status=409)
+    return _redirect(rater)
+
+
+def _preview_page_done(request, rater: Rater, plan, page, form) -> HttpResponse:
+    if page.check is None and form.cleaned_data["stimulus"] != page.stimulus.token:
+        return _out_of_date(request, rater)
+    if plan.current is None or plan.current.index != page.index:
+        return _redirect(rater)
+    done = sorted(plan.done | {page.index})
+    rater.preview["done"] = done
+    if len(done) == len(plan.pages):
+        rater.preview["step"] = Step.DEBRIEF
+    _preview_save(request, rater)
+    return _redirect(rater)
+
+
+@require_http_methods(["GET", "POST"])
+@rater_page({Step.DEBRIEF})
+def debrief(request: HttpRequest, rater: Rater) -> HttpResponse:
+    form = DebriefForm(request.POST or None, questions=selectors.study_debrief_questions(study=rater.study))
+    if request.method == "POST":
+        if form.is_valid():
+            if rater.participant is not None:
+                services.participant_debrief_submit(participant=rater.participant, answers=form.answers())
+            else:
+                rater.preview["step"] = Step.COMPLETE
+                _preview_save(request, rater)
+            return _redirect(rater)
+        return render(request, "rating/debrief.html", {"rater": rater, "form": form}, status=400)
+    return render(request, "rating/debrief.html", {"rater": rater, "form": form})
+
+
+def prolific_return_url(code: str) -> str:
+    return f"{PROLIFIC_COMPLETE_URL}?{urlencode({'cc': code})}"
+
+
+@require_GET
+@rater_page({Step.COMPLETE})
+def done(request: HttpRequest, rater: Rater) -> HttpResponse:
+    code = rater.study.prolific_completion_code
+    context = {"rater": rater, "code": code, "return_url": prolific_return_url(code) if code else ""}
+    return render(request, "rating/done.html", context)
+
+
+@require_GET
+@rater_page({Step.DECLINED, Step.SCREENED_OUT, Step.STUDY_FULL, Step.TIMED_OUT})
+def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
+    study = rater.study
+    if rater.step == Step.DECLINED:
+        return message(
+            request,
+            "Thank you",
+            "You chose not to take part. No ratings were recorded. Please return the study on Prolific.",
+        )
+    if rater.step == Step.STUDY_FULL:
+        return _study_full(request)
+    if rater.step == Step.TIMED_OUT:
+        return message(
+            request,
+            "Your session has expired",
+            f"You were inactive for more than {study.slot_timeout_minutes} minutes, so your place was given "
+            "to another participant. Please return the study on Prolific.",
+        )
+    code = study.prolific_screen_out_code
+    return message(
+        request,
+        "Thank you for your time",
+        "Some answers to the attention questions did not match the instructions, so this session ends here.",
+        return_url=prolific_return_url(code) if code else "",
+    )

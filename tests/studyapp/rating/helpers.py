@@ -172,7 +172,8 @@ class Bot:
             elif kind == "hidden":
                 data[name] = field_.get("value", "")
         for name, values in radios.items():
-            data[name] = self.attention_answer if name == "response" and self.attention_answer else self.rng.choice(values)
+            own = name == "response" and self.attention_answer
+            data[name] = self.attention_answer if own else self.rng.choice(values)
         return data
 
     def act(self, response):

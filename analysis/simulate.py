@@ -96,3 +96,87 @@ def simulate_ratings(
     out["model"] = "sim"
     out["task"] = "aut"
     return out[["rater", "deployment", "condition", "model", "task", "item", "stimulus", "dimension", "score"]]
+
+
+_DAT_WORDS = [
+    "cat",
+    "dog",
+    "thimble",
+    "ocean",
+    "justice",
+    "spoon",
+    "volcano",
+    "tree",
+    "idea",
+    "piano",
+    "glacier",
+    "ladder",
+    "tomato",
+    "galaxy",
+    "pencil",
+    "violin",
+    "desert",
+    "anchor",
+    "lantern",
+    "monkey",
+]
+_AUT_USES = [
+    "build a wall", "use as a doorstop", "paperweight for notes", "grind into red pigment for paint",
+    "hold a tent down in the wind", "a step to reach a shelf", "a bookend", "heat it to warm a bed",
+    "build a wall", "a plant pot stand", "sculpt a small statue", "anchor a small boat",
+]  # fmt: skip
+_OBJECTS = ["brick", "paperclip", "shoe", "tire", "fork", "rope"]
+
+
+def simulate_export(
+    *,
+    n_deployments: int = 4,
+    raters_per_deployment: int = 6,
+    stimuli_per_condition: int = 3,
+    effects: float = 0.4,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small platform export: long ratings plus the stimulus table with texts.
+
+    Even deployments run the AUT, odd ones the DAT; ratings carry the platform's extra
+    columns (``attention_failed``, ``rater_complete``, ``seconds_on_page``,
+    ``scale_min``, ``scale_max``) and a ``usefulness`` dimension. Steered DAT answers
+    are made more often valid and more varied, so every report section has signal.
+    For demos, notebooks and tests.
+    """
+    rng = np.random.default_rng(seed)
+    ratings = simulate_ratings(
+        n_deployments=n_deployments,
+        raters_per_deployment=raters_per_deployment,
+        stimuli_per_condition=stimuli_per_condition,
+        dimensions=("originality", "surprise", "creativity", "usefulness"),
+        effects=effects,
+        seed=seed,
+    )
+    dep_index = ratings["deployment"].str[1:].astype(int)
+    ratings["task"] = np.where(dep_index % 2 == 0, "aut", "dat")
+    obj = {f"item{k:02d}": _OBJECTS[k % len(_OBJECTS)] for k in range(stimuli_per_condition)}
+    ratings["item"] = np.where(ratings["task"] == "aut", ratings["item"].map(obj), ratings["item"])
+    ratings["score"] = ratings["score"].clip(0, 100).round()
+    ratings["scale_min"], ratings["scale_max"] = 0, 100
+    ratings["seconds_on_page"] = rng.gamma(4.0, 3.0, len(ratings)).round(1)
+    ratings["attention_failed"] = ratings["rater"] == ratings["rater"].iloc[0]
+    ratings["rater_complete"] = True
+    ratings["page_index"] = ratings.groupby("rater").cumcount()
+
+    stimuli = ratings.drop_duplicates("stimulus")[["stimulus", "deployment", "condition", "model", "task", "item"]]
+    stimuli = stimuli.reset_index(drop=True)
+    stimuli["sample_index"] = stimuli.groupby(["deployment", "condition", "item"]).cumcount()
+    texts = []
+    for _, row in stimuli.iterrows():
+        steered = row["condition"] != "base"
+        if row["task"] == "dat":
+            n = 10 if steered or rng.random() < 0.4 else 5
+            pool = _DAT_WORDS if steered else _DAT_WORDS[:8]
+            texts.append("\n".join(f"{i + 1}. {w}" for i, w in enumerate(rng.choice(pool, n, replace=True))))
+        else:
+            k = int(rng.integers(3, 7))
+            pool = _AUT_USES if steered else _AUT_USES[:4]
+            texts.append("\n".join(f"- {u}" for u in rng.choice(pool, k, replace=True)))
+    stimuli["text"] = texts
+    return ratings, stimuli

@@ -195,15 +195,19 @@ def participant_plan(*, participant: Participant, slot: Slot | None = None) -> R
     pages = pages_build(
         seed=participant.token, stimuli=slot_stimuli(slot=slot), checks=study_attention_checks(study=study)
     )
+    done = pages_done(participant=participant, slot=slot, pages=pages)
+    return RaterPlan(slot=slot, pages=pages, done=done, dimensions=dimensions)
+
+
+def pages_done(*, participant: Participant, slot: Slot, pages: list[Page]) -> set[int]:
     rated = set(Rating.objects.filter(participant=participant, slot=slot).values_list("stimulus_id", flat=True))
     answered = set(AttentionCheckResponse.objects.filter(participant=participant).values_list("check_index", flat=True))
-    done = {
+    return {
         page.index
         for page in pages
         if (page.stimulus is not None and page.stimulus.id in rated)
         or (page.check is not None and page.check.index in answered)
     }
-    return RaterPlan(slot=slot, pages=pages, done=done, dimensions=dimensions)
 
 
 def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:

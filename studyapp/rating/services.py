@@ -311,7 +311,12 @@ class PageResult:
     step: str
 
 
-def _locked_plan(participant: Participant) -> selectors.RaterPlan | None:
+def _locked_plan(participant: Participant, plan: selectors.RaterPlan | None) -> selectors.RaterPlan | None:
+    """The rater's plan with what is answered re-read under the slot's row lock.
+
+    A plan the caller read before the lock is reused for its pages (they never change
+    for a slot); only the answered set must be read again, inside the lock.
+    """
     slot = (
         Slot.objects.select_for_update()
         .filter(participant=participant, status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE])
@@ -319,7 +324,10 @@ def _locked_plan(participant: Participant) -> selectors.RaterPlan | None:
     )
     if slot is None:
         return None
-    return selectors.participant_plan(participant=participant, slot=slot)
+    if plan is None or plan.slot is None or plan.slot.pk != slot.pk:
+        return selectors.participant_plan(participant=participant, slot=slot)
+    done = selectors.pages_done(participant=participant, slot=slot, pages=plan.pages)
+    return selectors.RaterPlan(slot=slot, pages=plan.pages, done=done, dimensions=plan.dimensions)
 
 
 def _page_finish(participant: Participant, plan: selectors.RaterPlan, page_index: int) -> None:
@@ -358,13 +366,14 @@ def rating_page_submit(
     stimulus_token: str,
     scores: dict[str, float],
     seconds_on_page: float | None,
+    plan: selectors.RaterPlan | None = None,
 ) -> PageResult:
     """Store one page's ratings, all dimensions at once or none."""
     if participant.step != Step.RATING:
         return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     with transaction.atomic():
-        plan = _locked_plan(participant)
+        plan = _locked_plan(participant, plan)
         outcome, page = _classify(plan, page_index, stimulus_token=stimulus_token)
         if outcome is not None:
             return PageResult(outcome, participant.step)
@@ -393,14 +402,21 @@ def rating_page_submit(
 _ENDED = {Step.DECLINED, Step.SCREENED_OUT, Step.TIMED_OUT, Step.STUDY_FULL}
 
 
-def attention_check_submit(*, participant: Participant, page_index: int, check_index: int, response: str) -> PageResult:
+def attention_check_submit(
+    *,
+    participant: Participant,
+    page_index: int,
+    check_index: int,
+    response: str,
+    plan: selectors.RaterPlan | None = None,
+) -> PageResult:
     """Record an instructed-response item; screen out after the study's K failures."""
     if participant.step != Step.RATING:
         return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     study = participant.study
     with transaction.atomic():
-        plan = _locked_plan(participant)
+        plan = _locked_plan(participant, plan)
         outcome, page = _classify(plan, page_index, check_index=check_index)
         if outcome is not None:
             return PageResult(outcome, participant.step)

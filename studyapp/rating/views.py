@@ -391,6 +391,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
             page_index=page.index,
             check_index=page.check.index,
             response=str(form.cleaned_data["response"]),
+            plan=plan,
         )
     else:
         result = services.rating_page_submit(
@@ -399,6 +400,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
             stimulus_token=form.cleaned_data["stimulus"],
             scores=form.scores(),
             seconds_on_page=form.cleaned_data["page"].seconds_on_page,
+            plan=plan,
         )
     if result.outcome is services.PageOutcome.FOREIGN:
         return _out_of_date(request, rater)

@@ -44,12 +44,13 @@ def build_rating_study(
     methods: tuple[str, ...] = (Condition.Method.BASE, Condition.Method.ACTIVATION),
     scales: tuple[str, ...] | None = None,
     build_slots: bool = True,
+    dimension_keys: tuple[str, ...] = DIMENSIONS,
     **study_fields,
 ) -> RatingStudy:
     """A study whose names are deliberately revealing, so the blinding crawl has something to find."""
     study = StudyFactory(raters_per_deployment=raters, stimuli_per_rater=per_rater, **study_fields)
     built = RatingStudy(study=study)
-    for position, key in enumerate(DIMENSIONS):
+    for position, key in enumerate(dimension_keys):
         scale = scales[position % len(scales)] if scales else "slider_0_100"
         built.dimensions.append(RatingDimensionFactory(study=study, key=key, position=position, scale=scale))
     task = TaskFamilyFactory(study=study, key="aut", template="What is an unusual use for a {item}?")

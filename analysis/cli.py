@@ -137,6 +137,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         exclude_attention_failed=not args.keep_attention_failed,
         exclude_incomplete=args.exclude_incomplete,
         compute_metrics=not args.no_metrics,
+        n_boot=args.n_boot,
     )
     print(path)
     return 0
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stimuli", help="stimulus table (enables diversity and novelty–utility sections)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--no-metrics", action="store_true", help="use metric columns already in the stimulus table")
+    r.add_argument("--n-boot", type=int, default=100, help="rater-bootstrap resamples (0 skips; default 100)")
     add_preprocessing(r)
     r.set_defaults(func=_cmd_report)
     return parser

@@ -93,7 +93,8 @@ def stimulus_metrics(
     texts = stimuli[text_col].fillna("").astype(str)
     tasks = stimuli[task_col].astype(str).str.lower()
     out = pd.DataFrame(index=stimuli.index)
-    out["n_words"] = texts.map(lambda t: len(tokens(t))).astype(float)
+    # List numbering ("1.", "2)") is not a word: count tokens that contain a letter.
+    out["n_words"] = texts.map(lambda t: sum(any(c.isalpha() for c in tok) for tok in tokens(t))).astype(float)
     for col in METRIC_COLUMNS[1:]:
         out[col] = np.nan
     out["dat_valid"] = pd.array([pd.NA] * len(out), dtype="boolean")

@@ -163,7 +163,7 @@ def write_report(
     exclude_incomplete: bool = False,
     compute_metrics: bool = True,
     embedder=None,
-    n_boot: int = 200,
+    n_boot: int = 100,
     title: str = "Creativity study: analysis report",
     seed: int = 0,
 ) -> Path:

@@ -1,0 +1,127 @@
+"""Reliability, robustness, power, novelty–utility, the report, its CLI and the notebook."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.mixed import condition_effects, fit_mixed, prepare_ratings
+from analysis.novelty import novelty_utility, pareto_front
+from analysis.power import power_by_simulation
+from analysis.reliability import krippendorff_alpha
+from analysis.report import write_report
+from analysis.robust import ordinal_sensitivity, rater_bootstrap, to_ordinal
+from analysis.simulate import simulate_export
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def export() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return simulate_export(seed=1)
+
+
+def test_krippendorff_alpha():
+    perfect = pd.DataFrame(
+        {
+            "rater": ["a", "a", "a", "b", "b", "b"],
+            "stimulus": ["x", "y", "z"] * 2,
+            "dimension": "d",
+            "score": [1, 5, 9, 1, 5, 9],
+        }  # fmt: skip
+    )
+    out = krippendorff_alpha(perfect)
+    assert out.loc[0, "alpha_interval"] == pytest.approx(1.0) and out.loc[0, "alpha_ordinal"] == pytest.approx(1.0)
+    noisy = perfect.assign(score=[1, 5, 9, 9, 1, 5])
+    assert krippendorff_alpha(noisy).loc[0, "alpha_interval"] < 0
+
+
+def test_ordinal_sensitivity_and_bootstrap(small_ratings):
+    assert to_ordinal(pd.Series([1, 2, 5, 5])).cat.categories.size == 3  # Likert kept as is
+    assert to_ordinal(pd.Series(np.linspace(0, 100, 50)), n_levels=5).cat.categories.size == 5
+    ordinal = ordinal_sensitivity(small_ratings)
+    assert len(ordinal) == 3 and (ordinal["log_odds"] > 0).all()
+    boot = rater_bootstrap(small_ratings[small_ratings["dimension"] == "surprise"], n_boot=15)
+    row = boot.iloc[0]
+    assert row["n_boot"] == 15 and row["ci_low"] < row["estimate"] < row["ci_high"]
+
+
+def test_power_by_simulation():
+    big = power_by_simulation(effect_d=0.8, n_deployments=4, raters_per_deployment=8, n_sim=12)
+    none = power_by_simulation(effect_d=0.0, n_deployments=4, raters_per_deployment=8, n_sim=12)
+    assert big.loc[0, "power"] > 0.8 and none.loc[0, "power"] < 0.4
+    assert big.loc[0, "n_raters"] == 32 and big.loc[0, "power_ci_low"] <= big.loc[0, "power"]
+
+
+def test_novelty_utility_pareto():
+    table = pd.DataFrame({"novelty": [1.0, 2.0, 3.0, 1.5], "utility": [3.0, 2.0, 1.0, 1.0]})
+    assert pareto_front(table).tolist() == [True, True, True, False]
+    units = pd.DataFrame(
+        {
+            "condition": ["a", "a", "b", "b"],
+            "strength": [1, 1, 2, 2],
+            "nov": [1, 2, 5, 6],
+            "ok": [True, True, False, True],
+        }
+    )
+    out = novelty_utility(units, novelty_col="nov", utility_col="ok", group_cols=["condition", "strength"])
+    assert out["utility"].tolist() == [1.0, 0.5] and out["pareto"].tolist() == [True, True]
+
+
+def test_write_report(export, tmp_path, hashing_embedder):
+    ratings, stimuli = export
+    path = write_report(ratings, stimuli, tmp_path / "report", embedder=hashing_embedder, n_boot=10)
+    html = path.read_text()
+    for section in ("Condition effects", "forest plot", "Variance components", "Rating distributions",
+                    "Diversity", "Novelty and utility", "Rater quality", "Robustness"):  # fmt: skip
+        assert section in html, section
+    for png in ("forest", "distributions", "diversity", "novelty_utility"):
+        assert (tmp_path / "report" / f"{png}.png").stat().st_size > 1000
+    main = pd.read_csv(tmp_path / "report" / "main_table.csv")
+    assert set(main["dimension"]) == {"originality", "surprise", "creativity", "usefulness"}
+    assert "attention_failed: 1" in html
+
+
+def test_report_cli(export, tmp_path):
+    ratings, _ = export
+    ratings.to_csv(tmp_path / "ratings.csv", index=False)
+    args = [
+        sys.executable,
+        "-m",
+        "analysis",
+        "report",
+        "--ratings",
+        str(tmp_path / "ratings.csv"),
+        "--n-boot",
+        "5",
+        "--out",
+    ]
+    r = subprocess.run([*args, str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "index.html").exists()
+    r = subprocess.run([*args, str(tmp_path / "o2"), "--stimuli", str(tmp_path / "missing.csv")], cwd=REPO_ROOT,
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.csv" in r.stderr
+
+
+def test_notebook_reproduces_the_main_table(export, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    ratings, stimuli = export
+    ratings.to_csv(tmp_path / "ratings.csv", index=False)
+    stimuli.to_parquet(tmp_path / "stimuli.parquet")
+    monkeypatch.setenv("ANALYSIS_RATINGS", str(tmp_path / "ratings.csv"))
+    monkeypatch.setenv("ANALYSIS_STIMULI", str(tmp_path / "stimuli.parquet"))
+    monkeypatch.setenv("ANALYSIS_OUT", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    nb = nbformat.read(Path(REPO_ROOT) / "notebooks" / "analysis.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+    from_notebook = pd.read_csv(tmp_path / "notebook_main_table.csv")
+    analysed = prepare_ratings(pd.read_csv(tmp_path / "ratings.csv"))
+    expected = condition_effects(analysed, fits=fit_mixed(analysed))
+    pd.testing.assert_frame_equal(from_notebook, expected, check_dtype=False, rtol=1e-9)

@@ -137,6 +137,14 @@ def bootstrap_by(
                 lo, hi = np.nanquantile(boots, [alpha, 1 - alpha])
             else:
                 lo = hi = float("nan")
-            rows.append({**dict(zip(by, key, strict=True)), "metric": metric, "estimate": estimate,
-                         "ci_low": float(lo), "ci_high": float(hi), "n_units": n})  # fmt: skip
+            rows.append(
+                {
+                    **dict(zip(by, key, strict=True)),
+                    "metric": metric,
+                    "estimate": estimate,
+                    "ci_low": float(lo),
+                    "ci_high": float(hi),
+                    "n_units": n,
+                }
+            )
     return pd.DataFrame(rows)

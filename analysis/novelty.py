@@ -104,8 +104,13 @@ def plot_novelty_utility(summary: pd.DataFrame, *, label_cols: Sequence[str] = (
             color="C3" if r["pareto"] else "C0",
             capsize=3,
         )
-        ax.annotate(" ".join(str(r[c]) for c in label_cols), (r["novelty"], r["utility"]), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            " ".join(str(r[c]) for c in label_cols),
+            (r["novelty"], r["utility"]),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     front = summary[summary["pareto"]].sort_values("novelty")
     ax.plot(front["novelty"], front["utility"], "--", color="C3", label="Pareto front")
     ax.set_xlabel(f"novelty ({summary.attrs.get('novelty', 'novelty')})")

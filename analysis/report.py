@@ -42,8 +42,12 @@ def _plt():
 def _table(df: pd.DataFrame, digits: int = 3) -> str:
     if df is None or df.empty:
         return "<p class='note'>(nothing to show)</p>"
-    return df.to_html(index=False, float_format=lambda x: f"{x:.{digits}g}" if abs(x) < 1e-3 else f"{x:.{digits}f}",
-                      border=0, na_rep="–")  # fmt: skip
+    return df.to_html(
+        index=False,
+        float_format=lambda x: f"{x:.{digits}g}" if abs(x) < 1e-3 else f"{x:.{digits}f}",
+        border=0,
+        na_rep="–",
+    )
 
 
 class _Page:
@@ -83,20 +87,35 @@ def _forest(by_dep: pd.DataFrame, overall: pd.DataFrame, by: str):
     terms = sorted(overall["term"].unique())
     ok = by_dep[by_dep["term"].notna()] if "term" in by_dep else by_dep.iloc[:0]
     n_rows = max(1, ok[by].nunique() if len(ok) else 0) + 1
-    fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 0.3 * n_rows * len(terms) + 1.5), sharey=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(dims), figsize=(4 * len(dims), 0.3 * n_rows * len(terms) + 1.5), sharey=True, squeeze=False
+    )
     for ax, dim in zip(axes[0], dims, strict=True):
         labels, y = [], 0
         for term in terms:
             sub = ok[(ok["dimension"] == dim) & (ok["term"] == term)].sort_values(by)
             for _, r in sub.iterrows():
-                ax.errorbar(r["estimate"], -y, xerr=[[r["estimate"] - r["ci_low"]], [r["ci_high"] - r["estimate"]]],
-                            fmt="o", color="C0", ms=3, capsize=2)  # fmt: skip
+                ax.errorbar(
+                    r["estimate"],
+                    -y,
+                    xerr=[[r["estimate"] - r["ci_low"]], [r["ci_high"] - r["estimate"]]],
+                    fmt="o",
+                    color="C0",
+                    ms=3,
+                    capsize=2,
+                )
                 labels.append(f"{r[by]} {term.split('T.')[-1].rstrip(']')}")
                 y += 1
             r = overall[(overall["dimension"] == dim) & (overall["term"] == term)].iloc[0]
-            ax.errorbar(r["estimate"], -y, xerr=[[r["estimate"] - r["ci_low"]], [r["ci_high"] - r["estimate"]]],
-                        fmt="D", color="C3", ms=6, capsize=3)  # fmt: skip
+            ax.errorbar(
+                r["estimate"],
+                -y,
+                xerr=[[r["estimate"] - r["ci_low"]], [r["ci_high"] - r["estimate"]]],
+                fmt="D",
+                color="C3",
+                ms=6,
+                capsize=3,
+            )
             labels.append(f"all {term.split('T.')[-1].rstrip(']')}")
             y += 1
         ax.axvline(0, color="grey", lw=0.8)
@@ -282,14 +301,18 @@ def write_report(
 
 def _diversity_plot(summary: pd.DataFrame):
     plt = _plt()
-    metrics = [m for m in ("mean_pairwise_similarity", "vendi_score", "distinct_2", "share_clusters")
-               if m in set(summary["metric"])]  # fmt: skip
+    metrics = [
+        m
+        for m in ("mean_pairwise_similarity", "vendi_score", "distinct_2", "share_clusters")
+        if m in set(summary["metric"])
+    ]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(3.2 * max(1, len(metrics)), 3), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=False):
         d = summary[summary["metric"] == metric]
         x = np.arange(len(d))
-        ax.errorbar(x, d["estimate"], yerr=[d["estimate"] - d["ci_low"], d["ci_high"] - d["estimate"]], fmt="o",
-                    capsize=3)  # fmt: skip
+        ax.errorbar(
+            x, d["estimate"], yerr=[d["estimate"] - d["ci_low"], d["ci_high"] - d["estimate"]], fmt="o", capsize=3
+        )
         ax.set_xticks(x, d["condition"].astype(str), rotation=30)
         ax.set_title(metric, fontsize=9)
     fig.tight_layout()

@@ -121,10 +121,19 @@ _DAT_WORDS = [
     "monkey",
 ]
 _AUT_USES = [
-    "build a wall", "use as a doorstop", "paperweight for notes", "grind into red pigment for paint",
-    "hold a tent down in the wind", "a step to reach a shelf", "a bookend", "heat it to warm a bed",
-    "build a wall", "a plant pot stand", "sculpt a small statue", "anchor a small boat",
-]  # fmt: skip
+    "build a wall",
+    "use as a doorstop",
+    "paperweight for notes",
+    "grind into red pigment for paint",
+    "hold a tent down in the wind",
+    "a step to reach a shelf",
+    "a bookend",
+    "heat it to warm a bed",
+    "build a wall",
+    "a plant pot stand",
+    "sculpt a small statue",
+    "anchor a small boat",
+]
 _OBJECTS = ["brick", "paperclip", "shoe", "tire", "fork", "rope"]
 
 

@@ -161,8 +161,21 @@ def _cli(*args, cwd=REPO_ROOT):
 
 def test_cli_dat_json_and_batch(files, tmp_path):
     words, vec = files
-    r = _cli("dat", "--words-file", str(words), "--vectors", str(vec), "--json", "cat", "dog", "ocean", "justice",
-             "spoon", "volcano", "tree")  # fmt: skip
+    r = _cli(
+        "dat",
+        "--words-file",
+        str(words),
+        "--vectors",
+        str(vec),
+        "--json",
+        "cat",
+        "dog",
+        "ocean",
+        "justice",
+        "spoon",
+        "volcano",
+        "tree",
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["score"] == pytest.approx(100 * 20 / 21)

@@ -106,7 +106,10 @@ def test_bootstrap_ci_by_item():
 
 
 def test_importing_analysis_does_not_load_torch():
-    probe = "import sys, analysis, analysis.metrics, analysis.mixed; print('torch' in sys.modules or 'sentence_transformers' in sys.modules)"
+    probe = (
+        "import sys, analysis, analysis.metrics, analysis.mixed, analysis.report\n"
+        "print('torch' in sys.modules or 'sentence_transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -40,8 +40,9 @@ def test_json_shape(small_ratings):
     ("crossed", "item", "deployment"), [(False, False, False), (True, False, False), (True, True, True)]
 )
 def test_agrees_with_lme4(crossed, item, deployment):
-    df = simulate_ratings(n_deployments=6, raters_per_deployment=12, dimensions=["originality"],
-                          raters_cross_deployments=crossed, seed=5)  # fmt: skip
+    df = simulate_ratings(
+        n_deployments=6, raters_per_deployment=12, dimensions=["originality"], raters_cross_deployments=crossed, seed=5
+    )
     ours = fit_mixed(df, item_effect=item, deployment_effect=deployment)["originality"]
     ref = fit_lme4(df, item_effect=item, deployment_effect=deployment)
     b = _effect(ours)

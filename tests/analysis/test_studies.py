@@ -32,7 +32,7 @@ def test_krippendorff_alpha():
             "stimulus": ["x", "y", "z"] * 2,
             "dimension": "d",
             "score": [1, 5, 9, 1, 5, 9],
-        }  # fmt: skip
+        }
     )
     out = krippendorff_alpha(perfect)
     assert out.loc[0, "alpha_interval"] == pytest.approx(1.0) and out.loc[0, "alpha_ordinal"] == pytest.approx(1.0)
@@ -76,8 +76,16 @@ def test_write_report(export, tmp_path, hashing_embedder):
     ratings, stimuli = export
     path = write_report(ratings, stimuli, tmp_path / "report", embedder=hashing_embedder, n_boot=10)
     html = path.read_text()
-    for section in ("Condition effects", "forest plot", "Variance components", "Rating distributions",
-                    "Diversity", "Novelty and utility", "Rater quality", "Robustness"):  # fmt: skip
+    for section in (
+        "Condition effects",
+        "forest plot",
+        "Variance components",
+        "Rating distributions",
+        "Diversity",
+        "Novelty and utility",
+        "Rater quality",
+        "Robustness",
+    ):
         assert section in html, section
     for png in ("forest", "distributions", "diversity", "novelty_utility"):
         assert (tmp_path / "report" / f"{png}.png").stat().st_size > 1000
@@ -103,8 +111,12 @@ def test_report_cli(export, tmp_path):
     r = subprocess.run([*args, str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "index.html").exists()
-    r = subprocess.run([*args, str(tmp_path / "o2"), "--stimuli", str(tmp_path / "missing.csv")], cwd=REPO_ROOT,
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [*args, str(tmp_path / "o2"), "--stimuli", str(tmp_path / "missing.csv")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.csv" in r.stderr
 
 

@@ -119,8 +119,8 @@ def _cmd_dat(args: argparse.Namespace) -> int:
     elif result.score is None:
         print(f"no score: {result.n_valid} valid word(s), {scorer.minimum} needed ({result.embedding})")
     else:
-        extra = f", human percentile {result.percentile:.0f}" if result.percentile is not None else ""
-        print(f"{result.score:.2f} ({result.embedding}{extra})")
+        pct = f", human percentile {result.percentile:.0f}" if result.percentile is not None else ""
+        print(f"{result.score:.2f} ({result.embedding}{pct})")
     return 0
 
 

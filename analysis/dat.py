@@ -199,7 +199,7 @@ def dat_summary(scores: pd.DataFrame, *, by: str | Sequence[str] = "condition") 
 
     Invalid answers are counted in ``n_answers`` and ``n_invalid``; they are never dropped silently.
     """
-    g = scores.groupby(by, sort=True)
+    g = scores.groupby([by] if isinstance(by, str) else list(by), sort=True)
     out = g.agg(
         n_answers=("dat_valid", "size"),
         n_valid=("dat_valid", "sum"),

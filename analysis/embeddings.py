@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class SentenceEmbedder:
         self._path = path
         self.batch_size = batch_size
         self.name = "all-MiniLM-L6-v2" if path is None else f"sentence-transformers:{Path(path).name}"
-        self._model = None
+        self._model: Any = None
         self._cache: dict[str, np.ndarray] = {}
 
     def _load(self):

@@ -106,7 +106,7 @@ def stimulus_metrics(
         out.loc[is_dat, "dat_score"] = dat["dat_score"].to_numpy()
         out.loc[is_dat, "dat_n_valid"] = dat["dat_n_valid"].to_numpy(float)
         out.loc[is_dat, "dat_valid"] = dat["dat_valid"].to_numpy()
-    if is_aut.any():
+    if is_aut.any() and emb is not None:
         _require(stimuli, [item_col], "stimuli with AUT rows")
         aut = score_aut(texts[is_aut].tolist(), stimuli.loc[is_aut, item_col].astype(str).tolist(), emb)
         for col in ("aut_fluency", "aut_originality", "aut_elaboration"):

@@ -387,7 +387,7 @@ def condition_effects(
             )
     table = pd.DataFrame(rows)
     if len(table):
-        table.insert(table.columns.get_loc("p") + 1, "p_holm", np.nan)
+        table.insert(list(table.columns).index("p") + 1, "p_holm", np.nan)
         for _, idx in table.groupby("term").groups.items():
             table.loc[idx, "p_holm"] = holm(table.loc[idx, "p"])
     return table

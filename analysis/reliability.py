@@ -41,7 +41,8 @@ def krippendorff_alpha(
         for level in levels:
             values = np.round(data) if level == "ordinal" else data
             try:
-                row[f"alpha_{level}"] = float(krippendorff.alpha(reliability_data=values, level_of_measurement=level))
+                alpha = krippendorff.alpha(reliability_data=values, level_of_measurement=level)  # type: ignore[arg-type]
+                row[f"alpha_{level}"] = float(alpha)
             except ValueError as exc:  # e.g. one distinct value: alpha is undefined
                 row[f"alpha_{level}"] = np.nan
                 row["note"] = str(exc)

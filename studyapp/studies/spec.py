@@ -36,14 +36,13 @@ METHOD_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
         "ranking": (str,),
         "module_patterns": (list, str),
         "layers": (list, str, int),
-        "max_prompts": (int,),
+        "prompt_file": (str,),
     },
     "activation": {
         "prompt_set": (str,),
         "layers": (list, str, int),
-        "layer": (int,),
         "coeff": (int, float),
-        "max_prompts": (int,),
+        "prompt_file": (str,),
     },
     "prompt": {"instruction": (str,)},
     "temperature": {"temperature": (int, float)},
@@ -360,6 +359,17 @@ def _check_param_ranges(check: _Checker, path: str, params: Mapping) -> None:
     rho = params.get("rho")
     if isinstance(rho, int | float) and not isinstance(rho, bool) and not 0 < rho <= 1:
         check.problem(f"{path}.rho", f"keep ratio must be in (0, 1], got {rho}")
+    alpha = params.get("alpha")
+    if isinstance(alpha, int | float) and not isinstance(alpha, bool) and alpha < -1:
+        check.problem(f"{path}.alpha", f"must be at least -1 (-1 zeroes the selected weights), got {alpha}")
+    from generation.prompt_sets import SHIPPED_PROMPT_SETS
+
+    prompt_set = params.get("prompt_set")
+    if isinstance(prompt_set, str) and "prompt_file" not in params and prompt_set not in SHIPPED_PROMPT_SETS:
+        check.problem(
+            f"{path}.prompt_set",
+            f"unknown prompt set {prompt_set!r} (shipped: {', '.join(SHIPPED_PROMPT_SETS)}; or give prompt_file)",
+        )
     ranking = params.get("ranking")
     if isinstance(ranking, str) and ranking not in ("matrix", "row"):
         check.problem(f"{path}.ranking", f"unknown ranking {ranking!r} (expected 'matrix' or 'row')")

@@ -1,0 +1,151 @@
+"""Generation jobs: one per (deployment, condition), idempotent, traceable, surviving a killed worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from studyapp.celery import app
+from studyapp.studies.models import Condition, DiversityMetric, GenerationJob, Stimulus
+from studyapp.studies.services import generation_job_retry, generation_start, sample_seed
+from studyapp.studies.tasks import generation_run_job
+from tests.studyapp.studies.conftest import wait_for_jobs
+
+
+def _assert_traceable(stimuli) -> None:
+    for stimulus in stimuli:
+        condition = stimulus.condition
+        assert stimulus.model_source == condition.model.source
+        assert len(stimulus.model_sha256) == 64
+        assert stimulus.decoding["max_new_tokens"] > 0 and "temperature" in stimulus.decoding
+        assert stimulus.seed == sample_seed(
+            study_seed=condition.study.seed,
+            task_key=stimulus.item.task.key,
+            item_key=stimulus.item.key,
+            sample_index=stimulus.sample_index,
+        )
+        if condition.method == Condition.Method.WEIGHT:
+            assert stimulus.artifact_sha256 == condition.artifact_sha256 and len(stimulus.artifact_sha256) == 64
+        else:
+            assert stimulus.artifact_sha256 == ""
+
+
+@pytest.mark.django_db
+def test_generation_in_process_stores_each_sample_once(
+    tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+) -> None:
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = tiny_study(conditions=("base", "weight", "prompt"))
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = generation_start(study=study)
+    assert len(jobs) == 3
+    jobs = list(GenerationJob.objects.filter(deployment__study=study))
+    assert {job.status for job in jobs} == {"succeeded"}, [job.error_message for job in jobs]
+    assert all(job.done == job.total == 4 for job in jobs)
+    stimuli = Stimulus.objects.filter(deployment__study=study).select_related(
+        "condition__model", "condition__study", "item__task"
+    )
+    assert stimuli.count() == 12
+    _assert_traceable(stimuli)
+    # Same seed for a steered sample and its base twin (common random numbers).
+    seeds = {(s.condition.key, s.item.key, s.sample_index): s.seed for s in stimuli}
+    assert seeds[("base", "brick", 1)] == seeds[("weight", "brick", 1)]
+    # The prompt condition's instruction reaches the model; the base prompt lacks it.
+    prompts = {s.condition.key: s.prompt for s in stimuli}
+    assert "Be as original as you can." in prompts["prompt"] and "original as you can" not in prompts["base"]
+    # Metrics ran after each job (queued on commit, in-process here).
+    assert all(s.metrics and "n_words" in s.metrics for s in stimuli)
+    assert DiversityMetric.objects.filter(deployment__study=study).count() == 3 * 2
+
+    # Starting again queues nothing; running a finished job again adds nothing.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert generation_start(study=study) == []
+        generation_run_job.delay(jobs[0].pk)
+    assert Stimulus.objects.filter(deployment__study=study).count() == 12
+
+
+@pytest.mark.django_db
+def test_failed_job_keeps_its_message_and_can_be_retried(
+    tiny_study, tiny_model_dir, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+) -> None:
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = tiny_study(conditions=("base",))
+    study.language_models.update(source=str(tmp_path / "no-such-model"))
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_start(study=study)
+    job = GenerationJob.objects.get(deployment__study=study)
+    assert job.status == "failed"
+    assert "no-such-model" in job.error_message and "does not exist" in job.error_message
+
+    study.language_models.update(source=str(tiny_model_dir))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert generation_job_retry(job=job)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.done == 4 and job.attempts == 2
+    assert job.error_message == ""
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_generation_job_through_a_real_worker(tiny_study, celery_worker_factory, tmp_path) -> None:
+    celery_worker_factory(queues="default,generation", env={"ARTIFACT_DIR": str(tmp_path / "artifacts")})
+    study = tiny_study()
+    generation_start(study=study)
+    jobs = wait_for_jobs(study)
+    assert {job.status for job in jobs} == {"succeeded"}, [job.error_message for job in jobs]
+    stimuli = Stimulus.objects.filter(deployment__study=study).select_related(
+        "condition__model", "condition__study", "item__task"
+    )
+    assert stimuli.count() == 2 * 2 * 2
+    assert len({(s.job_id, s.item_id, s.sample_index) for s in stimuli}) == 8
+    _assert_traceable(stimuli)
+    assert all(job.tokens_per_second and job.tokens_per_second > 0 for job in jobs)
+
+    # Running a finished job again on the worker adds nothing.
+    generation_run_job.delay(jobs[0].pk).get(timeout=120)
+    assert Stimulus.objects.filter(deployment__study=study).count() == 8
+
+    deadline = time.monotonic() + 120
+    while GenerationJob.objects.filter(deployment__study=study, metrics_computed_at__isnull=True).exists():
+        assert time.monotonic() < deadline, "metrics were not computed on the default queue"
+        time.sleep(0.5)
+    assert not Stimulus.objects.filter(deployment__study=study, metrics={}).exists()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_job_of_a_killed_worker_completes_on_a_new_worker_without_duplicates(
+    tiny_study, celery_worker_factory, tmp_path
+) -> None:
+    # A short visibility timeout: Redis hands the unacknowledged job of the dead worker to the
+    # next one within seconds instead of hours. Batch size 1 and longer answers make the job
+    # slow enough to kill between two stored batches.
+    env = {"ARTIFACT_DIR": str(tmp_path / "artifacts"), "CELERY_VISIBILITY_TIMEOUT": "5"}
+    study = tiny_study(
+        conditions=("base",), items=("brick", "fork", "shoe"), samples=4, batch_size=1, max_new_tokens=24
+    )
+    first = celery_worker_factory(queues="generation", env=env)
+    generation_start(study=study)
+    job = GenerationJob.objects.get(deployment__study=study)
+    deadline = time.monotonic() + 180
+    while Stimulus.objects.filter(job=job).count() < 2:
+        assert time.monotonic() < deadline, f"no progress before the kill:\n{first.log()[-3000:]}"
+        time.sleep(0.05)
+    first.kill()
+    stored_at_kill = Stimulus.objects.filter(job=job).count()
+    assert 2 <= stored_at_kill < 12, "the job finished before the kill; make it slower"
+    job.refresh_from_db()
+    assert job.status == "running"
+
+    # The new worker starts on another queue and only then takes generation work: a solo-pool
+    # worker busy with a job cannot answer the ping that tells the fixture it is up.
+    second = celery_worker_factory(queues="default", env=env)
+    app.control.add_consumer("generation", destination=[second.name], reply=True)
+    jobs = wait_for_jobs(study, timeout=240, statuses=("succeeded", "failed"))
+    job = jobs[0]
+    assert job.status == "succeeded", job.error_message
+    assert job.attempts >= 2
+    stimuli = Stimulus.objects.filter(job=job)
+    assert stimuli.count() == job.total == job.done == 12
+    assert len(set(stimuli.values_list("item_id", "sample_index"))) == 12

@@ -127,14 +127,23 @@ class WordVectors:
         dim = None
         with path.open(encoding="utf8", errors="replace") as f:
             for lineno, line in enumerate(f):
-                word, _, rest = line.rstrip("\n").partition(" ")
+                # Partition first: only lines whose first token is wanted are split in full.
+                word, _, rest = line.rstrip("\n").rstrip().partition(" ")
                 if lineno == 0 and word.isdigit() and rest.strip().isdigit():
                     continue  # word2vec text header
                 if wanted is not None and word not in wanted:
                     continue
-                vec = np.asarray(rest.split(), dtype=np.float32)
+                fields = rest.split(" ")
                 if dim is None:
-                    dim = len(vec)
+                    dim = len(fields)
+                if len(fields) > dim:
+                    # GloVe 840B has a few tokens with spaces ("at name@domain.com"): the
+                    # token is the part before the last `dim` numbers, not a dictionary word.
+                    continue
+                try:
+                    vec = np.asarray(fields, dtype=np.float32)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{lineno + 1}: not a word vector line for {word!r}") from exc
                 if len(vec) != dim or dim == 0:
                     raise ValueError(f"{path}:{lineno + 1}: expected {dim} numbers after {word!r}, got {len(vec)}")
                 self.vectors[word] = vec

@@ -269,6 +269,8 @@ def fit_mixed(
     _check_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col])
     if len(ratings) == 0:
         raise ValueError("ratings is empty")
+    if ratings[dimension_col].isna().any():
+        raise ValueError(f"{int(ratings[dimension_col].isna().sum())} rating(s) have no dimension ({dimension_col!r})")
     factors = _random_factors(
         ratings, rater_col, stimulus_col, item_col, deployment_col, item_effect, deployment_effect
     )

@@ -47,6 +47,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     lines = ["13 8"]  # a word2vec header: must be skipped
     lines += [w + " " + " ".join(f"{x:.10f}" for x in v) for w, v in VECTORS.items()]
     lines.append("Aaron " + " ".join(["1"] * 8))
+    lines.append("tree name@domain.com " + " ".join(["1"] * 8))  # a GloVe 840B token with a space
     vec.write_text("\n".join(lines) + "\n")
     words = tmp_path / "words.txt"
     words.write_text("\n".join(DICTIONARY) + "\n")

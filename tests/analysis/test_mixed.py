@@ -84,6 +84,7 @@ def test_reference_level(small_ratings):
         (lambda d: d.assign(rater="r1"), "only one rater"),
         (lambda d: d.assign(score=d["score"].where(d.index % 7 != 0)), "NaN"),
         (lambda d: d.iloc[:0], "empty"),
+        (lambda d: d.assign(dimension=d["dimension"].where(d.index % 5 != 0)), "no dimension"),
     ],
 )
 def test_bad_input_names_the_problem(small_ratings, mutate, message):

@@ -57,6 +57,24 @@ class _Problem:
         # Which factor each column of the "rest" block belongs to (for Λ).
         self.rest_factor = np.repeat(np.arange(1, self.k), self.sizes[1:])
         self.n_eval = 0
+        # D = θ1² d1 + 1 only depends on a level's count, so B'D⁻¹B = Σ_c G_c / D_c over the
+        # distinct counts c, with G_c fixed. Balanced designs have one or a few counts: then
+        # each evaluation is a handful of small dense operations. Many distinct counts on
+        # many levels would make the G_c too big: fall back to sparse products.
+        counts, inverse = np.unique(self.d1, return_inverse=True)
+        qr = zr.shape[1]
+        self.by_count = self.k > 1 and len(counts) * qr * qr * 8 <= 200e6
+        if self.by_count:
+            W1 = np.column_stack([self.Z1y, self.Z1X])
+            self.counts = counts.astype(float)
+            self.n_per_count = np.bincount(inverse).astype(float)
+            self.G, self.H, self.K = [], [], []
+            for c in range(len(counts)):
+                Bc = self.B[inverse == c]
+                Wc = W1[inverse == c]
+                self.G.append((Bc.T @ Bc).toarray())
+                self.H.append(np.asarray(Bc.T @ Wc))
+                self.K.append(Wc.T @ Wc)
 
     def solve(self, theta_sorted: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float]:
         """Return (REML deviance, beta, (R_X'R_X), r²) at θ (in the sorted factor order)."""
@@ -68,7 +86,19 @@ class _Problem:
         r1 = t1 * np.column_stack([self.Z1y, self.Z1X])
         r2 = tr[:, None] * np.column_stack([self.Zry, self.ZrX])
         logdet = float(np.log(D).sum())
-        if self.k > 1:
+        if self.by_count:
+            Dc = t1 * t1 * self.counts + 1.0
+            logdet = float((self.n_per_count * np.log(Dc)).sum())
+            t1sq = t1 * t1
+            BDB = t1sq * sum(g / d for g, d in zip(self.G, Dc, strict=True))
+            BDr = t1sq * sum(h / d for h, d in zip(self.H, Dc, strict=True))
+            rDr = t1sq * sum(k / d for k, d in zip(self.K, Dc, strict=True))
+            S = tr[:, None] * (self.C - BDB) * tr[None, :] + np.eye(len(tr))
+            cf = sla.cho_factor(S, lower=True, check_finite=False)
+            logdet += 2.0 * float(np.log(np.diag(cf[0])).sum())
+            resid = r2 - tr[:, None] * BDr
+            quad = rDr + resid.T @ sla.cho_solve(cf, resid, check_finite=False)
+        elif self.k > 1:
             Bs = self.B.multiply(t1).multiply(tr[None, :]).tocsc()  # Λ1 Z1'Zr Λr
             S = tr[:, None] * self.C * tr[None, :] + np.eye(len(tr))
             BtDinv = Bs.T.multiply(1.0 / D[None, :]).tocsr()

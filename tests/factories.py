@@ -136,3 +136,27 @@ class ParticipantFactory(factory.django.DjangoModelFactory):
     prolific_pid = factory.Sequence(lambda n: f"5f{n:022d}")
     prolific_study_id = "study-on-prolific"
     prolific_session_id = factory.Sequence(lambda n: f"session-{n}")
+
+
+# --- Appended by the studies (researcher side) tests ----------------------------------------
+
+
+class SlotFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = rating.Slot
+
+    deployment = factory.SubFactory(DeploymentFactory)
+    index = factory.Sequence(int)
+
+
+class RatingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = rating.Rating
+
+    participant = factory.SubFactory(ParticipantFactory)
+    slot = factory.SubFactory(SlotFactory)
+    stimulus = factory.SubFactory(StimulusFactory)
+    dimension = factory.SubFactory(RatingDimensionFactory)
+    score = 50.0
+    page_index = 0
+    seconds_on_page = 12.5

@@ -491,7 +491,6 @@ def report_build_run(*, report_id: int) -> StudyReport:
     StudyReport.objects.filter(pk=report.pk).update(status=StudyReport.Status.RUNNING, out_dir=str(out_dir))
     try:
         from analysis.report import write_report
-
         from studyapp.studies.selectors import export_ratings_frame, export_stimuli_frame
 
         ratings = export_ratings_frame(study=report.study)
@@ -513,3 +512,17 @@ def report_build_run(*, report_id: int) -> StudyReport:
         )
     report.refresh_from_db()
     return report
+
+
+def slots_build(*, study: Study) -> dict[str, int] | str:
+    """Build the rater slots of every deployment (the rating app's planner) once stimuli exist.
+
+    Returns slots per deployment, or the planner's message when it refuses (e.g. slots
+    already in use by raters and the stimuli changed).
+    """
+    from studyapp.rating.services import SlotPlanError, study_build_slots
+
+    try:
+        return study_build_slots(study=study)
+    except SlotPlanError as error:
+        return str(error)

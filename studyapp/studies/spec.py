@@ -553,15 +553,40 @@ def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
     for index, entry in enumerate(check.listing(section.get("items"), "attention_checks.items", required=False)):
         path = f"attention_checks.items[{index}]"
         entry = check.mapping(
-            entry, path, allowed={"position", "text", "expected"}, required={"position", "text", "expected"}
+            entry,
+            path,
+            allowed={"position", "text", "question", "options", "expected", "tolerance"},
+            required={"position", "text", "expected"},
         )
-        if {"position", "text", "expected"} <= set(entry):
-            items.append(
-                {
-                    "position": check.integer(entry["position"], f"{path}.position", minimum=0),
-                    "text": check.text(entry["text"], f"{path}.text"),
-                    "expected": check.text(entry["expected"], f"{path}.expected"),
-                }
-            )
+        if not {"position", "text", "expected"} <= set(entry):
+            continue
+        # Shown after `position` rating pages; answered on the 0-100 slider (expected a number,
+        # within tolerance) or, with options, by picking the expected option.
+        item: dict[str, Any] = {
+            "position": check.integer(entry["position"], f"{path}.position", minimum=0),
+            "text": check.text(entry["text"], f"{path}.text"),
+            "expected": check.text(entry["expected"], f"{path}.expected"),
+        }
+        if "question" in entry:
+            item["question"] = check.text(entry["question"], f"{path}.question")
+        options = entry.get("options")
+        if options is not None:
+            item["options"] = [
+                check.text(o, f"{path}.options[{i}]") for i, o in enumerate(check.listing(options, f"{path}.options"))
+            ]
+            if item["expected"] not in item["options"]:
+                check.problem(f"{path}.expected", f"{item['expected']!r} is not one of the options")
+        else:
+            try:
+                float(item["expected"])
+            except ValueError:
+                check.problem(f"{path}.expected", f"a slider check expects a number, got {item['expected']!r}")
+        if "tolerance" in entry:
+            tolerance = entry["tolerance"]
+            if not isinstance(tolerance, int | float) or isinstance(tolerance, bool) or tolerance < 0:
+                check.problem(f"{path}.tolerance", "expected a number at least 0")
+            else:
+                item["tolerance"] = tolerance
+        items.append(item)
     study["attention_checks"] = items
     return items

@@ -1,6 +1,19 @@
 """Researcher pages (staff only): dashboard, exports, report."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from studyapp.studies import views
 
 app_name = "studies"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("<slug:slug>/", views.dashboard, name="dashboard"),
+    path("<slug:slug>/generate/", views.generation_start, name="generation_start"),
+    path("<slug:slug>/jobs/<int:job_id>/retry/", views.job_retry, name="job_retry"),
+    path("<slug:slug>/slots/", views.slots_build, name="slots_build"),
+    path("<slug:slug>/metrics/", views.metrics_start, name="metrics_start"),
+    path("<slug:slug>/export/<str:table>.<str:fmt>", views.export, name="export"),
+    path("<slug:slug>/report/", views.report, name="report"),
+    path("<slug:slug>/report/build/", views.report_request, name="report_request"),
+    path("<slug:slug>/report/<int:report_id>/<path:name>", views.report_file, name="report_file"),
+]

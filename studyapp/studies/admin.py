@@ -1,0 +1,205 @@
+"""The researcher panel in the Django admin: every studies model, and rating data read-only.
+
+A staff user sees only the studies they are a researcher of (superusers: all). Study
+definitions are edited here after loading; the stored spec keeps what was loaded.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from studyapp.rating import models as rating
+from studyapp.studies import selectors, services
+from studyapp.studies.models import (
+    Condition,
+    Deployment,
+    DiversityMetric,
+    GenerationJob,
+    Item,
+    LanguageModel,
+    RatingDimension,
+    Stimulus,
+    Study,
+    StudyReport,
+    TaskFamily,
+)
+
+
+class StudyScopedAdmin(admin.ModelAdmin):
+    """Rows are visible only through a study the user may see; ``study_path`` leads there."""
+
+    study_path = "study"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        studies = selectors.studies_visible_to(user=request.user)
+        return queryset.filter(**{f"{self.study_path}__in": studies})
+
+
+class ReadOnlyAdmin(StudyScopedAdmin):
+    """Data written by the platform (stimuli, ratings): shown, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class LanguageModelInline(admin.TabularInline):
+    model = LanguageModel
+    extra = 0
+
+
+class RatingDimensionInline(admin.TabularInline):
+    model = RatingDimension
+    extra = 0
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("slug", "title", "spec_version", "is_open", "dashboard_link", "created_at")
+    search_fields = ("slug", "title")
+    readonly_fields = ("spec_version", "spec_sha256", "spec", "created_at")
+    filter_horizontal = ("researchers",)
+    inlines = (LanguageModelInline, RatingDimensionInline)
+    actions = ("start_generation",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.studies_visible_to(user=request.user) if not request.user.is_superuser else Study.objects.all()
+
+    @admin.display(description="Dashboard")
+    def dashboard_link(self, study: Study) -> str:
+        return format_html('<a href="{}">dashboard</a>', reverse("studies:dashboard", args=[study.slug]))
+
+    @admin.action(description="Start (or resume) generation")
+    def start_generation(self, request: HttpRequest, queryset: QuerySet) -> None:
+        n = sum(len(services.generation_start(study=study)) for study in queryset)
+        self.message_user(request, f"Queued {n} generation job(s).", messages.INFO)
+
+
+@admin.register(LanguageModel)
+class LanguageModelAdmin(StudyScopedAdmin):
+    list_display = ("key", "study", "source")
+    list_filter = ("study",)
+
+
+@admin.register(Condition)
+class ConditionAdmin(StudyScopedAdmin):
+    list_display = ("key", "study", "model", "method", "params", "artifact_sha256")
+    list_filter = ("study", "method")
+    readonly_fields = ("artifact_sha256", "artifact_manifest")
+
+
+class ItemInline(admin.TabularInline):
+    model = Item
+    extra = 0
+
+
+@admin.register(TaskFamily)
+class TaskFamilyAdmin(StudyScopedAdmin):
+    list_display = ("key", "study", "parser")
+    list_filter = ("study",)
+    inlines = (ItemInline,)
+
+
+@admin.register(Item)
+class ItemAdmin(StudyScopedAdmin):
+    study_path = "task__study"
+    list_display = ("key", "task", "text")
+    list_filter = ("task__study",)
+
+
+@admin.register(RatingDimension)
+class RatingDimensionAdmin(StudyScopedAdmin):
+    list_display = ("key", "study", "question", "scale", "position")
+    list_filter = ("study",)
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(StudyScopedAdmin):
+    list_display = ("slug", "study", "model", "task")
+    list_filter = ("study",)
+    filter_horizontal = ("conditions",)
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(StudyScopedAdmin):
+    study_path = "deployment__study"
+    list_display = ("__str__", "status", "done", "total", "tokens_per_second", "attempts", "short_error", "updated_at")
+    list_filter = ("status", "deployment__study")
+    list_select_related = ("deployment", "condition")
+    readonly_fields = tuple(f.name for f in GenerationJob._meta.fields)
+    actions = ("retry",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs are created by "start generation", one per (deployment, condition)
+
+    @admin.display(description="Error")
+    def short_error(self, job: GenerationJob) -> str:
+        return job.error_message[:120]
+
+    @admin.action(description="Retry (keeps stored stimuli)")
+    def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
+        n = sum(services.generation_job_retry(job=job) for job in queryset)
+        self.message_user(request, f"Queued {n} job(s) again.", messages.INFO)
+
+
+@admin.register(Stimulus)
+class StimulusAdmin(ReadOnlyAdmin):
+    study_path = "deployment__study"
+    list_display = ("token", "deployment", "condition", "item", "sample_index", "n_new_tokens", "short_text")
+    list_filter = ("deployment__study", "condition__method")
+    list_select_related = ("deployment", "condition", "item__task")
+    search_fields = ("token", "text")
+
+    @admin.display(description="Text")
+    def short_text(self, stimulus: Stimulus) -> str:
+        return stimulus.text[:100]
+
+
+@admin.register(DiversityMetric)
+class DiversityMetricAdmin(ReadOnlyAdmin):
+    study_path = "deployment__study"
+    list_display = ("deployment", "condition", "item", "n_samples", "computed_at")
+    list_select_related = ("deployment", "condition", "item__task")
+
+
+@admin.register(StudyReport)
+class StudyReportAdmin(ReadOnlyAdmin):
+    list_display = ("study", "status", "n_ratings", "requested_at", "finished_at")
+
+
+@admin.register(rating.Participant)
+class ParticipantAdmin(ReadOnlyAdmin):
+    list_display = ("token", "study", "step", "attention_failures", "flags", "started_at", "completed_at")
+    list_filter = ("study", "step")
+    search_fields = ("token", "prolific_pid")
+
+
+@admin.register(rating.Slot)
+class SlotAdmin(ReadOnlyAdmin):
+    study_path = "deployment__study"
+    list_display = ("__str__", "status", "participant", "claimed_at", "completed_at", "times_released")
+    list_filter = ("status", "deployment__study")
+    list_select_related = ("deployment", "participant")
+
+
+@admin.register(rating.Rating)
+class RatingAdmin(ReadOnlyAdmin):
+    study_path = "participant__study"
+    list_display = ("participant", "stimulus", "dimension", "score", "page_index", "seconds_on_page", "created_at")
+    list_select_related = ("participant", "stimulus", "dimension")
+
+
+@admin.register(rating.AttentionCheckResponse)
+class AttentionCheckResponseAdmin(ReadOnlyAdmin):
+    study_path = "participant__study"
+    list_display = ("participant", "check_index", "page_index", "response", "passed", "created_at")
+    list_select_related = ("participant",)

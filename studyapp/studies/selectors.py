@@ -1,0 +1,348 @@
+"""Reads of the studies app: access, the dashboard, and the export tables.
+
+Every function here runs a fixed number of queries whatever the size of the design
+(aggregates grouped in the database, no per-row queries): the dashboard of a 24-deployment,
+720-rater study costs the same number of queries as the demo's.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, F, Max, Min, Q, QuerySet
+from django.utils import timezone
+
+from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
+from studyapp.studies.models import DiversityMetric, GenerationJob, Stimulus, Study, StudyReport
+
+# --- Access -----------------------------------------------------------------------------
+
+
+def user_can_view_study(*, user, study: Study) -> bool:
+    """Staff researchers of the study (superusers: every study)."""
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return user.is_superuser or study.researchers.filter(pk=user.pk).exists()
+
+
+def studies_visible_to(*, user) -> QuerySet[Study]:
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return Study.objects.none()
+    if user.is_superuser:
+        return Study.objects.all()
+    return Study.objects.filter(researchers=user)
+
+
+# --- Dashboard --------------------------------------------------------------------------
+
+IN_PROGRESS_STEPS = (
+    Participant.Step.CONSENT,
+    Participant.Step.INSTRUCTIONS,
+    Participant.Step.PRACTICE,
+    Participant.Step.RATING,
+    Participant.Step.DEBRIEF,
+)
+
+
+@dataclass
+class DeploymentRow:
+    slug: str
+    model: str
+    task: str
+    conditions: list[str]
+    slots: dict[str, int] = field(default_factory=dict)
+    stimuli: int = 0
+    ratings: int = 0
+    raters_complete: int = 0
+
+
+@dataclass
+class Dashboard:
+    study: Study
+    jobs: list[GenerationJob]
+    deployments: list[DeploymentRow]
+    ratings_per_condition: list[dict]
+    participants: dict[str, int]
+    completion_rate: float | None
+    dropouts: int
+    median_seconds_per_page: float | None
+    attention_checks: int
+    attention_failures: int
+    attention_failure_rate: float | None
+    raters: list[dict]
+    raters_shown_limit: int
+    reports: list[StudyReport]
+    diversity_rows: int
+
+    @property
+    def generation_done(self) -> int:
+        return sum(job.done for job in self.jobs)
+
+    @property
+    def generation_total(self) -> int:
+        return sum(job.total for job in self.jobs)
+
+
+def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
+    """Everything the dashboard shows, in a fixed number of queries."""
+    deployments = {
+        d.pk: DeploymentRow(slug=d.slug, model=d.model.key, task=d.task.key, conditions=[])
+        for d in study.deployments.select_related("model", "task").order_by("slug")
+    }
+    for deployment_id, key in study.deployments.values_list("pk", "conditions__key").order_by("conditions__key"):
+        if key:
+            deployments[deployment_id].conditions.append(key)
+    for row in Slot.objects.filter(deployment__study=study).values("deployment_id", "status").annotate(n=Count("pk")):
+        deployments[row["deployment_id"]].slots[row["status"]] = row["n"]
+    for row in Stimulus.objects.filter(deployment__study=study).values("deployment_id").annotate(n=Count("pk")):
+        deployments[row["deployment_id"]].stimuli = row["n"]
+    for row in (
+        Rating.objects.filter(stimulus__deployment__study=study)
+        .values("stimulus__deployment_id")
+        .annotate(n=Count("pk"))
+    ):
+        deployments[row["stimulus__deployment_id"]].ratings = row["n"]
+
+    jobs = list(
+        GenerationJob.objects.filter(deployment__study=study)
+        .select_related("deployment", "condition")
+        .order_by("deployment__slug", "condition__key")
+    )
+    ratings_per_condition = list(
+        Rating.objects.filter(stimulus__deployment__study=study)
+        .values(condition=F("stimulus__condition__key"), method=F("stimulus__condition__method"))
+        .annotate(ratings=Count("pk"), raters=Count("participant", distinct=True))
+        .order_by("condition")
+    )
+
+    participants = study.participants.all()
+    by_step = dict(participants.values_list("step").annotate(n=Count("pk")).values_list("step", "n"))
+    stale_before = timezone.now() - timedelta(minutes=study.slot_timeout_minutes)
+    dropouts = (
+        participants.filter(
+            Q(step=Participant.Step.TIMED_OUT) | Q(step__in=IN_PROGRESS_STEPS, last_seen_at__lt=stale_before)
+        )
+        .exclude(step=Participant.Step.CONSENT, consented_at__isnull=True, last_seen_at__gte=stale_before)
+        .count()
+    )
+    consented = participants.filter(consented_at__isnull=False).count()
+    complete = by_step.get(Participant.Step.COMPLETE, 0)
+
+    checks = AttentionCheckResponse.objects.filter(participant__study=study).aggregate(
+        n=Count("pk"), failed=Count("pk", filter=Q(passed=False))
+    )
+    # One time per page (a page holds every dimension of one stimulus, each row carries it).
+    page_times = list(
+        Rating.objects.filter(stimulus__deployment__study=study, seconds_on_page__isnull=False)
+        .values("participant_id", "page_index")
+        .annotate(seconds=Max("seconds_on_page"))
+        .values_list("seconds", flat=True)
+    )
+
+    raters = list(
+        participants.annotate(
+            n_ratings=Count("ratings", distinct=True),
+            deployment_slug=Min("slots__deployment__slug"),
+        )
+        .order_by("-started_at")
+        .values(
+            "token",
+            "step",
+            "deployment_slug",
+            "n_ratings",
+            "attention_failures",
+            "flags",
+            "started_at",
+            "last_seen_at",
+            "completed_at",
+        )[:raters_limit]
+    )
+    for rater in raters:
+        rater["flags"] = _flags_text(rater["flags"])
+
+    return Dashboard(
+        study=study,
+        jobs=jobs,
+        deployments=list(deployments.values()),
+        ratings_per_condition=ratings_per_condition,
+        participants={"total": sum(by_step.values()), "consented": consented, **by_step},
+        completion_rate=complete / consented if consented else None,
+        dropouts=dropouts,
+        median_seconds_per_page=statistics.median(page_times) if page_times else None,
+        attention_checks=checks["n"],
+        attention_failures=checks["failed"],
+        attention_failure_rate=checks["failed"] / checks["n"] if checks["n"] else None,
+        raters=raters,
+        raters_shown_limit=raters_limit,
+        reports=list(study.reports.all()[:5]),
+        diversity_rows=DiversityMetric.objects.filter(deployment__study=study).count(),
+    )
+
+
+def _flags_text(flags: Any) -> str:
+    if not flags:
+        return ""
+    if isinstance(flags, list | tuple):
+        return ";".join(str(flag) for flag in flags)
+    if isinstance(flags, dict):
+        return ";".join(f"{k}={v}" for k, v in flags.items())
+    return str(flags)
+
+
+# --- Export -----------------------------------------------------------------------------
+
+RATING_COLUMNS = [
+    "rater",
+    "deployment",
+    "condition",
+    "method",
+    "model",
+    "task",
+    "item",
+    "stimulus",
+    "sample_index",
+    "dimension",
+    "score",
+    "scale",
+    "scale_min",
+    "scale_max",
+    "page_index",
+    "dimension_position",
+    "seconds_on_page",
+    "rated_at",
+    "slot",
+    "rater_status",
+    "rater_completed",
+    "rater_attention_failures",
+    "rater_flags",
+]
+STIMULUS_COLUMNS = [
+    "stimulus",
+    "deployment",
+    "condition",
+    "method",
+    "model",
+    "task",
+    "item",
+    "item_text",
+    "sample_index",
+    "text",
+    "prompt",
+    "n_new_tokens",
+    "seed",
+    "decoding",
+    "condition_params",
+    "model_source",
+    "model_sha256",
+    "artifact_sha256",
+    "created_at",
+]
+SCALE_RANGES = {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}
+
+
+def export_ratings_frame(*, study: Study):
+    """One row per rating, long format (documented in docs/export.md). One query."""
+    import pandas as pd
+
+    rows = (
+        Rating.objects.filter(stimulus__deployment__study=study)
+        .order_by("participant_id", "page_index", "dimension_position", "pk")
+        .values_list(
+            "participant__token",
+            "stimulus__deployment__slug",
+            "stimulus__condition__key",
+            "stimulus__condition__method",
+            "stimulus__condition__model__key",
+            "stimulus__item__task__key",
+            "stimulus__item__key",
+            "stimulus__token",
+            "stimulus__sample_index",
+            "dimension__key",
+            "score",
+            "dimension__scale",
+            "page_index",
+            "dimension_position",
+            "seconds_on_page",
+            "created_at",
+            "slot__index",
+            "participant__step",
+            "participant__attention_failures",
+            "participant__flags",
+        )
+    )
+    records = []
+    for (
+        rater, deployment, condition, method, model, task, item, stimulus, sample_index, dimension, score, scale,
+        page_index, dimension_position, seconds, rated_at, slot, step, failures, flags,
+    ) in rows:  # fmt: skip
+        low, high = SCALE_RANGES.get(scale, (None, None))
+        records.append(
+            (
+                rater, deployment, condition, method, model, task, item, stimulus, sample_index, dimension, score,
+                scale, low, high, page_index, dimension_position, seconds, rated_at, slot, step,
+                step == Participant.Step.COMPLETE, failures, _flags_text(flags),
+            )
+        )  # fmt: skip
+    frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)
+    frame["rated_at"] = pd.to_datetime(frame["rated_at"], utc=True)
+    frame["score"] = frame["score"].astype(float)
+    frame["seconds_on_page"] = frame["seconds_on_page"].astype(float)
+    return frame
+
+
+def export_stimuli_frame(*, study: Study):
+    """One row per stimulus with full text, provenance and metrics (one column per metric). Two queries."""
+    import pandas as pd
+
+    stimuli = (
+        Stimulus.objects.filter(deployment__study=study)
+        .select_related("deployment", "condition__model", "item__task")
+        .order_by("deployment__slug", "condition__key", "item__key", "sample_index")
+    )
+    diversity = {
+        (row.deployment_id, row.condition_id, row.item_id): row.metrics
+        for row in DiversityMetric.objects.filter(deployment__study=study)
+    }
+    records = []
+    metric_names: list[str] = []
+    for s in stimuli:
+        record = {
+            "stimulus": s.token,
+            "deployment": s.deployment.slug,
+            "condition": s.condition.key,
+            "method": s.condition.method,
+            "model": s.condition.model.key,
+            "task": s.item.task.key,
+            "item": s.item.key,
+            "item_text": s.item.text,
+            "sample_index": s.sample_index,
+            "text": s.text,
+            "prompt": s.prompt,
+            "n_new_tokens": s.n_new_tokens,
+            "seed": s.seed,
+            "decoding": json.dumps(s.decoding, sort_keys=True),
+            "condition_params": json.dumps(s.condition.params, sort_keys=True),
+            "model_source": s.model_source,
+            "model_sha256": s.model_sha256,
+            "artifact_sha256": s.artifact_sha256,
+            "created_at": s.created_at,
+        }
+        # Metrics keep analysis/' names; one that collides with a column above gets a prefix.
+        for name, value in (s.metrics or {}).items():
+            column = name if name not in record else f"metric_{name}"
+            record[column] = value
+            if column not in metric_names:
+                metric_names.append(column)
+        for name, value in (diversity.get((s.deployment_id, s.condition_id, s.item_id)) or {}).items():
+            column = f"group_{name}"
+            record[column] = value
+            if column not in metric_names:
+                metric_names.append(column)
+        records.append(record)
+    frame = pd.DataFrame.from_records(records, columns=[*STIMULUS_COLUMNS, *metric_names])
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame

@@ -1,0 +1,148 @@
+"""Researcher pages: the study dashboard, its exports, and the analysis report.
+
+Who may see what: anonymous users are sent to the login page; logged-in users who are not
+staff get 403; staff who are not researchers of the study get 404, so a study's existence
+is not disclosed to other teams. Superusers see every study.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+from functools import wraps
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from studyapp.studies import selectors, services
+from studyapp.studies.models import GenerationJob, Study, StudyReport
+
+EXPORT_TABLES = ("ratings", "stimuli")
+EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+
+def researcher_required(view):
+    """Resolve ``slug`` to a study the user may see, or answer 403/404."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("The researcher panel is for staff only.")
+        study = selectors.studies_visible_to(user=request.user).filter(slug=slug).first()
+        if study is None:
+            raise Http404("No such study.")
+        return view(request, study, *args, **kwargs)
+
+    return wrapper
+
+
+@login_required
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("The researcher panel is for staff only.")
+    studies = selectors.studies_visible_to(user=request.user).order_by("slug")
+    return render(request, "studies/index.html", {"studies": studies})
+
+
+@require_GET
+@researcher_required
+def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
+    return render(request, "studies/dashboard.html", {"d": selectors.study_dashboard(study=study)})
+
+
+@require_POST
+@researcher_required
+def generation_start(request: HttpRequest, study: Study) -> HttpResponse:
+    jobs = services.generation_start(study=study)
+    messages.info(request, f"Queued {len(jobs)} generation job(s).")
+    return redirect("studies:dashboard", slug=study.slug)
+
+
+@require_POST
+@researcher_required
+def job_retry(request: HttpRequest, study: Study, job_id: int) -> HttpResponse:
+    job = get_object_or_404(GenerationJob, pk=job_id, deployment__study=study)
+    if services.generation_job_retry(job=job):
+        messages.info(request, f"Queued {job} again.")
+    else:
+        messages.info(request, f"{job} is already complete.")
+    return redirect("studies:dashboard", slug=study.slug)
+
+
+@require_POST
+@researcher_required
+def metrics_start(request: HttpRequest, study: Study) -> HttpResponse:
+    n = services.metrics_start(study=study)
+    messages.info(request, f"Queued metrics for {n} job(s).")
+    return redirect("studies:dashboard", slug=study.slug)
+
+
+@require_POST
+@researcher_required
+def slots_build(request: HttpRequest, study: Study) -> HttpResponse:
+    result = services.slots_build(study=study)
+    if isinstance(result, dict):
+        messages.info(request, "Rater slots: " + (", ".join(f"{slug} {n}" for slug, n in result.items()) or "none"))
+    else:
+        messages.error(request, f"Slots were not built: {result}")
+    return redirect("studies:dashboard", slug=study.slug)
+
+
+@require_GET
+@researcher_required
+def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResponse:
+    if table not in EXPORT_TABLES or fmt not in EXPORT_FORMATS:
+        raise Http404("No such export.")
+    frame = (
+        selectors.export_ratings_frame(study=study)
+        if table == "ratings"
+        else selectors.export_stimuli_frame(study=study)
+    )
+    buffer = io.BytesIO()
+    if fmt == "csv":
+        buffer.write(frame.to_csv(index=False).encode("utf-8"))
+    else:
+        frame.to_parquet(buffer, index=False)
+    stamp = timezone.now().strftime("%Y%m%dT%H%M")
+    response = HttpResponse(buffer.getvalue(), content_type=EXPORT_FORMATS[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-{table}-{stamp}.{fmt}"'
+    return response
+
+
+@require_GET
+@researcher_required
+def report(request: HttpRequest, study: Study) -> HttpResponse:
+    latest = study.reports.first()
+    ready = study.reports.filter(status=StudyReport.Status.READY).first()
+    return render(request, "studies/report.html", {"study": study, "latest": latest, "ready": ready})
+
+
+@require_POST
+@researcher_required
+def report_request(request: HttpRequest, study: Study) -> HttpResponse:
+    services.report_request(study=study, user=request.user)
+    messages.info(request, "The report is being built; this page shows it once it is ready.")
+    return redirect("studies:report", slug=study.slug)
+
+
+@require_GET
+@researcher_required
+def report_file(request: HttpRequest, study: Study, report_id: int, name: str) -> HttpResponse:
+    report = get_object_or_404(StudyReport, pk=report_id, study=study, status=StudyReport.Status.READY)
+    root = Path(report.out_dir).resolve()
+    path = (root / name).resolve()
+    # The name comes from the URL: never serve anything outside the report's own folder.
+    if not path.is_relative_to(root) or not path.is_file():
+        raise Http404("No such file.")
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    response = FileResponse(path.open("rb"), content_type=content_type)
+    response["X-Frame-Options"] = "SAMEORIGIN"
+    return response

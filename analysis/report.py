@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.dat import dat_summary
+from analysis.diversity import bootstrap_by
 from analysis.metrics import METRIC_COLUMNS, diversity_by_group, diversity_summary, stimulus_metrics
-from analysis.mixed import condition_effects, fit_by, fit_mixed, icc, prepare_ratings, variance_components
+from analysis.mixed import condition_effects, fit_by, fit_mixed, fit_pooled, icc, prepare_ratings, variance_components
 from analysis.novelty import from_ratings, novelty_utility, plot_novelty_utility
 from analysis.reliability import krippendorff_alpha
 from analysis.robust import ordinal_sensitivity, rater_bootstrap
@@ -256,6 +258,16 @@ def write_report(
         page.p(f"Rater-clustered bootstrap ({n_boot} resamples of raters within deployment), percentile CI:", "note")
         page.table(rater_bootstrap(ratings, n_boot=n_boot, reference=reference, seed=seed), "rater_bootstrap")
 
+    pooled = _pooled(ratings, reference)
+    if pooled is not None:
+        page.h("Pooled model across deployments (method x task)")
+        page.p(
+            "score ~ 0 + cell + cell:steered + (1|rater) + (1|stimulus) + (1|deployment), cell = method x task; "
+            "chi2: Wald test that the steering effect is the same in every cell.",
+            "note",
+        )
+        page.table(pooled, "pooled_model")
+
     page.h("Rating distributions by condition")
     page.figure(_distributions(ratings), "distributions", "rating distributions")
 
@@ -265,6 +277,16 @@ def write_report(
         missing = [c for c in METRIC_COLUMNS if c not in stimuli.columns]
         if missing and compute_metrics and {"text", "task"} <= set(stimuli.columns):
             metrics = stimuli.join(stimulus_metrics(stimuli, embedder=embedder)[missing])
+        page.h("Automatic metrics by condition")
+        auto = _automatic_metrics(metrics, seed=seed)
+        if auto is None:
+            page.p("(no metric columns: pass a stimulus table with text and task, or with metric columns)", "note")
+        else:
+            page.p("Mean per condition x item, then mean over items with a bootstrap 95% CI resampling items.", "note")
+            page.table(auto, "automatic_metrics")
+        if "dat_valid" in metrics and metrics["dat_valid"].notna().any():
+            page.p("DAT answers: invalid answers (fewer than 7 valid words) are counted, not dropped.", "note")
+            page.table(dat_summary(_dat_rows(metrics)), "dat_validity")
         page.h("Diversity and mode collapse by condition")
         if {"text", "condition", "item"} <= set(stimuli.columns) and compute_metrics:
             div = diversity_by_group(stimuli, embedder=embedder)
@@ -299,6 +321,37 @@ def write_report(
     return page.write(title)
 
 
+def _dat_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics[metrics["task"].astype(str).str.lower() == "dat"].assign(
+        dat_valid=lambda d: d["dat_valid"].astype("boolean").fillna(False).astype(bool)
+    )
+
+
+def _automatic_metrics(metrics: pd.DataFrame, seed: int) -> pd.DataFrame | None:
+    cols = [c for c in METRIC_COLUMNS if c in metrics and c != "dat_valid" and metrics[c].notna().any()]
+    if not cols or not {"condition", "item"} <= set(metrics.columns):
+        return None
+    table = metrics[["condition", "item", *cols]].copy()
+    table[cols] = table[cols].apply(pd.to_numeric, errors="coerce")
+    per_item = table.groupby(["condition", "item"], as_index=False)[cols].mean()
+    return bootstrap_by(per_item, metrics=cols, by="condition", unit="item", n_boot=1000, seed=seed)
+
+
+def _pooled(ratings: pd.DataFrame, reference: str) -> pd.DataFrame | None:
+    if not {"task", "deployment"} <= set(ratings.columns) or ratings["deployment"].nunique() < 2:
+        return None
+    try:
+        fits = fit_pooled(ratings, reference=reference)
+    except ValueError:
+        return None  # e.g. a deployment with only the reference condition: no cell to estimate
+    rows = []
+    for dim, fit in fits.items():
+        for t in fit["fixed_effects"]:
+            if t["term"].endswith(":steered"):
+                rows.append({"dimension": dim, **t, **{f"cells_equal_{k}": v for k, v in fit["interaction"].items()}})
+    return pd.DataFrame(rows)
+
+
 def _diversity_plot(summary: pd.DataFrame):
     plt = _plt()
     metrics = [
@@ -327,6 +380,5 @@ def _novelty_utility(ratings: pd.DataFrame, metrics: pd.DataFrame | None) -> pd.
         return novelty_utility(wide, novelty_col="originality", utility_col=utility)
     if metrics is not None and "dat_valid" in metrics and metrics["dat_valid"].notna().any():
         group = ["condition", "strength"] if "strength" in metrics else ["condition"]
-        dat = metrics[metrics["task"].astype(str).str.lower() == "dat"]
-        return novelty_utility(dat, novelty_col="dat_score", utility_col="dat_valid", group_cols=group)
+        return novelty_utility(_dat_rows(metrics), novelty_col="dat_score", utility_col="dat_valid", group_cols=group)
     return None

@@ -85,6 +85,8 @@ def test_write_report(export, tmp_path, hashing_embedder):
         "Novelty and utility",
         "Rater quality",
         "Robustness",
+        "Automatic metrics by condition",
+        "Pooled model across deployments",
     ):
         assert section in html, section
     for png in ("forest", "distributions", "diversity", "novelty_utility"):
@@ -92,6 +94,8 @@ def test_write_report(export, tmp_path, hashing_embedder):
     main = pd.read_csv(tmp_path / "report" / "main_table.csv")
     assert set(main["dimension"]) == {"originality", "surprise", "creativity", "usefulness"}
     assert "attention_failed: 1" in html
+    validity = pd.read_csv(tmp_path / "report" / "dat_validity.csv")
+    assert validity["n_answers"].sum() == (stimuli["task"] == "dat").sum()  # invalid answers counted
 
 
 def test_report_cli(export, tmp_path):

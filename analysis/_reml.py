@@ -7,9 +7,10 @@ the k relative standard deviations θ. Each evaluation needs the Cholesky factor
 ``M = Λ Z'Z Λ + I``. Random intercepts make ``Z_1'Z_1`` diagonal, so the block of the
 largest factor (the raters) is eliminated in closed form and only the Schur complement
 over the remaining levels (stimuli, items, deployments: a few hundred) is factorised
-densely. Sufficient statistics (Z'Z, Z'X, Z'y, X'X, X'y, y'y) are computed once, so an
-evaluation costs O(q_rest³) whatever the number of ratings, and the rater–stimulus
-graph may be nested in deployments or fully crossed: the cost is the same.
+densely. Sufficient statistics (Z'Z, Z'X, Z'y, X'X, X'y, y'y) are computed once, and the
+rater block's contribution is pre-summed by rater count (balanced designs have one or a
+few counts), so an evaluation costs O(q_rest³) whatever the number of ratings, and the
+rater–stimulus graph may be nested in deployments or fully crossed: the cost is the same.
 """
 
 from __future__ import annotations

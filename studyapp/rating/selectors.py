@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from studyapp.rating.models import (
@@ -241,8 +242,6 @@ def deployment_by_ref(*, study: Study, ref: str) -> Deployment | None:
 
 def deployment_entry_path(*, deployment: Deployment) -> str | None:
     """The blinded pinned entry path to give Prolific; None until slots were built."""
-    from django.urls import reverse
-
     link = DeploymentLink.objects.filter(deployment=deployment).first()
     if link is None:
         return None

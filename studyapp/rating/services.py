@@ -25,7 +25,7 @@ from studyapp.rating.models import (
     Slot,
     SlotStimulus,
 )
-from studyapp.studies.models import Deployment, Stimulus, Study
+from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
 
 Step = Participant.Step
 
@@ -88,7 +88,7 @@ def slot_plan_compute(
         rings[key] = ring
     slots = []
     for j in range(raters):
-        planned = []
+        planned: list[int] = []
         for key in sorted(rings):
             ring = rings[key]
             planned.extend(ring[(j * take + t) % n_per_condition] for t in range(take))
@@ -119,6 +119,8 @@ def deployment_build_slots(*, deployment: Deployment) -> list[Slot]:
             per_rater=study.stimuli_per_rater,
             seed=f"{study.seed}:{deployment.slug}",
         )
+        if not RatingDimension.objects.filter(study=study).exists():
+            raise SlotPlanError("the study has no rating dimensions: a rating page would have nothing to ask")
         existing = list(Slot.objects.filter(deployment=deployment).order_by("index"))
         if existing:
             planned: dict[int, list[int]] = {slot.id: [] for slot in existing}
@@ -282,7 +284,7 @@ def participant_consent(*, participant: Participant, agree: bool) -> str:
 
 def participant_advance(*, participant: Participant, from_step: str) -> str:
     """Instructions -> practice -> rating; a repeated submit of an earlier page is a no-op."""
-    following = {Step.INSTRUCTIONS: Step.PRACTICE, Step.PRACTICE: Step.RATING}
+    following: dict[str, str] = {Step.INSTRUCTIONS: Step.PRACTICE, Step.PRACTICE: Step.RATING}
     if participant.step == from_step and from_step in following:
         updated = Participant.objects.filter(pk=participant.pk, step=from_step).update(
             step=following[from_step], last_seen_at=timezone.now()
@@ -311,7 +313,7 @@ class PageResult:
     step: str
 
 
-def _locked_plan(participant: Participant, plan: selectors.RaterPlan | None) -> selectors.RaterPlan | None:
+def _locked_plan(participant: Participant, plan: selectors.RaterPlan | None) -> tuple[Slot, selectors.RaterPlan] | None:
     """The rater's plan with what is answered re-read under the slot's row lock.
 
     A plan the caller read before the lock is reused for its pages (they never change
@@ -325,25 +327,25 @@ def _locked_plan(participant: Participant, plan: selectors.RaterPlan | None) -> 
     if slot is None:
         return None
     if plan is None or plan.slot is None or plan.slot.pk != slot.pk:
-        return selectors.participant_plan(participant=participant, slot=slot)
+        return slot, selectors.participant_plan(participant=participant, slot=slot)
     done = selectors.pages_done(participant=participant, slot=slot, pages=plan.pages)
-    return selectors.RaterPlan(slot=slot, pages=plan.pages, done=done, dimensions=plan.dimensions)
+    return slot, selectors.RaterPlan(slot=slot, pages=plan.pages, done=done, dimensions=plan.dimensions)
 
 
-def _page_finish(participant: Participant, plan: selectors.RaterPlan, page_index: int) -> None:
+def _page_finish(participant: Participant, slot: Slot, plan: selectors.RaterPlan, page_index: int) -> None:
     """After a page is stored: move on to the debrief when it was the last one."""
     if len(plan.done | {page_index}) == len(plan.pages):
         now = timezone.now()
-        Slot.objects.filter(pk=plan.slot.pk).update(status=Slot.Status.COMPLETE, completed_at=now)
+        Slot.objects.filter(pk=slot.pk).update(status=Slot.Status.COMPLETE, completed_at=now)
         _step_set(participant, Step.DEBRIEF)
     else:
         participant_touch(participant=participant)
 
 
-def _classify(plan: selectors.RaterPlan | None, page_index: int, *, stimulus_token=None, check_index=None):
+def _classify(
+    plan: selectors.RaterPlan, page_index: int, *, stimulus_token: str | None = None, check_index: int | None = None
+) -> tuple[PageOutcome | None, selectors.Page | None]:
     """Where a submitted page stands in the rater's plan: (outcome or None to store, page)."""
-    if plan is None:
-        return PageOutcome.SLOT_LOST, None
     page = next((p for p in plan.pages if p.index == page_index), None)
     if page is None:
         return PageOutcome.FOREIGN, None
@@ -373,10 +375,13 @@ def rating_page_submit(
         return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     with transaction.atomic():
-        plan = _locked_plan(participant, plan)
+        locked = _locked_plan(participant, plan)
+        if locked is None:
+            return PageResult(PageOutcome.SLOT_LOST, participant.step)
+        slot, plan = locked
         outcome, page = _classify(plan, page_index, stimulus_token=stimulus_token)
-        if outcome is not None:
-            return PageResult(outcome, participant.step)
+        if outcome is not None or page is None or page.stimulus is None:
+            return PageResult(outcome or PageOutcome.FOREIGN, participant.step)
         dimensions = {dimension.key: (position, dimension) for position, dimension in enumerate(plan.dimensions)}
         if set(scores) != set(dimensions):
             raise ValueError("scores must cover exactly the study's dimensions")
@@ -384,7 +389,7 @@ def rating_page_submit(
             [
                 Rating(
                     participant=participant,
-                    slot=plan.slot,
+                    slot=slot,
                     stimulus=page.stimulus,
                     dimension=dimension,
                     score=float(scores[key]),
@@ -395,7 +400,7 @@ def rating_page_submit(
                 for key, (position, dimension) in dimensions.items()
             ]
         )
-        _page_finish(participant, plan, page.index)
+        _page_finish(participant, slot, plan, page.index)
     return PageResult(PageOutcome.SAVED, participant.step)
 
 
@@ -416,10 +421,13 @@ def attention_check_submit(
                           participant.step)  # fmt: skip
     study = participant.study
     with transaction.atomic():
-        plan = _locked_plan(participant, plan)
+        locked = _locked_plan(participant, plan)
+        if locked is None:
+            return PageResult(PageOutcome.SLOT_LOST, participant.step)
+        slot, plan = locked
         outcome, page = _classify(plan, page_index, check_index=check_index)
-        if outcome is not None:
-            return PageResult(outcome, participant.step)
+        if outcome is not None or page is None or page.check is None:
+            return PageResult(outcome or PageOutcome.FOREIGN, participant.step)
         passed = page.check.passes(response)
         AttentionCheckResponse.objects.create(
             participant=participant,
@@ -440,7 +448,7 @@ def attention_check_submit(
             limit = study.attention_screen_out_after
             if limit and participant.attention_failures >= limit:
                 # The slot goes back to the pool; this rater's ratings stay, marked by their step.
-                Slot.objects.filter(pk=plan.slot.pk).update(
+                Slot.objects.filter(pk=slot.pk).update(
                     status=Slot.Status.FREE,
                     participant=None,
                     claimed_at=None,
@@ -448,7 +456,7 @@ def attention_check_submit(
                 )
                 _step_set(participant, Step.SCREENED_OUT)
                 return PageResult(PageOutcome.SAVED, participant.step)
-        _page_finish(participant, plan, page.index)
+        _page_finish(participant, slot, plan, page.index)
     return PageResult(PageOutcome.SAVED, participant.step)
 
 

@@ -38,7 +38,7 @@ PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
 # Prolific ids are 24 hex characters; anything in this set is accepted so that test
 # links work, while an unfilled placeholder such as {{%PROLIFIC_PID%}} is refused.
 PROLIFIC_PARAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STEP_VIEW = {
+STEP_VIEW: dict[str, str] = {
     Step.CONSENT: "rating:consent",
     Step.INSTRUCTIONS: "rating:instructions",
     Step.PRACTICE: "rating:practice",
@@ -50,7 +50,7 @@ STEP_VIEW = {
     Step.STUDY_FULL: "rating:ended",
     Step.TIMED_OUT: "rating:ended",
 }
-PREVIEW_NEXT = {
+PREVIEW_NEXT: dict[str, str] = {
     Step.INSTRUCTIONS: Step.PRACTICE,
     Step.PRACTICE: Step.RATING,
 }
@@ -95,7 +95,7 @@ class Rater:
 
     @property
     def step(self) -> str:
-        return self.participant.step if self.participant else self.preview["step"]
+        return self.participant.step if self.participant else (self.preview or {})["step"]
 
     def step_url(self) -> str:
         return reverse(STEP_VIEW[self.step], args=[self.study.slug])
@@ -115,9 +115,9 @@ def _rater(request: HttpRequest, study: Study) -> Rater | None:
     return Rater(study=study, participant=participant)
 
 
-def _preview_save(request: HttpRequest, rater: Rater) -> None:
+def _preview_update(request: HttpRequest, rater: Rater, **changes) -> None:
+    rater.preview = {**(rater.preview or {}), **changes}
     request.session[_preview_key(rater.study)] = rater.preview
-    request.session.modified = True
 
 
 def rater_page(step_names: set[str]):
@@ -251,8 +251,7 @@ def consent(request: HttpRequest, rater: Rater) -> HttpResponse:
         if rater.participant is not None:
             services.participant_consent(participant=rater.participant, agree=agree)
         else:
-            rater.preview["step"] = Step.INSTRUCTIONS if agree else Step.DECLINED
-            _preview_save(request, rater)
+            _preview_update(request, rater, step=Step.INSTRUCTIONS if agree else Step.DECLINED)
         return _redirect(rater)
     return render(request, "rating/consent.html", {"rater": rater, "form": form})
 
@@ -261,8 +260,7 @@ def _advance(request: HttpRequest, rater: Rater, from_step: str) -> HttpResponse
     if rater.participant is not None:
         services.participant_advance(participant=rater.participant, from_step=from_step)
     else:
-        rater.preview["step"] = PREVIEW_NEXT[from_step]
-        _preview_save(request, rater)
+        _preview_update(request, rater, step=PREVIEW_NEXT[from_step])
     return _redirect(rater)
 
 
@@ -317,16 +315,18 @@ def _scales(form, dimensions) -> list[dict]:
 def _plan(rater: Rater) -> selectors.RaterPlan:
     if rater.participant is not None:
         return selectors.participant_plan(participant=rater.participant)
-    return selectors.preview_plan(study=rater.study, done=set(rater.preview.get("done", [])))
+    return selectors.preview_plan(study=rater.study, done=set((rater.preview or {}).get("done", [])))
 
 
-def _render_page(request, rater, plan, page, form=None, status=200) -> HttpResponse:
+def _render_page(request, rater, plan, page, form=None, status=200, ticket: str | None = None) -> HttpResponse:
     context = {
         "rater": rater,
         "page": page,
         "page_number": plan.n_done + 1,
         "page_count": len(plan.pages),
-        "ticket": page_ticket_sign(
+        # A page shown again with form errors keeps its first ticket: time on page runs on.
+        "ticket": ticket
+        or page_ticket_sign(
             rater_token=rater.token, index=page.index, check_index=page.check.index if page.check else None
         ),
     }
@@ -362,6 +362,10 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     plan = _plan(rater)
     if request.method == "GET":
         page = plan.current
+        if page is None and rater.participant is None:
+            # A preview of a study without slots yet: nothing to rate, go on to the debrief.
+            _preview_update(request, rater, step=Step.DEBRIEF)
+            return HttpResponseRedirect(rater.step_url())
         if page is None:
             return _out_of_date(request, rater, status=409)
         return _render_page(request, rater, plan, page)
@@ -370,6 +374,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     page = next((p for p in plan.pages if ticket is not None and p.index == ticket.index), None)
     if ticket is None or page is None or (page.check is None) != (ticket.check_index is None):
         return _out_of_date(request, rater)
+    form: AttentionCheckForm | RatingPageForm
     if page.check is not None:
         form = AttentionCheckForm(request.POST, rater_token=rater.token, check=page.check)
     else:
@@ -377,15 +382,16 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     if not form.is_valid():
         if page.index in plan.done:
             return _redirect(rater)  # a double submission of a saved page
-        if page.check is None and request.POST.get("stimulus") != page.stimulus.token:
+        if page.stimulus is not None and request.POST.get("stimulus") != page.stimulus.token:
             return _out_of_date(request, rater)
         if plan.current is None or plan.current.index != page.index:
             return _out_of_date(request, rater, status=409)
-        return _render_page(request, rater, plan, page, form=form, status=400)
+        return _render_page(request, rater, plan, page, form=form, status=400, ticket=request.POST["page"])
 
     if rater.participant is None:
         return _preview_page_done(request, rater, plan, page, form)
-    if page.check is not None:
+    if isinstance(form, AttentionCheckForm):
+        assert page.check is not None  # the form was chosen by the page
         result = services.attention_check_submit(
             participant=rater.participant,
             page_index=page.index,
@@ -415,10 +421,7 @@ def _preview_page_done(request, rater: Rater, plan, page, form) -> HttpResponse:
     if plan.current is None or plan.current.index != page.index:
         return _redirect(rater)
     done = sorted(plan.done | {page.index})
-    rater.preview["done"] = done
-    if len(done) == len(plan.pages):
-        rater.preview["step"] = Step.DEBRIEF
-    _preview_save(request, rater)
+    _preview_update(request, rater, done=done, step=Step.DEBRIEF if len(done) == len(plan.pages) else Step.RATING)
     return _redirect(rater)
 
 
@@ -431,8 +434,7 @@ def debrief(request: HttpRequest, rater: Rater) -> HttpResponse:
             if rater.participant is not None:
                 services.participant_debrief_submit(participant=rater.participant, answers=form.answers())
             else:
-                rater.preview["step"] = Step.COMPLETE
-                _preview_save(request, rater)
+                _preview_update(request, rater, step=Step.COMPLETE)
             return _redirect(rater)
         return render(request, "rating/debrief.html", {"rater": rater, "form": form}, status=400)
     return render(request, "rating/debrief.html", {"rater": rater, "form": form})

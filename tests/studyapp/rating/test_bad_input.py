@@ -190,3 +190,10 @@ def test_posting_a_page_of_an_earlier_step_just_sends_the_rater_on():
         assert response.status_code == 303 and response["Location"].endswith("/-/rate/")
     assert Participant.objects.get(prolific_pid=bot.pid).step == Participant.Step.RATING
     assert bot.get(page.request["PATH_INFO"]).status_code == 200
+
+
+def test_a_page_shown_again_with_errors_keeps_its_first_time_stamp(on_rating_page):
+    ctx = on_rating_page
+    response = ctx["bot"].post(ctx["url"], {**ctx["data"], "score-originality": "101"})
+    assert response.status_code == 400
+    assert f'name="page" value="{ctx["data"]["page"]}"' in response.content.decode()

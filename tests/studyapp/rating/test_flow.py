@@ -258,3 +258,32 @@ def test_only_the_studys_researchers_may_preview():
     assert other.get(f"/r/{built.study.slug}/-/preview/").status_code == 403
     anonymous = Client().get(f"/r/{built.study.slug}/-/preview/")
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+
+
+def test_stale_slots_can_be_released_eagerly():
+    from studyapp.rating.services import slots_release_stale
+
+    built = build_rating_study(slot_timeout_minutes=30)
+    active = Bot(Client(), built.study.slug, "5f0000000000000000000960")
+    active.walk(stop_after_pages=1)
+    silent = Bot(Client(), built.study.slug, "5f0000000000000000000961")
+    silent.walk(stop_after_pages=1)
+    Participant.objects.filter(prolific_pid=silent.pid).update(last_seen_at=timezone.now() - timedelta(minutes=45))
+    assert slots_release_stale(study=built.study) == 1
+    assert Participant.objects.get(prolific_pid=silent.pid).step == Participant.Step.TIMED_OUT
+    assert Participant.objects.get(prolific_pid=active.pid).step == Participant.Step.RATING
+    freed = Slot.objects.get(index=1)
+    assert (freed.status, freed.participant, freed.times_released) == (Slot.Status.FREE, None, 1)
+    assert Rating.objects.filter(participant__prolific_pid=silent.pid).count() == 3
+
+
+def test_a_preview_before_any_slot_exists_skips_the_rating_pages():
+    built = build_rating_study(build_slots=False)
+    researcher = ResearcherFactory(username="researcher", is_superuser=True)
+    client = Client()
+    client.force_login(researcher)
+    bot = Bot(client, built.study.slug, "preview")
+    response = bot.follow(bot.get(f"/r/{built.study.slug}/-/preview/"))
+    while bot.step_name(response) != "done":
+        response = bot.act(response)
+    assert "rate" not in bot.log and not Participant.objects.exists()

@@ -114,3 +114,10 @@ def test_the_build_slots_command(capsys):
     built.study.save()
     with pytest.raises(CommandError, match="not a multiple"):
         call_command("build_slots", built.study.slug)
+
+
+@pytest.mark.django_db
+def test_a_study_without_rating_dimensions_cannot_get_slots():
+    built = build_rating_study(build_slots=False, dimension_keys=())
+    with pytest.raises(SlotPlanError, match="no rating dimensions"):
+        deployment_build_slots(deployment=built.deployments[0])

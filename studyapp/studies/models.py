@@ -89,6 +89,9 @@ class Condition(models.Model):
     model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="conditions")
     key = models.SlugField(max_length=64)
     method = models.CharField(max_length=16, choices=Method.choices)
+    # What analysis compares across models: "base", "weight", ... The key is unique per study
+    # (e.g. "llama31-8b-base"); the label is shared by the same arm of every model's deployments.
+    label = models.SlugField(max_length=64, blank=True, help_text="Arm name in the export; defaults to the method.")
     params = models.JSONField(default=dict, blank=True)
     # Given in the spec to reuse an artifact; otherwise filled when a job builds it.
     artifact_path = models.CharField(max_length=500, blank=True)

@@ -199,6 +199,7 @@ RATING_COLUMNS = [
     "rater",
     "deployment",
     "condition",
+    "condition_key",
     "method",
     "model",
     "task",
@@ -216,14 +217,16 @@ RATING_COLUMNS = [
     "rated_at",
     "slot",
     "rater_status",
-    "rater_completed",
+    "rater_complete",
     "rater_attention_failures",
+    "attention_failed",
     "rater_flags",
 ]
 STIMULUS_COLUMNS = [
     "stimulus",
     "deployment",
     "condition",
+    "condition_key",
     "method",
     "model",
     "task",
@@ -254,6 +257,7 @@ def export_ratings_frame(*, study: Study):
         .values_list(
             "participant__token",
             "stimulus__deployment__slug",
+            "stimulus__condition__label",
             "stimulus__condition__key",
             "stimulus__condition__method",
             "stimulus__condition__model__key",
@@ -276,15 +280,15 @@ def export_ratings_frame(*, study: Study):
     )
     records = []
     for (
-        rater, deployment, condition, method, model, task, item, stimulus, sample_index, dimension, score, scale,
-        page_index, dimension_position, seconds, rated_at, slot, step, failures, flags,
+        rater, deployment, condition, condition_key, method, model, task, item, stimulus, sample_index, dimension,
+        score, scale, page_index, dimension_position, seconds, rated_at, slot, step, failures, flags,
     ) in rows:  # fmt: skip
         low, high = SCALE_RANGES.get(scale, (None, None))
         records.append(
             (
-                rater, deployment, condition, method, model, task, item, stimulus, sample_index, dimension, score,
-                scale, low, high, page_index, dimension_position, seconds, rated_at, slot, step,
-                step == Participant.Step.COMPLETE, failures, _flags_text(flags),
+                rater, deployment, condition or method, condition_key, method, model, task, item, stimulus,
+                sample_index, dimension, score, scale, low, high, page_index, dimension_position, seconds, rated_at,
+                slot, step, step == Participant.Step.COMPLETE, failures, failures > 0, _flags_text(flags),
             )
         )  # fmt: skip
     frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)
@@ -313,7 +317,8 @@ def export_stimuli_frame(*, study: Study):
         record = {
             "stimulus": s.token,
             "deployment": s.deployment.slug,
-            "condition": s.condition.key,
+            "condition": s.condition.label or s.condition.method,
+            "condition_key": s.condition.key,
             "method": s.condition.method,
             "model": s.condition.model.key,
             "task": s.item.task.key,

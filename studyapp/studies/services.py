@@ -116,6 +116,7 @@ def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
             study=study,
             model=models[c["model"]],
             key=c["key"],
+            label=c["label"],
             method=c["method"],
             params=c["params"],
             artifact_path=c["artifact_path"],

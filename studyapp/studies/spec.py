@@ -313,7 +313,7 @@ def _check_conditions(check: _Checker, value: Any, model_keys: list[str]) -> lis
         entry = check.mapping(
             entry,
             path,
-            allowed={"key", "model", "method", "params", "artifact_path"},
+            allowed={"key", "label", "model", "method", "params", "artifact_path"},
             required={"key", "model", "method"},
         )
         condition = {
@@ -487,6 +487,7 @@ def _check_deployments(
 ) -> list[dict]:
     model_keys = [m["key"] for m in models if m["key"]]
     condition_models = {c["key"]: c["model"] for c in conditions if c["key"]}
+    condition_labels = {c["key"]: c["label"] for c in conditions if c["key"]}
     task_items = {t["key"]: len(t["items"]) for t in tasks if t["key"]}
     deployments = []
     for index, entry in enumerate(check.listing(value, "deployments")):
@@ -527,6 +528,11 @@ def _check_deployments(
                 )
             elif key in deployment["conditions"]:
                 check.problem(c_path, f"condition {key!r} is listed twice")
+            elif condition_labels[key] in {condition_labels[k] for k in deployment["conditions"]}:
+                # The export (and analysis) tells conditions apart by label within a deployment.
+                check.problem(
+                    c_path, f"two conditions labelled {condition_labels[key]!r}; give one of them another label"
+                )
             else:
                 deployment["conditions"].append(key)
         n_stimuli = task_items.get(deployment["task"], 0) * study["samples_per_item"] * len(deployment["conditions"])

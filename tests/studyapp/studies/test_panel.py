@@ -65,7 +65,8 @@ def build_design(*, n_deployments: int, raters_per_deployment: int, items: int =
                         slot=slot,
                         stimulus=stimulus,
                         dimension=dimension,
-                        score=10.0 * (page + 1) + position,
+                        # Varied but deterministic, so a mixed model has variance to estimate.
+                        score=float((37 * r + 53 * page + 29 * position + 11 * d + 17 * len(stimulus.token)) % 101),
                         page_index=page,
                         dimension_position=position,
                         seconds_on_page=5.0 + page,
@@ -209,7 +210,8 @@ def test_ratings_export_matches_the_database(client, study, researcher) -> None:
         rating = ratings[(row["rater"], row["stimulus"], row["dimension"])]
         assert row["score"] == rating.score
         assert row["deployment"] == rating.stimulus.deployment.slug
-        assert row["condition"] == rating.stimulus.condition.key
+        assert row["condition"] == (rating.stimulus.condition.label or rating.stimulus.condition.method)
+        assert row["condition_key"] == rating.stimulus.condition.key
         assert row["method"] == rating.stimulus.condition.method
         assert row["model"] == rating.stimulus.condition.model.key
         assert row["task"] == rating.stimulus.item.task.key
@@ -217,7 +219,7 @@ def test_ratings_export_matches_the_database(client, study, researcher) -> None:
         assert row["page_index"] == rating.page_index
         assert row["seconds_on_page"] == rating.seconds_on_page
         assert (row["scale_min"], row["scale_max"]) == (0, 100)
-        assert row["rater_completed"] == (rating.participant.step == Participant.Step.COMPLETE)
+        assert row["rater_complete"] == (rating.participant.step == Participant.Step.COMPLETE)
     # The condition never appears in what a rater could see, but the export carries it for analysis.
     assert set(frame["method"]) == {"base", "weight"}
 

@@ -1,0 +1,40 @@
+"""The report page: analysis.write_report runs in a task on the study's export; the page shows it when ready."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from studyapp.studies.models import StudyReport
+from tests.factories import ResearcherFactory
+from tests.studyapp.studies.test_panel import build_design
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_report_is_built_in_a_task_and_shown_when_ready(
+    client, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+) -> None:
+    settings.VAR_DIR = tmp_path
+    researcher = ResearcherFactory(username="researcher")
+    study = build_design(n_deployments=2, raters_per_deployment=4)
+    study.researchers.add(researcher)
+    client.force_login(researcher)
+    url = reverse("studies:report", args=[study.slug])
+    assert "No report yet" in client.get(url).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("studies:report_request", args=[study.slug]))
+    assert response.status_code == 302
+    report = StudyReport.objects.get(study=study)
+    assert report.status == StudyReport.Status.READY, report.error_message
+    assert report.n_ratings == 2 * 4 * 3 * 2
+
+    page = client.get(url).content.decode()
+    file_url = reverse("studies:report_file", args=[study.slug, report.pk, report.html_name])
+    assert file_url in page
+    served = client.get(file_url)
+    assert served.status_code == 200 and served["Content-Type"].startswith("text/html")
+    # Another researcher's staff account cannot read the files either.
+    client.force_login(ResearcherFactory(username="other_researcher"))
+    assert client.get(file_url).status_code == 404

@@ -34,6 +34,7 @@ class RemlFit:
     deviance: float
     converged: bool
     n_evaluations: int
+    df: np.ndarray  # Satterthwaite degrees of freedom per fixed effect
 
 
 class _Problem:
@@ -122,8 +123,74 @@ class _Problem:
         r2sum = self.yty - cu_cu - float(rhs @ beta)
         df = self.n - self.p
         logdet_x = 2.0 * float(np.log(np.diag(cx[0])).sum())
+        self.last_logdets = logdet + logdet_x
         dev = logdet + logdet_x + df * (1.0 + np.log(2.0 * np.pi * r2sum / df))
         return float(dev), beta, RxRx, float(r2sum)
+
+    # Variance parameters ψ = (σ²_1 … σ²_k in sorted factor order, σ²_residual), for
+    # the Satterthwaite approximation, which needs derivatives in ψ, not in θ.
+    def _theta_of(self, psi: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(psi[:-1], 0.0) / psi[-1])
+
+    def deviance_psi(self, psi: np.ndarray) -> float:
+        """REML deviance (-2 log restricted likelihood) at ψ, σ² not profiled out."""
+        _, _, _, r2sum = self.solve(self._theta_of(psi))
+        df = self.n - self.p
+        return float(self.last_logdets + df * np.log(2.0 * np.pi * psi[-1]) + r2sum / psi[-1])
+
+    def cov_beta_psi(self, psi: np.ndarray) -> np.ndarray:
+        _, _, RxRx, _ = self.solve(self._theta_of(psi))
+        return psi[-1] * np.linalg.inv(RxRx)
+
+
+def satterthwaite_df(prob: _Problem, psi: np.ndarray) -> np.ndarray:
+    """Satterthwaite degrees of freedom of each fixed effect, as lmerTest computes them.
+
+    df_j = 2 V_j² / (g_j' A g_j), with V_j = Var(β̂_j)(ψ), g_j its gradient in ψ and A the
+    asymptotic covariance of ψ̂ (twice the inverse Hessian of the REML deviance). Both
+    derivatives are central finite differences. Variance parameters estimated at zero
+    sit on the boundary and are held fixed, as they carry no sampling variance here.
+    """
+    free = np.flatnonzero(psi > 1e-8 * psi[-1])  # σ² (last) is always > 0, hence free
+    step = 1e-4 * psi[free]
+
+    def at(delta: dict[int, float]) -> np.ndarray:
+        q = psi.copy()
+        for i, d in delta.items():
+            q[free[i]] += d
+        return q
+
+    m = len(free)
+    f0 = prob.deviance_psi(psi)
+    H = np.empty((m, m))
+    for a in range(m):
+        ha = step[a]
+        H[a, a] = (prob.deviance_psi(at({a: ha})) - 2 * f0 + prob.deviance_psi(at({a: -ha}))) / ha**2
+        for b in range(a):
+            hb = step[b]
+            H[a, b] = H[b, a] = (
+                prob.deviance_psi(at({a: ha, b: hb}))
+                - prob.deviance_psi(at({a: ha, b: -hb}))
+                - prob.deviance_psi(at({a: -ha, b: hb}))
+                + prob.deviance_psi(at({a: -ha, b: -hb}))
+            ) / (4 * ha * hb)
+    try:
+        A = 2.0 * np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return np.full(prob.p, np.inf)
+    grads = np.stack(
+        [
+            (np.diag(prob.cov_beta_psi(at({a: step[a]}))) - np.diag(prob.cov_beta_psi(at({a: -step[a]}))))
+            / (2 * step[a])
+            for a in range(m)
+        ],
+        axis=1,
+    )  # p x m
+    v = np.diag(prob.cov_beta_psi(psi))
+    denom = np.einsum("ia,ab,ib->i", grads, A, grads)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 2 * v**2 / denom
+    return np.where(np.isfinite(df) & (df > 0), df, np.inf)
 
 
 def fit_reml(y: np.ndarray, X: np.ndarray, codes: list[np.ndarray]) -> RemlFit:
@@ -154,6 +221,8 @@ def _optimise(prob: _Problem) -> RemlFit:
     dev, beta, RxRx, r2sum = prob.solve(theta_sorted)
     sigma2 = r2sum / (prob.n - prob.p)
     cov_beta = sigma2 * np.linalg.inv(RxRx)
+    psi = np.append(theta_sorted**2 * sigma2, sigma2)
+    df = satterthwaite_df(prob, psi)
     theta = np.empty(prob.k)
     theta[prob.order] = theta_sorted
     return RemlFit(
@@ -165,4 +234,5 @@ def _optimise(prob: _Problem) -> RemlFit:
         deviance=dev,
         converged=bool(best.success),
         n_evaluations=prob.n_eval,
+        df=df,
     )

@@ -184,28 +184,33 @@ def _fit_one(
         raise ValueError(f"the fixed effects {fixed!r} are not estimable from these ratings (rank-deficient design)")
     if engine == "reml":
         fit = fit_reml(y, X.to_numpy(), [pd.factorize(df[col])[0] for col in factors.values()])
-        beta, cov, sigma2 = fit.beta, fit.cov_beta, fit.sigma2
+        beta, cov, sigma2, dof = fit.beta, fit.cov_beta, fit.sigma2, fit.df
         variances = dict(zip(factors, fit.variances.tolist(), strict=True))
         method = "REML, profiled (lme4 formulation, Nelder–Mead on relative SDs)"
+        inference = "95% CI and p from t with Satterthwaite df (as lmerTest)"
         converged = fit.converged
     elif engine == "statsmodels":
         out = _fit_statsmodels(y, X, df, factors)
         beta, cov, sigma2, variances = out["beta"], out["cov_beta"], out["sigma2"], out["variances"]
         method, converged = out["method"], out["converged"]
+        dof = np.full(len(beta), np.inf)
+        inference = "Wald 95% CI and p (normal)"
     else:
         raise ValueError(f"unknown engine {engine!r}; use 'reml' or 'statsmodels'")
     se = np.sqrt(np.diag(cov))
-    z = beta / se
     terms = []
-    for name, b, s, zz in zip(X.columns, beta, se, z, strict=True):
+    for name, b, s, nu in zip(X.columns, beta, se, dof, strict=True):
+        # t with infinite df is the normal: the Wald z test of large designs.
+        crit = float(st.t.ppf(0.975, nu)) if np.isfinite(nu) else Z95
+        p = float(2 * st.t.sf(abs(b / s), nu)) if np.isfinite(nu) else float(2 * st.norm.sf(abs(b / s)))
         terms.append(
             {
                 "term": str(name),
                 "estimate": float(b),
                 "se": float(s),
-                "ci_low": float(b - Z95 * s),
-                "ci_high": float(b + Z95 * s),
-                "p": float(2 * st.norm.sf(abs(zz))),
+                "ci_low": float(b - crit * s),
+                "ci_high": float(b + crit * s),
+                "p": p,
             }
         )
     if not converged:
@@ -216,7 +221,7 @@ def _fit_one(
         "n_ratings": len(df),
         "n_raters": int(df[factors["rater"]].nunique()),
         "n_stimuli": int(df[factors["stimulus"]].nunique()),
-        "method": f"{method}; {_model_formula(factors, 'score ~ ' + fixed)}; Wald 95% CI and p (normal)",
+        "method": f"{method}; {_model_formula(factors, 'score ~ ' + fixed)}; {inference}",
     }, cov
 
 

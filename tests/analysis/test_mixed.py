@@ -211,3 +211,17 @@ def test_reml_count_grouped_and_sparse_paths_agree():
     sparse = prob.solve(theta)
     assert grouped[0] == pytest.approx(sparse[0], rel=1e-12)
     np.testing.assert_allclose(grouped[1], sparse[1], rtol=1e-10)
+
+
+def test_satterthwaite_df_small_design():
+    """One deployment, 10 stimuli split 5/5 over two conditions: the condition contrast is a
+    between-stimulus comparison, whose exact df is 10 - 2 = 8; Satterthwaite must find it."""
+    from analysis._reml import fit_reml
+
+    df = simulate_ratings(n_deployments=1, raters_per_deployment=30, dimensions=["x"], seed=3)
+    X = np.column_stack([np.ones(len(df)), (df["condition"] == "weight").to_numpy(float)])
+    fit = fit_reml(df["score"].to_numpy(), X, [pd.factorize(df["rater"])[0], pd.factorize(df["stimulus"])[0]])
+    assert fit.df[1] == pytest.approx(8.0, abs=0.1)
+    term = _effect(fit_mixed(df)["x"])
+    half_width = (term["ci_high"] - term["ci_low"]) / 2
+    assert half_width / term["se"] == pytest.approx(2.306, abs=0.01)  # t(0.975, 8), wider than 1.96

@@ -324,7 +324,9 @@ def _check_conditions(check: _Checker, value: Any, model_keys: list[str]) -> lis
             "artifact_path": check.text(
                 entry.get("artifact_path"), f"{path}.artifact_path", default="", max_length=500
             ),
+            "label": check.slug(entry["label"], f"{path}.label") if "label" in entry else "",
         }
+        condition["label"] = condition["label"] or condition["method"]
         if condition["model"] and condition["model"] not in model_keys:
             check.problem(
                 f"{path}.model", f"unknown model {condition['model']!r}{_closest(condition['model'], model_keys)}"
@@ -535,16 +537,43 @@ def _check_deployments(
                 )
             else:
                 deployment["conditions"].append(key)
-        n_stimuli = task_items.get(deployment["task"], 0) * study["samples_per_item"] * len(deployment["conditions"])
-        if n_stimuli and study["stimuli_per_rater"] > n_stimuli:
-            check.problem(
-                path,
-                f"raters.stimuli_per_rater is {study['stimuli_per_rater']}, but this deployment has only "
-                f"{n_stimuli} stimuli (items x samples_per_item x conditions)",
-            )
+        _check_balance(check, path, study, task_items.get(deployment["task"], 0), len(deployment["conditions"]))
         deployments.append(deployment)
     check.unique_keys(deployments, "deployments", key="slug")
     return deployments
+
+
+def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_conditions: int) -> None:
+    """The balanced slot design (studyapp.rating) must exist for this deployment; say why not, early.
+
+    Every rater sees each condition equally often, and every stimulus gets the same number
+    of ratings: stimuli_per_rater splits evenly over the conditions, and the ratings per
+    condition are a whole multiple of its stimuli.
+    """
+    per_condition = n_items * study["samples_per_item"]
+    raters, per_rater = study["raters_per_deployment"], study["stimuli_per_rater"]
+    if not (per_condition and n_conditions and raters > 0 and per_rater > 0):
+        return
+    if per_rater % n_conditions:
+        check.problem(
+            path,
+            f"raters.stimuli_per_rater ({per_rater}) must be a multiple of the deployment's {n_conditions} "
+            "conditions, so every rater sees each condition equally often",
+        )
+        return
+    take = per_rater // n_conditions
+    if take > per_condition:
+        check.problem(
+            path,
+            f"raters.stimuli_per_rater ({per_rater}) asks for {take} stimuli per condition, but each condition "
+            f"has only {per_condition} (items x samples_per_item)",
+        )
+    elif (raters * take) % per_condition:
+        check.problem(
+            path,
+            f"raters.per_deployment x stimuli_per_rater / conditions = {raters * take} ratings per condition, "
+            f"not a multiple of its {per_condition} stimuli: stimuli would get unequal numbers of ratings",
+        )
 
 
 def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:

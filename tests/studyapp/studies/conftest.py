@@ -69,7 +69,7 @@ seed: 7
 samples_per_item: {samples}
 decoding: {{max_new_tokens: {max_new_tokens}, temperature: 0.7, top_p: 0.95}}
 generation: {{batch_size: {batch_size}}}
-raters: {{per_deployment: 2, stimuli_per_rater: 2}}
+raters: {{per_deployment: {len(items) * samples}, stimuli_per_rater: {len(conditions)}}}
 models:
   - {{key: tiny, source: "{model_dir}"}}
 conditions:

@@ -177,10 +177,10 @@ def test_load_study_command_grants_access(capsys) -> None:
 @pytest.mark.django_db
 def test_changed_spec_replaces_definition_until_stimuli_exist() -> None:
     study, _ = study_load_file(path=DEMO)
-    changed = DEMO.read_text().replace("samples_per_item: 2", "samples_per_item: 3")
+    changed = DEMO.read_text().replace("seed: 20260101", "seed: 1")
     study, did_change = study_load(content=changed)
     assert did_change
-    assert study.samples_per_item == 3
+    assert study.seed == 1
     assert Deployment.objects.filter(study=study).count() == 2
 
     deployment = study.deployments.first()
@@ -190,6 +190,37 @@ def test_changed_spec_replaces_definition_until_stimuli_exist() -> None:
         item=deployment.task.items.first(),
     )
     with pytest.raises(StudyLoadError):
-        study_load(content=changed.replace("samples_per_item: 3", "samples_per_item: 4"))
+        study_load(content=changed.replace("seed: 1", "seed: 2"))
     study.refresh_from_db()
-    assert study.samples_per_item == 3
+    assert study.seed == 1
+
+
+def test_condition_labels_default_to_the_method_and_must_differ_within_a_deployment() -> None:
+    spec = spec_parse(PAPER.read_text())
+    assert {c["label"] for c in spec.conditions} == {"base", "weight", "activation"}
+    twice = DEMO.read_text().replace(
+        "  - key: activation\n    model: smollm2\n    method: activation\n",
+        "  - key: activation\n    label: base\n    model: smollm2\n    method: activation\n",
+    )
+    with pytest.raises(SpecError) as raised:
+        spec_parse(twice)
+    assert raised.value.problems == [
+        "deployments[1].conditions[1]: two conditions labelled 'base'; give one of them another label"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raters", "per_rater", "message"),
+    [
+        (4, 5, "must be a multiple of the deployment's 2 conditions"),
+        (4, 14, "asks for 7 stimuli per condition, but each condition has only 6"),
+        (5, 6, "15 ratings per condition, not a multiple of its 6 stimuli"),
+    ],
+)
+def test_spec_rejects_designs_that_cannot_be_balanced(raters: int, per_rater: int, message: str) -> None:
+    text = DEMO.read_text().replace("per_deployment: 4", f"per_deployment: {raters}")
+    text = text.replace("stimuli_per_rater: 6", f"stimuli_per_rater: {per_rater}")
+    with pytest.raises(SpecError) as raised:
+        spec_parse(text)
+    assert any(message in problem for problem in raised.value.problems), raised.value.problems
+    assert all(problem.startswith("deployments[") for problem in raised.value.problems)

@@ -26,13 +26,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the web server listens")
+        parser.add_argument("--spec", default=str(DEMO_SPEC), help="the study spec (default: studies/demo.yaml)")
 
     def handle(self, *args, **options) -> None:
         try:
-            study, changed = study_load_file(path=DEMO_SPEC)
+            study, changed = study_load_file(path=options["spec"])
         except (SpecError, StudyLoadError) as error:
             raise CommandError(str(error), returncode=2) from None
-        self.stdout.write(f"Study {study.slug!r} {'loaded' if changed else 'already loaded'} from {DEMO_SPEC}.")
+        self.stdout.write(f"Study {study.slug!r} {'loaded' if changed else 'already loaded'} from {options['spec']}.")
 
         # The demo runs every task in this process, broker or not: it must work with no services.
         previous = app.conf.task_always_eager

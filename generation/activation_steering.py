@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,8 +50,9 @@ class SteeringVectors:
     def save(self, path: str | Path) -> str:
         """Write ``path`` (safetensors, float32) and ``path.with_suffix('.json')``; return the file's sha256.
 
-        The JSON sidecar holds the metadata; the safetensors header holds it too so the
-        vector file alone is self-describing.
+        The JSON sidecar holds the metadata and the file's hash; the safetensors header holds
+        the metadata too, so the vector file alone is self-describing. Each file is written
+        under a temporary name and renamed, so a reader never sees a half-written one.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,10 +60,16 @@ class SteeringVectors:
             f"layer.{layer}": vector.detach().to("cpu", torch.float32).contiguous()
             for layer, vector in self.vectors.items()
         }
-        save_file(tensors, str(path), metadata={"steering": json.dumps(self.metadata, sort_keys=True)})
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        sidecar = {**self.metadata, "layers": self.layers, "sha256": digest}
-        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+        staging = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(staging), metadata={"steering": json.dumps(self.metadata, sort_keys=True)})
+        digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+        sidecar = path.with_suffix(".json")
+        sidecar_staging = sidecar.with_name(f".{sidecar.name}.tmp")
+        sidecar_staging.write_text(
+            json.dumps({**self.metadata, "layers": self.layers, "sha256": digest}, indent=2, sort_keys=True) + "\n"
+        )
+        os.replace(staging, path)
+        os.replace(sidecar_staging, sidecar)
         return digest
 
     @classmethod

@@ -1,19 +1,63 @@
 """Subcommands of ``python -m generation``.
 
-Every user error (bad argument, missing model) is one line on stderr and exit status
-2; never a traceback.
+Every user error (bad argument, missing model, unknown task or prompt set) is one line
+on stderr and exit status 2; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 
 class UsageError(Exception):
     """A problem with what the user asked for: printed in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), so every bad call reads the same."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
+    return value
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _prepare_embedded(args: argparse.Namespace) -> int:
@@ -27,8 +71,204 @@ def _prepare_embedded(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steer_weights(args: argparse.Namespace) -> int:
+    from generation.pipeline import prepare_artifact
+    from generation.types import ConditionSpec
+
+    params: dict[str, Any] = {
+        "rho": args.rho,
+        "alpha": args.alpha,
+        "prompt_set": args.prompt_set,
+        "ranking": args.ranking,
+        "module_patterns": list(args.modules),
+        "layers": args.layers,
+    }
+    if args.prompt_file:
+        params["prompt_file"] = str(args.prompt_file)
+    spec = ConditionSpec(method="weight", model=args.model, params=params)
+    artifact = prepare_artifact(spec, args.out, device=args.device, dtype=args.dtype, progress=not args.quiet)
+    assert artifact is not None
+    manifest = artifact.manifest
+    print(
+        f"{artifact.path}: edited {manifest['n_weights_edited']} of {manifest['n_weights_considered']} weights "
+        f"({manifest['share_edited']:.4%}), sha256 {artifact.sha256}"
+    )
+    return 0
+
+
+def _steer_activations(args: argparse.Namespace) -> int:
+    from generation.activation_steering import compute_steering_vectors
+    from generation.loading import load_model
+
+    if args.out.suffix != ".safetensors":
+        raise UsageError(f"--out must name a .safetensors file, got {args.out}")
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    vectors = compute_steering_vectors(
+        loaded,
+        prompt_set=args.prompt_set,
+        layers=args.layers,
+        prompt_file=str(args.prompt_file) if args.prompt_file else None,
+        progress=not args.quiet,
+    )
+    digest = vectors.save(args.out)
+    norms = ", ".join(f"layer {layer}: |v|={float(v.norm()):.3g}" for layer, v in sorted(vectors.vectors.items()))
+    print(f"{args.out}: {norms}; sha256 {digest}")
+    return 0
+
+
+def _condition_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    from generation.pipeline import load_artifact
+    from generation.types import ConditionSpec
+
+    if args.condition_artifact is None:
+        if args.coeff is not None:
+            raise UsageError("--coeff needs --condition-artifact (a steering-vector .safetensors file)")
+        if args.instruction:
+            return ConditionSpec("prompt", args.model, {"instruction": args.instruction}), None
+        return ConditionSpec("base", args.model), None
+    if args.instruction:
+        raise UsageError("--instruction (the prompt baseline) cannot be combined with --condition-artifact")
+    artifact = load_artifact(args.condition_artifact)
+    if str(artifact.path).endswith(".safetensors"):
+        params = {} if args.coeff is None else {"coeff": args.coeff}
+        return ConditionSpec("activation", args.model, params, artifact_path=artifact.path), artifact
+    if args.coeff is not None:
+        raise UsageError("--coeff applies to a steering-vector file, not to a steered checkpoint")
+    return ConditionSpec("weight", args.model, dict(artifact.manifest.get("parameters", {})), artifact.path), artifact
+
+
+def _family_from_args(args: argparse.Namespace) -> Any:
+    from generation.task_families import get_task_family, load_task_families
+
+    if args.tasks:
+        families = load_task_families(args.tasks)
+        if args.task not in families:
+            raise UsageError(f"{args.tasks} has no task family {args.task!r}; it has: {', '.join(sorted(families))}")
+        family = families[args.task]
+    else:
+        family = get_task_family(args.task)
+    return family
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from generation.pipeline import iter_samples
+    from generation.types import DecodingSettings, SampleRequest
+
+    family = _family_from_args(args)
+    items = list(family.items)
+    if args.items:
+        items = [family.item(key) for key in _patterns(args.items)]
+    spec, artifact = _condition_from_args(args)
+    decoding = DecodingSettings(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        do_sample=not args.greedy,
+    )
+    requests = [SampleRequest(item.key, item.text, index, args.seed) for item in items for index in range(args.n)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    # Line-buffered JSONL: every finished batch is on disk even if the run is interrupted.
+    with args.out.open("w", encoding="utf-8") as handle:
+        for batch in iter_samples(
+            spec,
+            artifact,
+            family,
+            requests,
+            decoding,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            device=args.device,
+            dtype=args.dtype,
+        ):
+            for sample in batch:
+                record = {"task": family.name, "model": args.model, **sample.as_dict()}
+                parsed = family.parse(sample.text)
+                if parsed is not None:
+                    record["parsed"] = parsed
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+            handle.flush()
+    print(f"{args.out}: {written} samples")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from generation.sweep import run_sweep
+    from generation.types import DecodingSettings
+
+    columns = [
+        "setting", "rho", "alpha", "share_edited", "n_answers", "n_valid", "valid_share",
+        "dat_score_mean", "distinct_word_share", "perplexity", "scorer",
+    ]  # fmt: skip
+
+    def show(row: dict[str, Any]) -> None:
+        score = "-" if row["dat_score_mean"] is None else f"{row['dat_score_mean']:.1f}"
+        print(
+            f"{row['setting']:<22} edited {row['share_edited']:.4%}  valid {row['valid_share']:.0%}  "
+            f"DAT {score}  perplexity {row['perplexity']:.2f}",
+            flush=True,
+        )
+
+    rows = run_sweep(
+        args.model,
+        args.rho,
+        args.alpha,
+        prompt_set=args.prompt_set,
+        prompt_file=str(args.prompt_file) if args.prompt_file else None,
+        ranking=args.ranking,
+        module_patterns=args.modules,
+        layers=args.layers,
+        n_samples=args.n,
+        seed=args.seed,
+        decoding=DecodingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
+        embedding=args.embedding,
+        word_list=str(args.word_list) if args.word_list else None,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.quiet,
+        on_row=show,
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.out.suffix == ".jsonl":
+            args.out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        else:
+            with args.out.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+        print(f"{args.out}: {len(rows)} settings")
+    return 0
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="embedded", help="'embedded' (default), a HF model directory or a .gguf file"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: by device)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_prompt_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt-set", default="dat", help="dat (default), openended, problem, ideation")
+    parser.add_argument("--prompt-file", type=Path, default=None, help="YAML file of your own prompt sets")
+
+
+def _add_weight_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ranking", choices=("matrix", "row"), default="matrix", help="top-rho per matrix or per row")
+    parser.add_argument(
+        "--modules",
+        type=_patterns,
+        default=("*",),
+        help="comma-separated fnmatch patterns, e.g. 'mlp.*,self_attn.o_proj'",
+    )
+    parser.add_argument("--layers", default=None, help="decoder blocks, e.g. '15-29' or '4,8' (default: all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m generation", description=__doc__)
+    parser = _Parser(prog="python -m generation", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prepare = commands.add_parser(
@@ -36,14 +276,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("--cache-dir", type=Path, default=None, help="default: $MODEL_CACHE_DIR or var/models")
     prepare.set_defaults(handler=_prepare_embedded)
+
+    weights = commands.add_parser("steer-weights", help="CreativityNeuro weight edit -> steered checkpoint directory")
+    _add_model(weights)
+    _add_prompt_set(weights)
+    weights.add_argument("--rho", type=_fraction, default=0.1, help="keep ratio (default 0.1)")
+    weights.add_argument("--alpha", type=float, default=1.0, help="scale: W *= 1 + alpha on the mask (default 1.0)")
+    _add_weight_options(weights)
+    weights.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    weights.set_defaults(handler=_steer_weights)
+
+    activations = commands.add_parser("steer-activations", help="CAA steering vectors -> .safetensors + .json")
+    _add_model(activations)
+    _add_prompt_set(activations)
+    activations.add_argument("--layers", default=None, help="decoder blocks, e.g. '10' or '8,12' (default: n/3)")
+    activations.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    activations.set_defaults(handler=_steer_activations)
+
+    sample = commands.add_parser("sample", help="generate responses to a task family, one JSON line each")
+    _add_model(sample)
+    sample.add_argument("--task", required=True, help="dat, aut, task_task, or a family from --tasks")
+    sample.add_argument("--tasks", type=Path, default=None, help="YAML file of your own task families")
+    sample.add_argument("--items", default=None, help="comma-separated item keys (default: all items)")
+    sample.add_argument("--n", type=_positive_int, default=1, help="samples per item (default 1)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--condition-artifact", type=Path, default=None, help="steered checkpoint dir or steering-vector file"
+    )
+    sample.add_argument("--coeff", type=float, default=None, help="activation-steering coefficient")
+    sample.add_argument("--instruction", default=None, help="prompt baseline: text appended to the task prompt")
+    sample.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    sample.add_argument("--temperature", type=float, default=0.7)
+    sample.add_argument("--top-p", type=float, default=0.95)
+    sample.add_argument("--greedy", action="store_true", help="pick the most likely token (no sampling)")
+    sample.add_argument("--batch-size", type=_positive_int, default=16)
+    sample.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    sample.set_defaults(handler=_sample)
+
+    sweep = commands.add_parser("sweep", help="DAT score, valid share and perplexity over a (rho, alpha) grid")
+    _add_model(sweep)
+    _add_prompt_set(sweep)
+    sweep.add_argument("--rho", type=_floats, default=[0.05, 0.1, 0.2], help="comma-separated (default 0.05,0.1,0.2)")
+    sweep.add_argument("--alpha", type=_floats, default=[0.5, 1.0, 2.0], help="comma-separated (default 0.5,1,2)")
+    _add_weight_options(sweep)
+    sweep.add_argument("--n", type=_positive_int, default=16, help="DAT answers per setting (default 16)")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    sweep.add_argument("--temperature", type=float, default=0.7)
+    sweep.add_argument("--batch-size", type=_positive_int, default=16)
+    sweep.add_argument("--embedding", default=None, help="word-vector file for the DAT (default: analysis' default)")
+    sweep.add_argument("--word-list", type=Path, default=None, help="DAT dictionary (default /usr/share/dict/words)")
+    sweep.add_argument("--out", type=Path, default=None, help="write the table as .csv or .jsonl")
+    sweep.set_defaults(handler=_sweep)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 with a one-line message
+    args = parser.parse_args(argv)  # bad arguments: one line on stderr, exit 2 (see _Parser)
+    from generation.loading import ModelLoadError  # after parsing: --help stays fast, no torch
+
     try:
         return int(args.handler(args))
-    except UsageError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    except (UsageError, ModelLoadError, FileNotFoundError, ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"{parser.prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,36 @@ def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' per-tensor loading and saving bars, which would print into every job's log."""
+    from transformers.utils import logging as hf_logging
+
+    were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if were_on:
+            hf_logging.enable_progress_bar()
+
+
+def _plain_config(path: Path) -> Any:
+    """The model's config, minus a ``gguf`` quantization entry left by a GGUF conversion.
+
+    The embedded model's cached copy holds plain float weights but keeps that entry, which
+    would make transformers treat it as quantized and refuse ``save_pretrained`` after an edit.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    quantization = getattr(config, "quantization_config", None)
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else None
+    if method == "gguf":
+        del config.quantization_config
+    return config
+
+
 def load_model(
     model: str | Path = EMBEDDED,
     *,
@@ -168,23 +200,18 @@ def load_model(
     path = resolve_model_path(model)
     target = choose_device(device)
     torch_dtype = choose_dtype(target, dtype)
-    from transformers.utils import logging as hf_logging
-
-    # transformers' per-tensor loading bar would print once per job into worker logs.
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
     try:
-        if path.is_file():
-            network, tokenizer = _from_gguf(path, torch_dtype)
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            network = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        with quiet_transformers():
+            if path.is_file():
+                network, tokenizer = _from_gguf(path, torch_dtype)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                network = AutoModelForCausalLM.from_pretrained(
+                    path, config=_plain_config(path), dtype=torch_dtype, local_files_only=True
+                )
+    except Exception as error:  # corrupt files raise anything from OSError to SafetensorError
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"could not read model {path} ({reason}): {_MODEL_HINT}") from error
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
     network.to(target)
     network.eval()
     if tokenizer.pad_token_id is None:

@@ -83,7 +83,8 @@ def parse_aut_uses(text: str) -> list[str]:
     chosen = marked if marked else lines
     uses = []
     for line in chosen:
-        use = _strip_marker(line).strip().strip("*").strip()
+        # Small models wrap the use's name in markdown bold ("**Doorstop**: ..."): keep the words.
+        use = _strip_marker(line).replace("**", "").replace("__", "").strip()
         if use and not use.endswith(":"):
             uses.append(use)
     return uses

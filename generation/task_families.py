@@ -59,9 +59,9 @@ class TaskFamily:
         for item in self.items:
             if item.key == key:
                 return item
-        raise KeyError(f"task family {self.name!r} has no item {key!r}; items: {', '.join(self.keys())}")
+        raise KeyError(f"task family {self.name!r} has no item {key!r}; items: {', '.join(self.item_keys())}")
 
-    def keys(self) -> list[str]:
+    def item_keys(self) -> list[str]:
         return [item.key for item in self.items]
 
     def render(self, item_text: str, instruction: str | None = None) -> str:

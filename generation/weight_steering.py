@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from generation.loading import LoadedModel, find_decoder_layers, parse_layers, weights_sha256
+from generation.loading import LoadedModel, find_decoder_layers, parse_layers, quiet_transformers, weights_sha256
 from generation.prompt_sets import PromptSet, get_prompt_set, render_steering_prompts
 from generation.sampling import encode_left_padded
 
@@ -402,9 +402,11 @@ def save_steered_checkpoint(loaded: LoadedModel, manifest: dict[str, Any], out_d
     directory unchanged.
     """
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir) as staging, quiet_transformers():
         loaded.model.save_pretrained(staging)
         loaded.tokenizer.save_pretrained(staging)
+        for child in staging.iterdir():
+            child.chmod(0o644)  # safetensors writes owner-only files; workers of other users read them
         digest = weights_sha256(staging)
         complete = {**manifest, "sha256": digest}
         # The manifest is written last: its presence marks the checkpoint complete.

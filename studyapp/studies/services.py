@@ -304,7 +304,8 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
         for index in range(study.samples_per_item)
         if (item.pk, index) not in stored
     ]
-    GenerationJob.objects.filter(pk=job.pk).update(done=len(stored))
+    requests = _stimuli_copy_from_twins(job=job, requests=requests, items=items)
+    GenerationJob.objects.filter(pk=job.pk).update(done=Stimulus.objects.filter(job=job).count())
     if not requests:
         return
     spec = condition_spec(condition=condition)
@@ -333,6 +334,60 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
             tokens_per_second=round(n_tokens / elapsed, 2) if elapsed > 0 else None,
             updated_at=timezone.now(),
         )
+
+
+def _stimuli_copy_from_twins(*, job: GenerationJob, requests: list, items: list[Item]) -> list:
+    """Copy samples another deployment already generated under the same condition and item.
+
+    A model's base condition serves several deployments (its AUT-weight and AUT-activation
+    deployments, say). A sample's text depends only on the condition, item, sample index
+    and seed, so the twin's text is exactly what this job would generate: copying it (as a
+    new stimulus with its own token) halves the base generation of the paper's design.
+    Returns the requests still to generate.
+    """
+    from generation.types import DecodingSettings
+
+    wanted = {(request.item_key, request.sample_index): request for request in requests}
+    if not wanted:
+        return requests
+    # Decoding may have been edited in the admin since the twin ran: copy only what matches.
+    # (The temperature condition overrides the temperature; the twin shares the condition.)
+    expected = DecodingSettings(**job.deployment.study.decoding).as_dict()
+    compared = [key for key in expected if not (key == "temperature" and job.condition.method == "temperature")]
+    items_by_key = {item.key: item for item in items}
+    twins = (
+        Stimulus.objects.filter(
+            condition_id=job.condition_id, item__in=items, job__status=GenerationJob.Status.SUCCEEDED
+        )
+        .exclude(job=job)
+        .select_related("item")
+        .order_by("item_id", "sample_index", "pk")
+    )
+    copies: dict[tuple[str, int], Stimulus] = {}
+    for twin in twins:
+        request = wanted.get((twin.item.key, twin.sample_index))
+        if request is None or twin.seed != request.seed or (twin.item.key, twin.sample_index) in copies:
+            continue
+        if any(twin.decoding.get(key) != expected[key] for key in compared):
+            continue
+        copies[(twin.item.key, twin.sample_index)] = Stimulus(
+            job=job,
+            deployment_id=job.deployment_id,
+            condition_id=job.condition_id,
+            item=items_by_key[twin.item.key],
+            sample_index=twin.sample_index,
+            prompt=twin.prompt,
+            text=twin.text,
+            seed=twin.seed,
+            decoding=twin.decoding,
+            model_source=twin.model_source,
+            model_sha256=twin.model_sha256,
+            artifact_sha256=twin.artifact_sha256,
+            n_new_tokens=twin.n_new_tokens,
+        )
+    if copies:
+        Stimulus.objects.bulk_create(list(copies.values()), ignore_conflicts=True)
+    return [request for key, request in wanted.items() if key not in copies]
 
 
 def task_family_for(*, task: TaskFamily, items: list[Item]):

@@ -430,7 +430,8 @@ def _check_tasks(check: _Checker, value: Any) -> list[dict]:
                 item_path = f"{path}.items[{item_index}]"
                 if isinstance(item, str):
                     # A bare string names an item of the shipped family of the same key.
-                    known = base.keys() if base else []
+                    shipped_texts = {i.key: i.text for i in base.items} if base else {}
+                    known = list(shipped_texts)
                     if base is None:
                         check.problem(item_path, "a bare item key needs a shipped task; give {key, text}")
                     elif item not in known:
@@ -438,7 +439,7 @@ def _check_tasks(check: _Checker, value: Any) -> list[dict]:
                             item_path, f"unknown item {item!r} of shipped task {key!r}{_closest(item, known)}"
                         )
                     else:
-                        task["items"].append({"key": item, "text": base.item(item).text})
+                        task["items"].append({"key": item, "text": shipped_texts[item]})
                     continue
                 item = check.mapping(item, item_path, allowed={"key", "text"}, required={"key", "text"})
                 if item:

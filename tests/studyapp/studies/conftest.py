@@ -53,6 +53,7 @@ def tiny_spec(
     batch_size: int = 4,
     max_new_tokens: int = 8,
     conditions: tuple[str, ...] = ("base", "weight"),
+    deployments: int = 1,
 ) -> str:
     params = {
         "base": "{}",
@@ -61,6 +62,10 @@ def tiny_spec(
         "prompt": "{instruction: Be as original as you can.}",
     }
     condition_lines = "\n".join(f"  - {{key: {c}, model: tiny, method: {c}, params: {params[c]}}}" for c in conditions)
+    deployment_lines = "\n".join(
+        f"  - {{slug: aut-{index}, model: tiny, task: aut, conditions: [{', '.join(conditions)}]}}"
+        for index in range(deployments)
+    )
     return f"""
 spec_version: "1"
 slug: {slug}
@@ -78,10 +83,7 @@ tasks:
   - key: aut
     items: [{", ".join(items)}]
 deployments:
-  - slug: aut-main
-    model: tiny
-    task: aut
-    conditions: [{", ".join(conditions)}]
+{deployment_lines}
 """
 
 

@@ -149,3 +149,25 @@ def test_job_of_a_killed_worker_completes_on_a_new_worker_without_duplicates(
     stimuli = Stimulus.objects.filter(job=job)
     assert stimuli.count() == job.total == job.done == 12
     assert len(set(stimuli.values_list("item_id", "sample_index"))) == 12
+
+
+@pytest.mark.django_db
+def test_a_condition_shared_by_deployments_is_generated_once(
+    tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+) -> None:
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = tiny_study(conditions=("base",), deployments=2)
+    first, second = study.deployments.order_by("slug")
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_start(study=study, deployments=[first])
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_start(study=study, deployments=[second])
+    copied = Stimulus.objects.filter(deployment=second).order_by("item__key", "sample_index")
+    original = Stimulus.objects.filter(deployment=first).order_by("item__key", "sample_index")
+    assert copied.count() == original.count() == 4
+    for a, b in zip(original, copied, strict=True):
+        assert (a.text, a.seed, a.model_sha256, a.decoding) == (b.text, b.seed, b.model_sha256, b.decoding)
+        assert a.token != b.token and a.job_id != b.job_id
+    job = GenerationJob.objects.get(deployment=second)
+    assert job.status == "succeeded" and job.done == 4
+    assert job.tokens_per_second is None  # nothing was sampled

@@ -139,7 +139,7 @@ def test_pooled_model_with_method_by_task_terms():
 @pytest.mark.slow
 def test_parameter_recovery_and_false_positives():
     """Over seeded replicates, 95% CIs cover the truth ~95% of the time; under no effect, ~5% rejections."""
-    n_rep = 150
+    n_rep = 300
     sd = {"sd_rater": 8.0, "sd_stimulus": 6.0, "sd_residual": 15.0}
     total_sd = np.sqrt(8.0**2 + 6.0**2 + 15.0**2)
     covered, rejected_null, vcs = 0, 0, []
@@ -153,9 +153,17 @@ def test_parameter_recovery_and_false_positives():
         null = simulate_ratings(**design, effects=0.0, seed=5000 + rep, **sd)
         rejected_null += _effect(fit_mixed(null)["x"])["p"] < 0.05
     coverage, fpr = covered / n_rep, rejected_null / n_rep
-    # Binomial(150, .95) has SD 1.8 points: allow about 2.5 SD either way.
-    assert 0.90 <= coverage <= 0.995, coverage
-    assert fpr <= 0.10, fpr
+    # Binomial(300, .95) has SD 1.3 points: allow about 2.5 SD either way.
+    assert 0.92 <= coverage <= 0.985, coverage
+    assert fpr <= 0.085, fpr
+    # A single deployment (10 stimuli): where Wald z rejected 8% of null effects, the
+    # Satterthwaite t keeps the nominal rate.
+    small = {"n_deployments": 1, "raters_per_deployment": 30, "stimuli_per_condition": 5, "dimensions": ["x"]}
+    fp_small = sum(
+        _effect(fit_mixed(simulate_ratings(**small, effects=0.0, seed=9000 + rep, **sd))["x"])["p"] < 0.05
+        for rep in range(200)
+    )
+    assert fp_small / 200 <= 0.085, fp_small / 200
     mean_vc = pd.DataFrame(vcs).mean()
     assert mean_vc["rater"] == pytest.approx(64, rel=0.15)
     assert mean_vc["stimulus"] == pytest.approx(36, rel=0.25)

@@ -21,7 +21,11 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.optimize as so
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+
+try:  # installed with scikit-learn (via sentence-transformers); only a speed-up, so optional
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - depends on the environment
+    threadpool_limits = None
 
 
 @dataclass
@@ -198,6 +202,8 @@ def fit_reml(y: np.ndarray, X: np.ndarray, codes: list[np.ndarray]) -> RemlFit:
     prob = _Problem(np.asarray(y, float), np.asarray(X, float), [np.asarray(c) for c in codes])
     # Each evaluation factorises a matrix of a few hundred rows: BLAS threads cost far more
     # in start-up than they save (40x slower on a busy 2-core machine), so use one.
+    if threadpool_limits is None:
+        return _optimise(prob)
     with threadpool_limits(limits=1, user_api="blas"):
         return _optimise(prob)
 

@@ -275,3 +275,37 @@ def test_empty_study_exports_headers_only(client, researcher) -> None:
     assert list(frame.columns) == RATING_COLUMNS and frame.empty
     assert client.get(reverse("studies:dashboard", args=[study.slug])).status_code == 200
     assert Deployment.objects.filter(study=study).count() == 0 and Slot.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_every_admin_page_of_the_panel_renders(client, study) -> None:
+    from django.contrib import admin
+
+    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
+    for model in admin.site._registry:
+        if model._meta.app_label not in ("studies", "rating"):
+            continue
+        info = (model._meta.app_label, model._meta.model_name)
+        assert client.get(reverse("admin:{}_{}_changelist".format(*info))).status_code == 200, info
+        obj = model.objects.first()
+        if obj is not None:
+            assert client.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk])).status_code == 200, info
+
+
+@pytest.mark.django_db
+def test_admin_actions_queue_generation_and_retry(client, study, django_capture_on_commit_callbacks, monkeypatch):
+    from studyapp.studies import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.generation_run_job, "delay", lambda job_id: queued.append(job_id))
+    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
+    GenerationJob.objects.filter(deployment__study=study).update(status="failed", error_message="boom")
+    job_ids = list(GenerationJob.objects.filter(deployment__study=study).values_list("pk", flat=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:studies_generationjob_changelist"),
+            {"action": "retry", "_selected_action": job_ids},
+        )
+    assert response.status_code == 302
+    assert sorted(queued) == sorted(job_ids)
+    assert set(GenerationJob.objects.filter(pk__in=job_ids).values_list("status", flat=True)) == {"queued"}

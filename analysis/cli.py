@@ -190,3 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).replace("\n", " ") or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a CLI user gets one line, never a traceback
+        message = str(exc).replace("\n", " ")
+        print(f"error: unexpected {type(exc).__name__}: {message}", file=sys.stderr)
+        return 2

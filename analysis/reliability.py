@@ -7,6 +7,35 @@ import pandas as pd
 
 from analysis.mixed import _check_columns
 
+MAX_PACKAGE_VALUES = 500
+
+
+def interval_alpha(reliability_data: np.ndarray) -> float:
+    """Krippendorff's interval alpha in closed form, O(ratings) memory.
+
+    ``reliability_data`` is coders x units with NaN for missing. With the squared
+    difference metric, the observed disagreement is
+    D_o = (1/n) Σ_u (1/(m_u - 1)) Σ_{i≠j in u} (v_i - v_j)² and the expected one
+    D_e = (1/(n(n-1))) Σ_{i≠j} (v_i - v_j)² over all n pairable values (units with
+    m_u >= 2), and Σ_{i≠j} (v_i - v_j)² = 2 (m Σv² - (Σv)²).
+    """
+    data = np.asarray(reliability_data, dtype=float)
+    ok = np.isfinite(data)
+    m_u = ok.sum(axis=0)
+    keep = m_u >= 2
+    v = np.where(ok, data, 0.0)[:, keep]
+    m_u = m_u[keep]
+    s1, s2 = v.sum(axis=0), (v * v).sum(axis=0)
+    n = m_u.sum()
+    if n < 2:
+        raise ValueError("fewer than two pairable values")
+    d_o = (2 * (m_u * s2 - s1 * s1) / (m_u - 1)).sum() / n
+    total1, total2 = s1.sum(), s2.sum()
+    d_e = 2 * (n * total2 - total1 * total1) / (n * (n - 1))
+    if d_e == 0:
+        raise ValueError("all values are equal: alpha is undefined")
+    return float(1 - d_o / d_e)
+
 
 def krippendorff_alpha(
     ratings: pd.DataFrame,
@@ -20,9 +49,12 @@ def krippendorff_alpha(
     """Krippendorff's alpha per dimension, at each level of measurement.
 
     The reliability matrix is raters x stimuli with missing cells for stimuli a rater
-    did not see, which alpha handles natively. For the ordinal level, scores are
-    rounded to whole scale points first: ordinal alpha's cost grows with the square of
-    the number of distinct values, and a 0–100 slider has at most 101.
+    did not see, which alpha handles natively. The ``krippendorff`` package builds a
+    units x values x values array, so its memory grows with the square of the number of
+    distinct values: for the ordinal level scores are rounded to whole scale points
+    (a 0–100 slider has at most 101), and for the interval level with more than
+    ``MAX_PACKAGE_VALUES`` distinct values (continuous scores) the exact closed form of
+    :func:`interval_alpha` is used instead (tested equal to the package).
 
     Returns
     -------
@@ -41,6 +73,9 @@ def krippendorff_alpha(
         for level in levels:
             values = np.round(data) if level == "ordinal" else data
             try:
+                if level == "interval" and len(np.unique(values[np.isfinite(values)])) > MAX_PACKAGE_VALUES:
+                    row[f"alpha_{level}"] = interval_alpha(values)
+                    continue
                 alpha = krippendorff.alpha(reliability_data=values, level_of_measurement=level)  # type: ignore[arg-type]
                 row[f"alpha_{level}"] = float(alpha)
             except ValueError as exc:  # e.g. one distinct value: alpha is undefined

@@ -141,3 +141,23 @@ def test_notebook_reproduces_the_main_table(export, tmp_path, monkeypatch):
     analysed = prepare_ratings(pd.read_csv(tmp_path / "ratings.csv"))
     expected = condition_effects(analysed, fits=fit_mixed(analysed))
     pd.testing.assert_frame_equal(from_notebook, expected, check_dtype=False, rtol=1e-9)
+
+
+def test_interval_alpha_closed_form_equals_the_package():
+    import krippendorff
+
+    from analysis.reliability import interval_alpha
+
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(6, 25)) + rng.normal(size=25)  # continuous: every value distinct
+    data[rng.random(data.shape) < 0.3] = np.nan
+    expected = krippendorff.alpha(reliability_data=data, level_of_measurement="interval")
+    assert interval_alpha(data) == pytest.approx(expected, rel=1e-9)
+
+
+def test_krippendorff_on_continuous_scores_of_a_large_design():
+    from analysis.simulate import simulate_ratings
+
+    ratings = simulate_ratings(n_deployments=6, dimensions=["x"], seed=1)  # 1,800 distinct float scores
+    out = krippendorff_alpha(ratings)
+    assert 0 < out.loc[0, "alpha_interval"] < 1 and 0 < out.loc[0, "alpha_ordinal"] < 1

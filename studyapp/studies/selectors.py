@@ -57,7 +57,15 @@ class DeploymentRow:
     slots: dict[str, int] = field(default_factory=dict)
     stimuli: int = 0
     ratings: int = 0
+    raters: int = 0
     raters_complete: int = 0
+    raters_timed_out: int = 0
+    raters_screened_out: int = 0
+    raters_attention_failed: int = 0
+
+    @property
+    def completion_rate(self) -> float | None:
+        return self.raters_complete / self.raters if self.raters else None
 
 
 @dataclass
@@ -106,6 +114,25 @@ def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
         .annotate(n=Count("pk"))
     ):
         deployments[row["stimulus__deployment_id"]].ratings = row["n"]
+
+    # Raters per deployment through their slots (a released slot keeps no participant).
+    for row in (
+        Slot.objects.filter(deployment__study=study, participant__isnull=False)
+        .values("deployment_id")
+        .annotate(
+            raters=Count("participant", distinct=True),
+            complete=Count("participant", distinct=True, filter=Q(participant__step=Participant.Step.COMPLETE)),
+            timed_out=Count("participant", distinct=True, filter=Q(participant__step=Participant.Step.TIMED_OUT)),
+            screened_out=Count("participant", distinct=True, filter=Q(participant__step=Participant.Step.SCREENED_OUT)),
+            attention_failed=Count("participant", distinct=True, filter=Q(participant__attention_failures__gt=0)),
+        )
+    ):
+        deployment = deployments[row["deployment_id"]]
+        deployment.raters = row["raters"]
+        deployment.raters_complete = row["complete"]
+        deployment.raters_timed_out = row["timed_out"]
+        deployment.raters_screened_out = row["screened_out"]
+        deployment.raters_attention_failed = row["attention_failed"]
 
     jobs = list(
         GenerationJob.objects.filter(deployment__study=study)

@@ -137,6 +137,8 @@ def report_request(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_required
 def report_file(request: HttpRequest, study: Study, report_id: int, name: str) -> HttpResponse:
     report = get_object_or_404(StudyReport, pk=report_id, study=study, status=StudyReport.Status.READY)
+    if not report.out_dir:
+        raise Http404("No such file.")
     root = Path(report.out_dir).resolve()
     path = (root / name).resolve()
     # The name comes from the URL: never serve anything outside the report's own folder.

@@ -166,6 +166,8 @@ def test_dashboard_shows_progress_and_quality(client, study, researcher) -> None
     assert d.median_seconds_per_page == 6.0
     assert sum(row["ratings"] for row in d.ratings_per_condition) == 6 * 3 * 2
     assert {row.slug: row.slots.get("active") for row in d.deployments} == {"dep-0": 3, "dep-1": 3}
+    assert [(row.raters, row.raters_complete) for row in d.deployments] == [(3, 2), (3, 2)]
+    assert d.deployments[0].completion_rate == pytest.approx(2 / 3)
     assert len(d.raters) == 6
 
 

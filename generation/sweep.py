@@ -249,7 +249,7 @@ def run_sweep(
             metrics = _evaluate(**evaluate)  # type: ignore[arg-type]
         finally:
             edit.undo()
-        record(f"rho={setting.rho:g},alpha={setting.alpha:g}", setting.rho, setting.alpha, edit.share_edited, metrics)
+        record(f"rho={setting.rho:g} alpha={setting.alpha:g}", setting.rho, setting.alpha, edit.share_edited, metrics)
         bar.update()
     bar.close()
     return rows

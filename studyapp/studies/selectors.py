@@ -73,7 +73,7 @@ class Dashboard:
     study: Study
     jobs: list[GenerationJob]
     deployments: list[DeploymentRow]
-    ratings_per_condition: list[dict]
+    ratings_per_condition: list[Any]
     participants: dict[str, int]
     completion_rate: float | None
     dropouts: int
@@ -81,7 +81,7 @@ class Dashboard:
     attention_checks: int
     attention_failures: int
     attention_failure_rate: float | None
-    raters: list[dict]
+    raters: list[Any]
     raters_shown_limit: int
     reports: list[StudyReport]
     diversity_rows: int
@@ -104,19 +104,23 @@ def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
     for deployment_id, key in study.deployments.values_list("pk", "conditions__key").order_by("conditions__key"):
         if key:
             deployments[deployment_id].conditions.append(key)
-    for row in Slot.objects.filter(deployment__study=study).values("deployment_id", "status").annotate(n=Count("pk")):
-        deployments[row["deployment_id"]].slots[row["status"]] = row["n"]
-    for row in Stimulus.objects.filter(deployment__study=study).values("deployment_id").annotate(n=Count("pk")):
-        deployments[row["deployment_id"]].stimuli = row["n"]
-    for row in (
+    for slot_row in (
+        Slot.objects.filter(deployment__study=study).values("deployment_id", "status").annotate(n=Count("pk"))
+    ):
+        deployments[slot_row["deployment_id"]].slots[slot_row["status"]] = slot_row["n"]
+    for stimulus_row in (
+        Stimulus.objects.filter(deployment__study=study).values("deployment_id").annotate(n=Count("pk"))
+    ):
+        deployments[stimulus_row["deployment_id"]].stimuli = stimulus_row["n"]
+    for rating_row in (
         Rating.objects.filter(stimulus__deployment__study=study)
         .values("stimulus__deployment_id")
         .annotate(n=Count("pk"))
     ):
-        deployments[row["stimulus__deployment_id"]].ratings = row["n"]
+        deployments[rating_row["stimulus__deployment_id"]].ratings = rating_row["n"]
 
     # Raters per deployment through their slots (a released slot keeps no participant).
-    for row in (
+    for rater_row in (
         Slot.objects.filter(deployment__study=study, participant__isnull=False)
         .values("deployment_id")
         .annotate(
@@ -127,12 +131,12 @@ def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
             attention_failed=Count("participant", distinct=True, filter=Q(participant__attention_failures__gt=0)),
         )
     ):
-        deployment = deployments[row["deployment_id"]]
-        deployment.raters = row["raters"]
-        deployment.raters_complete = row["complete"]
-        deployment.raters_timed_out = row["timed_out"]
-        deployment.raters_screened_out = row["screened_out"]
-        deployment.raters_attention_failed = row["attention_failed"]
+        deployment = deployments[rater_row["deployment_id"]]
+        deployment.raters = rater_row["raters"]
+        deployment.raters_complete = rater_row["complete"]
+        deployment.raters_timed_out = rater_row["timed_out"]
+        deployment.raters_screened_out = rater_row["screened_out"]
+        deployment.raters_attention_failed = rater_row["attention_failed"]
 
     jobs = list(
         GenerationJob.objects.filter(deployment__study=study)

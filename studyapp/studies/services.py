@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
             job.save(update_fields=["status", "total", "error_message", "updated_at"])
             queued.append(job)
         for job in queued:
-            transaction.on_commit(lambda job_id=job.pk: generation_run_job.delay(job_id))
+            transaction.on_commit(partial(generation_run_job.delay, job.pk))
     return queued
 
 
@@ -503,7 +504,7 @@ def metrics_start(*, study: Study) -> int:
         )
     )
     for job_id in job_ids:
-        transaction.on_commit(lambda job_id=job_id: metrics_compute_job.delay(job_id))
+        transaction.on_commit(partial(metrics_compute_job.delay, job_id))
     return len(job_ids)
 
 

@@ -96,7 +96,9 @@ class _Checker:
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
 
-    def mapping(self, value: Any, path: str, *, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    def mapping(
+        self, value: Any, path: str, *, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
+    ) -> dict:
         if not isinstance(value, Mapping):
             self.problem(path, f"expected a mapping, got {_kind(value)}")
             return {}
@@ -316,7 +318,7 @@ def _check_conditions(check: _Checker, value: Any, model_keys: list[str]) -> lis
             allowed={"key", "label", "model", "method", "params", "artifact_path"},
             required={"key", "model", "method"},
         )
-        condition = {
+        condition: dict[str, Any] = {
             "key": check.slug(entry.get("key"), f"{path}.key") if "key" in entry else "",
             "model": check.text(entry.get("model"), f"{path}.model") if "model" in entry else "",
             "method": check.choice(entry.get("method"), f"{path}.method", METHODS) if "method" in entry else "",
@@ -400,7 +402,7 @@ def _check_tasks(check: _Checker, value: Any) -> list[dict]:
                 f"{path}.template",
                 f"required for a task that is not shipped (shipped: {', '.join(sorted(shipped))})",
             )
-        task = {
+        task: dict[str, Any] = {
             "key": key,
             "template": check.text(entry.get("template"), f"{path}.template")
             if "template" in entry
@@ -501,7 +503,7 @@ def _check_deployments(
             allowed={"slug", "model", "task", "conditions"},
             required={"slug", "model", "task", "conditions"},
         )
-        deployment = {
+        deployment: dict[str, Any] = {
             "slug": check.slug(entry.get("slug"), f"{path}.slug") if "slug" in entry else "",
             "model": check.text(entry.get("model"), f"{path}.model") if "model" in entry else "",
             "task": check.text(entry.get("task"), f"{path}.task") if "task" in entry else "",

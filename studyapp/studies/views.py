@@ -135,7 +135,7 @@ def report_request(request: HttpRequest, study: Study) -> HttpResponse:
 
 @require_GET
 @researcher_required
-def report_file(request: HttpRequest, study: Study, report_id: int, name: str) -> HttpResponse:
+def report_file(request: HttpRequest, study: Study, report_id: int, name: str) -> FileResponse:
     report = get_object_or_404(StudyReport, pk=report_id, study=study, status=StudyReport.Status.READY)
     if not report.out_dir:
         raise Http404("No such file.")

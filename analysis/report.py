@@ -274,9 +274,13 @@ def write_report(
     metrics = None
     if stimuli is not None and len(stimuli):
         metrics = stimuli
-        missing = [c for c in METRIC_COLUMNS if c not in stimuli.columns]
+        # An export made before the metrics task ran has the columns, but empty.
+        missing = [c for c in METRIC_COLUMNS if c not in stimuli.columns or stimuli[c].isna().all()]
         if missing and compute_metrics and {"text", "task"} <= set(stimuli.columns):
-            metrics = stimuli.join(stimulus_metrics(stimuli, embedder=embedder)[missing])
+            # The export's `item` is a key; `item_text` is the object as the model saw it.
+            item_col = "item_text" if "item_text" in stimuli.columns else "item"
+            computed = stimulus_metrics(stimuli, embedder=embedder, item_col=item_col)
+            metrics = stimuli.drop(columns=missing, errors="ignore").join(computed[missing])
         page.h("Automatic metrics by condition")
         auto = _automatic_metrics(metrics, seed=seed)
         if auto is None:

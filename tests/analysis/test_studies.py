@@ -161,3 +161,11 @@ def test_krippendorff_on_continuous_scores_of_a_large_design():
     ratings = simulate_ratings(n_deployments=6, dimensions=["x"], seed=1)  # 1,800 distinct float scores
     out = krippendorff_alpha(ratings)
     assert 0 < out.loc[0, "alpha_interval"] < 1 and 0 < out.loc[0, "alpha_ordinal"] < 1
+
+
+def test_report_fills_empty_metric_columns_of_an_export(export, tmp_path, hashing_embedder):
+    ratings, stimuli = export
+    stimuli = stimuli.assign(dat_score=np.nan, dat_valid=np.nan, item_text=stimuli["item"])
+    write_report(ratings, stimuli, tmp_path / "r", embedder=hashing_embedder, n_boot=0)
+    validity = pd.read_csv(tmp_path / "r" / "dat_validity.csv")
+    assert validity["n_valid"].sum() > 0

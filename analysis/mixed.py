@@ -179,6 +179,8 @@ def _fit_one(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Fit one model; returns the JSON-shaped result and the covariance of the fixed effects."""
     X = patsy.dmatrix(fixed, df, return_type="dataframe")
+    # Interaction cells with no rating (a method never run on a task) are all-zero columns.
+    X = X.loc[:, (X != 0).any(axis=0)]
     y = df[score_col].to_numpy(float)
     if np.linalg.matrix_rank(X.to_numpy()) < X.shape[1]:
         raise ValueError(f"the fixed effects {fixed!r} are not estimable from these ratings (rank-deficient design)")
@@ -483,34 +485,24 @@ def fit_pooled(
 ) -> dict[str, dict[str, Any]]:
     """Pooled model across deployments with method x task terms, one per dimension.
 
-    Each deployment compares ``reference`` with one steering method (its other
-    condition). The fixed part has a reference mean per method x task cell and the
-    steering effect within each cell::
+    Conditions are the steering methods (``weight``, ``activation``, ``prompt`` …)
+    compared with ``reference`` inside each deployment. The fixed part has a reference
+    mean per task and the effect of every method within every task::
 
-        score ~ 0 + cell + cell:steered + (1|rater) + (1|stimulus) + (1|deployment)
+        score ~ 0 + task + task:condition + (1|rater) + (1|stimulus) + (1|deployment)
 
-    so the term ``cell[<method>:<task>]:steered`` is the steering effect of that
-    method on that task. The returned dict has the shape of :func:`fit_mixed` plus
-    ``"interaction"``: a Wald χ² test that the steering effect is the same in all
-    cells (``chi2``, ``df``, ``p``).
+    so ``task[<task>]:condition[T.<method>]`` is the steering effect of that method on
+    that task; the deployment intercept absorbs the differences between models. Method x
+    task combinations absent from the data are left out. The returned dict has the shape
+    of :func:`fit_mixed` plus ``"interaction"``: a Wald χ² test that all method x task
+    effects are equal (``chi2``, ``df``, ``p``).
     """
     _check_columns(
         ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col, deployment_col, task_col]
     )
-    df = ratings.copy()
-    cond = df[condition_col].astype(str)
-    methods = df.loc[cond != reference].groupby(deployment_col)[condition_col].agg(lambda s: "+".join(sorted(set(s))))
-    if methods.empty:
-        raise ValueError(f"no ratings of a condition other than the reference {reference!r}")
-    df["_method"] = df[deployment_col].map(methods)
-    if df["_method"].isna().any():
-        missing = sorted(df.loc[df["_method"].isna(), deployment_col].astype(str).unique())
-        raise ValueError(f"deployment(s) {missing} have only the reference condition")
-    df["cell"] = df["_method"] + ":" + df[task_col].astype(str)
-    df["steered"] = (cond != reference).astype(float)
-    factors = {"rater": rater_col, "stimulus": stimulus_col, "deployment": deployment_col}
     results = {}
-    for dim, d in df.groupby(dimension_col, sort=True):
+    factors = {"rater": rater_col, "stimulus": stimulus_col, "deployment": deployment_col}
+    for dim, d in ratings.groupby(dimension_col, sort=True):
         _validate(
             d,
             score_col=score_col,
@@ -519,15 +511,30 @@ def fit_pooled(
             condition_col=condition_col,
             label=f"dimension {dim!r}",
         )
-        fit, cov = _fit_one(d, fixed="0 + cell + cell:steered", score_col=score_col, factors=factors, engine=engine)
-        steer = [i for i, t in enumerate(fit["fixed_effects"]) if t["term"].endswith(":steered")]
+        levels = sorted(d[condition_col].astype(str).unique())
+        if reference not in levels:
+            raise ValueError(f"dimension {dim!r}: reference condition {reference!r} is not in the data ({levels})")
+        data = pd.DataFrame(
+            {
+                "task": pd.Categorical(d[task_col].astype(str)),
+                "condition": pd.Categorical(
+                    d[condition_col].astype(str), categories=[reference, *[x for x in levels if x != reference]]
+                ),
+                score_col: d[score_col].to_numpy(float),
+                **{col: d[col].to_numpy() for col in factors.values()},
+            }
+        )
+        fit, cov = _fit_one(
+            data, fixed="0 + task + task:condition", score_col=score_col, factors=factors, engine=engine
+        )
+        steer = [i for i, t in enumerate(fit["fixed_effects"]) if ":condition[" in t["term"]]
         fit["interaction"] = _equal_effects_test(fit, cov, steer)
         results[str(dim)] = fit
     return results
 
 
 def _equal_effects_test(fit: dict[str, Any], cov: np.ndarray, steer: list[int]) -> dict[str, float]:
-    """Wald χ² test of H0: all steering effects equal (successive differences are zero)."""
+    """Wald χ² test of H0: all the given effects are equal (successive differences are zero)."""
     if len(steer) < 2:
         return {"chi2": float("nan"), "df": 0, "p": float("nan")}
     beta = np.array([t["estimate"] for t in fit["fixed_effects"]])

@@ -262,8 +262,8 @@ def write_report(
     if pooled is not None:
         page.h("Pooled model across deployments (method x task)")
         page.p(
-            "score ~ 0 + cell + cell:steered + (1|rater) + (1|stimulus) + (1|deployment), cell = method x task; "
-            "chi2: Wald test that the steering effect is the same in every cell.",
+            "score ~ 0 + task + task:condition + (1|rater) + (1|stimulus) + (1|deployment): the effect of each "
+            "method within each task; cells_equal: Wald test that all method x task effects are equal.",
             "note",
         )
         page.table(pooled, "pooled_model")
@@ -347,11 +347,11 @@ def _pooled(ratings: pd.DataFrame, reference: str) -> pd.DataFrame | None:
     try:
         fits = fit_pooled(ratings, reference=reference)
     except ValueError:
-        return None  # e.g. a deployment with only the reference condition: no cell to estimate
+        return None  # e.g. no reference condition in some dimension: nothing to pool
     rows = []
     for dim, fit in fits.items():
         for t in fit["fixed_effects"]:
-            if t["term"].endswith(":steered"):
+            if ":condition[" in t["term"]:
                 rows.append({"dimension": dim, **t, **{f"cells_equal_{k}": v for k, v in fit["interaction"].items()}})
     return pd.DataFrame(rows)
 

@@ -54,6 +54,7 @@ def tiny_spec(
     max_new_tokens: int = 8,
     conditions: tuple[str, ...] = ("base", "weight"),
     deployments: int = 1,
+    raters: int | None = None,
 ) -> str:
     params = {
         "base": "{}",
@@ -74,7 +75,7 @@ seed: 7
 samples_per_item: {samples}
 decoding: {{max_new_tokens: {max_new_tokens}, temperature: 0.7, top_p: 0.95}}
 generation: {{batch_size: {batch_size}}}
-raters: {{per_deployment: {len(items) * samples}, stimuli_per_rater: {len(conditions)}}}
+raters: {{per_deployment: {raters or len(items) * samples}, stimuli_per_rater: {len(conditions)}}}
 models:
   - {{key: tiny, source: "{model_dir}"}}
 conditions:

@@ -257,6 +257,9 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
     study = job.deployment.study
     items = list(job.deployment.task.items.all())
     total = len(items) * study.samples_per_item
+    if job.status == GenerationJob.Status.SUCCEEDED and Stimulus.objects.filter(job=job).count() >= total:
+        # A redelivered message of a finished job (its worker died before the acknowledgement).
+        return job
     GenerationJob.objects.filter(pk=job.pk).update(
         status=GenerationJob.Status.RUNNING,
         total=total,

@@ -9,6 +9,8 @@ fits the same model with statsmodels ``MixedLM``, using the connected components
 rater–stimulus graph (the deployments, when raters and stimuli are nested in them) as
 independent groups with crossed variance components inside: exact, fast when the
 components are small, and as slow as the naive single-group fit when they are not.
+Fixed effects get t-based CIs and p-values with Satterthwaite degrees of freedom (as
+lmerTest) from the default engine, Wald z from the statsmodels engine.
 """
 
 from __future__ import annotations

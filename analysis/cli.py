@@ -103,11 +103,12 @@ def _cmd_dat(args: argparse.Namespace) -> int:
                     raise UsageError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
                 if isinstance(record, list):
                     record = {"words": record}
-                if not isinstance(record, dict) or not ({"words", "text"} & record.keys()):
-                    raise UsageError(f"{path}:{lineno}: expected an object with 'words' (list) or 'text' (string)")
-                words = record["words"] if "words" in record else parse_answer(str(record["text"]))
+                key = args.text_key
+                if not isinstance(record, dict) or not ({"words", key} & record.keys()):
+                    raise UsageError(f"{path}:{lineno}: expected an object with 'words' (list) or {key!r} (string)")
+                words = record["words"] if "words" in record else parse_answer(str(record[key]))
                 result = scorer.score([str(w) for w in words])
-                extra = {k: v for k, v in record.items() if k not in {"words", "text"}}
+                extra = {k: v for k, v in record.items() if k not in {"words", key}}
                 out.write(json.dumps(_clean_json({**extra, **result.as_dict()})) + "\n")
         finally:
             if out is not sys.stdout:
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--vectors", help="GloVe/word2vec text file (default: the embedded MiniLM model)")
     d.add_argument("--json", action="store_true", help="print a JSON object")
     d.add_argument("--batch", help="JSONL of answers: objects with 'words' or 'text'; other keys are copied")
+    d.add_argument("--text-key", default="text", help="with --batch: key of the free-text answer (default: text)")
     d.add_argument("--out", help="with --batch: JSONL file to write (default: stdout)")
     d.set_defaults(func=_cmd_dat)
 

@@ -193,6 +193,10 @@ def test_cli_dat_json_and_batch(files, tmp_path):
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert rows[0]["id"] == 1 and rows[0]["score"] is None and rows[0]["n_valid"] == 2
     assert rows[1]["score"] == pytest.approx(100.0)
+    batch.write_text('{"response": "thimble, ocean, justice, spoon, volcano, tree, idea"}\n')
+    r = _cli("dat", "--words-file", str(words), "--vectors", str(vec), "--batch", str(batch), "--text-key", "response")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["score"] == pytest.approx(100.0)
 
 
 def test_cli_dat_errors_are_one_line(files):

@@ -116,6 +116,7 @@ def generate_batch(
     decoding: DecodingSettings,
     *,
     add_special_tokens: bool = False,
+    stop_at_eos: bool = True,
 ) -> list[GeneratedText]:
     """Generate one response per prompt, left-padded in one batch, each row from its own seed.
 
@@ -132,6 +133,8 @@ def generate_batch(
     add_special_tokens
         Whether the tokenizer adds BOS etc.; False for chat-templated prompts, which carry
         their special tokens in the text.
+    stop_at_eos
+        False generates exactly ``max_new_tokens`` per row (benchmarks compare equal work).
     """
     if len(prompts) != len(row_seeds):
         raise ValueError("one seed per prompt is required")
@@ -149,7 +152,7 @@ def generate_batch(
 
     cache = DynamicCache(config=model.config)
     generators = [torch.Generator().manual_seed(int(seed)) for seed in row_seeds]
-    stops = stop_token_ids(model, tokenizer)
+    stops = stop_token_ids(model, tokenizer) if stop_at_eos else set()
     new_tokens: list[list[int]] = [[] for _ in prompts]
     finished = [False] * batch
 

@@ -1,0 +1,160 @@
+"""Generation throughput and weight-edit cost on the embedded model.
+
+Measures, in one run on one device:
+
+* tokens/s of batched generation (batch 16, 128 new tokens per row) for the base model,
+  the CreativityNeuro weight-steered checkpoint and activation steering, as ratios to base;
+* tokens/s of one-at-a-time generation, and the batched / one-at-a-time ratio;
+* wall time and peak memory (RSS) of computing the weight edit, in a fresh process so the
+  peak belongs to the edit alone.
+
+Every row generates exactly 128 tokens (end-of-sequence does not stop it), so all
+conditions do the same work. Conditions are interleaved over ``--rounds`` and the best
+round is kept, which damps noise from other processes on a shared machine.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_generation.py [--device cpu] [--rounds 2] [--out FILE.json]
+
+Targets (issue 3): weight-steered >= 0.98x base, activation-steered >= 0.90x base,
+batched >= 3x one-at-a-time, weight edit < 2 min and < 3 GB on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+# Run in a fresh interpreter: loads the embedded model, computes the edit, reports time and peak RSS.
+_EDIT_PROBE = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from generation.loading import load_model
+from generation.weight_steering import WeightSteeringConfig, save_steered_checkpoint, steer_weights
+loaded = load_model("embedded", device={device!r})
+start = time.perf_counter()
+manifest = steer_weights(loaded, WeightSteeringConfig(rho=0.1, alpha=1.0, prompt_set="dat"))
+edit_s = time.perf_counter() - start
+start = time.perf_counter()
+save_steered_checkpoint(loaded, manifest, {out!r})
+save_s = time.perf_counter() - start
+print(json.dumps({{"edit_s": edit_s, "save_s": save_s, "share_edited": manifest["share_edited"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def _generate(backend, prompts, seeds, decoding) -> tuple[int, float]:
+    from generation.activation_steering import steering
+    from generation.sampling import generate_batch
+
+    loaded = backend.loaded
+    start = time.perf_counter()
+    if backend.steering_vectors:
+        with steering(loaded.model, backend.steering_vectors, backend.coeff):
+            results = generate_batch(loaded.model, loaded.tokenizer, prompts, seeds, decoding, stop_at_eos=False)
+    else:
+        results = generate_batch(loaded.model, loaded.tokenizer, prompts, seeds, decoding, stop_at_eos=False)
+    elapsed = time.perf_counter() - start
+    return sum(r.n_new_tokens for r in results), elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per condition; best kept")
+    parser.add_argument("--single", type=int, default=2, help="sequences generated one at a time")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    args = parser.parse_args()
+
+    import torch
+
+    from generation.activation_steering import compute_steering_vectors
+    from generation.backends import HFBackend
+    from generation.loading import load_model
+    from generation.sampling import derive_row_seed
+    from generation.task_families import build_prompt, get_task_family
+    from generation.types import DecodingSettings
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-generation-"))
+    checkpoint = workdir / "steered"
+
+    print("weight edit (fresh process) ...", flush=True)
+    probe = _EDIT_PROBE.format(root=str(REPO_ROOT), device=args.device, out=str(checkpoint))
+    wall = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    edit = json.loads(done.stdout.strip().splitlines()[-1])
+    edit["process_s"] = time.perf_counter() - wall
+
+    base = load_model("embedded", device=args.device)
+    steered = load_model(checkpoint, device=args.device)
+    vectors = compute_steering_vectors(base, prompt_set="dat")
+    backends = {
+        "base": HFBackend(base),
+        "weight": HFBackend(steered),
+        "activation": HFBackend(base, vectors.vectors, coeff=4.0),
+    }
+
+    aut, task_task = get_task_family("aut"), get_task_family("task_task")
+    items = [(aut, item.text) for item in aut.items] + [(task_task, item.text) for item in task_task.items]
+    prompts = [build_prompt(base.tokenizer, family, text) for family, text in items[: args.batch_size]]
+    seeds = [derive_row_seed(0, str(i), 0) for i in range(len(prompts))]
+    decoding = DecodingSettings(max_new_tokens=args.max_new_tokens)
+
+    _generate(backends["base"], prompts[:2], seeds[:2], DecodingSettings(max_new_tokens=8))  # warm-up
+    best: dict[str, float] = {}
+    for round_index in range(args.rounds):
+        order = list(backends) if round_index % 2 == 0 else list(reversed(backends))
+        for name in order:
+            tokens, seconds = _generate(backends[name], prompts, seeds, decoding)
+            rate = tokens / seconds
+            best[name] = max(best.get(name, 0.0), rate)
+            print(
+                f"round {round_index + 1} {name:<10} {tokens} tokens in {seconds:6.1f} s = {rate:6.1f} tokens/s",
+                flush=True,
+            )
+
+    single_tokens, single_seconds = 0, 0.0
+    for prompt, seed in zip(prompts[: args.single], seeds[: args.single], strict=True):
+        tokens, seconds = _generate(backends["base"], [prompt], [seed], decoding)
+        single_tokens += tokens
+        single_seconds += seconds
+    single_rate = single_tokens / single_seconds
+    print(f"one at a time: {single_tokens} tokens in {single_seconds:.1f} s = {single_rate:.1f} tokens/s", flush=True)
+
+    results = {
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "platform": platform.platform(),
+        "batch_size": len(prompts),
+        "max_new_tokens": args.max_new_tokens,
+        "tokens_per_s": best,
+        "ratio_to_base": {name: rate / best["base"] for name, rate in best.items()},
+        "single_tokens_per_s": single_rate,
+        "batched_over_single": best["base"] / single_rate,
+        "weight_edit": edit,
+        "bench_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(results, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from studyapp.rating import models as rating
 from studyapp.studies import selectors, services
+from studyapp.studies.forms import SpecUploadForm
 from studyapp.studies.models import (
     Condition,
     Deployment,
@@ -27,6 +30,7 @@ from studyapp.studies.models import (
     StudyReport,
     TaskFamily,
 )
+from studyapp.studies.spec import SpecError
 
 
 class StudyScopedAdmin(admin.ModelAdmin):
@@ -70,6 +74,40 @@ class StudyAdmin(admin.ModelAdmin):
     filter_horizontal = ("researchers",)
     inlines = (LanguageModelInline, RatingDimensionInline)
     actions = ("start_generation",)
+    change_list_template = "admin/studies/study/change_list.html"
+
+    def get_urls(self):
+        load = path("load-spec/", self.admin_site.admin_view(self.load_spec_view), name="studies_study_load_spec")
+        return [load, *super().get_urls()]
+
+    def load_spec_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload a YAML spec: every problem is listed with its path, or the study is loaded whole."""
+        if not self.has_add_permission(request):
+            return redirect("admin:index")
+        form = SpecUploadForm(request.POST or None, request.FILES or None)
+        problems: list[str] = []
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["spec"]
+            try:
+                study, changed = services.study_load(
+                    content=upload.read(), source=upload.name, researchers=[request.user.get_username()]
+                )
+            except SpecError as error:
+                problems = error.problems
+            except services.StudyLoadError as error:
+                problems = [str(error)]
+            else:
+                verb = "loaded" if changed else "unchanged (this spec was already loaded)"
+                self.message_user(request, f"Study {study.slug} {verb}.", messages.SUCCESS)
+                return redirect("studies:dashboard", slug=study.slug)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Load a study spec",
+            "form": form,
+            "problems": problems,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/studies/study/load_spec.html", context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.studies_visible_to(user=request.user) if not request.user.is_superuser else Study.objects.all()

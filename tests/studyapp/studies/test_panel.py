@@ -311,3 +311,24 @@ def test_admin_actions_queue_generation_and_retry(client, study, django_capture_
     assert response.status_code == 302
     assert sorted(queued) == sorted(job_ids)
     assert set(GenerationJob.objects.filter(pk__in=job_ids).values_list("status", flat=True)) == {"queued"}
+
+
+@pytest.mark.django_db
+def test_loading_a_spec_in_the_admin_lists_problems_or_loads(client) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.studyapp.studies.test_spec import BROKEN, DEMO
+
+    boss = UserFactory(username="boss", is_staff=True, is_superuser=True)
+    client.force_login(boss)
+    url = reverse("admin:studies_study_load_spec")
+    assert "Load a spec" in client.get(reverse("admin:studies_study_changelist")).content.decode()
+    page = client.post(url, {"spec": SimpleUploadedFile("broken.yaml", BROKEN.encode())})
+    assert page.status_code == 200
+    assert "16 problems; nothing was loaded" in page.content.decode()
+    assert "deployments[1].conditions[1]: unknown condition" in page.content.decode()
+    assert not Study.objects.filter(slug="broken").exists()
+
+    response = client.post(url, {"spec": SimpleUploadedFile("demo.yaml", DEMO.read_bytes())})
+    assert response.status_code == 302 and response["Location"] == reverse("studies:dashboard", args=["demo"])
+    assert list(Study.objects.get(slug="demo").researchers.all()) == [boss]

@@ -1,0 +1,17 @@
+"""Forms of the researcher panel."""
+
+from __future__ import annotations
+
+from django import forms
+
+
+class SpecUploadForm(forms.Form):
+    spec = forms.FileField(help_text="A study spec (YAML), e.g. studies/demo.yaml.")
+
+    MAX_BYTES = 1_000_000
+
+    def clean_spec(self):
+        upload = self.cleaned_data["spec"]
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError("A spec is a short text file; this one is larger than 1 MB.")
+        return upload

@@ -224,3 +224,11 @@ def test_spec_rejects_designs_that_cannot_be_balanced(raters: int, per_rater: in
         spec_parse(text)
     assert any(message in problem for problem in raised.value.problems), raised.value.problems
     assert all(problem.startswith("deployments[") for problem in raised.value.problems)
+
+
+@pytest.mark.django_db
+def test_load_study_warns_about_model_folders_missing_here(capsys) -> None:
+    call_command("load_study", str(PAPER))
+    captured = capsys.readouterr()
+    assert "creativityneuro: loaded" in captured.out
+    assert "warning: model 'llama31-8b': /models/Llama-3.1-8B-Instruct does not exist" in captured.err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.studies.services import StudyLoadError, study_load_file
@@ -29,6 +31,13 @@ class Command(BaseCommand):
             ) from None
         except StudyLoadError as error:
             raise CommandError(str(error), returncode=2) from None
+        # Workers may run on another machine, so a model missing here is a warning, not an error.
+        for model in study.language_models.exclude(source="embedded").order_by("key"):
+            if not Path(model.source).expanduser().exists():
+                self.stderr.write(
+                    f"warning: model {model.key!r}: {model.source} does not exist on this machine "
+                    "(fine if the generation workers have it; edit the source in the spec or the admin otherwise)"
+                )
         verb = "loaded" if changed else "unchanged (same spec already loaded)"
         self.stdout.write(
             f"{study.slug}: {verb}; spec version {study.spec_version}, sha256 {study.spec_sha256[:12]}, "

@@ -60,6 +60,7 @@ class _Problem:
         self.Z1X, self.ZrX = z1.T @ X, zr.T @ X
         self.Z1y, self.Zry = z1.T @ y, zr.T @ y
         self.XtX, self.Xty, self.yty = X.T @ X, X.T @ y, float(y @ y)
+        self.y_var = float(np.var(y))
         # Which factor each column of the "rest" block belongs to (for Λ).
         self.rest_factor = np.repeat(np.arange(1, self.k), self.sizes[1:])
         self.n_eval = 0
@@ -126,6 +127,11 @@ class _Problem:
         beta = sla.cho_solve(cx, rhs, check_finite=False)
         r2sum = self.yty - cu_cu - float(rhs @ beta)
         df = self.n - self.p
+        if not r2sum > 1e-12 * self.yty:
+            # A (near-)exact fit: tiny or degenerate data (e.g. a bootstrap resample with one
+            # rater drawn many times) and very large θ. Not a REML optimum: rule it out.
+            self.last_logdets = np.inf
+            return np.inf, beta, RxRx, float(r2sum)
         logdet_x = 2.0 * float(np.log(np.diag(cx[0])).sum())
         self.last_logdets = logdet + logdet_x
         dev = logdet + logdet_x + df * (1.0 + np.log(2.0 * np.pi * r2sum / df))
@@ -138,6 +144,8 @@ class _Problem:
 
     def deviance_psi(self, psi: np.ndarray) -> float:
         """REML deviance (-2 log restricted likelihood) at ψ, σ² not profiled out."""
+        if not psi[-1] > 0:
+            return np.inf
         _, _, _, r2sum = self.solve(self._theta_of(psi))
         df = self.n - self.p
         return float(self.last_logdets + df * np.log(2.0 * np.pi * psi[-1]) + r2sum / psi[-1])
@@ -226,6 +234,13 @@ def _optimise(prob: _Problem) -> RemlFit:
     theta_sorted = np.abs(best.x)
     dev, beta, RxRx, r2sum = prob.solve(theta_sorted)
     sigma2 = r2sum / (prob.n - prob.p)
+    # The deviance falls without bound towards an exact fit, so the optimiser stops at a
+    # residual variance that is rounding noise rather than at an error: catch both.
+    if not np.isfinite(dev) or sigma2 <= 1e-8 * prob.y_var:
+        raise ValueError(
+            "the model fits these ratings exactly (no residual variance): too few ratings, "
+            "all scores equal, or copies of one rater"
+        )
     cov_beta = sigma2 * np.linalg.inv(RxRx)
     psi = np.append(theta_sorted**2 * sigma2, sigma2)
     df = satterthwaite_df(prob, psi)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -241,3 +242,26 @@ def test_satterthwaite_df_small_design():
     term = _effect(fit_mixed(df)["x"])
     half_width = (term["ci_high"] - term["ci_low"]) / 2
     assert half_width / term["se"] == pytest.approx(2.306, abs=0.01)  # t(0.975, 8), wider than 1.96
+
+
+def test_exact_fit_is_a_named_error_and_the_bootstrap_skips_it():
+    """Copies of one rater explain every score: no residual variance to estimate."""
+    from analysis.robust import rater_bootstrap
+
+    one = pd.DataFrame(
+        {
+            "stimulus": ["s0", "s1", "s2", "s3"],
+            "condition": ["base", "weight"] * 2,
+            "score": [10.0, 40.0, 25.0, 70.0],
+            "dimension": "x",
+        }
+    )
+    copies = pd.concat([one.assign(rater=f"r{k}") for k in range(3)], ignore_index=True)
+    with pytest.raises(ValueError, match="exactly"):
+        fit_mixed(copies)
+    rng = np.random.default_rng(0)
+    varied = pd.concat([one.assign(rater=f"r{k}", score=one["score"] + rng.normal(0, 5, 4)) for k in range(4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # degenerate resamples must not warn (nor crash)
+        boot = rater_bootstrap(varied, n_boot=20, strata_col=None)
+    assert boot.loc[0, "n_boot"] <= 20

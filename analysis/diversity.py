@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -124,17 +123,14 @@ def bootstrap_by(
     for key, g in table.groupby(by, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         g = g.groupby(unit)[list(metrics)].mean()  # one value per unit
-        n = len(g)
-        idx = rng.integers(0, n, size=(n_boot, n))
         for metric in metrics:
-            values = g[metric].to_numpy(float)
+            # Units where the metric does not apply (a DAT metric on AUT items) are not units of it.
+            values = g[metric].dropna().to_numpy(float)
+            n = len(values)
             estimate = float(statistic(values)) if n else float("nan")
-            if n > 1 and np.isfinite(values).any():
-                with warnings.catch_warnings():
-                    # Resamples made only of NaN units (a metric absent for some items) are NaN.
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    boots = np.nanmean(values[idx], axis=1)
-                lo, hi = np.nanquantile(boots, [alpha, 1 - alpha])
+            if n > 1:
+                boots = np.apply_along_axis(statistic, 1, values[rng.integers(0, n, size=(n_boot, n))])
+                lo, hi = np.quantile(boots, [alpha, 1 - alpha])
             else:
                 lo = hi = float("nan")
             rows.append(

@@ -9,8 +9,9 @@ Measures, in one run on one device:
   peak belongs to the edit alone.
 
 Every row generates exactly 128 tokens (end-of-sequence does not stop it), so all
-conditions do the same work. Conditions are interleaved over ``--rounds`` and the best
-round is kept, which damps noise from other processes on a shared machine.
+conditions do the same work. Conditions are interleaved over ``--rounds``; the report
+gives the best rate per condition and the median over rounds of each round's ratio to
+base, which damps noise from other processes on a shared machine.
 
 Usage::
 
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +76,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per condition; best kept")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per condition")
     parser.add_argument("--single", type=int, default=2, help="sequences generated one at a time")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args()
@@ -114,17 +116,24 @@ def main() -> int:
     decoding = DecodingSettings(max_new_tokens=args.max_new_tokens)
 
     _generate(backends["base"], prompts[:2], seeds[:2], DecodingSettings(max_new_tokens=8))  # warm-up
-    best: dict[str, float] = {}
+    rates: dict[str, list[float]] = {name: [] for name in backends}
     for round_index in range(args.rounds):
-        order = list(backends) if round_index % 2 == 0 else list(reversed(backends))
+        # Rotate the order so no condition always runs first (or right after another's caches).
+        order = list(backends)[round_index % 3 :] + list(backends)[: round_index % 3]
         for name in order:
             tokens, seconds = _generate(backends[name], prompts, seeds, decoding)
+            rates[name].append(tokens / seconds)
             rate = tokens / seconds
-            best[name] = max(best.get(name, 0.0), rate)
             print(
                 f"round {round_index + 1} {name:<10} {tokens} tokens in {seconds:6.1f} s = {rate:6.1f} tokens/s",
                 flush=True,
             )
+    best = {name: max(values) for name, values in rates.items()}
+    # Paired per round: other processes on a shared machine slow whole rounds, not one condition.
+    paired = {
+        name: statistics.median(r / b for r, b in zip(values, rates["base"], strict=True))
+        for name, values in rates.items()
+    }
 
     single_tokens, single_seconds = 0, 0.0
     for prompt, seed in zip(prompts[: args.single], seeds[: args.single], strict=True):
@@ -142,8 +151,10 @@ def main() -> int:
         "platform": platform.platform(),
         "batch_size": len(prompts),
         "max_new_tokens": args.max_new_tokens,
-        "tokens_per_s": best,
-        "ratio_to_base": {name: rate / best["base"] for name, rate in best.items()},
+        "tokens_per_s_best": best,
+        "tokens_per_s_rounds": rates,
+        "ratio_to_base_of_best": {name: rate / best["base"] for name, rate in best.items()},
+        "ratio_to_base_median_paired": paired,
         "single_tokens_per_s": single_rate,
         "batched_over_single": best["base"] / single_rate,
         "weight_edit": edit,

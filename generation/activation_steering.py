@@ -107,7 +107,8 @@ def last_token_activations(
     """
     blocks = find_decoder_layers(model)
     device = next(model.parameters()).device
-    sums = {layer: torch.zeros(model.config.hidden_size, dtype=torch.float32, device=device) for layer in layers}
+    hidden_size = int(getattr(model, "config", None).hidden_size)  # type: ignore[union-attr]
+    sums = {layer: torch.zeros(hidden_size, dtype=torch.float32, device=device) for layer in layers}
     last_needed = max(layers)
 
     def make_hook(layer: int):
@@ -162,12 +163,23 @@ def compute_steering_vectors(
     prompts = get_prompt_set(prompt_set, prompt_file)
     n_layers = len(find_decoder_layers(loaded.model))
     chosen = default_layers(n_layers) if layers is None else parse_layers(layers, n_layers)
-    kwargs = {"batch_size": batch_size, "progress": progress}
     divergent = last_token_activations(
-        loaded.model, loaded.tokenizer, prompts.divergent, chosen, desc="divergent prompts", **kwargs
+        loaded.model,
+        loaded.tokenizer,
+        prompts.divergent,
+        chosen,
+        batch_size=batch_size,
+        progress=progress,
+        desc="divergent prompts",
     )
     convergent = last_token_activations(
-        loaded.model, loaded.tokenizer, prompts.convergent, chosen, desc="convergent prompts", **kwargs
+        loaded.model,
+        loaded.tokenizer,
+        prompts.convergent,
+        chosen,
+        batch_size=batch_size,
+        progress=progress,
+        desc="convergent prompts",
     )
     vectors = {
         layer: (divergent[layer] / len(prompts.divergent) - convergent[layer] / len(prompts.convergent)).cpu()
@@ -207,6 +219,7 @@ def steering(model: nn.Module, vectors: Mapping[int, torch.Tensor] | SteeringVec
         for layer, vector in vectors.items()
     }
     current: dict[str, torch.Tensor | None] = {"mask": None}
+    hidden_size = int(getattr(model, "config", None).hidden_size)  # type: ignore[union-attr]
 
     def remember_mask(_module: nn.Module, args: tuple, kwargs: dict) -> None:
         mask = kwargs.get("attention_mask")
@@ -233,10 +246,10 @@ def steering(model: nn.Module, vectors: Mapping[int, torch.Tensor] | SteeringVec
         for layer in scaled:
             if not 0 <= layer < len(blocks):
                 raise ValueError(f"steering vector for layer {layer}, but the model has {len(blocks)} layers")
-            if scaled[layer].shape[-1] != model.config.hidden_size:
+            if scaled[layer].shape[-1] != hidden_size:
                 raise ValueError(
                     f"steering vector for layer {layer} has size {scaled[layer].shape[-1]}, "
-                    f"the model's hidden size is {model.config.hidden_size}: it was made for another model"
+                    f"the model's hidden size is {hidden_size}: it was made for another model"
                 )
             handles.append(blocks[layer].register_forward_hook(make_hook(layer)))
         yield

@@ -109,7 +109,7 @@ def _choose_tokens(
 
 @torch.inference_mode()
 def generate_batch(
-    model: torch.nn.Module,
+    model: Any,
     tokenizer: Any,
     prompts: Sequence[str],
     row_seeds: Sequence[int],

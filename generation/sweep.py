@@ -132,7 +132,7 @@ def _evaluate(
 ) -> dict[str, Any]:
     backend = HFBackend(loaded)
     # The same seeds for every setting: differences between rows come from the edit, not the dice.
-    texts = []
+    texts: list[str] = []
     for start in range(0, len(requests), batch_size):
         batch = requests[start : start + batch_size]
         prompts = [build_prompt(loaded.tokenizer, family, r.item_text) for r in batch]

@@ -192,7 +192,7 @@ def collect_input_norms(
 
 
 def _in_features(target: TargetLinear) -> int:
-    weight = target.module.weight
+    weight: torch.Tensor = target.module.weight  # type: ignore[assignment]
     return int(weight.shape[0] if target.weight_is_transposed else weight.shape[1])
 
 
@@ -317,12 +317,23 @@ def compute_norms(
     """Select the targets and collect their input norms under both halves of the prompt set."""
     prompt_set = get_prompt_set(config.prompt_set, config.prompt_file)
     targets = select_target_linears(loaded.model, config.module_patterns, config.layers)
-    kwargs = {"batch_size": batch_size, "progress": progress}
     divergent = collect_input_norms(
-        loaded.model, loaded.tokenizer, prompt_set.divergent, targets, desc="divergent prompts", **kwargs
+        loaded.model,
+        loaded.tokenizer,
+        prompt_set.divergent,
+        targets,
+        batch_size=batch_size,
+        progress=progress,
+        desc="divergent prompts",
     )
     convergent = collect_input_norms(
-        loaded.model, loaded.tokenizer, prompt_set.convergent, targets, desc="convergent prompts", **kwargs
+        loaded.model,
+        loaded.tokenizer,
+        prompt_set.convergent,
+        targets,
+        batch_size=batch_size,
+        progress=progress,
+        desc="convergent prompts",
     )
     return WandaNorms(targets, divergent, convergent, prompt_set)
 

@@ -440,8 +440,20 @@ def stimuli_store_batch(
 def metrics_compute_job(*, job_id: int) -> int:
     """Per-stimulus metrics and per-(condition, item) diversity for one job, via analysis/.
 
-    Recomputing overwrites: safe to run again after a retry added stimuli.
+    Recomputing overwrites: safe to run again after a retry added stimuli. A failure (say, a
+    missing embedding model) is stored on the job and shown in the panel; the stimuli stay.
     """
+    try:
+        n = _metrics_compute(job_id=job_id)
+    except Exception as error:  # shown on the dashboard; generation itself succeeded
+        logger.exception("metrics of job %s failed", job_id)
+        GenerationJob.objects.filter(pk=job_id).update(metrics_error=f"{type(error).__name__}: {error}"[:4000])
+        return 0
+    GenerationJob.objects.filter(pk=job_id).update(metrics_computed_at=timezone.now(), metrics_error="")
+    return n
+
+
+def _metrics_compute(*, job_id: int) -> int:
     import pandas as pd
 
     from analysis.metrics import diversity_by_group, stimulus_metrics
@@ -481,7 +493,6 @@ def metrics_compute_job(*, job_id: int) -> int:
             item=item,
             defaults={"n_samples": int(counts.get(item.key, 0)), "metrics": _clean_metrics(row)},
         )
-    GenerationJob.objects.filter(pk=job.pk).update(metrics_computed_at=timezone.now())
     return len(stimuli)
 
 

@@ -171,3 +171,23 @@ def test_a_condition_shared_by_deployments_is_generated_once(
     job = GenerationJob.objects.get(deployment=second)
     assert job.status == "succeeded" and job.done == 4
     assert job.tokens_per_second is None  # nothing was sampled
+
+
+@pytest.mark.django_db
+def test_failed_metrics_are_shown_and_generation_stays_succeeded(
+    tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path, monkeypatch
+) -> None:
+    import analysis.metrics
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no embedding model here")
+
+    monkeypatch.setattr(analysis.metrics, "stimulus_metrics", broken)
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = tiny_study(conditions=("base",))
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_start(study=study)
+    job = GenerationJob.objects.get(deployment__study=study)
+    assert job.status == "succeeded" and job.done == 4
+    assert job.metrics_error == "RuntimeError: no embedding model here"
+    assert job.metrics_computed_at is None

@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"the suite runs on PostgreSQL, but DATABASE_URL selects {engine}: run `make test` "
             "or set DATABASE_URL=postgres://postgres@127.0.0.1:5432/creativity"
         )
-    if not settings.CELERY_BROKER_URL:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
         raise pytest.UsageError(
             "the suite runs on a real Redis broker: run `make test` or set CELERY_BROKER_URL=redis://127.0.0.1:6379/0"
         )

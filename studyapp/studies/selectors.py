@@ -382,3 +382,48 @@ def export_stimuli_frame(*, study: Study):
     frame = pd.DataFrame.from_records(records, columns=[*STIMULUS_COLUMNS, *metric_names])
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
+
+
+# The automatic metrics worth a glance per condition; the export has all of them.
+SUMMARY_METRICS = (
+    "n_words",
+    "aut_fluency",
+    "aut_originality",
+    "dat_score",
+    "dat_valid",
+    "group_mean_pairwise_similarity",
+    "group_share_pairs_similar",
+    "group_vendi_score",
+    "group_distinct_2",
+)
+
+
+def automatic_metrics_by_condition(*, study: Study) -> list[dict[str, Any]]:
+    """Mean automatic metrics per (deployment, condition): the pre-rating look at mode collapse.
+
+    Group metrics (``group_*``: similarity across a condition's samples of one item) are
+    averaged over items; per-stimulus metrics over stimuli. Metrics that no stimulus of a
+    condition has (a DAT metric on the AUT) are left out of its row.
+    """
+    frame = export_stimuli_frame(study=study)
+    if frame.empty:
+        return []
+    present = [name for name in SUMMARY_METRICS if name in frame.columns]
+    per_item = frame.groupby(["deployment", "condition", "item"], sort=True)[present].agg(
+        lambda column: column.astype(float).mean()
+    )
+    means = per_item.groupby(level=["deployment", "condition"]).mean()
+    counts = frame.groupby(["deployment", "condition"]).size()
+    rows = []
+    for (deployment, condition), row in means.iterrows():
+        metrics = {name: float(value) for name, value in row.items() if value == value}  # NaN: not applicable
+        rows.append(
+            {
+                "deployment": deployment,
+                "condition": condition,
+                "n_stimuli": int(counts[(deployment, condition)]),
+                "metrics": metrics,
+                "values": [metrics.get(name) for name in SUMMARY_METRICS],  # in SUMMARY_METRICS order, for tables
+            }
+        )
+    return rows

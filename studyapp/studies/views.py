@@ -55,7 +55,12 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 @researcher_required
 def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
-    return render(request, "studies/dashboard.html", {"d": selectors.study_dashboard(study=study)})
+    context = {
+        "d": selectors.study_dashboard(study=study),
+        "metrics_by_condition": selectors.automatic_metrics_by_condition(study=study),
+        "summary_metrics": selectors.SUMMARY_METRICS,
+    }
+    return render(request, "studies/dashboard.html", context)
 
 
 @require_POST

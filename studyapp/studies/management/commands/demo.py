@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from studyapp.celery import app
 from studyapp.studies.models import GenerationJob, Study
+from studyapp.studies.selectors import automatic_metrics_by_condition
 from studyapp.studies.services import StudyLoadError, generation_start, slots_build, study_load_file
 from studyapp.studies.spec import SpecError
 
@@ -61,9 +62,32 @@ class Command(BaseCommand):
                 f"{len(failed)} generation job(s) did not succeed (messages above); fix and run `manage.py demo` again",
                 returncode=1,
             )
+        self._print_metrics(study)
         slots = slots_build(study=study)
         Study.objects.filter(pk=study.pk).update(is_open=True)
         self._print_where_to_look(study, slots, options["base_url"].rstrip("/"))
+
+    def _print_metrics(self, study: Study) -> None:
+        """The automatic metrics per condition: what the demo has to show before any human rates."""
+        columns = {
+            "aut_fluency": "fluency",
+            "aut_originality": "originality",
+            "dat_score": "DAT",
+            "group_mean_pairwise_similarity": "similarity",
+            "group_vendi_score": "Vendi",
+            "group_distinct_2": "distinct-2",
+        }
+        rows = automatic_metrics_by_condition(study=study)
+        shown = [key for key in columns if any(key in row["metrics"] for row in rows)]
+        self.stdout.write(
+            "\nAutomatic metrics per condition (means; similarity, Vendi and distinct-2 across a condition's "
+            "samples of one item, averaged over items; lower similarity = less mode collapse):"
+        )
+        header = f"  {'deployment':<18} {'condition':<12} {'n':>3} " + " ".join(f"{columns[k]:>11}" for k in shown)
+        self.stdout.write(header)
+        for row in rows:
+            values = " ".join(f"{row['metrics'][k]:>11.3f}" if k in row["metrics"] else f"{'-':>11}" for k in shown)
+            self.stdout.write(f"  {row['deployment']:<18} {row['condition']:<12} {row['n_stimuli']:>3} {values}")
 
     def _print_where_to_look(self, study: Study, slots: dict[str, int] | str, base: str) -> None:
         rater = (

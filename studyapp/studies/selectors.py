@@ -279,7 +279,7 @@ SCALE_RANGES = {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)
 
 
 def export_ratings_frame(*, study: Study):
-    """One row per rating, long format (documented in docs/export.md). One query."""
+    """One row per rating, long format (documented in README.md, "The export"). One query."""
     import pandas as pd
 
     rows = (

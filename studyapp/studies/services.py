@@ -526,7 +526,7 @@ def metrics_start(*, study: Study) -> int:
 
 
 def export_write(*, study: Study, out_dir: str | Path) -> dict[str, Path]:
-    """Write ratings and stimuli as CSV and Parquet into ``out_dir`` (documented in docs/export.md)."""
+    """Write ratings and stimuli as CSV and Parquet into ``out_dir`` (documented in README.md, "The export")."""
     from studyapp.studies.selectors import export_ratings_frame, export_stimuli_frame
 
     out_dir = Path(out_dir)

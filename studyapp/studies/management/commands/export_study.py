@@ -9,7 +9,7 @@ from studyapp.studies.services import export_write
 
 
 class Command(BaseCommand):
-    help = "Write a study's ratings (long format) and stimuli as CSV and Parquet; see "The export" in README.md."
+    help = "Write a study's ratings (long format) and stimuli as CSV and Parquet; see 'The export' in README.md."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("slug")

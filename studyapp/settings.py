@@ -117,7 +117,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL or None)
 if CELERY_TASK_ALWAYS_EAGER:
     # Never connected to (tasks run in-process); an empty URL would make kombu complain.
-    CELERY_BROKER_URL = "memory://"
+    CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Heavy model work goes to its own queue so that one slow generation job never delays
 # the short bookkeeping tasks; a generation worker runs one task at a time.

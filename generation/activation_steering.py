@@ -21,11 +21,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from generation.loading import LoadedModel, find_decoder_layers, parse_layers
-from generation.prompt_sets import get_prompt_set, render_steering_prompts
-from generation.sampling import encode_left_padded
+from generation.prompt_sets import get_prompt_set
+from generation.sampling import iter_prompt_batches
 
 DEFAULT_COEFF = 4.0
 
@@ -124,14 +123,8 @@ def last_token_activations(
 
     handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in layers]
     try:
-        rendered = render_steering_prompts(tokenizer, list(prompts))
-        chat = bool(getattr(tokenizer, "chat_template", None))
-        for start in tqdm(range(0, len(rendered), batch_size), desc=desc, disable=not progress, leave=False):
-            input_ids, mask = encode_left_padded(
-                tokenizer, rendered[start : start + batch_size], add_special_tokens=not chat
-            )
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        batches = iter_prompt_batches(model, tokenizer, prompts, batch_size=batch_size, progress=progress, desc=desc)
+        for input_ids, mask, position_ids in batches:
             with suppress(_StopForward):
                 model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
     finally:

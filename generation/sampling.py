@@ -15,7 +15,7 @@ paired comparisons less noisy.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,37 @@ def encode_left_padded(
         input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, width - len(ids) :] = 1
     return input_ids, attention_mask
+
+
+def iter_prompt_batches(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "prompts",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Steering prompts as the model sees them, left-padded, batch by batch on the model's device.
+
+    Yields ``(input_ids, attention_mask, position_ids)``; positions count real tokens only,
+    so a prompt's activations do not depend on the padding its batch needed. Both steering
+    methods read their statistics through this one loop.
+    """
+    from tqdm.auto import tqdm
+
+    from generation.prompt_sets import render_steering_prompts
+
+    device = next(model.parameters()).device
+    rendered = render_steering_prompts(tokenizer, list(prompts))
+    # A chat template already wrote the special tokens into the text.
+    add_special_tokens = not getattr(tokenizer, "chat_template", None)
+    for start in tqdm(range(0, len(rendered), batch_size), desc=desc, disable=not progress, leave=False):
+        input_ids, mask = encode_left_padded(
+            tokenizer, rendered[start : start + batch_size], add_special_tokens=add_special_tokens
+        )
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        yield input_ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _choose_tokens(

@@ -33,8 +33,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from generation.loading import LoadedModel, find_decoder_layers, parse_layers, quiet_transformers, weights_sha256
-from generation.prompt_sets import PromptSet, get_prompt_set, render_steering_prompts
-from generation.sampling import encode_left_padded
+from generation.prompt_sets import PromptSet, get_prompt_set
+from generation.sampling import iter_prompt_batches
 
 RANKINGS = ("matrix", "row")
 MANIFEST_NAME = "manifest.json"
@@ -175,15 +175,9 @@ def collect_input_norms(
 
     handles = [t.module.register_forward_pre_hook(make_hook(t.name)) for t in targets]
     try:
-        rendered = render_steering_prompts(tokenizer, list(prompts))
-        chat = bool(getattr(tokenizer, "chat_template", None))
-        for start in tqdm(range(0, len(rendered), batch_size), desc=desc, disable=not progress, leave=False):
-            input_ids, mask = encode_left_padded(
-                tokenizer, rendered[start : start + batch_size], add_special_tokens=not chat
-            )
-            input_ids, mask = input_ids.to(device), mask.to(device)
+        batches = iter_prompt_batches(model, tokenizer, prompts, batch_size=batch_size, progress=progress, desc=desc)
+        for input_ids, mask, position_ids in batches:
             current_mask[:] = [mask]
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
             model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
     finally:
         for handle in handles:

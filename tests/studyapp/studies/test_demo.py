@@ -28,6 +28,11 @@ def test_demo_command_runs_end_to_end_and_again(tiny_model_dir, tmp_path, settin
     assert Slot.objects.filter(deployment__study=study).count() == 4
     for text in ("/panel/demo/", "/admin/", "/r/demo/?PROLIFIC_PID=", "createsuperuser"):
         assert text in out
+    # The automatic metrics, one line per (deployment, condition) under the table's header.
+    assert "Automatic metrics per condition" in out
+    table = out.split("Automatic metrics per condition", 1)[1].split("The demo study is ready", 1)[0]
+    assert "similarity" in table
+    assert sum(1 for line in table.splitlines() if line.strip().split()[1:2] in (["base"], ["weight"])) == 2
 
     call_command("demo", "--spec", str(spec))
     out = capsys.readouterr().out

@@ -48,11 +48,14 @@ serve: setup
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(VENV)/bin/gunicorn studyapp.wsgi --bind $${BIND:-127.0.0.1:8000} --workers $${WEB_CONCURRENCY:-2}
 
-# One worker for both queues, one task at a time; at scale run one per queue:
+# One worker for both queues, one task at a time, with the beat scheduler embedded (it
+# frees stale rater slots every 5 minutes). At scale run one worker per queue and one beat:
 #   celery -A studyapp worker -Q generation --concurrency 1   (per GPU)
 #   celery -A studyapp worker -Q default
+#   celery -A studyapp beat --schedule var/celerybeat-schedule
 worker: setup
-	$(VENV)/bin/celery -A studyapp worker -Q default,generation --concurrency 1 --loglevel INFO
+	$(VENV)/bin/celery -A studyapp worker -Q default,generation --concurrency 1 --loglevel INFO \
+		--beat --schedule var/celerybeat-schedule
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .

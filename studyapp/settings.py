@@ -133,6 +133,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Run by `celery beat` (`make worker` embeds it); exactly one beat process per deployment.
+CELERY_BEAT_SCHEDULE = {
+    "release-stale-rater-slots": {
+        "task": "studyapp.rating.tasks.slots_release_stale_all",
+        "schedule": env.float("STALE_SLOT_SWEEP_SECONDS", default=300.0),
+    },
+}
 # How long Redis keeps an unacknowledged task before handing it to another worker; it
 # must exceed the longest job, or a job still running is delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {

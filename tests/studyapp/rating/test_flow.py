@@ -277,6 +277,28 @@ def test_stale_slots_can_be_released_eagerly():
     assert Rating.objects.filter(participant__prolific_pid=silent.pid).count() == 3
 
 
+def test_the_periodic_sweep_frees_stale_slots_of_open_studies_only():
+    from studyapp.celery import app
+    from studyapp.rating.tasks import slots_release_stale_all
+
+    open_study = build_rating_study(slot_timeout_minutes=30)
+    silent = Bot(Client(), open_study.study.slug, "5f0000000000000000000970")
+    silent.walk(stop_after_pages=1)
+    Participant.objects.filter(prolific_pid=silent.pid).update(last_seen_at=timezone.now() - timedelta(minutes=31))
+    closed_study = build_rating_study(slot_timeout_minutes=30)
+    paused = Bot(Client(), closed_study.study.slug, "5f0000000000000000000971")
+    paused.walk(stop_after_pages=1)
+    Participant.objects.filter(prolific_pid=paused.pid).update(last_seen_at=timezone.now() - timedelta(minutes=31))
+    closed_study.study.is_open = False
+    closed_study.study.save(update_fields=["is_open"])
+
+    assert slots_release_stale_all() == {open_study.study.slug: 1}
+    assert Participant.objects.get(prolific_pid=silent.pid).step == Participant.Step.TIMED_OUT
+    assert Participant.objects.get(prolific_pid=paused.pid).step == Participant.Step.RATING
+    assert slots_release_stale_all() == {}
+    assert app.conf.beat_schedule["release-stale-rater-slots"]["task"] == slots_release_stale_all.name
+
+
 def test_a_preview_before_any_slot_exists_skips_the_rating_pages():
     built = build_rating_study(build_slots=False)
     researcher = ResearcherFactory(username="researcher", is_superuser=True)

@@ -233,9 +233,11 @@ def write_report(
 
     page.h("Condition effects (main table)")
     main = condition_effects(ratings, fits=fits, reference=reference)
+    # The fit states its own model and inference, so this text cannot drift from what was computed.
+    fitted_with = next(iter(fits.values()))["method"] if fits else "no fit"
     page.p(
-        "Per dimension: score ~ condition + (1 | rater) + (1 | stimulus), REML; Wald 95% CIs; p_holm: Holm across "
-        "dimensions. d_total: estimate / sqrt(total model variance); d_z: the same model on within-rater z-scores.",
+        f"Per dimension: {fitted_with}. p_holm: Holm across dimensions. d_total: estimate / sqrt(total model "
+        "variance); d_z: the same model on within-rater z-scores.",
         "note",
     )
     page.table(main, "main_table")

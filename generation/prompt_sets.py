@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from generation.task_families import read_yaml_file
 
 SHIPPED_PROMPTS_FILE = Path(__file__).with_name("steering_prompts.yaml")
 SHIPPED_PROMPT_SETS = ("dat", "openended", "problem", "ideation")
@@ -62,14 +62,7 @@ def prompt_sets_from_mapping(data: Any, *, source: str = "<mapping>") -> dict[st
 
 def load_prompt_sets(path: str | Path) -> dict[str, PromptSet]:
     """Load prompt sets from a YAML file shaped like ``generation/steering_prompts.yaml``."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prompt file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
-    return prompt_sets_from_mapping(data, source=str(path))
+    return prompt_sets_from_mapping(read_yaml_file(path, what="prompt file"), source=str(path))
 
 
 @cache

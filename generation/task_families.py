@@ -154,14 +154,18 @@ def load_task_families(path: str | Path) -> dict[str, TaskFamily]:
     ValueError
         The file is not valid YAML or a family lacks ``template`` or ``items``.
     """
+    return task_families_from_mapping(read_yaml_file(path, what="task file"), source=str(path))
+
+
+def read_yaml_file(path: str | Path, *, what: str) -> Any:
+    """A researcher's YAML file, with one-line errors that name it (``what``: "task file", ...)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"task file {path} does not exist") from None
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
-    return task_families_from_mapping(data, source=str(path))
 
 
 @cache

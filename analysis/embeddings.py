@@ -81,8 +81,12 @@ class SentenceEmbedder:
 
 @functools.cache
 def default_embedder() -> SentenceEmbedder:
-    """The embedded MiniLM model, one instance per process (loaded lazily on first encode)."""
-    return SentenceEmbedder()
+    """The default embedder, one instance per process (loaded lazily on first encode).
+
+    ``$EMBEDDING_MODEL_PATH`` names a sentence-transformers folder; unset, the embedded
+    all-MiniLM-L6-v2.
+    """
+    return SentenceEmbedder(os.environ.get("EMBEDDING_MODEL_PATH") or None)
 
 
 def load_word_list(

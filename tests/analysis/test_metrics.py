@@ -126,3 +126,17 @@ def test_embedded_minilm_end_to_end(stimuli):
     vec = default_embedder().encode(["a brick", "a brick"])
     assert vec.shape == (2, 384) and np.allclose(vec[0], vec[1])
     assert default_embedder() is default_embedder()
+
+
+def test_default_embedder_follows_embedding_model_path(monkeypatch, tmp_path) -> None:
+    from analysis.embeddings import default_embedder
+
+    default_embedder.cache_clear()
+    monkeypatch.setenv("EMBEDDING_MODEL_PATH", str(tmp_path / "my-model"))
+    try:
+        assert default_embedder().name == "sentence-transformers:my-model"
+        default_embedder.cache_clear()
+        monkeypatch.delenv("EMBEDDING_MODEL_PATH")
+        assert default_embedder().name == "all-MiniLM-L6-v2"
+    finally:
+        default_embedder.cache_clear()

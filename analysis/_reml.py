@@ -15,12 +15,15 @@ rater–stimulus graph may be nested in deployments or fully crossed: the cost i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.optimize as so
 import scipy.sparse as sp
+
+from analysis.notices import SingularHessianWarning
 
 try:  # installed with scikit-learn (via sentence-transformers); only a speed-up, so optional
     from threadpoolctl import threadpool_limits
@@ -189,6 +192,13 @@ def satterthwaite_df(prob: _Problem, psi: np.ndarray) -> np.ndarray:
     try:
         A = 2.0 * np.linalg.inv(H)
     except np.linalg.LinAlgError:
+        warnings.warn(
+            SingularHessianWarning(
+                "the Hessian of the REML deviance is singular: no Satterthwaite df, "
+                "CIs and p-values use the normal (Wald z) instead of t"
+            ),
+            stacklevel=2,
+        )
         return np.full(prob.p, np.inf)
     grads = np.stack(
         [
@@ -202,7 +212,16 @@ def satterthwaite_df(prob: _Problem, psi: np.ndarray) -> np.ndarray:
     denom = np.einsum("ia,ab,ib->i", grads, A, grads)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = 2 * v**2 / denom
-    return np.where(np.isfinite(df) & (df > 0), df, np.inf)
+    bad = ~(np.isfinite(df) & (df > 0))
+    if bad.any():
+        warnings.warn(
+            SingularHessianWarning(
+                f"Satterthwaite df undefined for {int(bad.sum())} fixed effect(s) (non-positive or non-finite): "
+                "their CIs and p-values use the normal (Wald z) instead of t"
+            ),
+            stacklevel=2,
+        )
+    return np.where(bad, np.inf, df)
 
 
 def fit_reml(y: np.ndarray, X: np.ndarray, codes: list[np.ndarray]) -> RemlFit:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m analysis {mixed,dat,report} ...``.
+"""Command line: ``python -m analysis {mixed,dat,dat-table,diversity,report} ...``.
 
 Every user error (a missing file or column, a bad option, data the model cannot fit)
 is printed as one line ``error: ...`` on stderr with exit status 2, never a traceback.
@@ -68,17 +68,13 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
         deployment_effect=args.deployment_effect,
         engine=args.engine,
     )
-    text = json.dumps(_clean_json(fits), indent=2)
-    if args.out in (None, "-"):
-        print(text)
-    else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    _write_json(fits, args.out)
     return 0
 
 
 def _cmd_dat(args: argparse.Namespace) -> int:
-    from analysis.dat import DatScorer, parse_answer
+    from analysis.dat import DatScorer
+    from analysis.parsers import parse_dat_words
 
     if not args.words and not args.batch:
         raise UsageError("dat: give words to score or --batch FILE.jsonl")
@@ -106,7 +102,7 @@ def _cmd_dat(args: argparse.Namespace) -> int:
                 key = args.text_key
                 if not isinstance(record, dict) or not ({"words", key} & record.keys()):
                     raise UsageError(f"{path}:{lineno}: expected an object with 'words' (list) or {key!r} (string)")
-                words = record["words"] if "words" in record else parse_answer(str(record[key]))
+                words = record["words"] if "words" in record else parse_dat_words(str(record[key]))
                 result = scorer.score([str(w) for w in words])
                 extra = {k: v for k, v in record.items() if k not in {"words", key}}
                 out.write(json.dumps(_clean_json({**extra, **result.as_dict()})) + "\n")
@@ -122,6 +118,40 @@ def _cmd_dat(args: argparse.Namespace) -> int:
     else:
         pct = f", human percentile {result.percentile:.0f}" if result.percentile is not None else ""
         print(f"{result.score:.2f} ({result.embedding}{pct})")
+    return 0
+
+
+def _write_json(data: Any, out: str | None) -> None:
+    text = json.dumps(_clean_json(data), indent=2)
+    if out in (None, "-"):
+        print(text)
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+
+
+def _cmd_diversity(args: argparse.Namespace) -> int:
+    from analysis.mode_collapse import diversity_differences
+
+    _write_json(diversity_differences(read_table(args.stimuli), n_boot=args.n_boot, seed=args.seed), args.out)
+    return 0
+
+
+def _cmd_dat_table(args: argparse.Namespace) -> int:
+    from analysis.dat_table import dat_table
+
+    for option, path in (("--vectors", args.vectors), ("--words-file", args.words_file), ("--norms", args.norms)):
+        if path is not None and not Path(path).exists():
+            raise UsageError(f"{option}: file not found: {path}")
+    table = dat_table(
+        read_table(args.stimuli),
+        vectors=args.vectors,
+        words=args.words_file,
+        norms=args.norms,
+        n_boot=args.n_boot,
+        seed=args.seed,
+    )
+    _write_json(table, args.out)
     return 0
 
 
@@ -171,6 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--text-key", default="text", help="with --batch: key of the free-text answer (default: text)")
     d.add_argument("--out", help="with --batch: JSONL file to write (default: stdout)")
     d.set_defaults(func=_cmd_dat)
+
+    v = sub.add_parser("diversity", help="mode collapse: steered minus base per diversity metric, as JSON")
+    v.add_argument("--stimuli", required=True, help="stimuli export (CSV or Parquet)")
+    v.add_argument("--out", help="JSON file to write (default: stdout)")
+    v.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=_cmd_diversity)
+
+    t = sub.add_parser("dat-table", help="DAT table per model and condition (valid share, score, percentile gain)")
+    t.add_argument("--stimuli", required=True, help="stimuli export (CSV or Parquet)")
+    t.add_argument("--vectors", help="word vectors; GloVe 840B 300d gives human percentiles (default: MiniLM)")
+    t.add_argument("--words-file", help="dictionary, one word per line (default: /usr/share/dict/words)")
+    t.add_argument("--norms", help="human norms CSV (percentile,score); default: the shipped approximation")
+    t.add_argument("--out", help="JSON file to write (default: stdout)")
+    t.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_cmd_dat_table)
 
     r = sub.add_parser("report", help="HTML report with tables and plots")
     r.add_argument("--ratings", required=True)

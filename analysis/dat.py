@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,11 +29,12 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import pdist
 
-from analysis.embeddings import Embedder, WordVectors, default_embedder, load_word_list
+from analysis.embeddings import Embedder, WordVectors, default_embedder, load_word_list, zero_rows
+from analysis.notices import ZeroVectorWarning
+from analysis.parsers import parse_dat_words
 
 MINIMUM_WORDS = 7
 _CLEAN = re.compile(r"[^a-zA-Z- ]+")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|[a-jA-J][.)])\s*")
 
 
 def clean_word(word: str) -> str | None:
@@ -49,24 +51,6 @@ def candidates(clean: str) -> list[str]:
     if "-" in clean:
         out.append(re.sub(r"-+", "", clean))
     return out
-
-
-def parse_answer(text: str) -> list[str]:
-    """Split a model's free-text DAT answer into candidate words.
-
-    One word per line or comma/semicolon separated, with list markers ("1.", "-",
-    "a)") removed. A single line without separators is split on whitespace. Every
-    piece is kept, however wrong, so that invalid answers are counted, not hidden.
-    """
-    text = text.strip()
-    if not text:
-        return []
-    pieces = [p for line in text.splitlines() for p in re.split(r"[,;]", line)]
-    pieces = [_LIST_MARKER.sub("", p).strip().strip(".") for p in pieces]
-    pieces = [p for p in pieces if p]
-    if len(pieces) == 1 and " " in pieces[0]:
-        pieces = pieces[0].split()
-    return pieces
 
 
 @dataclass
@@ -151,7 +135,7 @@ class DatScorer:
         return np.asarray(self.embedding.encode(list(words)), dtype=np.float64)
 
     def score(self, words: Sequence[str]) -> DatResult:
-        """Score one answer given as a list of words (see :func:`parse_answer` for text)."""
+        """Score one answer given as a list of words (see :func:`analysis.parsers.parse_dat_words` for text)."""
         uniques: list[str] = []
         invalid: list[str] = []
         for word in words:
@@ -163,7 +147,16 @@ class DatScorer:
         if len(uniques) < self.minimum:
             return DatResult(None, uniques, len(uniques), self.embedding_name, None, invalid)
         subset = uniques[: self.minimum]
-        value = float(pdist(self._vectors(subset), metric="cosine").mean() * 100)
+        vectors = self._vectors(subset)
+        zero = zero_rows(vectors)
+        if zero.any():
+            # A zero vector has no direction: its cosine distance is undefined, not 1.
+            warnings.warn(
+                ZeroVectorWarning(f"DAT: all-zero vector for {[w for w, z in zip(subset, zero, strict=True) if z]}"),
+                stacklevel=2,
+            )
+            return DatResult(None, uniques, len(uniques), self.embedding_name, None, invalid)
+        value = float(pdist(vectors, metric="cosine").mean() * 100)
         pct = dat_percentile(value, self.norms) if self.is_reference else None
         return DatResult(value, uniques, len(uniques), self.embedding_name, pct, invalid)
 
@@ -173,7 +166,7 @@ class DatScorer:
         Returns columns ``dat_score, dat_n_valid, dat_valid, dat_words`` (and
         ``dat_percentile`` with the reference embedding).
         """
-        parsed = [parse_answer(t if isinstance(t, str) else "") for t in texts]
+        parsed = [parse_dat_words(t if isinstance(t, str) else "") for t in texts]
         if not isinstance(self.embedding, WordVectors):
             # One batched encode of every valid word beats thousands of one-word calls.
             valid = {v for words in parsed for w in words if (v := self.validate(w))}

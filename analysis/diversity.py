@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,7 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from analysis.embeddings import cosine_similarity_matrix
+from analysis.embeddings import cosine_similarity_matrix, zero_rows
+from analysis.notices import ZeroVectorWarning
 
 HIVEMIND_THRESHOLD = 0.8
 NEAR_DUPLICATE_THRESHOLD = 0.9
@@ -74,7 +76,21 @@ def diversity_metrics(
     hivemind_threshold: float = HIVEMIND_THRESHOLD,
     duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD,
 ) -> dict[str, float]:
-    """All mode-collapse metrics for one group of samples."""
+    """All mode-collapse metrics for one group of samples.
+
+    Samples whose embedding is all zeros have no direction: they are left out of the
+    embedding-based metrics (with a :class:`ZeroVectorWarning`), not counted as orthogonal.
+    """
+    zero = zero_rows(embeddings)
+    if zero.any():
+        warnings.warn(
+            ZeroVectorWarning(
+                f"{int(zero.sum())} of {len(texts)} sample(s) have an all-zero embedding (no known word?): "
+                "left out of the similarity, Vendi and cluster metrics"
+            ),
+            stacklevel=2,
+        )
+        embeddings = np.asarray(embeddings)[~zero]
     sim = cosine_similarity_matrix(embeddings)
     np.fill_diagonal(sim, 1.0)
     mean_sim, share_high = pairwise_similarity_stats(sim, hivemind_threshold)
@@ -87,7 +103,7 @@ def diversity_metrics(
         "distinct_2": distinct_n(texts, 2),
         "n_clusters": near_duplicate_clusters(sim, duplicate_threshold),
     }
-    out["share_clusters"] = out["n_clusters"] / len(texts) if len(texts) else float("nan")
+    out["share_clusters"] = out["n_clusters"] / len(sim) if len(sim) else float("nan")
     if dat_words is not None:
         words = [w for ws in dat_words for w in ws]
         out["dat_distinct_word_share"] = len(set(words)) / len(words) if words else float("nan")

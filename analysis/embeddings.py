@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from analysis.notices import ZeroVectorWarning
 
 DEFAULT_WORD_LIST = Path("/usr/share/dict/words")
 # Olson et al.'s dictionary filter: lower-case words of letters and inner hyphens. It also
@@ -128,6 +131,7 @@ class WordVectors:
             raise FileNotFoundError(f"vector file {path} not found")
         wanted = set(keep) if keep is not None else None
         self.vectors: dict[str, np.ndarray] = {}
+        self.zero_words: list[str] = []
         dim = None
         with path.open(encoding="utf8", errors="replace") as f:
             for lineno, line in enumerate(f):
@@ -150,12 +154,24 @@ class WordVectors:
                     raise ValueError(f"{path}:{lineno + 1}: not a word vector line for {word!r}") from exc
                 if len(vec) != dim or dim == 0:
                     raise ValueError(f"{path}:{lineno + 1}: expected {dim} numbers after {word!r}, got {len(vec)}")
+                if not vec.any():
+                    # No direction: a zero vector is not "orthogonal to everything", it is no vector.
+                    self.zero_words.append(word)
+                    continue
                 self.vectors[word] = vec
+        if self.zero_words:
+            warnings.warn(
+                ZeroVectorWarning(
+                    f"{path.name}: {len(self.zero_words)} all-zero vector(s) treated as missing "
+                    f"(e.g. {', '.join(map(repr, self.zero_words[:3]))}); those words are invalid"
+                ),
+                stacklevel=2,
+            )
         self.dim = dim or 0
         self.path = path
         self.name = f"word-vectors:{path.name}"
         # Human DAT norms exist only for the embedding of the published scorer.
-        self.is_reference = path.name.startswith("glove.840B.300d")
+        self.is_reference, self.reference_check = reference_embedding_check(self)
 
     def __contains__(self, word: str) -> bool:
         return word in self.vectors
@@ -167,7 +183,10 @@ class WordVectors:
         return self.vectors.get(word)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Mean of the vectors of a text's known tokens (zeros when none), L2-normalised."""
+        """Mean of the vectors of a text's known tokens, L2-normalised; all zeros when none is known.
+
+        A zero row has no direction: :func:`cosine_similarity_matrix` gives it NaN similarities.
+        """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             vecs = [self.vectors[t] for t in (w.lower() for w in _TOKEN.findall(text)) if t in self.vectors]
@@ -178,9 +197,45 @@ class WordVectors:
         return out
 
 
+# How the reference embedding of the DAT (GloVe 840B 300d, Common Crawl, cased) is
+# recognised: by its content, not its file name. It has 300 dimensions and reproduces the
+# published reference distances of Olson et al. 2021 (their scorer's example values):
+# cat-dog 19.83 and cat-thimble 87.87 (100 x cosine distance). A renamed copy passes; any
+# other file fails, whatever its name.
+REFERENCE_DIM = 300
+REFERENCE_DISTANCES = {("cat", "dog"): 19.83, ("cat", "thimble"): 87.87}
+REFERENCE_TOLERANCE = 0.01  # the published values are rounded to 2 decimals
+
+
+def reference_embedding_check(vectors: WordVectors) -> tuple[bool, str]:
+    """Whether ``vectors`` is the DAT reference embedding, and a sentence saying why (not)."""
+    if vectors.dim != REFERENCE_DIM:
+        return False, f"{vectors.dim} dimensions, the reference (GloVe 840B 300d) has {REFERENCE_DIM}"
+    for (a, b), expected in REFERENCE_DISTANCES.items():
+        if a not in vectors or b not in vectors:
+            return False, f"no vector for {a!r} or {b!r}, needed to check the reference distances"
+        va, vb = vectors.vectors[a].astype(np.float64), vectors.vectors[b].astype(np.float64)
+        got = 100 * (1 - float(va @ vb) / float(np.linalg.norm(va) * np.linalg.norm(vb)))
+        if abs(got - expected) > REFERENCE_TOLERANCE:
+            return False, f"{a}-{b} distance {got:.2f}, the reference (GloVe 840B 300d) gives {expected:.2f}"
+    return True, "GloVe 840B 300d: 300 dimensions, cat-dog 19.83 and cat-thimble 87.87 as published"
+
+
+def zero_rows(vectors: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows that are all zeros (or not finite): vectors with no direction."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or len(v) == 0:
+        return np.zeros(len(v), dtype=bool)
+    return ~(np.isfinite(v).all(axis=1) & (np.abs(v).sum(axis=1) > 0))
+
+
 def cosine_similarity_matrix(vectors: np.ndarray) -> np.ndarray:
-    """Pairwise cosine similarities of the rows (zero rows get similarity 0)."""
+    """Pairwise cosine similarities of the rows.
+
+    A zero row has no direction, so its similarities are NaN (not 0: it is not orthogonal
+    to anything); callers drop such rows and say so with a :class:`ZeroVectorWarning`.
+    """
     v = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
-    unit = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    unit = np.divide(v, norms, out=np.full_like(v, np.nan), where=norms > 0)
     return unit @ unit.T

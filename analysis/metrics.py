@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from analysis.aut import score_aut
 from analysis.dat import DatScorer
 from analysis.diversity import bootstrap_by, diversity_metrics, tokens
 from analysis.embeddings import Embedder, WordVectors, default_embedder, load_word_list
+from analysis.notices import ItemTextWarning
 
 METRIC_COLUMNS = [
     "n_words",
@@ -64,7 +66,7 @@ def stimulus_metrics(
     *,
     text_col: str = "text",
     task_col: str = "task",
-    item_col: str = "item",
+    item_text_col: str | None = "item_text",
     embedder: Embedder | WordVectors | None = None,
     word_list: str | os.PathLike[str] | Iterable[str] | None = None,
 ) -> pd.DataFrame:
@@ -74,7 +76,12 @@ def stimulus_metrics(
     ----------
     stimuli : pandas.DataFrame
         One row per stimulus; ``task`` is ``"dat"``, ``"aut"``, ``"task_task"`` (others
-        only get ``n_words``). For AUT rows ``item`` is the object ("brick").
+        only get ``n_words``).
+    item_text_col : str or None
+        Column with the item as the model saw it (for the AUT: the object, "a brick").
+        AUT originality is the distance from this *text*; an item key ("item03") would
+        give a meaningless number, so there is no fallback to the key column. ``None``
+        or an absent column: ``aut_originality`` is NaN with an :class:`ItemTextWarning`.
     embedder : Embedder, WordVectors or None
         Embedding for DAT distances and AUT similarity; None = embedded MiniLM.
     word_list : path, iterable or None
@@ -107,8 +114,18 @@ def stimulus_metrics(
         out.loc[is_dat, "dat_n_valid"] = dat["dat_n_valid"].to_numpy(float)
         out.loc[is_dat, "dat_valid"] = dat["dat_valid"].to_numpy()
     if is_aut.any() and emb is not None:
-        _require(stimuli, [item_col], "stimuli with AUT rows")
-        aut = score_aut(texts[is_aut].tolist(), stimuli.loc[is_aut, item_col].astype(str).tolist(), emb)
+        item_texts = None
+        if item_text_col is not None and item_text_col in stimuli.columns:
+            item_texts = stimuli.loc[is_aut, item_text_col].astype(str).tolist()
+        else:
+            warnings.warn(
+                ItemTextWarning(
+                    f"AUT originality not computed: no item text column ({item_text_col!r}); "
+                    "it needs the object as the model saw it, not the item key"
+                ),
+                stacklevel=2,
+            )
+        aut = score_aut(texts[is_aut].tolist(), item_texts=item_texts, embedder=emb)
         for col in ("aut_fluency", "aut_originality", "aut_elaboration"):
             out.loc[is_aut, col] = aut[col].to_numpy(float)
     out.attrs["embedding"] = emb.name if emb is not None else None

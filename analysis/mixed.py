@@ -29,6 +29,12 @@ import scipy.stats as st
 from scipy.sparse.csgraph import connected_components
 
 from analysis._reml import fit_reml
+from analysis.notices import (
+    ConvergenceWarning,
+    CopiedStimuliWarning,
+    MissingReferenceWarning,
+    collect_warnings,
+)
 
 Z95 = float(st.norm.ppf(0.975))
 
@@ -85,7 +91,17 @@ def _reference_level(levels: Sequence[str], reference: str | None, explicit: boo
         return reference
     if explicit:
         raise ValueError(f"reference condition {reference!r} is not in the data; conditions are {sorted(levels)}")
-    return sorted(levels)[0]
+    # A warning, not an error: the contrasts are still valid comparisons, only against another
+    # arm, and the warning (stored with the fit, shown in the report) names which one.
+    chosen = sorted(levels)[0]
+    warnings.warn(
+        MissingReferenceWarning(
+            f"no {reference or 'base'!r} condition: contrasts are against {chosen!r} (alphabetically first of "
+            f"{sorted(levels)}); pass --reference to choose"
+        ),
+        stacklevel=3,
+    )
+    return chosen
 
 
 def _validate(
@@ -106,6 +122,32 @@ def _validate(
     if df[condition_col].nunique() < 2:
         only = df[condition_col].iloc[0] if len(df) else None
         raise ValueError(f"{label}: only one condition ({only!r}) in {condition_col!r}; nothing to compare")
+
+
+def stimulus_factor(df: pd.DataFrame, *, stimulus_col: str = "stimulus", text_id_col: str | None = "text_id") -> str:
+    """The column that identifies a stimulus for its random intercept.
+
+    A base text copied into twin deployments is one text rated by the raters of both, so
+    its copies share one random effect: ``text_id`` (the export's id of a generated text)
+    when the column is present and complete, else ``stimulus``. Without ``text_id``, copies
+    that can be recognised (same model, task, item and sample index of ``base`` in several
+    deployments) are reported with a :class:`CopiedStimuliWarning`.
+    """
+    if text_id_col is not None and text_id_col in df.columns and df[text_id_col].notna().all():
+        return text_id_col
+    key = ["model", "task", "item", "sample_index"]
+    if {"deployment", "condition", *key} <= set(df.columns):
+        base = df[df["condition"].astype(str) == "base"]
+        copies = base.groupby(key)["deployment"].nunique()
+        if (copies > 1).any():
+            warnings.warn(
+                CopiedStimuliWarning(
+                    f"{int((copies > 1).sum())} base stimuli appear in several deployments and the ratings have no "
+                    f"{text_id_col!r} column: each copy gets its own random intercept (treated as independent)"
+                ),
+                stacklevel=3,
+            )
+    return stimulus_col
 
 
 def _random_factors(
@@ -151,12 +193,15 @@ def _fit_statsmodels(y: np.ndarray, X: pd.DataFrame, df: pd.DataFrame, factors: 
     model = sm.MixedLM.from_formula(
         "_y ~ 1", vc_formula=vc_formula, groups="_group", re_formula="0", data=vc_data.assign(_y=y)
     )
-    # Swap in the real design matrix so that term names and coding match the REML engine.
+    # Swap in the real design matrix (below) so that term names and coding match the REML engine.
+    # statsmodels orders variance components by the sorted vc_formula keys, not by insertion.
+    vc_names = list(model.exog_vc.names)
     model = sm.MixedLM(y, X.reset_index(drop=True), groups=groups, exog_re=model.exog_re, exog_vc=model.exog_vc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = model.fit(reml=True)
-    vc = dict(zip(factors, np.asarray(res.vcomp, float), strict=True))
+    by_name = dict(zip(vc_names, np.asarray(res.vcomp, float), strict=True))
+    vc = {name: by_name[name] for name in factors}
     return {
         "beta": np.asarray(res.fe_params, float),
         "cov_beta": np.asarray(res.cov_params())[: X.shape[1], : X.shape[1]],
@@ -219,6 +264,7 @@ def _fit_one(
         )
     if not converged:
         method += " (optimizer did not report convergence)"
+        warnings.warn(ConvergenceWarning(f"{engine} optimizer did not report convergence"), stacklevel=2)
     return {
         "fixed_effects": terms,
         "variance_components": {**{k: float(v) for k, v in variances.items()}, "residual": float(sigma2)},
@@ -243,6 +289,7 @@ def fit_mixed(
     item_effect: bool = False,
     deployment_effect: bool = False,
     engine: str = "reml",
+    text_id_col: str | None = "text_id",
 ) -> dict[str, dict[str, Any]]:
     """Fit ``score ~ condition + (1|rater) + (1|stimulus)`` by REML, once per dimension.
 
@@ -261,14 +308,20 @@ def fit_mixed(
     engine : {"reml", "statsmodels"}
         ``"reml"``: profiled REML as in lme4 (fast for nested and crossed designs).
         ``"statsmodels"``: statsmodels MixedLM with connected components as groups.
+    text_id_col : str or None
+        When this column is present, it identifies the stimulus of the random intercept
+        (copies of one base text in twin deployments are one stimulus); see
+        :func:`stimulus_factor`.
 
     Returns
     -------
     dict
         ``{dimension: {"fixed_effects": [{"term", "estimate", "se", "ci_low", "ci_high", "p"}],
         "variance_components": {"rater", "stimulus", ..., "residual"}, "n_ratings",
-        "n_raters", "n_stimuli", "method"}}``. Condition contrasts are named
-        ``condition[T.<level>]``.
+        "n_raters", "n_stimuli", "method", "warnings"}}``. Condition contrasts are named
+        ``condition[T.<level>]``; ``warnings`` lists every fallback of that fit as
+        ``"<WarningName>: message"`` (missing reference, singular Hessian, copied stimuli,
+        non-convergence), empty when there was none.
 
     Raises
     ------
@@ -280,34 +333,64 @@ def fit_mixed(
         raise ValueError("ratings is empty")
     if ratings[dimension_col].isna().any():
         raise ValueError(f"{int(ratings[dimension_col].isna().sum())} rating(s) have no dimension ({dimension_col!r})")
+    with collect_warnings() as shared:
+        stimulus_col = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
     factors = _random_factors(
         ratings, rater_col, stimulus_col, item_col, deployment_col, item_effect, deployment_effect
     )
     explicit = reference not in (None, "base")
     results: dict[str, dict[str, Any]] = {}
     for dim, df in ratings.groupby(dimension_col, sort=True):
-        label = f"dimension {dim!r}"
-        _validate(
-            df,
-            score_col=score_col,
-            rater_col=rater_col,
-            stimulus_col=stimulus_col,
-            condition_col=condition_col,
-            label=label,
-        )
-        levels = sorted(df[condition_col].astype(str).unique())
-        ref = _reference_level(levels, reference, explicit)
-        data = pd.DataFrame(
-            {
-                "condition": pd.Categorical(
-                    df[condition_col].astype(str), categories=[ref, *[x for x in levels if x != ref]]
-                ),
-                score_col: df[score_col].to_numpy(float),
-                **{col: df[col].to_numpy() for col in factors.values()},
-            }
-        )
-        results[str(dim)] = _fit_one(data, fixed="condition", score_col=score_col, factors=factors, engine=engine)[0]
+        with collect_warnings() as found:
+            results[str(dim)] = _fit_dimension(
+                df,
+                label=f"dimension {dim!r}",
+                score_col=score_col,
+                rater_col=rater_col,
+                stimulus_col=stimulus_col,
+                condition_col=condition_col,
+                reference=reference,
+                explicit=explicit,
+                factors=factors,
+                engine=engine,
+            )
+        results[str(dim)]["warnings"] = [*shared, *found]
     return results
+
+
+def _fit_dimension(
+    df: pd.DataFrame,
+    *,
+    label: str,
+    score_col: str,
+    rater_col: str,
+    stimulus_col: str,
+    condition_col: str,
+    reference: str | None,
+    explicit: bool,
+    factors: dict[str, str],
+    engine: str,
+) -> dict[str, Any]:
+    _validate(
+        df,
+        score_col=score_col,
+        rater_col=rater_col,
+        stimulus_col=stimulus_col,
+        condition_col=condition_col,
+        label=label,
+    )
+    levels = sorted(df[condition_col].astype(str).unique())
+    ref = _reference_level(levels, reference, explicit)
+    data = pd.DataFrame(
+        {
+            "condition": pd.Categorical(
+                df[condition_col].astype(str), categories=[ref, *[x for x in levels if x != ref]]
+            ),
+            score_col: df[score_col].to_numpy(float),
+            **{col: df[col].to_numpy() for col in factors.values()},
+        }
+    )
+    return _fit_one(data, fixed="condition", score_col=score_col, factors=factors, engine=engine)[0]
 
 
 # ----------------------------------------------------------------------------- tidy tables
@@ -482,8 +565,11 @@ def fit_pooled(
     condition_col: str = "condition",
     deployment_col: str = "deployment",
     task_col: str = "task",
+    item_col: str = "item",
     reference: str = "base",
     engine: str = "reml",
+    item_effect: bool = False,
+    text_id_col: str | None = "text_id",
 ) -> dict[str, dict[str, Any]]:
     """Pooled model across deployments with method x task terms, one per dimension.
 
@@ -497,13 +583,21 @@ def fit_pooled(
     that task; the deployment intercept absorbs the differences between models. Method x
     task combinations absent from the data are left out. The returned dict has the shape
     of :func:`fit_mixed` plus ``"interaction"``: a Wald χ² test that all method x task
-    effects are equal (``chi2``, ``df``, ``p``).
+    effects are equal (``chi2``, ``df``, ``p``), and ``"contrasts"``: per task, each
+    steering method against each other (e.g. weight minus activation) with its CI, from
+    :func:`method_contrasts`. ``item_effect`` adds ``(1 | item)``; the stimulus factor is
+    ``text_id`` when present (see :func:`stimulus_factor`).
     """
     _check_columns(
         ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col, deployment_col, task_col]
     )
     results = {}
+    with collect_warnings() as shared:
+        stimulus_col = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
     factors = {"rater": rater_col, "stimulus": stimulus_col, "deployment": deployment_col}
+    if item_effect:
+        _check_columns(ratings, [item_col])
+        factors["item"] = item_col
     for dim, d in ratings.groupby(dimension_col, sort=True):
         _validate(
             d,
@@ -526,13 +620,65 @@ def fit_pooled(
                 **{col: d[col].to_numpy() for col in factors.values()},
             }
         )
-        fit, cov = _fit_one(
-            data, fixed="0 + task + task:condition", score_col=score_col, factors=factors, engine=engine
-        )
+        with collect_warnings() as found:
+            fit, cov = _fit_one(
+                data, fixed="0 + task + task:condition", score_col=score_col, factors=factors, engine=engine
+            )
         steer = [i for i, t in enumerate(fit["fixed_effects"]) if ":condition[" in t["term"]]
         fit["interaction"] = _equal_effects_test(fit, cov, steer)
+        fit["contrasts"] = method_contrasts(fit, cov)
+        fit["warnings"] = [*shared, *found]
         results[str(dim)] = fit
     return results
+
+
+def method_contrasts(fit: dict[str, Any], cov: np.ndarray) -> list[dict[str, Any]]:
+    """Differences between steering methods within each task of a :func:`fit_pooled` fit.
+
+    For every task and every pair of methods fitted on it (``a`` before ``b`` in sorted
+    order; weight vs activation is ``activation`` vs ``weight`` reversed so that the
+    contrast reads "weight minus activation"), ``estimate`` = effect(a) - effect(b) with a
+    Wald 95% CI and p from the joint covariance of the fixed effects (the two effects are
+    estimated from shared raters and deployments, so they are not independent).
+    """
+    terms = [t["term"] for t in fit["fixed_effects"]]
+    beta = np.array([t["estimate"] for t in fit["fixed_effects"]])
+    by_task: dict[str, dict[str, int]] = {}
+    for i, term in enumerate(terms):
+        if ":condition[T." in term:
+            task = term.split("]:condition[")[0].removeprefix("task[")
+            method = term.split("condition[T.")[1].rstrip("]")
+            by_task.setdefault(task, {})[method] = i
+    # "weight" first, so that the paper's contrast reads weight minus activation.
+    order = {"weight": 0, "activation": 1}
+    combos: list[tuple[str, str, np.ndarray]] = []
+    for task, methods in sorted(by_task.items()):
+        names = sorted(methods, key=lambda m: (order.get(m, 2), m))
+        for a, b in itertools.combinations(names, 2):
+            L = np.zeros(len(beta))
+            L[methods[a]], L[methods[b]] = 1.0, -1.0
+            combos.append((task, f"{a} - {b}", L))
+    # Averaged over the tasks where both methods ran: the pooled method contrast.
+    for contrast in sorted({c for _, c, _ in combos}):
+        Ls = [L for _, c, L in combos if c == contrast]
+        if len(Ls) > 1:
+            combos.append(("all tasks (mean)", contrast, np.mean(Ls, axis=0)))
+    rows = []
+    for task, contrast, L in combos:
+        est = float(L @ beta)
+        se = float(np.sqrt(L @ cov @ L))
+        rows.append(
+            {
+                "task": task,
+                "contrast": contrast,
+                "estimate": est,
+                "se": se,
+                "ci_low": est - Z95 * se,
+                "ci_high": est + Z95 * se,
+                "p": float(2 * st.norm.sf(abs(est / se))) if se > 0 else float("nan"),
+            }
+        )
+    return rows
 
 
 def _equal_effects_test(fit: dict[str, Any], cov: np.ndarray, steer: list[int]) -> dict[str, float]:

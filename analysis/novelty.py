@@ -42,7 +42,9 @@ def novelty_utility(
     Returns
     -------
     pandas.DataFrame
-        ``<group_cols>, novelty, novelty_ci_low/high, utility, utility_ci_low/high, n, pareto``.
+        ``<group_cols>, novelty, novelty_ci_low/high, utility, utility_ci_low/high, n_novelty,
+        n_utility`` (the non-missing values behind each mean: an invalid DAT answer has no
+        score, so it is not in ``n_novelty``), ``n_rows`` (all rows of the group), ``pareto``.
     """
     group_cols = list(group_cols)
     df = table[[*group_cols, novelty_col, utility_col]].copy()
@@ -54,10 +56,11 @@ def novelty_utility(
         row = dict(zip(group_cols, key, strict=True))
         for name, col in (("novelty", novelty_col), ("utility", utility_col)):
             v = g[col].dropna().to_numpy(float)
+            row[f"n_{name}"] = len(v)  # the units behind the mean: missing values are not units
             m = float(v.mean()) if len(v) else np.nan
             se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
             row.update({name: m, f"{name}_ci_low": m - Z95 * se, f"{name}_ci_high": m + Z95 * se})
-        row["n"] = len(g)
+        row["n_rows"] = len(g)
         rows.append(row)
     out = pd.DataFrame(rows)
     out["pareto"] = pareto_front(out) if len(out) else pd.Series(dtype=bool)

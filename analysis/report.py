@@ -7,7 +7,10 @@ paper's main table), so a notebook or a reviewer can check the numbers.
 from __future__ import annotations
 
 import html
+import json
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.dat import dat_summary
+from analysis.dat_table import dat_table
 from analysis.diversity import bootstrap_by
-from analysis.metrics import METRIC_COLUMNS, diversity_by_group, diversity_summary, stimulus_metrics
+from analysis.metrics import METRIC_COLUMNS, stimulus_metrics
 from analysis.mixed import condition_effects, fit_by, fit_mixed, fit_pooled, icc, prepare_ratings, variance_components
+from analysis.mode_collapse import diversity_differences
+from analysis.notices import PooledModelWarning, collect_warnings, warning_text
 from analysis.novelty import from_ratings, novelty_utility, plot_novelty_utility
 from analysis.reliability import krippendorff_alpha
 from analysis.robust import ordinal_sensitivity, rater_bootstrap
@@ -28,7 +34,11 @@ table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1.5rem; 
 th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note { color: #555; font-size: 0.9rem; } img { max-width: 100%; }
+.simulated { background: #fff3cd; border: 2px solid #c77700; padding: 0.8rem; font-weight: bold; }
+.warnings { color: #8a4b00; }
 """
+
+SIMULATED_BANNER = "SIMULATED RATINGS: these ratings come from simulated raters, not people. Not a study result."
 
 
 def _plt():
@@ -62,6 +72,11 @@ class _Page:
 
     def p(self, text: str, cls: str = "") -> None:
         self.parts.append(f"<p class='{cls}'>{html.escape(text)}</p>")
+
+    def warnings(self, items: list[str]) -> None:
+        if items:
+            lis = "".join(f"<li>{html.escape(w)}</li>" for w in items)
+            self.parts.append(f"<ul class='warnings'>{lis}</ul>")
 
     def table(self, df: pd.DataFrame, name: str | None = None, digits: int = 3) -> None:
         if name is not None and df is not None:
@@ -174,6 +189,11 @@ def rater_quality(ratings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def is_simulated(ratings: pd.DataFrame) -> bool:
+    """True when the ratings have a boolean ``simulated`` column with any true value."""
+    return "simulated" in ratings.columns and bool(ratings["simulated"].fillna(False).astype(bool).any())
+
+
 def write_report(
     ratings: pd.DataFrame,
     stimuli: pd.DataFrame | None,
@@ -187,20 +207,33 @@ def write_report(
     n_boot: int = 100,
     title: str = "Creativity study: analysis report",
     seed: int = 0,
+    item_effect: bool = False,
+    deployment_effect: bool = False,
+    diversity_boot: int = 2000,
+    dat_vectors: str | os.PathLike[str] | None = None,
+    dat_words: str | os.PathLike[str] | None = None,
+    dat_norms: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write the HTML report of a study and return the path of ``index.html``.
+    """Write the HTML report of a study and ``results.json``; return the path of ``index.html``.
+
+    The report opens with the paper's three results: the rated effects (main table, with
+    the weight vs activation contrast and every warning of the fits), mode collapse
+    (:func:`analysis.diversity_differences`) and the DAT table (:func:`analysis.dat_table`).
+    ``out_dir/results.json`` holds ``{"effects": ..., "diversity": ..., "dat": ...}``
+    (:func:`format_result_tables` prints it as text). When the ratings have a ``simulated``
+    column with any true value, the page and the tables say so at the top.
 
     Parameters
     ----------
     ratings : pandas.DataFrame
         Long export: ``rater, deployment, condition, model, task, item, stimulus,
         dimension, score`` (extra columns used when present: ``attention_failed``,
-        ``rater_complete``, ``seconds_on_page``).
+        ``rater_complete``, ``seconds_on_page``, ``text_id``, ``simulated``).
     stimuli : pandas.DataFrame or None
-        Stimulus table (``stimulus, condition, task, item, text`` ...); enables the
-        diversity and automatic novelty–utility sections.
+        Stimulus table (``stimulus, deployment, condition, model, task, item, item_text,
+        text, text_id`` ...); enables the diversity, DAT and automatic-metric sections.
     out_dir : path
-        Folder to write (created); holds ``index.html``, PNG figures and CSV tables.
+        Folder to write (created); holds ``index.html``, ``results.json``, PNG figures and CSV tables.
     reference : str
         Reference condition.
     exclude_attention_failed, exclude_incomplete : bool
@@ -211,15 +244,28 @@ def write_report(
         Embedding for the metrics; None = embedded MiniLM.
     n_boot : int
         Rater-bootstrap resamples (0 skips the bootstrap).
+    item_effect, deployment_effect : bool
+        Add ``(1 | item)`` / ``(1 | deployment)`` to the main model (the pooled model always
+        has the deployment intercept; ``item_effect`` adds the item one there too).
+    diversity_boot : int
+        Bootstrap resamples of the diversity differences and the DAT table.
+    dat_vectors, dat_words, dat_norms : path or None
+        Word vectors (GloVe 840B 300d for human percentiles), dictionary and human norms
+        of the DAT table; defaults: the embedding ``embedder``/MiniLM, wamerican, the
+        shipped approximate norms.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = _Page(out)
     raw = ratings
+    simulated = is_simulated(raw)
+    if simulated:
+        page.p(SIMULATED_BANNER, "simulated")
     ratings = prepare_ratings(
         ratings, exclude_attention_failed=exclude_attention_failed, exclude_incomplete=exclude_incomplete
     )
-    fits = fit_mixed(ratings, reference=reference)
+    model_options: dict[str, Any] = {"item_effect": item_effect, "deployment_effect": deployment_effect}
+    fits = fit_mixed(ratings, reference=reference, **model_options)
 
     page.h("Data")
     excluded = ratings.attrs.get("excluded_raters", {})
@@ -231,20 +277,72 @@ def write_report(
         + f" (exclude_attention_failed={exclude_attention_failed}, exclude_incomplete={exclude_incomplete})."
     )
 
-    page.h("Condition effects (main table)")
-    main = condition_effects(ratings, fits=fits, reference=reference)
+    page.h("1. Rated effects (main table)")
+    main = condition_effects(ratings, fits=fits, reference=reference, **model_options)
+    pooled_fits, pooled_error = _pooled_fits(ratings, reference, item_effect)
+    main = _with_method_contrasts(main, pooled_fits)
     # The fit states its own model and inference, so this text cannot drift from what was computed.
     fitted_with = next(iter(fits.values()))["method"] if fits else "no fit"
     page.p(
         f"Per dimension: {fitted_with}. p_holm: Holm across dimensions. d_total: estimate / sqrt(total model "
-        "variance); d_z: the same model on within-rater z-scores.",
+        "variance); d_z: the same model on within-rater z-scores. contrast_*: the difference between this "
+        "steering method and the other one (weight - activation), from the pooled method x task model, "
+        "averaged over the tasks where both ran (Wald 95% CI).",
         "note",
     )
     page.table(main, "main_table")
+    effect_warnings = sorted({w for fit in fits.values() for w in fit.get("warnings", [])})
+    if pooled_error:
+        effect_warnings.append(pooled_error)
+    if pooled_fits:
+        effect_warnings += sorted({w for fit in pooled_fits.values() for w in fit.get("warnings", [])})
+    page.warnings(effect_warnings)
+
+    stimulus_warnings: list[str] = []
+    diversity: dict[str, Any] = {"by_model": [], "pooled": [], "warnings": ["no stimulus table given"]}
+    dat: dict[str, Any] = {"rows": [], "norms": "none", "warnings": ["no stimulus table given"]}
+    page.h("2. Mode collapse: steered minus base")
+    if stimuli is not None and len(stimuli) and {"text", "condition", "item"} <= set(stimuli.columns):
+        diversity = diversity_differences(stimuli, n_boot=diversity_boot, seed=seed, embedder=embedder)
+        page.p(
+            "Per deployment, condition and item (each distinct text once), steered minus the base samples of the "
+            "same deployment and item; per model: mean over items, bootstrap 95% CI resampling items; pooled: mean "
+            "over models, bootstrap resampling models then items.",
+            "note",
+        )
+        page.table(pd.DataFrame(diversity["pooled"]), "diversity_pooled")
+        if diversity["pooled"]:
+            page.figure(_diversity_plot(pd.DataFrame(diversity["pooled"])), "diversity", "steered minus base")
+        page.table(pd.DataFrame(diversity["by_model"]), "diversity_by_model")
+        page.warnings(diversity["warnings"])
+
+        page.h("3. DAT: valid answers, score, human percentile")
+        vectors = dat_vectors if dat_vectors is not None else embedder
+        dat = dat_table(stimuli, vectors=vectors, words=dat_words, norms=dat_norms, n_boot=diversity_boot, seed=seed)
+        page.p(f"Norms: {dat['norms']}", "note")
+        page.table(_dat_frame(dat), "dat_table")
+        page.warnings(dat["warnings"])
+    else:
+        page.p("(needs a stimulus table with text, condition and item columns)", "note")
+        page.h("3. DAT: valid answers, score, human percentile")
+        page.p("(needs a stimulus table)", "note")
+
+    results = {
+        "effects": {
+            "simulated": simulated,
+            "model": fitted_with,
+            "rows": _records(main),
+            "pooled": _records(_pooled_rows(pooled_fits)) if pooled_fits else [],
+            "warnings": effect_warnings,
+        },
+        "diversity": diversity,
+        "dat": dat,
+    }
+    (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n", encoding="utf8")
 
     if "deployment" in ratings and ratings["deployment"].nunique() > 1:
         page.h("Effect per deployment (forest plot)")
-        by_dep = fit_by(ratings, by="deployment", reference=reference)
+        by_dep = fit_by(ratings, by="deployment", reference=reference, **model_options)
         page.figure(_forest(by_dep, main, "deployment"), "forest", "effect per dimension and deployment")
         page.table(by_dep, "effects_by_deployment")
 
@@ -260,15 +358,18 @@ def write_report(
         page.p(f"Rater-clustered bootstrap ({n_boot} resamples of raters within deployment), percentile CI:", "note")
         page.table(rater_bootstrap(ratings, n_boot=n_boot, reference=reference, seed=seed), "rater_bootstrap")
 
-    pooled = _pooled(ratings, reference)
-    if pooled is not None:
-        page.h("Pooled model across deployments (method x task)")
+    page.h("Pooled model across deployments (method x task)")
+    if pooled_fits:
         page.p(
             "score ~ 0 + task + task:condition + (1|rater) + (1|stimulus) + (1|deployment): the effect of each "
             "method within each task; cells_equal: Wald test that all method x task effects are equal.",
             "note",
         )
-        page.table(pooled, "pooled_model")
+        page.table(_pooled_rows(pooled_fits), "pooled_model")
+        page.p("Method contrasts within each task (and averaged over tasks), Wald 95% CI:", "note")
+        page.table(_contrast_rows(pooled_fits), "method_contrasts")
+    else:
+        page.p(f"Not fitted: {pooled_error}", "warnings")
 
     page.h("Rating distributions by condition")
     page.figure(_distributions(ratings), "distributions", "rating distributions")
@@ -279,9 +380,9 @@ def write_report(
         # An export made before the metrics task ran has the columns, but empty.
         missing = [c for c in METRIC_COLUMNS if c not in stimuli.columns or stimuli[c].isna().all()]
         if missing and compute_metrics and {"text", "task"} <= set(stimuli.columns):
-            # The export's `item` is a key; `item_text` is the object as the model saw it.
-            item_col = "item_text" if "item_text" in stimuli.columns else "item"
-            computed = stimulus_metrics(stimuli, embedder=embedder, item_col=item_col)
+            with collect_warnings() as found:
+                computed = stimulus_metrics(stimuli, embedder=embedder, item_text_col="item_text")
+            stimulus_warnings += found
             metrics = stimuli.drop(columns=missing, errors="ignore").join(computed[missing])
         page.h("Automatic metrics by condition")
         auto = _automatic_metrics(metrics, seed=seed)
@@ -290,18 +391,10 @@ def write_report(
         else:
             page.p("Mean per condition x item, then mean over items with a bootstrap 95% CI resampling items.", "note")
             page.table(auto, "automatic_metrics")
+        page.warnings(stimulus_warnings)
         if "dat_valid" in metrics and metrics["dat_valid"].notna().any():
             page.p("DAT answers: invalid answers (fewer than 7 valid words) are counted, not dropped.", "note")
             page.table(dat_summary(_dat_rows(metrics)), "dat_validity")
-        page.h("Diversity and mode collapse by condition")
-        if {"text", "condition", "item"} <= set(stimuli.columns) and compute_metrics:
-            div = diversity_by_group(stimuli, embedder=embedder)
-            summary = diversity_summary(div, seed=seed)
-            page.p("Per condition x item, then mean over items with a bootstrap 95% CI resampling items.", "note")
-            page.table(summary, "diversity_summary")
-            page.figure(_diversity_plot(summary), "diversity", "diversity metrics by condition")
-        else:
-            page.p("(the stimulus table has no text/condition/item columns)", "note")
 
     page.h("Novelty and utility")
     nu = _novelty_utility(ratings, metrics)
@@ -324,7 +417,197 @@ def write_report(
 
     page.h("Methods")
     page.p(next(iter(fits.values()))["method"], "note")
-    return page.write(title)
+    return page.write(("[SIMULATED RATINGS] " if simulated else "") + title)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [] if df is None or df.empty else _json_safe(df.to_dict("records"))
+
+
+def _pooled_fits(ratings: pd.DataFrame, reference: str, item_effect: bool) -> tuple[dict[str, Any] | None, str]:
+    """The pooled method x task fits, or None and the reason (never dropped silently)."""
+    if not {"task", "deployment"} <= set(ratings.columns):
+        return None, warning_text(PooledModelWarning("no pooled model: the ratings have no task/deployment columns"))
+    if ratings["deployment"].nunique() < 2:
+        return None, warning_text(PooledModelWarning("no pooled model: only one deployment"))
+    try:
+        return fit_pooled(ratings, reference=reference, item_effect=item_effect), ""
+    except ValueError as exc:
+        warning = PooledModelWarning(f"the pooled method x task model could not be fitted: {exc}")
+        warnings.warn(warning, stacklevel=2)
+        return None, warning_text(warning)
+
+
+def _pooled_rows(fits: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for dim, fit in fits.items():
+        for t in fit["fixed_effects"]:
+            if ":condition[" in t["term"]:
+                rows.append({"dimension": dim, **t, **{f"cells_equal_{k}": v for k, v in fit["interaction"].items()}})
+    return pd.DataFrame(rows)
+
+
+def _contrast_rows(fits: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame([{"dimension": dim, **c} for dim, fit in fits.items() for c in fit.get("contrasts", [])])
+
+
+def _with_method_contrasts(main: pd.DataFrame, pooled_fits: dict[str, Any] | None) -> pd.DataFrame:
+    """Add, next to each steered-vs-base effect, its contrast with the other steering method."""
+    cols = ["contrast", "contrast_estimate", "contrast_ci_low", "contrast_ci_high", "contrast_p"]
+    main = main.copy()
+    for col in cols:
+        main[col] = None if col == "contrast" else np.nan
+    if not pooled_fits or main.empty:
+        return main
+    contrasts = _contrast_rows(pooled_fits)
+    if contrasts.empty:
+        return main
+    n_tasks = contrasts.groupby(["dimension", "contrast"])["task"].transform("size")
+    # One contrast per dimension and pair: the mean over tasks, or the only task.
+    chosen = contrasts[(contrasts["task"] == "all tasks (mean)") | (n_tasks == 1)]
+    for i, row in main.iterrows():
+        method = str(row["term"]).split("T.")[-1].rstrip("]")
+        for _, c in chosen[chosen["dimension"] == row["dimension"]].iterrows():
+            a, b = c["contrast"].split(" - ")
+            if method not in (a, b):
+                continue
+            sign = 1.0 if method == a else -1.0
+            other = b if method == a else a
+            lo, hi = sorted((sign * c["ci_low"], sign * c["ci_high"]))
+            main.loc[i, cols] = [f"{method} - {other}", sign * c["estimate"], lo, hi, c["p"]]
+            break
+    return main
+
+
+def _dat_frame(dat: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for r in dat["rows"]:
+        flat = {}
+        for k, v in r.items():
+            if k.endswith("_ci"):
+                flat[f"{k}_low"], flat[f"{k}_high"] = v
+            else:
+                flat[k] = v
+        rows.append(flat)
+    return pd.DataFrame(rows)
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}" if abs(x) >= 10 ** (-digits) or x == 0 else f"{x:.1e}"
+    return str(x)
+
+
+def _ci_text(lo: Any, hi: Any, digits: int = 2) -> str:
+    """``[lo, hi]`` (or a dash when unknown)."""
+    return "–" if lo is None or hi is None else f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+
+
+def _text_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
+    body = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
+    ]
+    return "\n".join([line, *body]) if rows else line + "\n(no rows)"
+
+
+TEXT_METRICS = ("distinct_2", "vendi_score", "mean_pairwise_similarity", "share_clusters", "dat_distinct_word_share")
+
+
+def format_result_tables(results: dict[str, Any]) -> str:
+    """The three result tables of ``results.json`` as plain text for a terminal.
+
+    ``results`` is ``{"effects": ..., "diversity": ..., "dat": ...}`` as written by
+    :func:`write_report`. Diversity shows the pooled rows of the main metrics
+    (``TEXT_METRICS``); every warning is listed under its table. Simulated ratings are
+    announced above everything.
+    """
+    effects = results.get("effects") or {}
+    diversity = results.get("diversity") or {}
+    dat = results.get("dat") or {}
+    parts = []
+    if effects.get("simulated"):
+        bar = "!" * len(SIMULATED_BANNER)
+        parts.append(f"{bar}\n{SIMULATED_BANNER}\n{bar}")
+    rows = [
+        [
+            str(r.get("dimension")),
+            str(r.get("term", "")).split("T.")[-1].rstrip("]") + " - base",
+            _fmt(r.get("estimate")),
+            _ci_text(r.get("ci_low"), r.get("ci_high")),
+            _fmt(r.get("p_holm"), 4),
+            _fmt(r.get("d_z")),
+            str(r.get("contrast") or "–"),
+            _fmt(r.get("contrast_estimate")),
+            _ci_text(r.get("contrast_ci_low"), r.get("contrast_ci_high")),
+        ]
+        for r in effects.get("rows", [])
+    ]
+    parts.append(
+        "1. Rated effects (mixed model per dimension; scale points)\n"
+        + _text_table(
+            ["dimension", "effect", "estimate", "95% CI", "p_holm", "d_z", "vs other method", "diff", "95% CI"], rows
+        )
+    )
+    parts.append(_warning_lines(effects.get("warnings", [])))
+    rows = [
+        [str(r["condition"]), str(r["metric"]), _fmt(r["difference"], 3), _ci_text(r["ci_low"], r["ci_high"], 3)]
+        for r in diversity.get("pooled", [])
+        if r["metric"] in TEXT_METRICS
+    ]
+    parts.append(
+        "2. Mode collapse: steered minus base, pooled over models (bootstrap 95% CI)\n"
+        + _text_table(["condition", "metric", "difference", "95% CI"], rows)
+    )
+    parts.append(_warning_lines(diversity.get("warnings", [])))
+    rows = [
+        [
+            str(r["model"]),
+            str(r["condition"]),
+            str(r["n"]),
+            _fmt(r["valid_share"]),
+            _ci_text(r["valid_share_ci"][0], r["valid_share_ci"][1]),
+            _fmt(r["score"], 1),
+            _ci_text(r["score_ci"][0], r["score_ci"][1], 1),
+            _fmt(r["percentile"], 1),
+            _ci_text(r["percentile_ci"][0], r["percentile_ci"][1], 1),
+            _fmt(r["percentile_gain"], 1),
+            _ci_text(r["percentile_gain_ci"][0], r["percentile_gain_ci"][1], 1),
+        ]
+        for r in dat.get("rows", [])
+    ]
+    parts.append(
+        "3. DAT per model and condition\n"
+        + _text_table(
+            ["model", "condition", "n", "valid", "95% CI", "score", "95% CI", "pctile", "95% CI", "gain", "95% CI"],
+            rows,
+        )
+        + f"\nnorms: {dat.get('norms', 'none')}"
+    )
+    parts.append(_warning_lines(dat.get("warnings", [])))
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _warning_lines(items: list[str]) -> str:
+    return "\n".join(f"  warning: {w}" for w in items)
 
 
 def _dat_rows(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -343,37 +626,24 @@ def _automatic_metrics(metrics: pd.DataFrame, seed: int) -> pd.DataFrame | None:
     return bootstrap_by(per_item, metrics=cols, by="condition", unit="item", n_boot=1000, seed=seed)
 
 
-def _pooled(ratings: pd.DataFrame, reference: str) -> pd.DataFrame | None:
-    if not {"task", "deployment"} <= set(ratings.columns) or ratings["deployment"].nunique() < 2:
-        return None
-    try:
-        fits = fit_pooled(ratings, reference=reference)
-    except ValueError:
-        return None  # e.g. no reference condition in some dimension: nothing to pool
-    rows = []
-    for dim, fit in fits.items():
-        for t in fit["fixed_effects"]:
-            if ":condition[" in t["term"]:
-                rows.append({"dimension": dim, **t, **{f"cells_equal_{k}": v for k, v in fit["interaction"].items()}})
-    return pd.DataFrame(rows)
-
-
-def _diversity_plot(summary: pd.DataFrame):
+def _diversity_plot(pooled: pd.DataFrame):
+    """Steered minus base per metric and condition, with the bootstrap CI; zero = no change."""
     plt = _plt()
     metrics = [
         m
         for m in ("mean_pairwise_similarity", "vendi_score", "distinct_2", "share_clusters")
-        if m in set(summary["metric"])
+        if m in set(pooled["metric"])
     ]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(3.2 * max(1, len(metrics)), 3), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=False):
-        d = summary[summary["metric"] == metric]
+        d = pooled[pooled["metric"] == metric]
         x = np.arange(len(d))
-        ax.errorbar(
-            x, d["estimate"], yerr=[d["estimate"] - d["ci_low"], d["ci_high"] - d["estimate"]], fmt="o", capsize=3
-        )
+        est = d["difference"].to_numpy(float)
+        lo, hi = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
+        ax.errorbar(x, est, yerr=[np.nan_to_num(est - lo), np.nan_to_num(hi - est)], fmt="o", capsize=3)
+        ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(x, d["condition"].astype(str), rotation=30)
-        ax.set_title(metric, fontsize=9)
+        ax.set_title(f"{metric}: steered - base", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -44,6 +44,8 @@ class Participant(models.Model):
     debrief = models.JSONField(default=dict, blank=True)
     flags = models.JSONField(default=list, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
+    # Driven by `manage.py simulate_raters`, never a person: exported as `simulated`.
+    simulated = models.BooleanField(default=False)
     started_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)

@@ -237,7 +237,8 @@ def deployment_by_ref(*, study: Study, ref: str) -> Deployment | None:
     link = DeploymentLink.objects.filter(token=ref, deployment__study=study).select_related("deployment").first()
     if link is not None:
         return link.deployment
-    return Deployment.objects.filter(study=study, slug=ref).first()
+    # An automatic-only deployment has no raters: its slug leads nowhere.
+    return Deployment.objects.filter(study=study, slug=ref, automatic_only=False).first()
 
 
 def deployment_entry_path(*, deployment: Deployment) -> str | None:

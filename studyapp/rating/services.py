@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from studyapp.rating import selectors
@@ -105,13 +105,13 @@ def deployment_build_slots(*, deployment: Deployment) -> list[Slot]:
     different ones it rebuilds, unless a rater already used a slot (then SlotPlanError).
     """
     study = deployment.study
+    if deployment.automatic_only:
+        return _automatic_only_clear_slots(deployment=deployment)
     with transaction.atomic():
         # Serialises concurrent builders of the same deployment.
         Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
         stimuli_by_condition: dict[str, list[int]] = {}
-        for stimulus_id, condition_key in Stimulus.objects.filter(deployment=deployment).values_list(
-            "id", "condition__key"
-        ):
+        for stimulus_id, condition_key in rated_stimuli(deployment=deployment).values_list("id", "condition__key"):
             stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
         plan = slot_plan_compute(
             stimuli_by_condition=stimuli_by_condition,
@@ -152,11 +152,55 @@ def deployment_build_slots(*, deployment: Deployment) -> list[Slot]:
     return slots
 
 
+def rated_stimuli(*, deployment: Deployment):
+    """The deployment's stimuli that enter the rater design: each item's rated subset of samples."""
+    from studyapp.studies.design import rated_sample_indices
+
+    study = deployment.study
+    if study.rated_samples_per_item is None:
+        # Every sample is rated (and stimuli made outside the spec's numbers keep working).
+        return Stimulus.objects.filter(deployment=deployment)
+    chosen = Q()
+    for item in deployment.task.items.all():
+        indices = rated_sample_indices(
+            study_seed=study.seed,
+            task_key=deployment.task.key,
+            item_key=item.key,
+            n_samples=deployment.generated_samples_per_item,
+            n_rated=study.rated_samples_per_item,
+        )
+        chosen |= Q(item=item, sample_index__in=indices)
+    return Stimulus.objects.filter(chosen, deployment=deployment) if chosen else Stimulus.objects.none()
+
+
+def _automatic_only_clear_slots(*, deployment: Deployment) -> list[Slot]:
+    """An automatic-only deployment has no slots and no entry link (ones built before it became so go)."""
+    with transaction.atomic():
+        Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        slots = Slot.objects.filter(deployment=deployment)
+        if (
+            slots.exclude(status=Slot.Status.FREE).exists()
+            or Rating.objects.filter(slot__deployment=deployment).exists()
+        ):
+            raise SlotPlanError(
+                f"deployment {deployment.slug} is automatic-only, but raters already used its slots; "
+                "they cannot be removed"
+            )
+        slots.delete()
+        DeploymentLink.objects.filter(deployment=deployment).delete()
+    return []
+
+
 def study_build_slots(*, study: Study) -> dict[str, int]:
-    """Build every deployment's slots; returns the number of slots per deployment slug."""
+    """Build every rated deployment's slots; returns the number of slots per deployment slug.
+
+    Automatic-only deployments are left out: they never get slots.
+    """
     return {
         deployment.slug: len(deployment_build_slots(deployment=deployment))
-        for deployment in Deployment.objects.filter(study=study).select_related("study").order_by("slug")
+        for deployment in Deployment.objects.filter(study=study, automatic_only=False)
+        .select_related("study", "task")
+        .order_by("slug")
     }
 
 

@@ -33,6 +33,11 @@ class Study(models.Model):
 
     seed = models.BigIntegerField(default=0)
     samples_per_item = models.PositiveIntegerField(default=1)
+    # Mode collapse needs many samples per item, people need few: the rater design takes this
+    # many of each item's samples (a seeded subset, the same indices for every condition).
+    rated_samples_per_item = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Samples per item and condition that raters see; empty: all of them."
+    )
     decoding = models.JSONField(default=dict, help_text="Decoding settings shared by all conditions.")
     # Sequences generated together; progress is saved after each batch, so a smaller batch
     # loses less work when a worker dies and shows progress more often.
@@ -169,6 +174,11 @@ class Deployment(models.Model):
     model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="deployments")
     task = models.ForeignKey(TaskFamily, on_delete=models.CASCADE, related_name="deployments")
     conditions = models.ManyToManyField(Condition, related_name="deployments")
+    samples_per_item = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Samples per item and condition; empty: the study's."
+    )
+    # Generated and scored, never rated: no slots, no entry link (the paper's DAT evaluation).
+    automatic_only = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["study", "slug"]
@@ -176,6 +186,10 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def generated_samples_per_item(self) -> int:
+        return self.samples_per_item or self.study.samples_per_item
 
 
 class GenerationJob(models.Model):
@@ -215,6 +229,9 @@ class Stimulus(models.Model):
     """One generated response, traceable to the exact weights, seed and decoding settings."""
 
     token = models.CharField(max_length=32, unique=True, default=new_opaque_token, editable=False)
+    # One id per generated text: a base sample copied into a twin deployment keeps it, so the
+    # analysis counts the text once and can use it as the stimulus random effect.
+    text_id = models.CharField(max_length=32, default=new_opaque_token, editable=False, db_index=True)
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="stimuli")
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="stimuli")
     condition = models.ForeignKey(Condition, on_delete=models.CASCADE, related_name="stimuli")

@@ -236,6 +236,7 @@ RATING_COLUMNS = [
     "task",
     "item",
     "stimulus",
+    "text_id",
     "sample_index",
     "dimension",
     "score",
@@ -252,6 +253,7 @@ RATING_COLUMNS = [
     "rater_attention_failures",
     "attention_failed",
     "rater_flags",
+    "simulated",
 ]
 STIMULUS_COLUMNS = [
     "stimulus",
@@ -264,6 +266,8 @@ STIMULUS_COLUMNS = [
     "item",
     "item_text",
     "sample_index",
+    "text_id",
+    "rated",
     "text",
     "prompt",
     "n_new_tokens",
@@ -295,6 +299,7 @@ def export_ratings_frame(*, study: Study):
             "stimulus__item__task__key",
             "stimulus__item__key",
             "stimulus__token",
+            "stimulus__text_id",
             "stimulus__sample_index",
             "dimension__key",
             "score",
@@ -307,25 +312,28 @@ def export_ratings_frame(*, study: Study):
             "participant__step",
             "participant__attention_failures",
             "participant__flags",
+            "participant__simulated",
         )
     )
     records = []
     for (
-        rater, deployment, condition, condition_key, method, model, task, item, stimulus, sample_index, dimension,
-        score, scale, page_index, dimension_position, seconds, rated_at, slot, step, failures, flags,
+        rater, deployment, condition, condition_key, method, model, task, item, stimulus, text_id, sample_index,
+        dimension, score, scale, page_index, dimension_position, seconds, rated_at, slot, step, failures, flags,
+        simulated,
     ) in rows:  # fmt: skip
         low, high = SCALE_RANGES.get(scale, (None, None))
         records.append(
             (
-                rater, deployment, condition or method, condition_key, method, model, task, item, stimulus,
+                rater, deployment, condition or method, condition_key, method, model, task, item, stimulus, text_id,
                 sample_index, dimension, score, scale, low, high, page_index, dimension_position, seconds, rated_at,
-                slot, step, step == Participant.Step.COMPLETE, failures, failures > 0, _flags_text(flags),
+                slot, step, step == Participant.Step.COMPLETE, failures, failures > 0, _flags_text(flags), simulated,
             )
         )  # fmt: skip
     frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)
     frame["rated_at"] = pd.to_datetime(frame["rated_at"], utc=True)
     frame["score"] = frame["score"].astype(float)
     frame["seconds_on_page"] = frame["seconds_on_page"].astype(float)
+    frame["simulated"] = frame["simulated"].astype(bool)
     return frame
 
 
@@ -338,6 +346,7 @@ def export_stimuli_frame(*, study: Study):
         .select_related("deployment", "condition__model", "item__task")
         .order_by("deployment__slug", "condition__key", "item__key", "sample_index")
     )
+    rated = _in_rater_design(study=study)
     diversity = {
         (row.deployment_id, row.condition_id, row.item_id): row.metrics
         for row in DiversityMetric.objects.filter(deployment__study=study)
@@ -356,6 +365,8 @@ def export_stimuli_frame(*, study: Study):
             "item": s.item.key,
             "item_text": s.item.text,
             "sample_index": s.sample_index,
+            "text_id": s.text_id,
+            "rated": rated(s),
             "text": s.text,
             "prompt": s.prompt,
             "n_new_tokens": s.n_new_tokens,
@@ -382,6 +393,35 @@ def export_stimuli_frame(*, study: Study):
     frame = pd.DataFrame.from_records(records, columns=[*STIMULUS_COLUMNS, *metric_names])
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
+
+
+def _in_rater_design(*, study: Study):
+    """Whether a stimulus is in the rater design (its item's rated subset of a rated deployment)."""
+    from functools import cache
+
+    from studyapp.studies.design import rated_sample_indices
+
+    @cache
+    def indices(n_samples: int, task_key: str, item_key: str) -> frozenset[int]:
+        return frozenset(
+            rated_sample_indices(
+                study_seed=study.seed,
+                task_key=task_key,
+                item_key=item_key,
+                n_samples=n_samples,
+                n_rated=study.rated_samples_per_item,
+            )
+        )
+
+    def rated(stimulus: Stimulus) -> bool:
+        if stimulus.deployment.automatic_only:
+            return False
+        if study.rated_samples_per_item is None:
+            return True
+        n_samples = stimulus.deployment.samples_per_item or study.samples_per_item
+        return stimulus.sample_index in indices(n_samples, stimulus.item.task.key, stimulus.item.key)
+
+    return rated
 
 
 # The automatic metrics worth a glance per condition; the export has all of them.

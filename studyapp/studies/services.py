@@ -141,7 +141,12 @@ def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
     )
     for d in spec.deployments:
         deployment = Deployment.objects.create(
-            study=study, slug=d["slug"], model=models[d["model"]], task=tasks[d["task"]]
+            study=study,
+            slug=d["slug"],
+            model=models[d["model"]],
+            task=tasks[d["task"]],
+            samples_per_item=d["samples_per_item"],
+            automatic_only=d["automatic_only"],
         )
         deployment.conditions.set([conditions[key] for key in d["conditions"]])
     return study
@@ -186,7 +191,9 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
             job, _ = GenerationJob.objects.select_for_update().get_or_create(
                 deployment_id=pair.deployment_id, condition_id=pair.condition_id
             )
-            total = n_items.get(pair.deployment.task_id, 0) * study.samples_per_item
+            total = n_items.get(pair.deployment.task_id, 0) * (
+                pair.deployment.samples_per_item or study.samples_per_item
+            )
             if job.status in (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING):
                 continue
             if job.status == GenerationJob.Status.SUCCEEDED and job.done >= total:
@@ -254,9 +261,8 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
     job = GenerationJob.objects.select_related(
         "deployment__study", "deployment__task", "condition__model", "condition__study"
     ).get(pk=job_id)
-    study = job.deployment.study
     items = list(job.deployment.task.items.all())
-    total = len(items) * study.samples_per_item
+    total = len(items) * job.deployment.generated_samples_per_item
     if job.status == GenerationJob.Status.SUCCEEDED and Stimulus.objects.filter(job=job).count() >= total:
         # A redelivered message of a finished job (its worker died before the acknowledgement).
         return job
@@ -305,7 +311,7 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
             ),
         )
         for item in items
-        for index in range(study.samples_per_item)
+        for index in range(job.deployment.generated_samples_per_item)
         if (item.pk, index) not in stored
     ]
     requests = _stimuli_copy_from_twins(job=job, requests=requests, items=items)
@@ -376,6 +382,7 @@ def _stimuli_copy_from_twins(*, job: GenerationJob, requests: list, items: list[
             continue
         copies[(twin.item.key, twin.sample_index)] = Stimulus(
             job=job,
+            text_id=twin.text_id,
             deployment_id=job.deployment_id,
             condition_id=job.condition_id,
             item=items_by_key[twin.item.key],
@@ -467,24 +474,30 @@ def _metrics_compute(*, job_id: int) -> int:
             "text": [s.text for s in stimuli],
             "task": job.deployment.task.key,
             "item": [s.item.key for s in stimuli],
+            # AUT originality is the distance of each use from the object: its text ("a brick"), not its key.
+            "item_text": [s.item.text for s in stimuli],
+            "deployment": job.deployment_id,
             "condition": job.condition_id,
         },
         index=[s.pk for s in stimuli],
     )
-    per_stimulus = stimulus_metrics(frame, text_col="text", task_col="task", item_col="item")
+    per_stimulus = stimulus_metrics(frame, text_col="text", task_col="task", item_text_col="item_text")
     for stimulus in stimuli:
         stimulus.metrics = (
             _clean_metrics(per_stimulus.loc[stimulus.pk].to_dict()) if stimulus.pk in per_stimulus.index else {}
         )
     Stimulus.objects.bulk_update(stimuli, ["metrics"], batch_size=500)
 
-    diversity = diversity_by_group(frame, group_cols=("condition", "item"), text_col="text")
-    diversity = diversity.reset_index() if not {"condition", "item"} <= set(diversity.columns) else diversity
+    # One job is one (deployment, condition): its groups never pool models or deployments.
+    group_cols = ("deployment", "condition", "item")
+    diversity = diversity_by_group(frame, group_cols=group_cols, text_col="text")
+    diversity = diversity.reset_index() if not set(group_cols) <= set(diversity.columns) else diversity
     items = {s.item.key: s.item for s in stimuli}
     counts = frame.groupby("item").size().to_dict()
     for row in diversity.to_dict("records"):
         item = items.get(str(row.pop("item")))
         row.pop("condition", None)
+        row.pop("deployment", None)
         if item is None:
             continue
         DiversityMetric.objects.update_or_create(

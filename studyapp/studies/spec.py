@@ -263,7 +263,15 @@ def _check_study(check: _Checker, top: dict) -> dict:
         generation.get("batch_size"), "generation.batch_size", default=16, minimum=1
     )
     raters = check.mapping(
-        top.get("raters", {}), "raters", allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes"}
+        top.get("raters", {}),
+        "raters",
+        allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes", "samples_per_item"},
+    )
+    # None: raters see every sample; k: a seeded subset of k samples per item (studyapp.studies.rated_subset).
+    study["rated_samples_per_item"] = (
+        None
+        if raters.get("samples_per_item") is None
+        else check.integer(raters["samples_per_item"], "raters.samples_per_item", minimum=1)
     )
     study["raters_per_deployment"] = check.integer(
         raters.get("per_deployment"), "raters.per_deployment", default=30, minimum=1
@@ -500,7 +508,7 @@ def _check_deployments(
         entry = check.mapping(
             entry,
             path,
-            allowed={"slug", "model", "task", "conditions"},
+            allowed={"slug", "model", "task", "conditions", "samples_per_item", "automatic_only"},
             required={"slug", "model", "task", "conditions"},
         )
         deployment: dict[str, Any] = {
@@ -508,7 +516,14 @@ def _check_deployments(
             "model": check.text(entry.get("model"), f"{path}.model") if "model" in entry else "",
             "task": check.text(entry.get("task"), f"{path}.task") if "task" in entry else "",
             "conditions": [],
+            "samples_per_item": None
+            if entry.get("samples_per_item") is None
+            else check.integer(entry["samples_per_item"], f"{path}.samples_per_item", minimum=1),
+            "automatic_only": entry.get("automatic_only", False),
         }
+        if not isinstance(deployment["automatic_only"], bool):
+            check.problem(f"{path}.automatic_only", "expected true or false")
+            deployment["automatic_only"] = False
         if deployment["model"] and deployment["model"] not in model_keys:
             check.problem(
                 f"{path}.model", f"unknown model {deployment['model']!r}{_closest(deployment['model'], model_keys)}"
@@ -540,20 +555,35 @@ def _check_deployments(
                 )
             else:
                 deployment["conditions"].append(key)
-        _check_balance(check, path, study, task_items.get(deployment["task"], 0), len(deployment["conditions"]))
+        if not deployment["automatic_only"]:
+            _check_balance(
+                check,
+                path,
+                study,
+                task_items.get(deployment["task"], 0),
+                len(deployment["conditions"]),
+                deployment["samples_per_item"] or study["samples_per_item"],
+            )
         deployments.append(deployment)
     check.unique_keys(deployments, "deployments", key="slug")
     return deployments
 
 
-def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_conditions: int) -> None:
+def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_conditions: int, n_samples: int) -> None:
     """The balanced slot design (studyapp.rating) must exist for this deployment; say why not, early.
 
     Every rater sees each condition equally often, and every stimulus gets the same number
     of ratings: stimuli_per_rater splits evenly over the conditions, and the ratings per
     condition are a whole multiple of its stimuli.
     """
-    per_condition = n_items * study["samples_per_item"]
+    rated = study["rated_samples_per_item"]
+    if rated is not None and rated > n_samples:
+        check.problem(
+            path,
+            f"raters.samples_per_item ({rated}) is more than the {n_samples} samples per item it generates",
+        )
+        return
+    per_condition = n_items * (rated or n_samples)
     raters, per_rater = study["raters_per_deployment"], study["stimuli_per_rater"]
     if not (per_condition and n_conditions and raters > 0 and per_rater > 0):
         return
@@ -569,7 +599,7 @@ def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_cond
         check.problem(
             path,
             f"raters.stimuli_per_rater ({per_rater}) asks for {take} stimuli per condition, but each condition "
-            f"has only {per_condition} (items x samples_per_item)",
+            f"has only {per_condition} (items x rated samples per item)",
         )
     elif (raters * take) % per_condition:
         check.problem(

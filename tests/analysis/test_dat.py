@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.dat import DatScorer, build_dat_norms, clean_word, dat_percentile, load_dat_norms, parse_answer
+from analysis.dat import DatScorer, build_dat_norms, clean_word, dat_percentile, load_dat_norms
 from analysis.embeddings import WordVectors, load_word_list
 from tests.conftest import REPO_ROOT
 
@@ -128,21 +128,16 @@ def test_score_texts_counts_invalid_answers(scorer):
     assert table.attrs["embedding"] == "word-vectors:vectors.txt"
 
 
-def test_parse_answer_formats():
-    assert parse_answer("1. Cat\n2) dog\n- ocean") == ["Cat", "dog", "ocean"]
-    assert parse_answer("cat, dog; ocean.") == ["cat", "dog", "ocean"]
-    assert parse_answer("cat dog ocean") == ["cat", "dog", "ocean"]
-
-
-def test_percentiles_only_for_the_reference_embedding(tmp_path, files):
+def test_a_file_named_like_glove_is_not_the_reference(tmp_path, files):
     words, vec = files
     glove = tmp_path / "glove.840B.300d.txt"
     glove.write_text(vec.read_text())
     seven = ["thimble", "ocean", "justice", "spoon", "volcano", "tree", "idea"]
     assert DatScorer(vec, words).score(seven).percentile is None
-    ref = DatScorer(glove, words).score(seven)
-    assert ref.score == pytest.approx(100.0) and ref.percentile == pytest.approx(100.0)
-    assert "percentile" not in DatScorer(vec, words).score_texts(["cat"]).columns
+    named = DatScorer(glove, words)
+    assert not named.is_reference and "300" in named.embedding.reference_check
+    assert named.score(seven).percentile is None
+    assert "dat_percentile" not in DatScorer(vec, words).score_texts(["cat"]).columns
 
 
 def test_norms_shipped_and_built(tmp_path):

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.aut import parse_uses, score_aut
+from analysis.aut import score_aut
+from analysis.parsers import parse_aut_uses
 from analysis.diversity import bootstrap_by, distinct_n, near_duplicate_clusters, vendi_score
 from analysis.metrics import METRIC_COLUMNS, diversity_by_group, diversity_summary, stimulus_metrics
 from tests.conftest import REPO_ROOT
@@ -24,7 +25,8 @@ def stimuli() -> pd.DataFrame:
             "stimulus": ["s1", "s2", "s3", "s4", "s5"],
             "condition": ["base", "weight", "base", "weight", "base"],
             "task": ["dat", "dat", "aut", "aut", "task_task"],
-            "item": ["dat", "dat", "brick", "brick", "story"],
+            "item": ["dat", "dat", "item03", "item03", "story"],
+            "item_text": ["", "", "brick", "brick", "a story"],
             "text": [SEVEN, "cat\ncat\ncat", "- build a wall\n- Build a wall.\n- paperweight", "", "Once upon a time"],
         },
         index=[10, 11, 12, 13, 14],
@@ -46,6 +48,10 @@ def test_stimulus_metrics_interface(stimuli, hashing_embedder):
     # AUT: "build a wall" twice is one use after near-duplicate merging.
     assert m.loc[12, "aut_fluency"] == 2 and m.loc[12, "aut_elaboration"] == pytest.approx(2.0)
     assert m.loc[13, "aut_fluency"] == 0
+    # Originality is the distance from the item TEXT ("brick"), not from its key ("item03").
+    assert m.loc[12, "aut_originality"] == pytest.approx(
+        score_aut([stimuli.loc[12, "text"]], item_texts=["brick"], embedder=hashing_embedder).loc[0, "aut_originality"]
+    )
     assert m["n_words"].tolist() == [7, 3, 7, 0, 4]
 
 
@@ -55,9 +61,11 @@ def test_stimulus_metrics_needs_its_columns(stimuli, hashing_embedder):
 
 
 def test_aut_originality_is_distance_from_the_object(hashing_embedder):
-    out = score_aut(["- brick wall\n- brick", "- a tiny moon telescope"], ["brick", "brick"], hashing_embedder)
+    out = score_aut(
+        ["- brick wall\n- brick", "- a tiny moon telescope"], item_texts=["brick", "brick"], embedder=hashing_embedder
+    )
     assert out.loc[1, "aut_originality"] > out.loc[0, "aut_originality"]
-    assert parse_uses("Use it as a doorstop. Grind it into pigment; build a wall") == [
+    assert parse_aut_uses("Use it as a doorstop. Grind it into pigment; build a wall") == [
         "Use it as a doorstop",
         "Grind it into pigment",
         "build a wall",
@@ -80,7 +88,7 @@ def test_diversity_by_group(hashing_embedder):
             "condition": ["base"] * 3 + ["weight"] * 3,
             "item": ["dat"] * 6,
             "task": ["dat"] * 6,
-            "text": ["cat dog"] * 3 + ["cat dog", "ocean spoon", "tree idea"],
+            "text": ["cat, dog"] * 3 + ["cat, dog", "ocean, spoon", "tree, idea"],
         }
     )
     div = diversity_by_group(

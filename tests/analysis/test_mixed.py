@@ -28,7 +28,16 @@ def test_json_shape(small_ratings):
     fits = fit_mixed(small_ratings)
     assert sorted(fits) == ["creativity", "originality", "surprise"]
     fit = fits["originality"]
-    assert set(fit) == {"fixed_effects", "variance_components", "n_ratings", "n_raters", "n_stimuli", "method"}
+    assert set(fit) == {
+        "fixed_effects",
+        "variance_components",
+        "n_ratings",
+        "n_raters",
+        "n_stimuli",
+        "method",
+        "warnings",
+    }
+    assert fit["warnings"] == []
     assert [t["term"] for t in fit["fixed_effects"]] == ["Intercept", "condition[T.weight]"]
     assert set(fit["fixed_effects"][0]) == {"term", "estimate", "se", "ci_low", "ci_high", "p"}
     assert set(fit["variance_components"]) == {"rater", "stimulus", "residual"}

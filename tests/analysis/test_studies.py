@@ -77,11 +77,12 @@ def test_write_report(export, tmp_path, hashing_embedder):
     path = write_report(ratings, stimuli, tmp_path / "report", embedder=hashing_embedder, n_boot=10)
     html = path.read_text()
     for section in (
-        "Condition effects",
+        "1. Rated effects (main table)",
+        "2. Mode collapse: steered minus base",
+        "3. DAT: valid answers, score, human percentile",
         "forest plot",
         "Variance components",
         "Rating distributions",
-        "Diversity",
         "Novelty and utility",
         "Rater quality",
         "Robustness",

@@ -8,9 +8,10 @@ import pytest
 
 from studyapp.celery import app
 from studyapp.studies.models import Condition, DiversityMetric, GenerationJob, Stimulus
-from studyapp.studies.services import generation_job_retry, generation_start, sample_seed
+from studyapp.studies.selectors import export_stimuli_frame
+from studyapp.studies.services import generation_job_retry, generation_start, sample_seed, study_load
 from studyapp.studies.tasks import generation_run_job
-from tests.studyapp.studies.conftest import wait_for_jobs
+from tests.studyapp.studies.conftest import tiny_spec, wait_for_jobs
 
 
 def _assert_traceable(stimuli) -> None:
@@ -168,9 +169,50 @@ def test_a_condition_shared_by_deployments_is_generated_once(
     for a, b in zip(original, copied, strict=True):
         assert (a.text, a.seed, a.model_sha256, a.decoding) == (b.text, b.seed, b.model_sha256, b.decoding)
         assert a.token != b.token and a.job_id != b.job_id
+        assert a.text_id == b.text_id  # one generated text, counted once by the analysis
+    assert len({s.text_id for s in original}) == 4
     job = GenerationJob.objects.get(deployment=second)
     assert job.status == "succeeded" and job.done == 4
     assert job.tokens_per_second is None  # nothing was sampled
+    # The export carries the shared id; diversity stays per deployment (no pooling across deployments).
+    frame = export_stimuli_frame(study=study)
+    by_deployment = frame.pivot(index=["item", "sample_index"], columns="deployment", values="text_id")
+    assert (by_deployment[first.slug] == by_deployment[second.slug]).all()
+    assert DiversityMetric.objects.filter(deployment=first).count() == 2
+    assert DiversityMetric.objects.filter(deployment=second).count() == 2
+
+
+@pytest.mark.django_db
+def test_metrics_get_the_item_text_and_group_by_deployment_condition_and_item(
+    tiny_model_dir, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path, monkeypatch
+) -> None:
+    import analysis.metrics
+
+    seen: dict[str, list] = {}
+    real_stimulus_metrics, real_diversity = analysis.metrics.stimulus_metrics, analysis.metrics.diversity_by_group
+
+    def stimulus_metrics_spy(frame, **kwargs):
+        seen["items"] = sorted(set(frame[kwargs["item_text_col"]]))
+        return real_stimulus_metrics(frame, **kwargs)
+
+    def diversity_spy(frame, **kwargs):
+        seen["groups"] = list(kwargs["group_cols"])
+        return real_diversity(frame, **kwargs)
+
+    monkeypatch.setattr(analysis.metrics, "stimulus_metrics", stimulus_metrics_spy)
+    monkeypatch.setattr(analysis.metrics, "diversity_by_group", diversity_spy)
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    spec = tiny_spec(tiny_model_dir, conditions=("base",)).replace(
+        "items: [brick, fork]", "items: [{key: b, text: red clay brick}, {key: f, text: silver fork}]"
+    )
+    study, _ = study_load(content=spec)
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_start(study=study)
+    # AUT originality is measured against the object ("red clay brick"), not its key ("b").
+    assert seen["items"] == ["red clay brick", "silver fork"]
+    assert seen["groups"] == ["deployment", "condition", "item"]
+    assert DiversityMetric.objects.filter(deployment__study=study).count() == 2
+    assert all(s.metrics.get("aut_originality") is not None for s in Stimulus.objects.filter(deployment__study=study))
 
 
 @pytest.mark.django_db

@@ -23,5 +23,8 @@ class Command(BaseCommand):
                 slots = deployment_build_slots(deployment=deployment)
             except SlotPlanError as error:
                 raise CommandError(f"{deployment.slug}: {error}") from error
+            if deployment.automatic_only:
+                self.stdout.write(f"{deployment.slug}: automatic only (no raters, no slots)")
+                continue
             link = deployment_entry_path(deployment=deployment)
             self.stdout.write(f"{deployment.slug}: {len(slots)} slots; pinned rater link {link}")

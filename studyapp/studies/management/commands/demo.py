@@ -1,22 +1,35 @@
 """``manage.py demo``: the demo study end to end on this machine, with the embedded model.
 
 Loads ``studies/demo.yaml`` (reusing the study when it is already loaded), generates its
-stimuli in this process, computes their metrics, builds the rater slots, opens the study
-and prints where to look. Runs again in seconds: finished jobs are not run twice.
+stimuli in this process, computes their metrics, builds the rater slots, opens the study,
+walks simulated raters through the real rater flow (``simulate_raters``), writes the
+analysis report, prints the three result tables and where to look. Runs again in seconds:
+finished jobs are not run twice, finished simulated raters are not walked again, and the
+report is reused while the ratings are the same.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
 from studyapp.celery import app
-from studyapp.studies.models import GenerationJob, Study
+from studyapp.rating.models import Rating
+from studyapp.rating.simulation import RaterModel, SimulationError, raters_simulate
+from studyapp.studies.models import GenerationJob, Study, StudyReport
 from studyapp.studies.selectors import automatic_metrics_by_condition
-from studyapp.studies.services import StudyLoadError, generation_start, slots_build, study_load_file
+from studyapp.studies.services import (
+    StudyLoadError,
+    generation_start,
+    report_build_run,
+    slots_build,
+    study_load_file,
+)
 from studyapp.studies.spec import SpecError
 
 DEMO_SPEC = settings.BASE_DIR / "studies" / "demo.yaml"
@@ -28,6 +41,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the web server listens")
         parser.add_argument("--spec", default=str(DEMO_SPEC), help="the study spec (default: studies/demo.yaml)")
+        parser.add_argument(
+            "--preference",
+            type=float,
+            default=RaterModel.preference,
+            help="simulated raters' preference for the steered arm, in points of 100 (default %(default)s)",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -65,7 +84,49 @@ class Command(BaseCommand):
         self._print_metrics(study)
         slots = slots_build(study=study)
         Study.objects.filter(pk=study.pk).update(is_open=True)
+        study.refresh_from_db()
+        if isinstance(slots, dict) and slots:
+            self._simulate_raters(study, sum(slots.values()), options["preference"])
+            self._report(study)
         self._print_where_to_look(study, slots, options["base_url"].rstrip("/"))
+
+    def _simulate_raters(self, study: Study, n_raters: int, preference: float) -> None:
+        self.stdout.write(
+            f"\nSimulating {n_raters} raters through the rater pages (preference for the steered arm: "
+            f"{preference:g} points of 100; `manage.py simulate_raters --help` for the knobs)..."
+        )
+        try:
+            result = raters_simulate(study=study, n_raters=n_raters, model=RaterModel(preference=preference))
+        except SimulationError as error:
+            self.stdout.write(f"  not simulated: {error}")
+            return
+        outcomes = ", ".join(f"{n} {step}" for step, n in sorted(result.outcomes.items()))
+        self.stdout.write(f"  {outcomes}; {result.ratings} ratings, all marked simulated in the data and the export.")
+
+    def _report(self, study: Study) -> None:
+        """Write the analysis report (reusing the last one while the ratings are unchanged) and print its tables."""
+        n_ratings = Rating.objects.filter(stimulus__deployment__study=study).count()
+        report = study.reports.filter(status=StudyReport.Status.READY).first()
+        if report is None or report.n_ratings != n_ratings or not (Path(report.out_dir) / "results.json").is_file():
+            self.stdout.write("Writing the analysis report (mixed models, diversity, DAT)...")
+            report = report_build_run(report_id=StudyReport.objects.create(study=study).pk)
+        if report.status != StudyReport.Status.READY:
+            self.stdout.write(f"  the report failed: {report.error_message}")
+            return
+        results_path = Path(report.out_dir) / "results.json"
+        try:
+            from analysis import format_result_tables
+
+            results = json.loads(results_path.read_text())
+            tables = format_result_tables(results)
+        except (ImportError, OSError, ValueError) as error:
+            self.stdout.write(f"  no result tables ({type(error).__name__}: {error})")
+        else:
+            self.stdout.write("\n" + tables.rstrip())
+        self.stdout.write(
+            f"\nThe report: {Path(report.out_dir) / report.html_name} (its tables as JSON: {results_path}); "
+            "the simulated ratings are labelled as such there."
+        )
 
     def _print_metrics(self, study: Study) -> None:
         """The automatic metrics per condition: what the demo has to show before any human rates."""
@@ -94,6 +155,9 @@ class Command(BaseCommand):
             reverse("rating:entry", args=[study.slug]) + "?PROLIFIC_PID=demo-rater-1&STUDY_ID=demo&SESSION_ID=demo-1"
         )
         slot_line = ", ".join(f"{slug}: {n} slots" for slug, n in slots.items()) if isinstance(slots, dict) else slots
+        automatic = list(study.deployments.filter(automatic_only=True).values_list("slug", flat=True))
+        if automatic:
+            slot_line += f"; automatic only, no raters: {', '.join(automatic)}"
         self.stdout.write(
             f"""
 The demo study is ready ({slot_line}).

@@ -1,0 +1,259 @@
+"""Simulated raters that walk the real rater flow over HTTP (``manage.py simulate_raters``).
+
+Each simulated rater is a Django test client with CSRF checks on: it opens the study's
+Prolific link, consents, reads the instructions, answers the practice page, rates every
+page it is given and answers the debrief, exactly as a browser would; the views, forms,
+services and slot claims are the production ones. Only two things are not what a person
+does: the participation is marked ``simulated`` right after entry (and stays so in the
+export), and the rater's scores come from a known model instead of judgement:
+
+    score = 50 + rater leniency + text effect + preference x [steered] + noise   (0-100 points)
+
+clipped and rounded to the dimension's scale (Likert scales get the same model rescaled).
+The text effect is keyed by the stimulus' ``text_id``, so a base text copied into two
+deployments looks equally good in both. An inattentive rater fails every attention check
+and scores at random; an abandoning rater stops on a random rating page and leaves the
+tab open (their slot times out as a real one would). Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import urlencode, urlsplit
+
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+
+from studyapp.rating.forms import page_ticket_load
+from studyapp.rating.models import Participant, Rating
+from studyapp.rating.selectors import study_attention_checks
+from studyapp.studies.models import Condition, RatingDimension, Stimulus, Study
+
+
+class SimulationError(ValueError):
+    """The simulation cannot run on this study (closed, real raters present, ...)."""
+
+
+@dataclass(frozen=True)
+class RaterModel:
+    """How simulated raters score; points are on the 0-100 scale."""
+
+    preference: float = 8.0  # added to every non-base (steered) condition
+    noise_sd: float = 15.0
+    rater_sd: float = 8.0
+    text_sd: float = 6.0
+    attention_failure_rate: float = 0.05  # share of raters who do not read (fail checks, score at random)
+    abandon_rate: float = 0.05  # share of raters who leave on a random rating page
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("attention_failure_rate", "abandon_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise SimulationError(f"{name.replace('_', '-')} must be between 0 and 1")
+        for name in ("noise_sd", "rater_sd", "text_sd"):
+            if getattr(self, name) < 0:
+                raise SimulationError(f"{name.replace('_', '-')} must be at least 0")
+
+
+@dataclass
+class SimulationResult:
+    outcomes: Counter = field(default_factory=Counter)  # final step of each rater: complete, rating, ...
+    ratings: int = 0
+    inattentive: int = 0
+    abandoned: int = 0
+
+
+class _Form(HTMLParser):
+    """The first POST form of a page: its inputs (name, type, value) and radio options."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = self.seen = False
+        self.values: dict[str, str] = {}
+        self.radios: dict[str, list[str]] = {}
+        self.textareas: list[str] = []
+        self.numbers: list[str] = []
+        self.selects: dict[str, list[str]] = {}
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {key: value or "" for key, value in attrs}
+        if tag == "form" and a.get("method", "").lower() == "post" and not self.seen:
+            self.inside = self.seen = True
+        elif not self.inside or (not a.get("name") and tag != "option"):
+            return
+        elif tag == "input" and a.get("type") == "radio":
+            self.radios.setdefault(a["name"], []).append(a.get("value", ""))
+        elif tag == "input" and a.get("type") == "number":
+            self.numbers.append(a["name"])
+        elif tag == "input" and a.get("type") not in ("submit", "button", "range"):
+            self.values[a["name"]] = a.get("value", "")
+        elif tag == "textarea":
+            self.textareas.append(a["name"])
+        elif tag == "select":
+            self._select = a["name"]
+            self.selects[a["name"]] = []
+        elif tag == "option" and self._select and a.get("value"):
+            self.selects[self._select].append(a["value"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self._select = None
+
+
+def _form(html: str) -> _Form:
+    parser = _Form()
+    parser.feed(html)
+    return parser
+
+
+class _SimulatedRater:
+    def __init__(self, *, study: Study, pid: str, model: RaterModel, rng: random.Random) -> None:
+        self.study = study
+        self.pid = pid
+        self.model = model
+        self.rng = rng
+        self.client = Client(enforce_csrf_checks=True, HTTP_HOST=_host())
+        self.leniency = rng.gauss(0, model.rater_sd)
+        self.inattentive = rng.random() < model.attention_failure_rate
+        self.abandons = rng.random() < model.abandon_rate
+        self.participant: Participant | None = None
+        self.dimensions = {d.key: d for d in RatingDimension.objects.filter(study=study)}
+        self.checks = study_attention_checks(study=study)
+
+    def walk(self) -> str:
+        """Walk the flow from the Prolific link to the end (or to where this rater leaves)."""
+        query = urlencode({"PROLIFIC_PID": self.pid, "STUDY_ID": "simulated", "SESSION_ID": f"{self.pid}-session"})
+        response = self.client.get(f"{reverse('rating:entry', args=[self.study.slug])}?{query}", follow=True)
+        self.participant = Participant.objects.filter(study=self.study, prolific_pid=self.pid).first()
+        if self.participant is None:
+            return "not_admitted"  # closed or full: the entry page said so, nothing was stored
+        Participant.objects.filter(pk=self.participant.pk).update(simulated=True)
+        stop_after = None
+        for _ in range(1000):  # a bound, never reached: every step moves the rater on
+            step = urlsplit(response.request["PATH_INFO"]).path.rstrip("/").rsplit("/", 1)[-1]
+            if step in ("done", "ended") or response.status_code != 200:
+                break
+            form = _form(response.content.decode())
+            if step == "consent":
+                data = {"choice": "agree"}
+            elif step == "rate":
+                if self.abandons and stop_after is None:
+                    n_pages = len(self.study.attention_checks or []) + self.study.stimuli_per_rater
+                    stop_after = self.rng.randrange(max(1, n_pages))
+                if stop_after is not None and stop_after <= 0:
+                    break  # gone: the tab stays open, the slot times out
+                stop_after = None if stop_after is None else stop_after - 1
+                data = self._rate(form)
+            else:  # instructions, practice, debrief
+                data = self._answer(form)
+            data["csrfmiddlewaretoken"] = form.values.get("csrfmiddlewaretoken", "")
+            response = self.client.post(response.request["PATH_INFO"], data, follow=True)
+        self.participant.refresh_from_db(fields=["step"])
+        return self.participant.step
+
+    def _answer(self, form: _Form) -> dict[str, str]:
+        data = dict(form.values)
+        for name in form.textareas:
+            data[name] = "I went by how unusual each answer was."
+        for name in form.numbers:
+            data[name] = "3"
+        for name, options in {**form.radios, **form.selects}.items():
+            data[name] = self.rng.choice(options)
+        for name in data:
+            if name.startswith("score-"):
+                data[name] = str(self.rng.randint(30, 70))
+        return data
+
+    def _rate(self, form: _Form) -> dict[str, str]:
+        data = dict(form.values)
+        if "stimulus" not in data:
+            return self._attention(form, data)
+        stimulus = Stimulus.objects.select_related("condition").get(token=data["stimulus"])
+        steered = stimulus.condition.method != Condition.Method.BASE
+        # The same for every rater and run: drawn from the text, not from the order raters meet it.
+        text_effect = random.Random(f"{self.model.seed}:text:{stimulus.text_id}").gauss(0, self.model.text_sd)
+        for name in [*data, *form.radios]:
+            if not name.startswith("score-"):
+                continue
+            dimension = self.dimensions[name.removeprefix("score-")]
+            if self.inattentive:
+                points = self.rng.uniform(0, 100)
+            else:
+                points = (
+                    50
+                    + self.leniency
+                    + text_effect
+                    + (self.model.preference if steered else 0.0)
+                    + self.rng.gauss(0, self.model.noise_sd)
+                )
+            low, high = dimension.scale_range
+            score = low + (high - low) * min(max(points, 0.0), 100.0) / 100
+            data[name] = str(round(score))
+        return data
+
+    def _attention(self, form: _Form, data: dict[str, str]) -> dict[str, str]:
+        assert self.participant is not None
+        ticket = page_ticket_load(value=data.get("page", ""), rater_token=self.participant.token)
+        check = self.checks[ticket.check_index] if ticket and ticket.check_index is not None else None
+        options = form.radios.get("response", [])
+        if check is None:
+            data["response"] = options[0] if options else "50"
+        elif options:
+            wrong = [option for option in options if option.casefold() != check.expected.casefold()]
+            data["response"] = self.rng.choice(wrong) if self.inattentive and wrong else check.expected
+        else:
+            expected = float(check.expected)
+            far = 0.0 if expected >= 50 else 100.0
+            data["response"] = str(int(far if self.inattentive else expected))
+        return data
+
+
+def _host() -> str:
+    if "testserver" in settings.ALLOWED_HOSTS or "*" in settings.ALLOWED_HOSTS:
+        return "testserver"
+    allowed = [host for host in settings.ALLOWED_HOSTS if host and not host.startswith(".")]
+    if not allowed:
+        raise SimulationError("ALLOWED_HOSTS names no host the simulated raters could use")
+    return allowed[0]
+
+
+def simulated_pid(*, seed: int, index: int) -> str:
+    return f"SIMULATED-{seed}-{index}"
+
+
+def raters_simulate(*, study: Study, n_raters: int, model: RaterModel, allow_real: bool = False) -> SimulationResult:
+    """Drive ``n_raters`` simulated raters through the study's rater flow; returns what happened.
+
+    Seeded: the same seed gives the same raters, so running again resumes them (finished
+    ones are left as they are) rather than adding new ones.
+    """
+    if n_raters < 1:
+        raise SimulationError("--raters must be at least 1")
+    if getattr(settings, "SECURE_SSL_REDIRECT", False):
+        raise SimulationError("simulated raters are for development copies of a study, not a production server")
+    if not study.is_open:
+        raise SimulationError(f"study {study.slug!r} is closed: open it (the demo does) before simulating raters")
+    real = Participant.objects.filter(study=study, simulated=False)
+    pids = [simulated_pid(seed=model.seed, index=index) for index in range(n_raters)]
+    if real.filter(prolific_pid__in=pids).exists():
+        raise SimulationError("a real participant has a simulated rater's Prolific ID; choose another --seed")
+    if real.exists() and not allow_real:
+        raise SimulationError(
+            f"study {study.slug!r} has real participants: simulated raters would take their slots and mix into "
+            "the data (pass --allow-real-participants to do it anyway, e.g. on a copy)"
+        )
+    result = SimulationResult()
+    for index, pid in enumerate(pids):
+        rater = _SimulatedRater(study=study, pid=pid, model=model, rng=random.Random(f"{model.seed}:{index}"))
+        result.outcomes[rater.walk()] += 1
+        result.inattentive += rater.inattentive
+        result.abandoned += rater.abandons
+    result.ratings = Rating.objects.filter(participant__study=study, participant__prolific_pid__in=pids).count()
+    return result

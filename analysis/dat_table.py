@@ -79,8 +79,10 @@ def _stratified_means(values: np.ndarray, strata: np.ndarray, rng: np.random.Gen
 
 
 def _ci(boots: np.ndarray) -> list[float | None]:
+    # A resample without a valid answer has no mean score: the CI is conditional on at least
+    # one valid answer, and is not given when that condition fails in half the resamples.
     finite = boots[np.isfinite(boots)]
-    if len(finite) < 0.99 * len(boots) or len(finite) == 0:
+    if len(finite) < 0.5 * len(boots) or len(finite) == 0:
         return [None, None]
     lo, hi = np.quantile(finite, [0.025, 0.975])
     return [float(lo), float(hi)]

@@ -155,21 +155,28 @@ def diversity_by_group(
     emb = embedder if embedder is not None else default_embedder()
     texts = stimuli[text_col].fillna("").astype(str)
     vectors = np.asarray(emb.encode(texts.tolist()), dtype=np.float64) if len(texts) else np.zeros((0, 1))
-    pos = pd.Series(np.arange(len(stimuli)), index=stimuli.index)
+    is_dat = (
+        (stimuli[task_col].astype(str).str.lower() == "dat").to_numpy()
+        if task_col in stimuli.columns
+        else np.zeros(len(stimuli), dtype=bool)
+    )
+    text_list = texts.tolist()
     scorer = None
     rows = []
-    for key, g in stimuli.groupby(group_cols, sort=True, dropna=False):
+    # Positional indices per group: one pass, no per-group DataFrame.
+    for key, idx in stimuli.groupby(group_cols, sort=True, dropna=False).indices.items():
         key = key if isinstance(key, tuple) else (key,)
-        idx = pos.loc[g.index].to_numpy()
+        group_texts = [text_list[i] for i in idx]
         dat_words = None
-        if task_col in g.columns and (g[task_col].astype(str).str.lower() == "dat").all():
+        if is_dat[idx].all():
             if scorer is None:
                 scorer = DatScorer(emb, _words(word_list))
-            dat_words = scorer.score_texts(texts.iloc[idx].tolist())["dat_words"].tolist()
-        metrics = diversity_metrics(texts.iloc[idx].tolist(), vectors[idx], dat_words=dat_words)
+            dat_words = scorer.score_texts(group_texts)["dat_words"].tolist()
+        metrics = diversity_metrics(group_texts, vectors[idx], dat_words=dat_words)
         metrics.setdefault("dat_distinct_word_share", np.nan)
         rows.append({**dict(zip(group_cols, key, strict=True)), **metrics})
     out = pd.DataFrame(rows, columns=[*group_cols, "n_samples", *DIVERSITY_METRICS])
+    out = out.sort_values(group_cols, kind="stable").reset_index(drop=True)
     out.attrs["embedding"] = emb.name
     return out
 

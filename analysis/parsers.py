@@ -86,17 +86,16 @@ def parse_dat_words(text: str, *, limit: int = DAT_WORDS_ASKED) -> list[str]:
         if isinstance(parsed, list):
             words = [str(entry).strip() for entry in parsed if str(entry).strip()]
     if not words:
-        for raw in text.splitlines():
-            line = _MARKDOWN.sub("", raw).strip()
-            if not line or _is_preamble(line):
-                continue
+        lines = [_MARKDOWN.sub("", raw).strip() for raw in text.splitlines()]
+        lines = [line for line in lines if line and not _is_preamble(line)]
+        for line in lines:
             line = _strip_marker(line)
             head, colon, tail = line.partition(":")
             if colon and len(head.split()) >= 3:
                 line = tail.strip()  # "Here are my ten words: cat, dog, ..."
             if "," in line or ";" in line:
                 pieces = re.split(r"[,;]|\band\b", line)
-            elif _is_word_run(line):
+            elif len(lines) == 1 and _is_word_run(line):  # in a list, a line is one entry
                 pieces = line.split()
             else:
                 pieces = [line]
@@ -105,7 +104,7 @@ def parse_dat_words(text: str, *, limit: int = DAT_WORDS_ASKED) -> list[str]:
 
 
 def _is_word_run(line: str) -> bool:
-    """One line of four or more space-separated nouns ("cat dog thimble ocean ...")."""
+    """One line of three or more space-separated nouns ("cat dog thimble ocean ...")."""
     tokens = line.strip(_TRIM).split()
     return (
         len(tokens) >= 3

@@ -11,6 +11,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.db.models import Count, F, Max, Min, Q, QuerySet
@@ -54,6 +55,7 @@ class DeploymentRow:
     model: str
     task: str
     conditions: list[str]
+    automatic_only: bool = False  # generated and scored, never rated
     slots: dict[str, int] = field(default_factory=dict)
     stimuli: int = 0
     ratings: int = 0
@@ -98,7 +100,9 @@ class Dashboard:
 def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
     """Everything the dashboard shows, in a fixed number of queries."""
     deployments = {
-        d.pk: DeploymentRow(slug=d.slug, model=d.model.key, task=d.task.key, conditions=[])
+        d.pk: DeploymentRow(
+            slug=d.slug, model=d.model.key, task=d.task.key, conditions=[], automatic_only=d.automatic_only
+        )
         for d in study.deployments.select_related("model", "task").order_by("slug")
     }
     for deployment_id, key in study.deployments.values_list("pk", "conditions__key").order_by("conditions__key"):
@@ -161,6 +165,7 @@ def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
         .count()
     )
     consented = participants.filter(consented_at__isnull=False).count()
+    simulated = participants.filter(simulated=True).count()
     complete = by_step.get(Participant.Step.COMPLETE, 0)
 
     checks = AttentionCheckResponse.objects.filter(participant__study=study).aggregate(
@@ -200,7 +205,7 @@ def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
         jobs=jobs,
         deployments=list(deployments.values()),
         ratings_per_condition=ratings_per_condition,
-        participants={"total": sum(by_step.values()), "consented": consented, **by_step},
+        participants={"total": sum(by_step.values()), "consented": consented, "simulated": simulated, **by_step},
         completion_rate=complete / consented if consented else None,
         dropouts=dropouts,
         median_seconds_per_page=statistics.median(page_times) if page_times else None,
@@ -422,6 +427,19 @@ def _in_rater_design(*, study: Study):
         return stimulus.sample_index in indices(n_samples, stimulus.item.task.key, stimulus.item.key)
 
     return rated
+
+
+def report_result_tables(*, report: StudyReport | None) -> str | None:
+    """The three result tables of a ready report (``results.json``), as analysis formats them."""
+    if report is None or report.status != StudyReport.Status.READY or not report.out_dir:
+        return None
+    try:
+        results = json.loads((Path(report.out_dir) / "results.json").read_text())
+        from analysis import format_result_tables
+
+        return format_result_tables(results)
+    except (OSError, ValueError, ImportError):
+        return None  # a report written before results.json existed: the HTML report has it all
 
 
 # The automatic metrics worth a glance per condition; the export has all of them.

@@ -59,6 +59,9 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "d": selectors.study_dashboard(study=study),
         "metrics_by_condition": selectors.automatic_metrics_by_condition(study=study),
         "summary_metrics": selectors.SUMMARY_METRICS,
+        "result_tables": selectors.report_result_tables(
+            report=study.reports.filter(status=StudyReport.Status.READY).first()
+        ),
     }
     return render(request, "studies/dashboard.html", context)
 
@@ -127,7 +130,13 @@ def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResp
 def report(request: HttpRequest, study: Study) -> HttpResponse:
     latest = study.reports.first()
     ready = study.reports.filter(status=StudyReport.Status.READY).first()
-    return render(request, "studies/report.html", {"study": study, "latest": latest, "ready": ready})
+    context = {
+        "study": study,
+        "latest": latest,
+        "ready": ready,
+        "result_tables": selectors.report_result_tables(report=ready),
+    }
+    return render(request, "studies/report.html", context)
 
 
 @require_POST

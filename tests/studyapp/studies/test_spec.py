@@ -52,16 +52,30 @@ attention_checks:
 def test_demo_spec_parses_small() -> None:
     spec = spec_parse(DEMO.read_text())
     assert [m["source"] for m in spec.models] == ["embedded"]
-    assert len(spec.deployments) == 2
+    rated = [d for d in spec.deployments if not d["automatic_only"]]
+    assert len(rated) == 2
     assert {c["method"] for c in spec.conditions} == {"base", "weight", "activation"}
+    # The DAT is automatic only, over every condition: the demo's DAT table has a row for each.
+    (dat,) = [d for d in spec.deployments if d["automatic_only"]]
+    assert dat["task"] == "dat" and set(dat["conditions"]) == {c["key"] for c in spec.conditions}
+    assert spec.study["rated_samples_per_item"] < spec.study["samples_per_item"]
 
 
 def test_paper_spec_is_the_720_rater_design() -> None:
-    spec = spec_parse(PAPER.read_text())
-    assert len(spec.models) == 6
-    assert len(spec.deployments) == 24
-    assert spec.study["raters_per_deployment"] * len(spec.deployments) == 720
-    methods = {c["key"]: c["method"] for c in spec.conditions}
+    full = spec_parse(PAPER.read_text())
+    assert len(full.models) == 6
+    rated = [d for d in full.deployments if not d["automatic_only"]]
+    assert len(rated) == 24
+    assert full.study["raters_per_deployment"] * len(rated) == 720
+    # Many samples for the diversity metrics, a few of them rated.
+    assert full.study["samples_per_item"] >= 20 and full.study["rated_samples_per_item"] == 3
+    methods = {c["key"]: c["method"] for c in full.conditions}
+    # The paper's DAT evaluation: every model and condition, automatic only, many samples.
+    dat = [d for d in full.deployments if d["automatic_only"]]
+    assert {d["task"] for d in dat} == {"dat"} and all(d["samples_per_item"] >= 50 for d in dat)
+    assert {key for d in dat for key in d["conditions"]} == set(methods)
+    spec = full
+    spec.deployments = rated
     for deployment in spec.deployments:
         # Every deployment compares one steered condition with its model's base.
         assert sorted(methods[key] for key in deployment["conditions"]) in (["base", "weight"], ["activation", "base"])
@@ -181,7 +195,7 @@ def test_changed_spec_replaces_definition_until_stimuli_exist() -> None:
     study, did_change = study_load(content=changed)
     assert did_change
     assert study.seed == 1
-    assert Deployment.objects.filter(study=study).count() == 2
+    assert Deployment.objects.filter(study=study).count() == 3  # two rated, one automatic-only
 
     deployment = study.deployments.first()
     StimulusFactory(
@@ -205,7 +219,8 @@ def test_condition_labels_default_to_the_method_and_must_differ_within_a_deploym
     with pytest.raises(SpecError) as raised:
         spec_parse(twice)
     assert raised.value.problems == [
-        "deployments[1].conditions[1]: two conditions labelled 'base'; give one of them another label"
+        "deployments[1].conditions[1]: two conditions labelled 'base'; give one of them another label",
+        "deployments[2].conditions[2]: two conditions labelled 'base'; give one of them another label",
     ]
 
 
@@ -218,7 +233,7 @@ def test_condition_labels_default_to_the_method_and_must_differ_within_a_deploym
     ],
 )
 def test_spec_rejects_designs_that_cannot_be_balanced(raters: int, per_rater: int, message: str) -> None:
-    text = DEMO.read_text().replace("per_deployment: 4", f"per_deployment: {raters}")
+    text = DEMO.read_text().replace("per_deployment: 12", f"per_deployment: {raters}")
     text = text.replace("stimuli_per_rater: 6", f"stimuli_per_rater: {per_rater}")
     with pytest.raises(SpecError) as raised:
         spec_parse(text)

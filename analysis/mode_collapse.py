@@ -17,7 +17,9 @@ samples) - metric(base samples of the same deployment and item). Per model, the
 estimate is the mean difference over its items, with a percentile bootstrap CI that
 resamples items. Pooled over models (per steered condition), the estimate is the mean
 of the per-model means, with a two-stage bootstrap: models resampled, then items within
-each drawn model. Items and models are the units a new study would draw afresh.
+each drawn model. Items and models are the units a new study would draw afresh. The
+resampled item means are widened for small samples (see :func:`_item_bootstrap`): without
+it the test rejects in 7-8.5% of null studies with 20 items, with it at the nominal 5%.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats as st
 
 from analysis.embeddings import Embedder, WordVectors
 from analysis.metrics import DIVERSITY_METRICS, diversity_by_group
@@ -104,9 +107,25 @@ def paired_differences(diversity: pd.DataFrame, *, metrics: Iterable[str] = DIVE
 
 
 def _item_bootstrap(values: np.ndarray, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Means of item resamples: ``shape + ()`` array of bootstrap means of ``values``."""
+    """Bootstrap means of ``values`` (array of ``shape``), widened for small samples.
+
+    With the dozen or two items of a study the plain percentile interval of a mean is too
+    narrow: its bootstrap variance is (n - 1)/n times s²/n, and it uses normal rather than
+    Student quantiles (7-8.5% false positives at 20 items in
+    tests/analysis/test_calibration.py). The resampled means are spread around the estimate
+    by sqrt(n / (n - 1)) x t(0.975, n - 1) / z(0.975), so that for a symmetric sample the
+    95% interval equals Student's t interval while keeping the bootstrap's shape otherwise.
+    """
     n = len(values)
-    return values[rng.integers(0, n, size=(*shape, n))].mean(axis=-1)
+    means = values[rng.integers(0, n, size=(*shape, n))].mean(axis=-1)
+    if n < 2:
+        return means
+    centre = values.mean()
+    return centre + (means - centre) * _small_sample_factor(n)
+
+
+def _small_sample_factor(n: int) -> float:
+    return float(np.sqrt(n / (n - 1)) * st.t.ppf(0.975, n - 1) / st.norm.ppf(0.975))
 
 
 def _ci(boots: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -160,6 +179,10 @@ def summarise_differences(
             item_means = np.stack([_item_bootstrap(model_values[k], rng, (n_boot, m)) for k in models])
             drawn = rng.integers(0, m, size=(n_boot, m)) if m > 1 else np.zeros((n_boot, 1), dtype=int)
             boots = item_means[drawn, np.arange(n_boot)[:, None], np.arange(m)[None, :]].mean(axis=1)
+            if m > 1:
+                # The bias of the plain bootstrap variance only (no Student factor: with two
+                # models it would make the interval useless, and models are few by design).
+                boots = estimate + (boots - estimate) * np.sqrt(m / (m - 1))
             lo, hi = _ci(boots, level)
         pooled.append(
             {

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from analysis.aut import score_aut
-from analysis.parsers import parse_aut_uses
 from analysis.diversity import bootstrap_by, distinct_n, near_duplicate_clusters, vendi_score
 from analysis.metrics import METRIC_COLUMNS, diversity_by_group, diversity_summary, stimulus_metrics
+from analysis.parsers import parse_aut_uses
 from tests.conftest import REPO_ROOT
 
 SEVEN = "1. thimble\n2. ocean\n3. justice\n4. spoon\n5. volcano\n6. tree\n7. idea"

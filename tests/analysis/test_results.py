@@ -24,7 +24,7 @@ from analysis.embeddings import WordVectors, cosine_similarity_matrix
 from analysis.metrics import diversity_by_group
 from analysis.mixed import fit_mixed, fit_pooled
 from analysis.mode_collapse import diversity_differences
-from analysis.notices import SingularHessianWarning, ZeroVectorWarning, collect_warnings
+from analysis.notices import ZeroVectorWarning
 from analysis.novelty import novelty_utility
 from analysis.report import format_result_tables, write_report
 from analysis.simulate import simulate_export, simulate_ratings

@@ -162,8 +162,8 @@ class RatingDimensionAdmin(StudyScopedAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(StudyScopedAdmin):
-    list_display = ("slug", "study", "model", "task")
-    list_filter = ("study",)
+    list_display = ("slug", "study", "model", "task", "samples_per_item", "automatic_only")
+    list_filter = ("study", "automatic_only")
     filter_horizontal = ("conditions",)
 
 
@@ -216,8 +216,8 @@ class StudyReportAdmin(ReadOnlyAdmin):
 
 @admin.register(rating.Participant)
 class ParticipantAdmin(ReadOnlyAdmin):
-    list_display = ("token", "study", "step", "attention_failures", "flags", "started_at", "completed_at")
-    list_filter = ("study", "step")
+    list_display = ("token", "study", "step", "attention_failures", "flags", "simulated", "started_at", "completed_at")
+    list_filter = ("study", "step", "simulated")
     search_fields = ("token", "prolific_pid")
 
 

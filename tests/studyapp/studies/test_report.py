@@ -35,6 +35,11 @@ def test_report_is_built_in_a_task_and_shown_when_ready(
     assert file_url in page
     served = client.get(file_url)
     assert served.status_code == 200 and served["Content-Type"].startswith("text/html")
+    # The three result tables of results.json, formatted by analysis, on the report page and the dashboard.
+    for shown in (page, client.get(reverse("studies:dashboard", args=[study.slug])).content.decode()):
+        for title in ("1. Rated effects", "2. Mode collapse", "3. DAT per model and condition"):
+            assert title in shown
+    assert client.get(reverse("studies:report_file", args=[study.slug, report.pk, "results.json"])).status_code == 200
     # Another researcher's staff account cannot read the files either.
     client.force_login(ResearcherFactory(username="other_researcher"))
     assert client.get(file_url).status_code == 404

@@ -129,6 +129,9 @@ class _SimulatedRater:
 
     def walk(self) -> str:
         """Walk the flow from the Prolific link to the end (or to where this rater leaves)."""
+        returning = Participant.objects.filter(study=self.study, prolific_pid=self.pid).first()
+        if returning is not None and (self.abandons or returning.step not in _RESUMABLE):
+            return returning.step  # finished, or left for good: a second run changes nothing
         query = urlencode({"PROLIFIC_PID": self.pid, "STUDY_ID": "simulated", "SESSION_ID": f"{self.pid}-session"})
         response = self.client.get(f"{reverse('rating:entry', args=[self.study.slug])}?{query}", follow=True)
         self.participant = Participant.objects.filter(study=self.study, prolific_pid=self.pid).first()
@@ -213,6 +216,16 @@ class _SimulatedRater:
             far = 0.0 if expected >= 50 else 100.0
             data["response"] = str(int(far if self.inattentive else expected))
         return data
+
+
+# Steps a simulated rater interrupted by a crash (not by its own abandonment) comes back to.
+_RESUMABLE = {
+    Participant.Step.CONSENT,
+    Participant.Step.INSTRUCTIONS,
+    Participant.Step.PRACTICE,
+    Participant.Step.RATING,
+    Participant.Step.DEBRIEF,
+}
 
 
 def _host() -> str:

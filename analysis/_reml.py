@@ -22,6 +22,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.optimize as so
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from analysis.notices import SingularHessianWarning
 
@@ -29,6 +30,9 @@ try:  # installed with scikit-learn (via sentence-transformers); only a speed-up
     from threadpoolctl import threadpool_limits
 except ImportError:  # pragma: no cover - depends on the environment
     threadpool_limits = None
+
+
+SPARSE_REST_LEVELS = 2000  # above this many non-rater levels, the Schur complement is kept sparse
 
 
 @dataclass
@@ -59,7 +63,13 @@ class _Problem:
         zr = sp.hstack(zs[1:], format="csr") if self.k > 1 else sp.csr_matrix((n, 0))
         self.d1 = np.asarray(z1.sum(axis=0)).ravel()  # counts per level of the largest factor
         self.B = (z1.T @ zr).tocsr()  # q1 x qr, sparse
-        self.C = (zr.T @ zr).toarray()  # qr x qr, small
+        qr = zr.shape[1]
+        # Thousands of stimuli (designs ten times the paper's): a dense qr x qr Schur complement
+        # would take gigabytes and seconds per evaluation, but nested stimuli make it sparse
+        # (block-diagonal by deployment), so it is factorised by sparse LU instead.
+        self.sparse_rest = self.k > 1 and qr > SPARSE_REST_LEVELS
+        C = (zr.T @ zr).tocsr()
+        self.C = C if self.sparse_rest else C.toarray()
         self.Z1X, self.ZrX = z1.T @ X, zr.T @ X
         self.Z1y, self.Zry = z1.T @ y, zr.T @ y
         self.XtX, self.Xty, self.yty = X.T @ X, X.T @ y, float(y @ y)
@@ -72,8 +82,19 @@ class _Problem:
         # each evaluation is a handful of small dense operations. Many distinct counts on
         # many levels would make the G_c too big: fall back to sparse products.
         counts, inverse = np.unique(self.d1, return_inverse=True)
-        qr = zr.shape[1]
-        self.by_count = self.k > 1 and len(counts) * qr * qr * 8 <= 200e6
+        self.by_count = self.k > 1 and not self.sparse_rest and len(counts) * qr * qr * 8 <= 200e6
+        # The same pre-summing for the sparse path: B'D⁻¹B = Σ_c G_c / D_c with sparse G_c.
+        self.sparse_by_count = self.sparse_rest and len(counts) <= 32
+        if self.sparse_by_count:
+            W1 = np.column_stack([self.Z1y, self.Z1X])
+            self.counts = counts.astype(float)
+            self.n_per_count = np.bincount(inverse).astype(float)
+            self.G, self.H, self.K = [], [], []
+            for c in range(len(counts)):
+                Bc = self.B[inverse == c]
+                self.G.append((Bc.T @ Bc).tocsr())
+                self.H.append(np.asarray(Bc.T @ W1[inverse == c]))
+                self.K.append(W1[inverse == c].T @ W1[inverse == c])
         if self.by_count:
             W1 = np.column_stack([self.Z1y, self.Z1X])
             self.counts = counts.astype(float)
@@ -108,6 +129,37 @@ class _Problem:
             logdet += 2.0 * float(np.log(np.diag(cf[0])).sum())
             resid = r2 - tr[:, None] * BDr
             quad = rDr + resid.T @ sla.cho_solve(cf, resid, check_finite=False)
+        elif self.sparse_rest:
+            Tr = sp.diags(tr)
+            if self.sparse_by_count:
+                Dc = t1 * t1 * self.counts + 1.0
+                t1sq = t1 * t1
+                BDB = sum((g * (t1sq / d) for g, d in zip(self.G, Dc, strict=True)), sp.csr_matrix(self.C.shape))
+                BDr = t1sq * sum(h / d for h, d in zip(self.H, Dc, strict=True))
+                rDr = t1sq * sum(k / d for k, d in zip(self.K, Dc, strict=True))
+                S = (Tr @ (self.C - BDB) @ Tr + sp.identity(len(tr))).tocsc()
+            else:
+                Bs = self.B.multiply(t1).multiply(tr[None, :]).tocsc()
+                BtDinv = Bs.T.multiply(1.0 / D[None, :]).tocsr()
+                S = (Tr @ self.C @ Tr + sp.identity(len(tr)) - BtDinv @ Bs).tocsc()
+            try:
+                # S is symmetric positive definite: symmetric ordering, no pivoting, so the
+                # diagonal of U holds the pivots and log det S = sum log U_ii.
+                lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+            except RuntimeError:
+                return np.inf, np.full(self.p, np.nan), np.eye(self.p), np.nan
+            udiag = lu.U.diagonal()
+            if not (udiag > 0).all():
+                return np.inf, np.full(self.p, np.nan), np.eye(self.p), np.nan
+            logdet += float(np.log(udiag).sum())
+            if self.sparse_by_count:
+                logdet = float((self.n_per_count * np.log(Dc)).sum()) + float(np.log(udiag).sum())
+                resid = r2 - tr[:, None] * BDr
+                quad = rDr + resid.T @ lu.solve(resid)
+            else:
+                x2 = lu.solve(np.asarray(r2 - BtDinv @ r1))
+                x1 = (r1 - Bs @ x2) / D[:, None]
+                quad = r1.T @ x1 + r2.T @ x2
         elif self.k > 1:
             Bs = self.B.multiply(t1).multiply(tr[None, :]).tocsc()  # Λ1 Z1'Zr Λr
             S = tr[:, None] * self.C * tr[None, :] + np.eye(len(tr))

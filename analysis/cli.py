@@ -158,6 +158,14 @@ def _cmd_dat_table(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
+    for option, path in (
+        ("--dat-vectors", args.dat_vectors),
+        ("--dat-words", args.dat_words),
+        ("--dat-norms", args.dat_norms),
+    ):
+        if path is not None and not Path(path).exists():
+            raise UsageError(f"{option}: file not found: {path}")
+
     ratings = read_table(args.ratings)
     stimuli = read_table(args.stimuli) if args.stimuli else None
     path = write_report(
@@ -169,6 +177,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         exclude_incomplete=args.exclude_incomplete,
         compute_metrics=not args.no_metrics,
         n_boot=args.n_boot,
+        item_effect=args.item_effect,
+        deployment_effect=args.deployment_effect,
+        diversity_boot=args.diversity_boot,
+        dat_vectors=args.dat_vectors,
+        dat_words=args.dat_words,
+        dat_norms=args.dat_norms,
     )
     print(path)
     return 0
@@ -225,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--no-metrics", action="store_true", help="use metric columns already in the stimulus table")
     r.add_argument("--n-boot", type=int, default=100, help="rater-bootstrap resamples (0 skips; default 100)")
+    r.add_argument("--item-effect", action="store_true", help="main model: add (1 | item)")
+    r.add_argument("--deployment-effect", action="store_true", help="main model: add (1 | deployment)")
+    r.add_argument("--diversity-boot", type=int, default=2000, help="bootstrap resamples of diversity and DAT tables")
+    r.add_argument("--dat-vectors", help="word vectors for the DAT table (GloVe 840B 300d gives percentiles)")
+    r.add_argument("--dat-words", help="DAT dictionary (default: /usr/share/dict/words)")
+    r.add_argument("--dat-norms", help="human DAT norms CSV (default: the shipped approximation)")
     add_preprocessing(r)
     r.set_defaults(func=_cmd_report)
     return parser
@@ -234,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print ``error: ...`` in one line and return 2."""
     try:
         args = build_parser().parse_args(argv)
+        for option in ("n_boot", "diversity_boot"):
+            if getattr(args, option, 0) < 0:
+                raise UsageError(f"--{option.replace('_', '-')} must be >= 0")
         return int(args.func(args))
     except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
         message = str(exc).replace("\n", " ") or type(exc).__name__

@@ -239,6 +239,28 @@ def test_reml_count_grouped_and_sparse_paths_agree():
     np.testing.assert_allclose(grouped[1], sparse[1], rtol=1e-10)
 
 
+@pytest.mark.parametrize("by_count", [True, False])
+def test_reml_sparse_schur_path_equals_the_dense_one(monkeypatch, by_count):
+    """Designs with thousands of stimuli keep the Schur complement sparse: same deviance and estimates."""
+    import analysis._reml as reml
+
+    rng = np.random.default_rng(4)
+    n = 900
+    codes = [rng.integers(0, 120, n), rng.integers(0, 40, n), rng.integers(0, 5, n)]
+    X = np.column_stack([np.ones(n), rng.integers(0, 2, n)])
+    y = rng.normal(size=n) + codes[1] * 0.05
+    codes = [pd.factorize(c)[0] for c in codes]
+    theta = np.array([0.7, 0.3, 0.2])
+    dense = reml._Problem(y, X, codes)
+    monkeypatch.setattr(reml, "SPARSE_REST_LEVELS", 0)
+    sparse = reml._Problem(y, X, codes)
+    assert sparse.sparse_rest and not dense.sparse_rest
+    sparse.sparse_by_count = sparse.sparse_by_count and by_count
+    a, b = dense.solve(theta), sparse.solve(theta)
+    assert a[0] == pytest.approx(b[0], rel=1e-10)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-9)
+
+
 def test_satterthwaite_df_small_design():
     """One deployment, 10 stimuli split 5/5 over two conditions: the condition contrast is a
     between-stimulus comparison, whose exact df is 10 - 2 = 8; Satterthwaite must find it."""

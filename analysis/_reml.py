@@ -83,19 +83,9 @@ class _Problem:
         # many levels would make the G_c too big: fall back to sparse products.
         counts, inverse = np.unique(self.d1, return_inverse=True)
         self.by_count = self.k > 1 and not self.sparse_rest and len(counts) * qr * qr * 8 <= 200e6
-        # The same pre-summing for the sparse path: B'D⁻¹B = Σ_c G_c / D_c with sparse G_c.
+        # The same pre-summing serves the sparse path, with sparse G_c.
         self.sparse_by_count = self.sparse_rest and len(counts) <= 32
-        if self.sparse_by_count:
-            W1 = np.column_stack([self.Z1y, self.Z1X])
-            self.counts = counts.astype(float)
-            self.n_per_count = np.bincount(inverse).astype(float)
-            self.G, self.H, self.K = [], [], []
-            for c in range(len(counts)):
-                Bc = self.B[inverse == c]
-                self.G.append((Bc.T @ Bc).tocsr())
-                self.H.append(np.asarray(Bc.T @ W1[inverse == c]))
-                self.K.append(W1[inverse == c].T @ W1[inverse == c])
-        if self.by_count:
+        if self.by_count or self.sparse_by_count:
             W1 = np.column_stack([self.Z1y, self.Z1X])
             self.counts = counts.astype(float)
             self.n_per_count = np.bincount(inverse).astype(float)
@@ -103,7 +93,8 @@ class _Problem:
             for c in range(len(counts)):
                 Bc = self.B[inverse == c]
                 Wc = W1[inverse == c]
-                self.G.append((Bc.T @ Bc).toarray())
+                G = (Bc.T @ Bc).tocsr()
+                self.G.append(G if self.sparse_by_count else G.toarray())
                 self.H.append(np.asarray(Bc.T @ Wc))
                 self.K.append(Wc.T @ Wc)
 

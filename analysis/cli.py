@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pandas as pd
+
+from analysis.jsonout import json_safe
 
 
 class UsageError(Exception):
@@ -40,17 +41,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-
-
-def _clean_json(obj: Any) -> Any:
-    # JSON has no NaN: non-finite numbers become null.
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean_json(v) for v in obj]
-    return obj
 
 
 def _cmd_mixed(args: argparse.Namespace) -> int:
@@ -105,14 +95,14 @@ def _cmd_dat(args: argparse.Namespace) -> int:
                 words = record["words"] if "words" in record else parse_dat_words(str(record[key]))
                 result = scorer.score([str(w) for w in words])
                 extra = {k: v for k, v in record.items() if k not in {"words", key}}
-                out.write(json.dumps(_clean_json({**extra, **result.as_dict()})) + "\n")
+                out.write(json.dumps(json_safe({**extra, **result.as_dict()})) + "\n")
         finally:
             if out is not sys.stdout:
                 out.close()
         return 0
     result = scorer.score(args.words)
     if args.json:
-        print(json.dumps(_clean_json(result.as_dict())))
+        print(json.dumps(json_safe(result.as_dict())))
     elif result.score is None:
         print(f"no score: {result.n_valid} valid word(s), {scorer.minimum} needed ({result.embedding})")
     else:
@@ -122,12 +112,18 @@ def _cmd_dat(args: argparse.Namespace) -> int:
 
 
 def _write_json(data: Any, out: str | None) -> None:
-    text = json.dumps(_clean_json(data), indent=2)
+    text = json.dumps(json_safe(data), indent=2)
     if out in (None, "-"):
         print(text)
     else:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text + "\n")
+
+
+def _require_files(*options: tuple[str, str | None]) -> None:
+    for option, path in options:
+        if path is not None and not Path(path).exists():
+            raise UsageError(f"{option}: file not found: {path}")
 
 
 def _cmd_diversity(args: argparse.Namespace) -> int:
@@ -140,9 +136,7 @@ def _cmd_diversity(args: argparse.Namespace) -> int:
 def _cmd_dat_table(args: argparse.Namespace) -> int:
     from analysis.dat_table import dat_table
 
-    for option, path in (("--vectors", args.vectors), ("--words-file", args.words_file), ("--norms", args.norms)):
-        if path is not None and not Path(path).exists():
-            raise UsageError(f"{option}: file not found: {path}")
+    _require_files(("--vectors", args.vectors), ("--words-file", args.words_file), ("--norms", args.norms))
     table = dat_table(
         read_table(args.stimuli),
         vectors=args.vectors,
@@ -158,14 +152,9 @@ def _cmd_dat_table(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
-    for option, path in (
-        ("--dat-vectors", args.dat_vectors),
-        ("--dat-words", args.dat_words),
-        ("--dat-norms", args.dat_norms),
-    ):
-        if path is not None and not Path(path).exists():
-            raise UsageError(f"{option}: file not found: {path}")
-
+    _require_files(
+        ("--dat-vectors", args.dat_vectors), ("--dat-words", args.dat_words), ("--dat-norms", args.dat_norms)
+    )
     ratings = read_table(args.ratings)
     stimuli = read_table(args.stimuli) if args.stimuli else None
     path = write_report(

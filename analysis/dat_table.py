@@ -28,7 +28,13 @@ import pandas as pd
 
 from analysis.dat import DatScorer, dat_percentile, load_dat_norms
 from analysis.embeddings import Embedder, WordVectors
-from analysis.notices import ApproximateNormsWarning, NoPercentileWarning, SmallSampleWarning, collect_warnings
+from analysis.notices import (
+    ApproximateNormsWarning,
+    NoPercentileWarning,
+    SmallSampleWarning,
+    collect_warnings,
+    warning_text,
+)
 
 REFERENCE = "base"
 
@@ -127,8 +133,11 @@ def dat_table(
         ``*_ci`` are ``[low, high]``; percentile fields are null when no percentile can
         honestly be given; ``percentile_gain`` is null on base rows.
     """
+    answers = dat_answers(stimuli)
+    if answers.empty:
+        empty = SmallSampleWarning("no DAT answers in the stimuli (task == 'dat'): no DAT table")
+        return {"rows": [], "norms": "none: no DAT answers", "warnings": [warning_text(empty)]}
     with collect_warnings() as found:
-        answers = dat_answers(stimuli)
         scorer = DatScorer(vectors, words)
         reference_ok = scorer.is_reference
         why_not = getattr(scorer.embedding, "reference_check", f"{scorer.embedding_name} is not a word-vector file")
@@ -203,6 +212,4 @@ def dat_table(
         if no_base:
             message = f"model(s) {no_base} have no {REFERENCE!r} DAT answers: no percentile gain"
             warnings.warn(SmallSampleWarning(message), stacklevel=2)
-        if answers.empty:
-            warnings.warn(SmallSampleWarning("no DAT answers in the stimuli (task == 'dat')"), stacklevel=2)
     return {"rows": rows, "norms": norms_label, "warnings": list(found)}

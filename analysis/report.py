@@ -20,6 +20,7 @@ import pandas as pd
 from analysis.dat import dat_summary
 from analysis.dat_table import dat_table
 from analysis.diversity import bootstrap_by
+from analysis.jsonout import json_safe
 from analysis.metrics import METRIC_COLUMNS, stimulus_metrics
 from analysis.mixed import condition_effects, fit_by, fit_mixed, fit_pooled, icc, prepare_ratings, variance_components
 from analysis.mode_collapse import diversity_differences
@@ -338,11 +339,12 @@ def write_report(
         "diversity": diversity,
         "dat": dat,
     }
-    (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n", encoding="utf8")
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
 
     if "deployment" in ratings and ratings["deployment"].nunique() > 1:
         page.h("Effect per deployment (forest plot)")
-        by_dep = fit_by(ratings, by="deployment", reference=reference, **model_options)
+        # Within one deployment a deployment intercept has a single level: only the item one applies.
+        by_dep = fit_by(ratings, by="deployment", reference=reference, item_effect=item_effect)
         page.figure(_forest(by_dep, main, "deployment"), "forest", "effect per dimension and deployment")
         page.table(by_dep, "effects_by_deployment")
 
@@ -420,22 +422,8 @@ def write_report(
     return page.write(("[SIMULATED RATINGS] " if simulated else "") + title)
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [] if df is None or df.empty else _json_safe(df.to_dict("records"))
+    return [] if df is None or df.empty else json_safe(df.to_dict("records"))
 
 
 def _pooled_fits(ratings: pd.DataFrame, reference: str, item_effect: bool) -> tuple[dict[str, Any] | None, str]:

@@ -456,6 +456,18 @@ def test_report_writes_the_three_results(tmp_path, hashing_embedder):
     assert analysis.format_result_tables is format_result_tables
 
 
+def test_report_cli_options_and_errors(tmp_path):
+    ratings, _ = simulate_export(n_deployments=2, raters_per_deployment=4, seed=1)
+    ratings.to_csv(tmp_path / "r.csv", index=False)
+    base = ["report", "--ratings", str(tmp_path / "r.csv"), "--out", str(tmp_path / "out"), "--n-boot", "0"]
+    r = _cli(*base, "--item-effect", "--deployment-effect")
+    assert r.returncode == 0, r.stderr
+    assert "(1 | item) + (1 | deployment)" in (tmp_path / "out" / "index.html").read_text()
+    for extra, message in ((["--dat-norms", "missing.csv"], "missing.csv"), (["--diversity-boot", "-1"], ">= 0")):
+        r = _cli(*base, *extra)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
 def test_report_never_drops_the_pooled_section_silently(tmp_path):
     ratings, _ = simulate_export(n_deployments=4, raters_per_deployment=5, seed=2)
     # One dimension has no "base" arm: its main fit warns and uses another reference; the

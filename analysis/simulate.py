@@ -188,4 +188,7 @@ def simulate_export(
             pool = _AUT_USES if steered else _AUT_USES[:4]
             texts.append("\n".join(f"- {u}" for u in rng.choice(pool, k, replace=True)))
     stimuli["text"] = texts
+    # As in the platform's export: the item as the model saw it, and the id of the generated text.
+    stimuli["item_text"] = np.where(stimuli["task"] == "aut", stimuli["item"], "ten unrelated nouns")
+    stimuli["text_id"] = stimuli["stimulus"]
     return ratings, stimuli

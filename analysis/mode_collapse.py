@@ -229,6 +229,8 @@ def diversity_differences(
     """
     with collect_warnings() as found:
         df = distinct_texts(_with_defaults(stimuli))
+        if df.empty:
+            warnings.warn(SmallSampleWarning("no stimuli: nothing to compare"), stacklevel=2)
         diversity = diversity_by_group(df, group_cols=_GROUP, embedder=embedder, word_list=word_list)
         sizes = diversity.pivot_table(index=["deployment", "item"], columns="condition", values="n_samples")
         if REFERENCE in sizes.columns:

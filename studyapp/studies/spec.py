@@ -267,7 +267,7 @@ def _check_study(check: _Checker, top: dict) -> dict:
         "raters",
         allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes", "samples_per_item"},
     )
-    # None: raters see every sample; k: a seeded subset of k samples per item (studyapp.studies.rated_subset).
+    # None: raters see every sample; k: a seeded subset of k samples per item (studyapp.studies.design).
     study["rated_samples_per_item"] = (
         None
         if raters.get("samples_per_item") is None

@@ -1,0 +1,51 @@
+"""The text_id migration gives a base text and its twin copies one id, and every other text its own."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+BEFORE = [("studies", "0004_job_metrics_error"), ("rating", "0002_deployment_link")]
+AFTER = [("studies", "0005_stimulus_text_id")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_ids_of_existing_stimuli_follow_the_twin_copies() -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    apps = executor.loader.project_state(BEFORE).apps
+    study = apps.get_model("studies", "Study").objects.create(slug="old", title="Old")
+    model = apps.get_model("studies", "LanguageModel").objects.create(study=study, key="m", source="embedded")
+    condition = apps.get_model("studies", "Condition").objects.create(study=study, model=model, key="b", method="base")
+    task = apps.get_model("studies", "TaskFamily").objects.create(study=study, key="aut", template="{item}")
+    item = apps.get_model("studies", "Item").objects.create(task=task, key="brick", text="brick")
+    Deployment = apps.get_model("studies", "Deployment")
+    Job = apps.get_model("studies", "GenerationJob")
+    Stimulus = apps.get_model("studies", "Stimulus")
+    for slug in ("twin-a", "twin-b"):
+        deployment = Deployment.objects.create(study=study, slug=slug, model=model, task=task)
+        job = Job.objects.create(deployment=deployment, condition=condition)
+        for sample in range(2):
+            Stimulus.objects.create(
+                token=f"{slug}-{sample}",
+                job=job,
+                deployment=deployment,
+                condition=condition,
+                item=item,
+                sample_index=sample,
+                prompt="p",
+                text=f"text {sample}",
+                seed=sample,
+                model_source="embedded",
+                model_sha256="0" * 64,
+            )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(AFTER)
+    Stimulus = executor.loader.project_state(AFTER).apps.get_model("studies", "Stimulus")
+    ids = dict(Stimulus.objects.values_list("token", "text_id"))
+    assert ids["twin-a-0"] == ids["twin-b-0"] and ids["twin-a-1"] == ids["twin-b-1"]
+    assert ids["twin-a-0"] != ids["twin-a-1"] and all(ids.values())
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # leave the database as the other tests expect it

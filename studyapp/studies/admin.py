@@ -90,7 +90,9 @@ class StudyAdmin(admin.ModelAdmin):
             upload = form.cleaned_data["spec"]
             try:
                 study, changed = services.study_load(
-                    content=upload.read(), source=upload.name, researchers=[request.user.get_username()]
+                    content=upload.read(),
+                    source=upload.name,
+                    acting_user=request.user,
                 )
             except SpecError as error:
                 problems = error.problems

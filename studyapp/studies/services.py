@@ -44,6 +44,14 @@ class StudyLoadError(ValueError):
     """The spec is fine but cannot replace what the database holds."""
 
 
+# Said for every slug an uploader may not use, whether a study the uploader is not a
+# researcher of holds it or it is reserved: the words never confirm that another team's
+# study exists, nor anything about it (title, data, researchers). See docs/trust.md.
+SLUG_UNAVAILABLE = "the slug {slug} is not available to you: give the study another slug"
+# Names a researcher is never given, so that a refusal cannot be told apart from these.
+RESERVED_SLUGS = frozenset({"admin", "panel", "r", "static", "healthz", "login", "logout", "new", "preview"})
+
+
 # --- Loading a spec -------------------------------------------------------------------
 
 
@@ -57,8 +65,15 @@ def study_load_file(*, path: str | Path, researchers: Sequence[str] = ()) -> tup
     return study_load(content=content, source=str(path), researchers=researchers)
 
 
-def study_load(*, content: str | bytes, source: str = "spec", researchers: Sequence[str] = ()) -> tuple[Study, bool]:
+def study_load(
+    *, content: str | bytes, source: str = "spec", researchers: Sequence[str] = (), acting_user=None
+) -> tuple[Study, bool]:
     """Check a spec and write it, all or nothing. Returns ``(study, changed)``.
+
+    ``acting_user``: who asks (the admin's uploader). Unless a superuser, they may load only
+    a new slug or a study they are already a researcher of; any other slug is refused
+    with :data:`SLUG_UNAVAILABLE` before anything is read or written. ``None`` is the
+    operator's command line, trusted as the database owner.
 
     Loading the same spec again (same sha256) changes nothing, so the demo and deploy
     scripts can load unconditionally. A different spec for an existing slug replaces the
@@ -67,8 +82,11 @@ def study_load(*, content: str | bytes, source: str = "spec", researchers: Seque
     """
     spec = spec_parse(content, source=source)
     users = _researchers_lookup(researchers, source)
+    if acting_user is not None and acting_user not in users:
+        users.append(acting_user)  # the uploader becomes a researcher of what they loaded
     with transaction.atomic():
         study = Study.objects.select_for_update().filter(slug=spec.study["slug"]).first()
+        _study_load_allowed(study=study, slug=spec.study["slug"], acting_user=acting_user, source=source)
         if study is not None and study.spec_sha256 == spec.sha256:
             study.researchers.add(*users)
             return study, False
@@ -87,6 +105,14 @@ def study_load(*, content: str | bytes, source: str = "spec", researchers: Seque
         study = _study_write(study=study, spec=spec)
         study.researchers.add(*users)
     return study, True
+
+
+def _study_load_allowed(*, study: Study | None, slug: str, acting_user, source: str) -> None:
+    if acting_user is None or acting_user.is_superuser:
+        return
+    mine = study is not None and study.researchers.filter(pk=acting_user.pk).exists()
+    if slug in RESERVED_SLUGS or (study is not None and not mine):
+        raise StudyLoadError(f"{source}: {SLUG_UNAVAILABLE.format(slug=slug)}")
 
 
 def _researchers_lookup(usernames: Sequence[str], source: str) -> list:

@@ -233,11 +233,13 @@ def study_has_room(*, study: Study, deployment: Deployment | None = None) -> boo
 
 
 def deployment_by_ref(*, study: Study, ref: str) -> Deployment | None:
-    """A pinned entry link names its deployment by opaque token (or, tolerated, by slug)."""
+    """A pinned entry link names its deployment by opaque token only.
+
+    Never by slug: a slug names model and method, and accepting it would let a rater pick
+    a deployment and probe slug names.
+    """
     link = DeploymentLink.objects.filter(token=ref, deployment__study=study).select_related("deployment").first()
-    if link is not None:
-        return link.deployment
-    return Deployment.objects.filter(study=study, slug=ref).first()
+    return link.deployment if link is not None else None
 
 
 def deployment_entry_path(*, deployment: Deployment) -> str | None:

@@ -271,14 +271,21 @@ def participant_consent(*, participant: Participant, agree: bool) -> str:
     """Agree: claim a slot and go on (or see the study-full page). Decline: end politely."""
     if participant.step != Step.CONSENT:
         return participant.step
-    if not agree:
-        _step_set(participant, Step.DECLINED)
-        return participant.step
-    slot = slot_claim(participant=participant)
-    if slot is None:
-        _step_set(participant, Step.STUDY_FULL)
-    else:
-        _step_set(participant, Step.INSTRUCTIONS, consented_at=timezone.now())
+    with transaction.atomic():
+        # "I agree" and "I do not agree" sent at once (two tabs): the row lock orders them and
+        # the second sees the first's step, so a decline never lands on a consent with a slot.
+        step = Participant.objects.select_for_update().values_list("step", flat=True).get(pk=participant.pk)
+        if step != Step.CONSENT:
+            participant.step = step
+            return step
+        if not agree:
+            _step_set(participant, Step.DECLINED)
+            return participant.step
+        slot = slot_claim(participant=participant)
+        if slot is None:
+            _step_set(participant, Step.STUDY_FULL)
+        else:
+            _step_set(participant, Step.INSTRUCTIONS, consented_at=timezone.now())
     return participant.step
 
 

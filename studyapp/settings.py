@@ -43,6 +43,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: rater URLs get the project's own error pages even with DEBUG on (errors.py).
+    "studyapp.errors.RaterErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -79,6 +81,18 @@ DATABASES = {
 # Rater pages are short requests; persistent connections save a connect per request.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The zero-setup default must hold concurrent raters. IMMEDIATE: a transaction takes the
+    # write lock when it begins, so two slot claims queue instead of one failing with
+    # "database is locked" when it upgrades a read lock; timeout: how long a writer waits
+    # for the lock (seconds); WAL: readers never wait for the writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=20.0),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,6 +122,7 @@ STORAGES = {
 }
 
 LOGIN_URL = "admin:login"
+CSRF_FAILURE_VIEW = "studyapp.errors.csrf_failure"
 
 # --- Celery -------------------------------------------------------------------------
 # No broker configured: run tasks in the calling process (the zero-setup demo mode).

@@ -124,6 +124,26 @@ STORAGES = {
 LOGIN_URL = "admin:login"
 CSRF_FAILURE_VIEW = "studyapp.errors.csrf_failure"
 
+# --- Cache (entry rate limits) ----------------------------------------------------------
+# CACHE_URL (e.g. redis://127.0.0.1:6379/1): Redis. Unset: a table in the platform's own
+# database (created by migrate), so the zero-setup default limits entries too.
+CACHES = {
+    "default": (
+        env.cache_url("CACHE_URL")
+        if env.str("CACHE_URL", default="")
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}
+    )
+}
+# New participations one IP address may start per hour (a resume never counts). Raters of
+# one university or household can share an address: keep it well above one.
+ENTRY_RATE_LIMIT_PER_HOUR = env.int("ENTRY_RATE_LIMIT_PER_HOUR", default=20)
+# Behind a reverse proxy, the client address is the last one the proxy appended to
+# X-Forwarded-For; without one (default) REMOTE_ADDR, which a client cannot forge.
+USE_X_FORWARDED_FOR = env.bool("USE_X_FORWARDED_FOR", default=False)
+# How often an open rater page tells the server the rater is still there (seconds); it must
+# stay well below every study's slot_hold_minutes.
+RATER_HEARTBEAT_SECONDS = env.int("RATER_HEARTBEAT_SECONDS", default=60)
+
 # --- Celery -------------------------------------------------------------------------
 # No broker configured: run tasks in the calling process (the zero-setup demo mode).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -220,12 +220,20 @@ def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
 
 
 def claimable_slots(*, study: Study, deployment: Deployment | None = None):
-    """Free slots and slots whose rater has been silent past the study's timeout."""
-    cutoff = timezone.now() - timedelta(minutes=study.slot_timeout_minutes)
+    """Free slots, and slots whose rater has been silent past the study's timeout, or past
+    the (shorter) hold while no rating of theirs is saved yet."""
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=study.slot_timeout_minutes)
+    hold_cutoff = now - timedelta(minutes=min(study.slot_hold_minutes, study.slot_timeout_minutes))
     slots = Slot.objects.filter(deployment__study=study)
     if deployment is not None:
         slots = slots.filter(deployment=deployment)
-    return slots.filter(Q(status=Slot.Status.FREE) | Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=cutoff))
+    rated = Exists(Rating.objects.filter(slot=OuterRef("pk"), participant=OuterRef("participant")))
+    return slots.filter(
+        Q(status=Slot.Status.FREE)
+        | Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=cutoff)
+        | (Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=hold_cutoff) & ~rated)
+    )
 
 
 def study_has_room(*, study: Study, deployment: Deployment | None = None) -> bool:

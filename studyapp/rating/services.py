@@ -172,22 +172,29 @@ def participant_enter(
     pinned_deployment: Deployment | None = None,
     user_agent: str = "",
 ) -> Participant:
-    """One participation per (study, PROLIFIC_PID): a returning rater gets the same one."""
+    """One participation per Prolific session (study, PROLIFIC_PID, SESSION_ID).
+
+    A returning rater with the same session gets the same participation. The same PID with
+    another SESSION_ID is a new attempt, flagged ``repeat_prolific_pid``: it never resumes the
+    other session's participation (whoever knows a PID cannot take over its ratings).
+    """
+    identity = {"study": study, "prolific_pid": prolific_pid, "prolific_session_id": prolific_session_id}
     try:
         with transaction.atomic():
             participant, created = Participant.objects.get_or_create(
-                study=study,
-                prolific_pid=prolific_pid,
+                **identity,
                 defaults={
                     "prolific_study_id": prolific_study_id,
-                    "prolific_session_id": prolific_session_id,
                     "pinned_deployment": pinned_deployment,
                     "user_agent": user_agent[:300],
                 },
             )
+            if created and Participant.objects.filter(study=study, prolific_pid=prolific_pid).count() > 1:
+                participant.flags = [*participant.flags, "repeat_prolific_pid"]
+                Participant.objects.filter(pk=participant.pk).update(flags=participant.flags)
     except IntegrityError:
         # Two tabs entered at the same moment: the other one created it.
-        participant, created = Participant.objects.get(study=study, prolific_pid=prolific_pid), False
+        participant, created = Participant.objects.get(**identity), False
     if (
         not created
         and participant.step == Step.STUDY_FULL

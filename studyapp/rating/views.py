@@ -31,6 +31,7 @@ from studyapp.rating.forms import (
     score_field_name,
 )
 from studyapp.rating.models import Participant
+from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.models import Study
 
 Step = Participant.Step
@@ -184,13 +185,30 @@ def entry(request: HttpRequest, study_slug: str, deployment_ref: str | None = No
             f"({', '.join(bad)}). Please open the study from Prolific again.",
             status=400,
         )
+    if study.prolific_study_id and params["STUDY_ID"] != study.prolific_study_id:
+        return message(
+            request,
+            "This link does not belong to this study",
+            "The study details in this link do not match this study. Please open the study again from Prolific.",
+            status=400,
+        )
     pinned = None
     if deployment_ref is not None:
         pinned = selectors.deployment_by_ref(study=study, ref=deployment_ref)
         if pinned is None:
             return _not_found(request)
-    returning = Participant.objects.filter(study=study, prolific_pid=params["PROLIFIC_PID"]).exists()
+    returning = Participant.objects.filter(
+        study=study, prolific_pid=params["PROLIFIC_PID"], prolific_session_id=params["SESSION_ID"]
+    ).exists()
     if not returning:
+        if not entry_rate_allow(request=request):
+            return message(
+                request,
+                "Too many new entries",
+                "Too many new participations were started from your network in the last hour. "
+                "Please try again later, or return the study on Prolific.",
+                status=429,
+            )
         if not study.is_open:
             return message(
                 request,
@@ -468,8 +486,8 @@ def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
         return message(
             request,
             "Your session has expired",
-            f"You were inactive for more than {study.slot_timeout_minutes} minutes, so your place was given "
-            "to another participant. Please return the study on Prolific.",
+            "You were away from the study for a while, so your place was given to another participant. "
+            "Please return the study on Prolific.",
         )
     code = study.prolific_screen_out_code
     return message(

@@ -41,6 +41,9 @@ class Study(models.Model):
     raters_per_deployment = models.PositiveIntegerField(default=30)
     stimuli_per_rater = models.PositiveIntegerField(default=10)
     slot_timeout_minutes = models.PositiveIntegerField(default=30)
+    # Until their first rating is saved a rater holds a slot only this long while silent:
+    # made-up entries that only click "I agree" cannot keep real raters out.
+    slot_hold_minutes = models.PositiveIntegerField(default=5)
 
     consent_text = models.TextField(blank=True)
     instructions_text = models.TextField(blank=True)
@@ -55,6 +58,8 @@ class Study(models.Model):
 
     prolific_completion_code = models.CharField(max_length=64, blank=True)
     prolific_screen_out_code = models.CharField(max_length=64, blank=True)
+    # Empty: not checked. Set: an entry link's STUDY_ID must equal it.
+    prolific_study_id = models.CharField(max_length=64, blank=True)
     is_open = models.BooleanField(default=False, help_text="Raters may enter only while the study is open.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -263,7 +263,9 @@ def _check_study(check: _Checker, top: dict) -> dict:
         generation.get("batch_size"), "generation.batch_size", default=16, minimum=1
     )
     raters = check.mapping(
-        top.get("raters", {}), "raters", allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes"}
+        top.get("raters", {}),
+        "raters",
+        allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes", "slot_hold_minutes"},
     )
     study["raters_per_deployment"] = check.integer(
         raters.get("per_deployment"), "raters.per_deployment", default=30, minimum=1
@@ -274,7 +276,15 @@ def _check_study(check: _Checker, top: dict) -> dict:
     study["slot_timeout_minutes"] = check.integer(
         raters.get("slot_timeout_minutes"), "raters.slot_timeout_minutes", default=30, minimum=1
     )
-    prolific = check.mapping(top.get("prolific", {}), "prolific", allowed={"completion_code", "screen_out_code"})
+    study["slot_hold_minutes"] = check.integer(
+        raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1
+    )
+    prolific = check.mapping(
+        top.get("prolific", {}), "prolific", allowed={"completion_code", "screen_out_code", "study_id"}
+    )
+    study["prolific_study_id"] = check.text(prolific.get("study_id"), "prolific.study_id", default="", max_length=64)
+    if study["prolific_study_id"] and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", study["prolific_study_id"]):
+        check.problem("prolific.study_id", "expected the study's id on Prolific (letters, digits, - and _)")
     study["prolific_completion_code"] = check.text(
         prolific.get("completion_code"), "prolific.completion_code", default="", max_length=64
     )

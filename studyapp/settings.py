@@ -20,7 +20,7 @@ env = environ.Env()
 PRODUCTION = env.bool("PRODUCTION", default=False)
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 
-_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105 (refused when PRODUCTION=1)
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
 if PRODUCTION and SECRET_KEY == _DEV_SECRET_KEY:
     raise ImproperlyConfigured("PRODUCTION=1 needs SECRET_KEY set to a long random value.")

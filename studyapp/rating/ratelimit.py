@@ -40,7 +40,7 @@ def entry_rate_allow(*, request: HttpRequest) -> bool:
     try:
         cache.add(key, 0, timeout=WINDOW_SECONDS + 60)
         count = cache.incr(key)
-    except Exception:  # noqa: BLE001 (any cache fault: fail open, see the module docstring)
+    except Exception:  # any cache fault: fail open, see the module docstring
         logger.warning("entry rate limit unavailable (cache unreachable); entry allowed", exc_info=True)
         return True
     return count <= limit

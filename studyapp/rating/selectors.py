@@ -146,14 +146,14 @@ def stimulus_display_prompt(*, stimulus: Stimulus) -> str:
 
 def rater_dimensions(*, study: Study, seed: str) -> list[RatingDimension]:
     dimensions = list(RatingDimension.objects.filter(study=study).order_by("position", "key"))
-    random.Random(f"{seed}:dimensions").shuffle(dimensions)
+    random.Random(f"{seed}:dimensions").shuffle(dimensions)  # noqa: S311 (a reproducible order, not a secret)
     return dimensions
 
 
 def pages_build(*, seed: str, stimuli: list[Stimulus], checks: list[AttentionCheck]) -> list[Page]:
     """This rater's sequence: their planned stimuli in a seeded order, checks at their positions."""
     order = list(stimuli)
-    random.Random(f"{seed}:stimuli").shuffle(order)
+    random.Random(f"{seed}:stimuli").shuffle(order)  # noqa: S311 (a reproducible order, not a secret)
     entries: list[tuple[Stimulus | None, AttentionCheck | None]] = [(stimulus, None) for stimulus in order]
     # Insert from the back so that each check's position counts rating pages only.
     for check in sorted(checks, key=lambda c: (c.after, c.index), reverse=True):

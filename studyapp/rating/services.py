@@ -80,7 +80,7 @@ def slot_plan_compute(
             f"{raters * take} ratings per condition, not a multiple of its {n_per_condition} stimuli: "
             "stimuli would get unequal numbers of ratings"
         )
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (the design must be reproducible from the seed; nothing secret)
     rings = {}
     for key in sorted(stimuli_by_condition):
         ring = sorted(stimuli_by_condition[key])

@@ -409,7 +409,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     if rater.participant is None:
         return _preview_page_done(request, rater, plan, page, form)
     if isinstance(form, AttentionCheckForm):
-        assert page.check is not None  # the form was chosen by the page
+        assert page.check is not None  # noqa: S101 (narrows the type: the form was chosen by the page)
         result = services.attention_check_submit(
             participant=rater.participant,
             page_index=page.index,

@@ -84,7 +84,7 @@ class SameStudyForm(forms.ModelForm):
     """Refuses related rows of another study than the row's own."""
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         own = None
         for name in ("study", "task", "deployment", "participant"):
             if name in cleaned and cleaned[name] is not None:
@@ -107,7 +107,7 @@ class SameStudyForm(forms.ModelForm):
 class ScopedChoicesMixin:
     """Foreign-key and many-to-many choices limited to the user's studies (admin and inlines)."""
 
-    form = SameStudyForm
+    form: type[forms.ModelForm] = SameStudyForm
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
@@ -134,14 +134,15 @@ class ScopedListFiltersMixin:
         return filters
 
 
-def _is_relation(model: type[Model], path: str) -> bool:
-    field = None
+def _is_relation(model: type[Model] | None, path: str) -> bool:
     for hop in path.split("__"):
+        if model is None:
+            return False
         field = model._meta.get_field(hop)
         if not field.is_relation:
             return False
-        model = field.related_model
-    return field is not None
+        model = field.related_model  # type: ignore[assignment]
+    return True
 
 
 class ScopedInline(ScopedChoicesMixin, admin.TabularInline):

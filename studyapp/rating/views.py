@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from studyapp.rating import selectors, services
 from studyapp.rating.forms import (
@@ -253,6 +253,25 @@ def preview_start(request: HttpRequest, study_slug: str) -> HttpResponse:
         return message(request, "Not allowed", "Only the researchers of this study can preview it.", status=403)
     request.session[_preview_key(study)] = {"step": Step.CONSENT, "done": []}
     return HttpResponseRedirect(reverse("rating:consent", args=[study.slug]))
+
+
+@require_POST
+def alive(request: HttpRequest, study_slug: str) -> HttpResponse:
+    """The heartbeat of an open rater page: the rater is still here, keep their slot.
+
+    One UPDATE; nothing else changes. A rater whose page is closed stops sending it and
+    loses the slot after the study's timeout (or the hold, before a first rating).
+    """
+    study = _study(study_slug)
+    rater = _rater(request, study) if study is not None else None
+    if rater is None or rater.participant is None:
+        return HttpResponse(status=204)  # a preview, or nobody: nothing to keep
+    if rater.participant.step in IN_PROGRESS:
+        services.participant_touch(participant=rater.participant)
+    return HttpResponse(status=204)
+
+
+IN_PROGRESS = {Step.CONSENT, Step.INSTRUCTIONS, Step.PRACTICE, Step.RATING, Step.DEBRIEF}
 
 
 # --- Steps -------------------------------------------------------------------------------

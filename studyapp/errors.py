@@ -23,6 +23,11 @@ from django.urls import Resolver404, resolve
 logger = logging.getLogger(__name__)
 
 RATER_PREFIX = "/r/"
+# Every debug page of Django (technical_404/500, the CSRF page) carries this tag; the
+# project's pages never do. It tells an exception turned into a response by Django itself
+# (in another middleware, where no process_exception runs) from a rater page's own 4xx.
+DEBUG_PAGE_MARK = b'<meta name="robots" content="NONE,NOARCHIVE">'
+PAGE_FOR_STATUS = {400: "400.html", 403: "403.html", 404: "404.html"}
 # Exceptions after which sending the same request again can succeed.
 RETRYABLE = (OperationalError, InterfaceError)
 
@@ -72,10 +77,13 @@ class RaterErrorPagesMiddleware:
         except Resolver404:
             return _page("404.html", 404)
         response = self.get_response(request)
-        if response.status_code >= 500 and not getattr(response, "rater_error_page", False):
-            # An exception in another middleware (sessions, CSRF) was turned into Django's
-            # own 500 response, a debug page when DEBUG is on: replace it.
-            return _page("500.html", 500)
+        if getattr(response, "rater_error_page", False) or response.streaming:
+            return response
+        if response.status_code >= 500 or DEBUG_PAGE_MARK in response.content:
+            # An exception in another middleware (sessions, CSRF, a body too large) was turned
+            # into Django's own response, a debug page when DEBUG is on: replace it.
+            status = response.status_code
+            return _page(PAGE_FOR_STATUS.get(status, "500.html"), status if status in PAGE_FOR_STATUS else 500)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from html import unescape as html_unescape
 from pathlib import Path
 
 import requests
@@ -121,3 +123,58 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=20)
         self.process = None
+
+
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+
+
+class HttpRater:
+    """A rater walking a real server with ``requests``: one session (cookies), forms filled
+    from the page's hidden inputs, sliders answered with fixed scores."""
+
+    def __init__(self, base_url: str, study_slug: str, pid: str, *, session_id: str | None = None) -> None:
+        self.session = requests.Session()
+        self.base = base_url
+        self.slug = study_slug
+        self.pid = pid
+        self.session_id = session_id or f"s-{pid}"
+
+    def enter(self) -> requests.Response:
+        query = {"PROLIFIC_PID": self.pid, "STUDY_ID": "prolific-study", "SESSION_ID": self.session_id}
+        return self.session.get(f"{self.base}/r/{self.slug}/", params=query, timeout=30)
+
+    def form(self, html: str) -> dict[str, str]:
+        data = {name: html_unescape(value) for name, value in HIDDEN.findall(html)}
+        for name in data:
+            if name.startswith("score-") or name == "response":
+                data[name] = "100" if name == "response" else "42"
+        return data
+
+    def post(self, path: str, data: dict[str, str]) -> requests.Response:
+        return self.session.post(
+            self.base + path, data=data, allow_redirects=False, timeout=60, headers={"Referer": self.base}
+        )
+
+    def to_rating_page(self) -> requests.Response:
+        """Enter, agree, read the instructions, do the practice: the first rating page."""
+        page = self.enter()
+        for extra in ({"choice": "agree"}, {}, {}):
+            path = page.url.removeprefix(self.base)
+            answer = self.post(path, self.form(page.text) | extra)
+            assert answer.status_code == 303, (path, answer.status_code, answer.text[:300])
+            page = self.session.get(self.base + answer.headers["Location"], timeout=30)
+        assert page.url.endswith("/-/rate/"), page.url
+        return page
+
+    def finish(self, page: requests.Response, limit: int = 50) -> requests.Response:
+        """Answer every page until the completion page."""
+        for _ in range(limit):
+            path = page.url.removeprefix(self.base)
+            if path.endswith("/-/done/"):
+                return page
+            extra = {"choice": "agree"} if path.endswith("/-/consent/") else {}
+            answer = self.post(path, self.form(page.text) | extra)
+            assert answer.status_code == 303, (path, answer.status_code, answer.text[:300])
+            page = self.session.get(self.base + answer.headers["Location"], timeout=30)
+            assert page.status_code == 200, (page.url, page.status_code)
+        raise AssertionError("no completion page")

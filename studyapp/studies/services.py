@@ -199,8 +199,6 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
     A finished job is not queued again; a job that is queued or running already is left
     alone, so pressing the button twice never runs a job twice at once.
     """
-    from studyapp.studies.tasks import generation_run_job
-
     chosen = list(deployments) if deployments is not None else list(study.deployments.all())
     n_items = {
         task_id: count for task_id, count in _item_counts([d.task_id for d in chosen]).items()
@@ -223,8 +221,35 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
             job.save(update_fields=["status", "total", "error_message", "updated_at"])
             queued.append(job)
         for job in queued:
-            transaction.on_commit(partial(generation_run_job.delay, job.pk))
+            transaction.on_commit(partial(generation_job_enqueue, job_id=job.pk))
     return queued
+
+
+BROKER_DOWN = (
+    "the task queue (Redis) could not be reached, so this job was not queued; nothing was lost: "
+    "retry it (or start generation again) once the queue is back"
+)
+
+
+def generation_job_enqueue(*, job_id: int) -> bool:
+    """Hand a queued job to the broker. If the broker is unreachable the job is marked
+    failed with a message that says so, never left "queued" with no message behind it
+    (a job in that state would never run and never be queued again)."""
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+
+    from studyapp.studies.tasks import generation_run_job
+
+    try:
+        # ignore_result: the job's row is its state; subscribing to a result first would block
+        # for ~20 s of backend retries on a dead Redis before the publish even fails.
+        generation_run_job.apply_async((job_id,), ignore_result=True)
+    except BrokerUnreachable:
+        logger.warning("generation job %s not queued: broker unreachable", job_id, exc_info=True)
+        GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(
+            status=GenerationJob.Status.FAILED, error_message=BROKER_DOWN
+        )
+        return False
+    return True
 
 
 def _item_counts(task_ids: list[int]) -> dict[int, int]:
@@ -243,9 +268,7 @@ def generation_job_retry(*, job: GenerationJob) -> bool:
         job.status = GenerationJob.Status.QUEUED
         job.error_message = ""
         job.save(update_fields=["status", "error_message", "updated_at"])
-        from studyapp.studies.tasks import generation_run_job
-
-        transaction.on_commit(lambda: generation_run_job.delay(job.pk))
+        transaction.on_commit(partial(generation_job_enqueue, job_id=job.pk))
     return True
 
 

@@ -32,6 +32,7 @@ def test_a_connection_cut_during_a_rating_post_gets_a_retry_page_and_the_retry_s
     built = build_rating_study()
     rater = HttpRater(pg_server.url, built.study.slug, "5f00000000000000000e0001")
     page = rater.to_rating_page()
+    rate = f"/r/{rater.slug}/-/rate/"
     answer = rater.form(page.text)
     participant = Participant.objects.get(prolific_pid=rater.pid)
     result: dict = {}
@@ -39,7 +40,7 @@ def test_a_connection_cut_during_a_rating_post_gets_a_retry_page_and_the_retry_s
     with psycopg.connect(_test_database_url(), autocommit=False) as blocker:
         # Hold the rater's slot row: the POST's SELECT ... FOR UPDATE waits inside its transaction.
         blocker.execute("SELECT id FROM rating_slot WHERE participant_id = %s FOR UPDATE", [participant.pk])
-        thread = threading.Thread(target=lambda: result.update(r=rater.post("/r/%s/-/rate/" % rater.slug, answer)))
+        thread = threading.Thread(target=lambda: result.update(r=rater.post(rate, answer)))
         thread.start()
         with psycopg.connect(_test_database_url(), autocommit=True) as admin:
             deadline = time.monotonic() + 20
@@ -62,9 +63,9 @@ def test_a_connection_cut_during_a_rating_post_gets_a_retry_page_and_the_retry_s
     assert Rating.objects.filter(participant=participant).count() == 0
     retry = dict(HIDDEN.findall(cut.text))
     assert retry == {key: value for key, value in answer.items()}
-    again = rater.post("/r/%s/-/rate/" % rater.slug, retry)
+    again = rater.post(rate, retry)
     assert again.status_code == 303
-    twice = rater.post("/r/%s/-/rate/" % rater.slug, retry)  # a second press of "try again"
+    twice = rater.post(rate, retry)  # a second press of "try again"
     assert twice.status_code == 303
     assert Rating.objects.filter(participant=participant).count() == len(DIMENSIONS)
     assert Rating.objects.filter(participant=participant, page_index=0).count() == len(DIMENSIONS)

@@ -71,7 +71,16 @@ def _app_env() -> dict[str, str]:
 # --- Seeding (runs in a child process with Django set up) ----------------------------
 
 
-def seed() -> None:
+def seed(
+    *,
+    slug: str = STUDY_SLUG,
+    deployments: int = DEPLOYMENTS,
+    items: int = ITEMS,
+    raters_per_deployment: int = RATERS_PER_DEPLOYMENT,
+    stimuli_per_rater: int = STIMULI_PER_RATER,
+    **study_fields,
+) -> None:
+    """A study of ``deployments`` x (base, activation) x ``items``, slots built (also used by load_raters.py)."""
     import django
 
     django.setup()
@@ -79,18 +88,19 @@ def seed() -> None:
     from studyapp.studies import models as m
 
     study = m.Study.objects.create(
-        slug=STUDY_SLUG,
+        slug=slug,
         title="Benchmark study",
         is_open=True,
-        raters_per_deployment=RATERS_PER_DEPLOYMENT,
-        stimuli_per_rater=STIMULI_PER_RATER,
+        raters_per_deployment=raters_per_deployment,
+        stimuli_per_rater=stimuli_per_rater,
         prolific_completion_code="BENCH",
+        **study_fields,
     )
     for position, key in enumerate(DIMENSIONS):
         m.RatingDimension.objects.create(study=study, key=key, question=f"How {key}?", position=position)
     task = m.TaskFamily.objects.create(study=study, key="aut", template="What is an unusual use for a {item}?")
-    items = [m.Item.objects.create(task=task, key=f"i{i}", text=f"object {i}") for i in range(ITEMS)]
-    for d in range(DEPLOYMENTS):
+    task_items = [m.Item.objects.create(task=task, key=f"i{i}", text=f"object {i}") for i in range(items)]
+    for d in range(deployments):
         model = m.LanguageModel.objects.create(study=study, key=f"model-{d}", source="embedded")
         deployment = m.Deployment.objects.create(study=study, slug=f"dep-{d}", model=model, task=task)
         for method in ("base", "activation"):
@@ -111,7 +121,7 @@ def seed() -> None:
                         model_source="embedded",
                         model_sha256="0" * 64,
                     )
-                    for item in items
+                    for item in task_items
                 ]
             )
     print(json.dumps(study_build_slots(study=study)))
@@ -231,25 +241,7 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
         subprocess.run([sys.executable, __file__, "_seed"], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        gunicorn = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "studyapp.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--log-level", "warning"],
-            cwd=REPO, env=env,
-        )  # fmt: skip
-        import requests
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # still booting
-                pass
-            if time.monotonic() > deadline or gunicorn.poll() is not None:
-                sys.exit("gunicorn did not come up")
-            time.sleep(0.3)
+        gunicorn, base = start_gunicorn(env, args.workers)
 
         results = {}
         first_pid = 0
@@ -263,6 +255,30 @@ def main() -> None:
             gunicorn.terminate()
             gunicorn.wait(timeout=30)
         _admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+def start_gunicorn(env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
+    """gunicorn (sync workers) on a free loopback port, once /healthz answers (also used by load_raters.py)."""
+    import requests
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    gunicorn = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "studyapp.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--log-level", "warning", "--backlog", "2048"],
+        cwd=REPO, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return gunicorn, base
+        except requests.RequestException:  # still booting
+            pass
+        if time.monotonic() > deadline or gunicorn.poll() is not None:
+            gunicorn.kill()
+            sys.exit("gunicorn did not come up")
+        time.sleep(0.3)
 
 
 def report(results: dict[int, dict[str, list[float]]], args) -> None:

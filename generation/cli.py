@@ -87,7 +87,7 @@ def _steer_weights(args: argparse.Namespace) -> int:
         params["prompt_file"] = str(args.prompt_file)
     spec = ConditionSpec(method="weight", model=args.model, params=params)
     artifact = prepare_artifact(spec, args.out, device=args.device, dtype=args.dtype, progress=not args.quiet)
-    assert artifact is not None
+    assert artifact is not None  # noqa: S101 (narrows the type: a "weight" spec always yields an artifact)
     manifest = artifact.manifest
     print(
         f"{artifact.path}: edited {manifest['n_weights_edited']} of {manifest['n_weights_considered']} weights "

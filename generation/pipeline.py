@@ -246,10 +246,10 @@ def iter_samples(
     coeff = 0.0
     model_ref: str = spec.model
     if spec.method == "weight":
-        assert artifact is not None
+        assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "weight")
         model_ref = artifact.path
     elif spec.method == "activation":
-        assert artifact is not None
+        assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "activation")
         from generation.activation_steering import DEFAULT_COEFF, SteeringVectors
 
         vectors = SteeringVectors.load(artifact.path).vectors

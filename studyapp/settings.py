@@ -20,7 +20,7 @@ env = environ.Env()
 PRODUCTION = env.bool("PRODUCTION", default=False)
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 
-_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105 (refused when PRODUCTION=1)
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
 if PRODUCTION and SECRET_KEY == _DEV_SECRET_KEY:
     raise ImproperlyConfigured("PRODUCTION=1 needs SECRET_KEY set to a long random value.")
@@ -43,6 +43,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: rater URLs get the project's own error pages even with DEBUG on (errors.py).
+    "studyapp.errors.RaterErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,6 +67,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "studyapp.rating.context.heartbeat",
             ],
         },
     },
@@ -79,6 +82,18 @@ DATABASES = {
 # Rater pages are short requests; persistent connections save a connect per request.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The zero-setup default must hold concurrent raters. IMMEDIATE: a transaction takes the
+    # write lock when it begins, so two slot claims queue instead of one failing with
+    # "database is locked" when it upgrades a read lock; timeout: how long a writer waits
+    # for the lock (seconds); WAL: readers never wait for the writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=20.0),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,6 +123,27 @@ STORAGES = {
 }
 
 LOGIN_URL = "admin:login"
+CSRF_FAILURE_VIEW = "studyapp.errors.csrf_failure"
+
+# --- Cache (entry rate limits) ----------------------------------------------------------
+# CACHE_URL (e.g. redis://127.0.0.1:6379/1): Redis. Unset: a table in the platform's own
+# database (created by migrate), so the zero-setup default limits entries too.
+CACHES = {
+    "default": (
+        env.cache_url("CACHE_URL")
+        if env.str("CACHE_URL", default="")
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}
+    )
+}
+# New participations one IP address may start per hour (a resume never counts). Raters of
+# one university or household can share an address: keep it well above one.
+ENTRY_RATE_LIMIT_PER_HOUR = env.int("ENTRY_RATE_LIMIT_PER_HOUR", default=20)
+# Behind a reverse proxy, the client address is the last one the proxy appended to
+# X-Forwarded-For; without one (default) REMOTE_ADDR, which a client cannot forge.
+USE_X_FORWARDED_FOR = env.bool("USE_X_FORWARDED_FOR", default=False)
+# How often an open rater page tells the server the rater is still there (seconds); it must
+# stay well below every study's slot_hold_minutes.
+RATER_HEARTBEAT_SECONDS = env.int("RATER_HEARTBEAT_SECONDS", default=60)
 
 # --- Celery -------------------------------------------------------------------------
 # No broker configured: run tasks in the calling process (the zero-setup demo mode).

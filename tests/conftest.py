@@ -46,6 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def _entry_rate_limit_high(settings) -> None:
+    """Every test client comes from 127.0.0.1 and the database cache outlives transactional
+    tests: a limit is set only by the tests about it (tests/studyapp/trust/test_entry_links.py)."""
+    settings.ENTRY_RATE_LIMIT_PER_HOUR = 1_000_000
+
+
 @pytest.fixture
 def celery_eager() -> Iterator[None]:
     """Run Celery tasks in the calling process, for tests about what a task stores."""

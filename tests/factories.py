@@ -160,3 +160,30 @@ class RatingFactory(factory.django.DjangoModelFactory):
     score = 50.0
     page_index = 0
     seconds_on_page = 12.5
+
+
+# --- Personas of the trust tests (issue 11) ----------------------------------------------
+
+
+def panel_user(*, username: str, study=None, staff: bool = True, superuser: bool = False):
+    """A user with every admin permission of the studies and rating apps (as a researchers' group
+    would give), researcher of ``study`` when one is given: what a persona may do is then
+    decided by the study scoping alone, not by missing model permissions."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(username=username, is_staff=staff, is_superuser=superuser)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["studies", "rating"]))
+    if study is not None:
+        study.researchers.add(user)
+    return user
+
+
+def personas(*, study, other_study) -> dict:
+    """``researcher`` of ``study``; ``other_researcher`` of ``other_study`` only; ``non_staff``
+    (a logged-in user who is not staff, with the same permissions); ``superuser``."""
+    return {
+        "researcher": panel_user(username="researcher", study=study),
+        "other_researcher": panel_user(username="other-researcher", study=other_study),
+        "non_staff": panel_user(username="non-staff", study=study, staff=False),
+        "superuser": panel_user(username="superuser", superuser=True),
+    }

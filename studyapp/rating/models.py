@@ -53,7 +53,11 @@ class Participant(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["study", "prolific_pid"], name="one_participation_per_study_pid")
+            # A Prolific session is one attempt: another SESSION_ID for the same PID is a new,
+            # flagged participation, never a way into someone else's (see docs/trust.md).
+            models.UniqueConstraint(
+                fields=["study", "prolific_pid", "prolific_session_id"], name="one_participation_per_prolific_session"
+            )
         ]
 
     def __str__(self) -> str:

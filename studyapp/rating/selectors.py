@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -146,14 +146,14 @@ def stimulus_display_prompt(*, stimulus: Stimulus) -> str:
 
 def rater_dimensions(*, study: Study, seed: str) -> list[RatingDimension]:
     dimensions = list(RatingDimension.objects.filter(study=study).order_by("position", "key"))
-    random.Random(f"{seed}:dimensions").shuffle(dimensions)
+    random.Random(f"{seed}:dimensions").shuffle(dimensions)  # noqa: S311 (a reproducible order, not a secret)
     return dimensions
 
 
 def pages_build(*, seed: str, stimuli: list[Stimulus], checks: list[AttentionCheck]) -> list[Page]:
     """This rater's sequence: their planned stimuli in a seeded order, checks at their positions."""
     order = list(stimuli)
-    random.Random(f"{seed}:stimuli").shuffle(order)
+    random.Random(f"{seed}:stimuli").shuffle(order)  # noqa: S311 (a reproducible order, not a secret)
     entries: list[tuple[Stimulus | None, AttentionCheck | None]] = [(stimulus, None) for stimulus in order]
     # Insert from the back so that each check's position counts rating pages only.
     for check in sorted(checks, key=lambda c: (c.after, c.index), reverse=True):
@@ -220,12 +220,20 @@ def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
 
 
 def claimable_slots(*, study: Study, deployment: Deployment | None = None):
-    """Free slots and slots whose rater has been silent past the study's timeout."""
-    cutoff = timezone.now() - timedelta(minutes=study.slot_timeout_minutes)
+    """Free slots, and slots whose rater has been silent past the study's timeout, or past
+    the (shorter) hold while no rating of theirs is saved yet."""
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=study.slot_timeout_minutes)
+    hold_cutoff = now - timedelta(minutes=min(study.slot_hold_minutes, study.slot_timeout_minutes))
     slots = Slot.objects.filter(deployment__study=study)
     if deployment is not None:
         slots = slots.filter(deployment=deployment)
-    return slots.filter(Q(status=Slot.Status.FREE) | Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=cutoff))
+    rated = Exists(Rating.objects.filter(slot=OuterRef("pk"), participant=OuterRef("participant")))
+    return slots.filter(
+        Q(status=Slot.Status.FREE)
+        | Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=cutoff)
+        | (Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=hold_cutoff) & ~rated)
+    )
 
 
 def study_has_room(*, study: Study, deployment: Deployment | None = None) -> bool:
@@ -233,12 +241,13 @@ def study_has_room(*, study: Study, deployment: Deployment | None = None) -> boo
 
 
 def deployment_by_ref(*, study: Study, ref: str) -> Deployment | None:
-    """A pinned entry link names its deployment by opaque token (or, tolerated, by slug)."""
+    """A pinned entry link names its deployment by opaque token only.
+
+    Never by slug: a slug names model and method, and accepting it would let a rater pick
+    a deployment and probe slug names.
+    """
     link = DeploymentLink.objects.filter(token=ref, deployment__study=study).select_related("deployment").first()
-    if link is not None:
-        return link.deployment
-    # An automatic-only deployment has no raters: its slug leads nowhere.
-    return Deployment.objects.filter(study=study, slug=ref, automatic_only=False).first()
+    return link.deployment if link is not None else None
 
 
 def deployment_entry_path(*, deployment: Deployment) -> str | None:

@@ -80,7 +80,7 @@ def slot_plan_compute(
             f"{raters * take} ratings per condition, not a multiple of its {n_per_condition} stimuli: "
             "stimuli would get unequal numbers of ratings"
         )
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (the design must be reproducible from the seed; nothing secret)
     rings = {}
     for key in sorted(stimuli_by_condition):
         ring = sorted(stimuli_by_condition[key])
@@ -216,22 +216,29 @@ def participant_enter(
     pinned_deployment: Deployment | None = None,
     user_agent: str = "",
 ) -> Participant:
-    """One participation per (study, PROLIFIC_PID): a returning rater gets the same one."""
+    """One participation per Prolific session (study, PROLIFIC_PID, SESSION_ID).
+
+    A returning rater with the same session gets the same participation. The same PID with
+    another SESSION_ID is a new attempt, flagged ``repeat_prolific_pid``: it never resumes the
+    other session's participation (whoever knows a PID cannot take over its ratings).
+    """
+    identity = {"study": study, "prolific_pid": prolific_pid, "prolific_session_id": prolific_session_id}
     try:
         with transaction.atomic():
             participant, created = Participant.objects.get_or_create(
-                study=study,
-                prolific_pid=prolific_pid,
+                **identity,
                 defaults={
                     "prolific_study_id": prolific_study_id,
-                    "prolific_session_id": prolific_session_id,
                     "pinned_deployment": pinned_deployment,
                     "user_agent": user_agent[:300],
                 },
             )
+            if created and Participant.objects.filter(study=study, prolific_pid=prolific_pid).count() > 1:
+                participant.flags = [*participant.flags, "repeat_prolific_pid"]
+                Participant.objects.filter(pk=participant.pk).update(flags=participant.flags)
     except IntegrityError:
         # Two tabs entered at the same moment: the other one created it.
-        participant, created = Participant.objects.get(study=study, prolific_pid=prolific_pid), False
+        participant, created = Participant.objects.get(**identity), False
     if (
         not created
         and participant.step == Step.STUDY_FULL
@@ -315,14 +322,21 @@ def participant_consent(*, participant: Participant, agree: bool) -> str:
     """Agree: claim a slot and go on (or see the study-full page). Decline: end politely."""
     if participant.step != Step.CONSENT:
         return participant.step
-    if not agree:
-        _step_set(participant, Step.DECLINED)
-        return participant.step
-    slot = slot_claim(participant=participant)
-    if slot is None:
-        _step_set(participant, Step.STUDY_FULL)
-    else:
-        _step_set(participant, Step.INSTRUCTIONS, consented_at=timezone.now())
+    with transaction.atomic():
+        # "I agree" and "I do not agree" sent at once (two tabs): the row lock orders them and
+        # the second sees the first's step, so a decline never lands on a consent with a slot.
+        step = Participant.objects.select_for_update().values_list("step", flat=True).get(pk=participant.pk)
+        if step != Step.CONSENT:
+            participant.step = step
+            return step
+        if not agree:
+            _step_set(participant, Step.DECLINED)
+            return participant.step
+        slot = slot_claim(participant=participant)
+        if slot is None:
+            _step_set(participant, Step.STUDY_FULL)
+        else:
+            _step_set(participant, Step.INSTRUCTIONS, consented_at=timezone.now())
     return participant.step
 
 

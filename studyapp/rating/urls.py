@@ -18,5 +18,6 @@ urlpatterns = [
     path("<slug:study_slug>/-/debrief/", views.debrief, name="debrief"),
     path("<slug:study_slug>/-/done/", views.done, name="done"),
     path("<slug:study_slug>/-/ended/", views.ended, name="ended"),
+    path("<slug:study_slug>/-/alive/", views.alive, name="alive"),
     path("<slug:study_slug>/<slug:deployment_ref>/", views.entry, name="entry_pinned"),
 ]

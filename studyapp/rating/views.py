@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from studyapp.rating import selectors, services
 from studyapp.rating.forms import (
@@ -31,6 +31,7 @@ from studyapp.rating.forms import (
     score_field_name,
 )
 from studyapp.rating.models import Participant
+from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.models import Study
 
 Step = Participant.Step
@@ -184,13 +185,30 @@ def entry(request: HttpRequest, study_slug: str, deployment_ref: str | None = No
             f"({', '.join(bad)}). Please open the study from Prolific again.",
             status=400,
         )
+    if study.prolific_study_id and params["STUDY_ID"] != study.prolific_study_id:
+        return message(
+            request,
+            "This link does not belong to this study",
+            "The study details in this link do not match this study. Please open the study again from Prolific.",
+            status=400,
+        )
     pinned = None
     if deployment_ref is not None:
         pinned = selectors.deployment_by_ref(study=study, ref=deployment_ref)
         if pinned is None:
             return _not_found(request)
-    returning = Participant.objects.filter(study=study, prolific_pid=params["PROLIFIC_PID"]).exists()
+    returning = Participant.objects.filter(
+        study=study, prolific_pid=params["PROLIFIC_PID"], prolific_session_id=params["SESSION_ID"]
+    ).exists()
     if not returning:
+        if not entry_rate_allow(request=request):
+            return message(
+                request,
+                "Too many new entries",
+                "Too many new participations were started from your network in the last hour. "
+                "Please try again later, or return the study on Prolific.",
+                status=429,
+            )
         if not study.is_open:
             return message(
                 request,
@@ -235,6 +253,25 @@ def preview_start(request: HttpRequest, study_slug: str) -> HttpResponse:
         return message(request, "Not allowed", "Only the researchers of this study can preview it.", status=403)
     request.session[_preview_key(study)] = {"step": Step.CONSENT, "done": []}
     return HttpResponseRedirect(reverse("rating:consent", args=[study.slug]))
+
+
+@require_POST
+def alive(request: HttpRequest, study_slug: str) -> HttpResponse:
+    """The heartbeat of an open rater page: the rater is still here, keep their slot.
+
+    One UPDATE; nothing else changes. A rater whose page is closed stops sending it and
+    loses the slot after the study's timeout (or the hold, before a first rating).
+    """
+    study = _study(study_slug)
+    rater = _rater(request, study) if study is not None else None
+    if rater is None or rater.participant is None:
+        return HttpResponse(status=204)  # a preview, or nobody: nothing to keep
+    if rater.participant.step in IN_PROGRESS:
+        services.participant_touch(participant=rater.participant)
+    return HttpResponse(status=204)
+
+
+IN_PROGRESS = {Step.CONSENT, Step.INSTRUCTIONS, Step.PRACTICE, Step.RATING, Step.DEBRIEF}
 
 
 # --- Steps -------------------------------------------------------------------------------
@@ -391,7 +428,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     if rater.participant is None:
         return _preview_page_done(request, rater, plan, page, form)
     if isinstance(form, AttentionCheckForm):
-        assert page.check is not None  # the form was chosen by the page
+        assert page.check is not None  # noqa: S101 (narrows the type: the form was chosen by the page)
         result = services.attention_check_submit(
             participant=rater.participant,
             page_index=page.index,
@@ -468,8 +505,8 @@ def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
         return message(
             request,
             "Your session has expired",
-            f"You were inactive for more than {study.slot_timeout_minutes} minutes, so your place was given "
-            "to another participant. Please return the study on Prolific.",
+            "You were away from the study for a while, so your place was given to another participant. "
+            "Please return the study on Prolific.",
         )
     code = study.prolific_screen_out_code
     return message(

@@ -15,7 +15,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from studyapp.rating import models as rating
-from studyapp.studies import selectors, services
+from studyapp.studies import services
+from studyapp.studies.admin_scoping import ScopedChoicesMixin, ScopedInline, ScopedListFiltersMixin, scoped
 from studyapp.studies.forms import SpecUploadForm
 from studyapp.studies.models import (
     Condition,
@@ -30,20 +31,34 @@ from studyapp.studies.models import (
     StudyReport,
     TaskFamily,
 )
+from studyapp.studies.provenance import NEW_VERSION_ADVICE
 from studyapp.studies.spec import SpecError
 
 
-class StudyScopedAdmin(admin.ModelAdmin):
-    """Rows are visible only through a study the user may see; ``study_path`` leads there."""
-
-    study_path = "study"
+class StudyScopedAdmin(ScopedListFiltersMixin, ScopedChoicesMixin, admin.ModelAdmin):
+    """Rows, choices, filters and forms only of the studies the user may see (admin_scoping.py)."""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        studies = selectors.studies_visible_to(user=request.user)
-        return queryset.filter(**{f"{self.study_path}__in": studies})
+        return scoped(super().get_queryset(request), request.user)
+
+
+class ProvenanceReadOnlyMixin:
+    """Provenance fields are read-only once stimuli were generated with them (provenance.py)."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        readonly = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        if obj is not None and obj.provenance_locked():
+            readonly += tuple(f for f in obj.provenance_fields if f not in readonly)
+        return readonly
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if request.method == "GET" and obj is not None and obj.provenance_locked():
+            fields = ", ".join(obj.provenance_fields)
+            self.message_user(  # type: ignore[attr-defined]
+                request, f"{fields.capitalize()} are read-only: {NEW_VERSION_ADVICE}.", messages.WARNING
+            )
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
 
 
 class ReadOnlyAdmin(StudyScopedAdmin):
@@ -56,18 +71,23 @@ class ReadOnlyAdmin(StudyScopedAdmin):
         return False
 
 
-class LanguageModelInline(admin.TabularInline):
+class LanguageModelInline(ScopedInline):
     model = LanguageModel
     extra = 0
 
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        # obj is the study: once it has stimuli, no model's source may change here.
+        locked = obj is not None and obj.provenance_locked()
+        return (*super().get_readonly_fields(request, obj), *(LanguageModel.provenance_fields if locked else ()))
 
-class RatingDimensionInline(admin.TabularInline):
+
+class RatingDimensionInline(ScopedInline):
     model = RatingDimension
     extra = 0
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(ProvenanceReadOnlyMixin, StudyScopedAdmin):
     list_display = ("slug", "title", "spec_version", "is_open", "dashboard_link", "created_at")
     search_fields = ("slug", "title")
     readonly_fields = ("spec_version", "spec_sha256", "spec", "created_at")
@@ -90,7 +110,9 @@ class StudyAdmin(admin.ModelAdmin):
             upload = form.cleaned_data["spec"]
             try:
                 study, changed = services.study_load(
-                    content=upload.read(), source=upload.name, researchers=[request.user.get_username()]
+                    content=upload.read(),
+                    source=upload.name,
+                    acting_user=request.user,
                 )
             except SpecError as error:
                 problems = error.problems
@@ -109,9 +131,6 @@ class StudyAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/studies/study/load_spec.html", context)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return selectors.studies_visible_to(user=request.user) if not request.user.is_superuser else Study.objects.all()
-
     @admin.display(description="Dashboard")
     def dashboard_link(self, study: Study) -> str:
         return format_html('<a href="{}">dashboard</a>', reverse("studies:dashboard", args=[study.slug]))
@@ -123,19 +142,19 @@ class StudyAdmin(admin.ModelAdmin):
 
 
 @admin.register(LanguageModel)
-class LanguageModelAdmin(StudyScopedAdmin):
+class LanguageModelAdmin(ProvenanceReadOnlyMixin, StudyScopedAdmin):
     list_display = ("key", "study", "source")
     list_filter = ("study",)
 
 
 @admin.register(Condition)
-class ConditionAdmin(StudyScopedAdmin):
+class ConditionAdmin(ProvenanceReadOnlyMixin, StudyScopedAdmin):
     list_display = ("key", "study", "model", "method", "params", "artifact_sha256")
     list_filter = ("study", "method")
     readonly_fields = ("artifact_sha256", "artifact_manifest")
 
 
-class ItemInline(admin.TabularInline):
+class ItemInline(ScopedInline):
     model = Item
     extra = 0
 
@@ -149,7 +168,6 @@ class TaskFamilyAdmin(StudyScopedAdmin):
 
 @admin.register(Item)
 class ItemAdmin(StudyScopedAdmin):
-    study_path = "task__study"
     list_display = ("key", "task", "text")
     list_filter = ("task__study",)
 
@@ -169,7 +187,6 @@ class DeploymentAdmin(StudyScopedAdmin):
 
 @admin.register(GenerationJob)
 class GenerationJobAdmin(StudyScopedAdmin):
-    study_path = "deployment__study"
     list_display = ("__str__", "status", "done", "total", "tokens_per_second", "attempts", "short_error", "updated_at")
     list_filter = ("status", "deployment__study")
     list_select_related = ("deployment", "condition")
@@ -191,7 +208,6 @@ class GenerationJobAdmin(StudyScopedAdmin):
 
 @admin.register(Stimulus)
 class StimulusAdmin(ReadOnlyAdmin):
-    study_path = "deployment__study"
     list_display = ("token", "deployment", "condition", "item", "sample_index", "n_new_tokens", "short_text")
     list_filter = ("deployment__study", "condition__method")
     list_select_related = ("deployment", "condition", "item__task")
@@ -204,7 +220,6 @@ class StimulusAdmin(ReadOnlyAdmin):
 
 @admin.register(DiversityMetric)
 class DiversityMetricAdmin(ReadOnlyAdmin):
-    study_path = "deployment__study"
     list_display = ("deployment", "condition", "item", "n_samples", "computed_at")
     list_select_related = ("deployment", "condition", "item__task")
 
@@ -223,7 +238,6 @@ class ParticipantAdmin(ReadOnlyAdmin):
 
 @admin.register(rating.Slot)
 class SlotAdmin(ReadOnlyAdmin):
-    study_path = "deployment__study"
     list_display = ("__str__", "status", "participant", "claimed_at", "completed_at", "times_released")
     list_filter = ("status", "deployment__study")
     list_select_related = ("deployment", "participant")
@@ -231,13 +245,11 @@ class SlotAdmin(ReadOnlyAdmin):
 
 @admin.register(rating.Rating)
 class RatingAdmin(ReadOnlyAdmin):
-    study_path = "participant__study"
     list_display = ("participant", "stimulus", "dimension", "score", "page_index", "seconds_on_page", "created_at")
     list_select_related = ("participant", "stimulus", "dimension")
 
 
 @admin.register(rating.AttentionCheckResponse)
 class AttentionCheckResponseAdmin(ReadOnlyAdmin):
-    study_path = "participant__study"
     list_display = ("participant", "check_index", "page_index", "response", "passed", "created_at")
     list_select_related = ("participant",)

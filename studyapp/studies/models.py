@@ -15,13 +15,18 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+from studyapp.studies.provenance import ProvenanceGuarded
+
 
 def new_opaque_token() -> str:
     """A random token that reveals nothing (no id, no order, no condition)."""
     return secrets.token_urlsafe(12)
 
 
-class Study(models.Model):
+class Study(ProvenanceGuarded, models.Model):
+    # Every stimulus' seed and decoding derive from these (studies/provenance.py).
+    provenance_fields = ("seed", "decoding")
+
     slug = models.SlugField(max_length=64, unique=True)
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -46,6 +51,9 @@ class Study(models.Model):
     raters_per_deployment = models.PositiveIntegerField(default=30)
     stimuli_per_rater = models.PositiveIntegerField(default=10)
     slot_timeout_minutes = models.PositiveIntegerField(default=30)
+    # Until their first rating is saved a rater holds a slot only this long while silent:
+    # made-up entries that only click "I agree" cannot keep real raters out.
+    slot_hold_minutes = models.PositiveIntegerField(default=5)
 
     consent_text = models.TextField(blank=True)
     instructions_text = models.TextField(blank=True)
@@ -60,6 +68,8 @@ class Study(models.Model):
 
     prolific_completion_code = models.CharField(max_length=64, blank=True)
     prolific_screen_out_code = models.CharField(max_length=64, blank=True)
+    # Empty: not checked. Set: an entry link's STUDY_ID must equal it.
+    prolific_study_id = models.CharField(max_length=64, blank=True)
     is_open = models.BooleanField(default=False, help_text="Raters may enter only while the study is open.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -69,8 +79,13 @@ class Study(models.Model):
     def __str__(self) -> str:
         return self.title or self.slug
 
+    def provenance_stimuli(self):
+        return Stimulus.objects.filter(deployment__study=self)
 
-class LanguageModel(models.Model):
+
+class LanguageModel(ProvenanceGuarded, models.Model):
+    provenance_fields = ("source",)
+
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="language_models")
     key = models.SlugField(max_length=64)
     source = models.CharField(max_length=500, help_text='"embedded", a Hugging Face model folder or a .gguf file.')
@@ -81,8 +96,13 @@ class LanguageModel(models.Model):
     def __str__(self) -> str:
         return self.key
 
+    def provenance_stimuli(self):
+        return Stimulus.objects.filter(condition__model=self)
 
-class Condition(models.Model):
+
+class Condition(ProvenanceGuarded, models.Model):
+    provenance_fields = ("method", "params", "model")
+
     class Method(models.TextChoices):
         BASE = "base", "Unsteered base model"
         WEIGHT = "weight", "CreativityNeuro weight steering"
@@ -108,6 +128,9 @@ class Condition(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def provenance_stimuli(self):
+        return Stimulus.objects.filter(condition=self)
 
 
 class TaskFamily(models.Model):

@@ -44,6 +44,14 @@ class StudyLoadError(ValueError):
     """The spec is fine but cannot replace what the database holds."""
 
 
+# Said for every slug an uploader may not use, whether a study the uploader is not a
+# researcher of holds it or it is reserved: the words never confirm that another team's
+# study exists, nor anything about it (title, data, researchers). See docs/trust.md.
+SLUG_UNAVAILABLE = "the slug {slug} is not available to you: give the study another slug"
+# Names a researcher is never given, so that a refusal cannot be told apart from these.
+RESERVED_SLUGS = frozenset({"admin", "panel", "r", "static", "healthz", "login", "logout", "new", "preview"})
+
+
 # --- Loading a spec -------------------------------------------------------------------
 
 
@@ -57,8 +65,15 @@ def study_load_file(*, path: str | Path, researchers: Sequence[str] = ()) -> tup
     return study_load(content=content, source=str(path), researchers=researchers)
 
 
-def study_load(*, content: str | bytes, source: str = "spec", researchers: Sequence[str] = ()) -> tuple[Study, bool]:
+def study_load(
+    *, content: str | bytes, source: str = "spec", researchers: Sequence[str] = (), acting_user=None
+) -> tuple[Study, bool]:
     """Check a spec and write it, all or nothing. Returns ``(study, changed)``.
+
+    ``acting_user``: who asks (the admin's uploader). Unless a superuser, they may load only
+    a new slug or a study they are already a researcher of; any other slug is refused
+    with :data:`SLUG_UNAVAILABLE` before anything is read or written. ``None`` is the
+    operator's command line, trusted as the database owner.
 
     Loading the same spec again (same sha256) changes nothing, so the demo and deploy
     scripts can load unconditionally. A different spec for an existing slug replaces the
@@ -67,8 +82,11 @@ def study_load(*, content: str | bytes, source: str = "spec", researchers: Seque
     """
     spec = spec_parse(content, source=source)
     users = _researchers_lookup(researchers, source)
+    if acting_user is not None and acting_user not in users:
+        users.append(acting_user)  # the uploader becomes a researcher of what they loaded
     with transaction.atomic():
         study = Study.objects.select_for_update().filter(slug=spec.study["slug"]).first()
+        _study_load_allowed(study=study, slug=spec.study["slug"], acting_user=acting_user, source=source)
         if study is not None and study.spec_sha256 == spec.sha256:
             study.researchers.add(*users)
             return study, False
@@ -87,6 +105,14 @@ def study_load(*, content: str | bytes, source: str = "spec", researchers: Seque
         study = _study_write(study=study, spec=spec)
         study.researchers.add(*users)
     return study, True
+
+
+def _study_load_allowed(*, study: Study | None, slug: str, acting_user, source: str) -> None:
+    if acting_user is None or acting_user.is_superuser:
+        return
+    mine = study is not None and study.researchers.filter(pk=acting_user.pk).exists()
+    if slug in RESERVED_SLUGS or (study is not None and not mine):
+        raise StudyLoadError(f"{source}: {SLUG_UNAVAILABLE.format(slug=slug)}")
 
 
 def _researchers_lookup(usernames: Sequence[str], source: str) -> list:
@@ -178,8 +204,6 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
     A finished job is not queued again; a job that is queued or running already is left
     alone, so pressing the button twice never runs a job twice at once.
     """
-    from studyapp.studies.tasks import generation_run_job
-
     chosen = list(deployments) if deployments is not None else list(study.deployments.all())
     n_items = {
         task_id: count for task_id, count in _item_counts([d.task_id for d in chosen]).items()
@@ -204,8 +228,35 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
             job.save(update_fields=["status", "total", "error_message", "updated_at"])
             queued.append(job)
         for job in queued:
-            transaction.on_commit(partial(generation_run_job.delay, job.pk))
+            transaction.on_commit(partial(generation_job_enqueue, job_id=job.pk))
     return queued
+
+
+BROKER_DOWN = (
+    "the task queue (Redis) could not be reached, so this job was not queued; nothing was lost: "
+    "retry it (or start generation again) once the queue is back"
+)
+
+
+def generation_job_enqueue(*, job_id: int) -> bool:
+    """Hand a queued job to the broker. If the broker is unreachable the job is marked
+    failed with a message that says so, never left "queued" with no message behind it
+    (a job in that state would never run and never be queued again)."""
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+
+    from studyapp.studies.tasks import generation_run_job
+
+    try:
+        # ignore_result: the job's row is its state; subscribing to a result first would block
+        # for ~20 s of backend retries on a dead Redis before the publish even fails.
+        generation_run_job.apply_async((job_id,), ignore_result=True)
+    except BrokerUnreachable:
+        logger.warning("generation job %s not queued: broker unreachable", job_id, exc_info=True)
+        GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(
+            status=GenerationJob.Status.FAILED, error_message=BROKER_DOWN
+        )
+        return False
+    return True
 
 
 def _item_counts(task_ids: list[int]) -> dict[int, int]:
@@ -224,9 +275,7 @@ def generation_job_retry(*, job: GenerationJob) -> bool:
         job.status = GenerationJob.Status.QUEUED
         job.error_message = ""
         job.save(update_fields=["status", "error_message", "updated_at"])
-        from studyapp.studies.tasks import generation_run_job
-
-        transaction.on_commit(lambda: generation_run_job.delay(job.pk))
+        transaction.on_commit(partial(generation_job_enqueue, job_id=job.pk))
     return True
 
 

@@ -265,7 +265,7 @@ def _check_study(check: _Checker, top: dict) -> dict:
     raters = check.mapping(
         top.get("raters", {}),
         "raters",
-        allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes", "samples_per_item"},
+        allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes", "samples_per_item", "slot_hold_minutes"},
     )
     # None: raters see every sample; k: a seeded subset of k samples per item (studyapp.studies.design).
     study["rated_samples_per_item"] = (
@@ -282,7 +282,15 @@ def _check_study(check: _Checker, top: dict) -> dict:
     study["slot_timeout_minutes"] = check.integer(
         raters.get("slot_timeout_minutes"), "raters.slot_timeout_minutes", default=30, minimum=1
     )
-    prolific = check.mapping(top.get("prolific", {}), "prolific", allowed={"completion_code", "screen_out_code"})
+    study["slot_hold_minutes"] = check.integer(
+        raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1
+    )
+    prolific = check.mapping(
+        top.get("prolific", {}), "prolific", allowed={"completion_code", "screen_out_code", "study_id"}
+    )
+    study["prolific_study_id"] = check.text(prolific.get("study_id"), "prolific.study_id", default="", max_length=64)
+    if study["prolific_study_id"] and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", study["prolific_study_id"]):
+        check.problem("prolific.study_id", "expected the study's id on Prolific (letters, digits, - and _)")
     study["prolific_completion_code"] = check.text(
         prolific.get("completion_code"), "prolific.completion_code", default="", max_length=64
     )

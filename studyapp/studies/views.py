@@ -154,9 +154,13 @@ def report_file(request: HttpRequest, study: Study, report_id: int, name: str) -
     if not report.out_dir:
         raise Http404("No such file.")
     root = Path(report.out_dir).resolve()
-    path = (root / name).resolve()
-    # The name comes from the URL: never serve anything outside the report's own folder.
-    if not path.is_relative_to(root) or not path.is_file():
+    try:
+        path = (root / name).resolve()
+        # The name comes from the URL: never serve anything outside the report's own folder.
+        found = path.is_relative_to(root) and path.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name longer than the file system allows
+        found = False
+    if not found:
         raise Http404("No such file.")
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     response = FileResponse(path.open("rb"), content_type=content_type)

@@ -299,7 +299,7 @@ def test_admin_actions_queue_generation_and_retry(client, study, django_capture_
     from studyapp.studies import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.generation_run_job, "delay", lambda job_id: queued.append(job_id))
+    monkeypatch.setattr(tasks.generation_run_job, "apply_async", lambda args, **options: queued.append(args[0]))
     client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
     GenerationJob.objects.filter(deployment__study=study).update(status="failed", error_message="boom")
     job_ids = list(GenerationJob.objects.filter(deployment__study=study).values_list("pk", flat=True))

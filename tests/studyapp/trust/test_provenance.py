@@ -1,0 +1,87 @@
+"""Once a condition has stimuli, what made them is read-only (issue 11, item 3)."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from django.urls import reverse
+
+from studyapp.studies.models import Condition, LanguageModel, Stimulus, Study
+from studyapp.studies.provenance import NEW_VERSION_ADVICE, ProvenanceLockedError
+from tests.factories import ConditionFactory, panel_user
+from tests.studyapp.studies.test_panel import build_design
+
+pytestmark = pytest.mark.django_db
+
+
+def _weight_condition(study: Study) -> Condition:
+    return Condition.objects.filter(study=study, method="weight").first()
+
+
+def _change_form(condition: Condition) -> dict:
+    return {
+        "study": condition.study_id,
+        "model": condition.model_id,
+        "key": condition.key,
+        "method": condition.method,
+        "label": condition.label,
+        "params": '{"rho": 0.1, "alpha": 2.0}',
+        "artifact_path": condition.artifact_path,
+    }
+
+
+def test_admin_shows_a_generated_conditions_parameters_read_only_and_ignores_a_change(client) -> None:
+    study = build_design(n_deployments=1, raters_per_deployment=1)
+    condition = _weight_condition(study)
+    client.force_login(panel_user(username="researcher", study=study))
+    url = reverse("admin:studies_condition_change", args=[condition.pk])
+    page = client.get(url)
+    form = page.context["adminform"].form
+    assert not {"method", "params", "model"} & set(form.fields)
+    assert NEW_VERSION_ADVICE in html.unescape(page.content.decode())
+    response = client.post(url, _change_form(condition))
+    assert response.status_code == 302
+    condition.refresh_from_db()
+    assert condition.params == {"rho": 0.1}
+    exported = {s.condition.params["rho"] for s in Stimulus.objects.filter(condition=condition)}
+    assert exported == {0.1}
+
+
+def test_no_other_path_changes_provenance_once_stimuli_exist() -> None:
+    study = build_design(n_deployments=1, raters_per_deployment=1)
+    condition = _weight_condition(study)
+    condition.params = {"rho": 0.1, "alpha": 2.0}
+    with pytest.raises(ProvenanceLockedError, match="params cannot change"):
+        condition.save()
+    condition.refresh_from_db()
+    condition.method = "activation"
+    with pytest.raises(ProvenanceLockedError, match="method cannot change"):
+        condition.save(update_fields=["method"])
+    study.refresh_from_db()
+    study.decoding = {"temperature": 1.5}
+    with pytest.raises(ProvenanceLockedError, match="decoding cannot change"):
+        study.save()
+    model = LanguageModel.objects.filter(study=study).first()
+    model.source = "/elsewhere/model"
+    with pytest.raises(ProvenanceLockedError, match="source cannot change"):
+        model.save()
+    # What made no stimulus stays editable: the label, and a condition without stimuli.
+    condition.refresh_from_db()
+    condition.label = "renamed-arm"
+    condition.save()
+    fresh = ConditionFactory(study=study, model=model, params={"alpha": 1.0})
+    fresh.params = {"alpha": 3.0}
+    fresh.save()
+    assert Condition.objects.get(pk=fresh.pk).params == {"alpha": 3.0}
+
+
+def test_a_condition_without_stimuli_is_editable_in_the_admin(client) -> None:
+    study = build_design(n_deployments=1, raters_per_deployment=1)
+    condition = ConditionFactory(study=study, model=LanguageModel.objects.filter(study=study).first(), method="weight")
+    client.force_login(panel_user(username="researcher", study=study))
+    url = reverse("admin:studies_condition_change", args=[condition.pk])
+    assert "params" in client.get(url).context["adminform"].form.fields
+    assert client.post(url, _change_form(condition)).status_code == 302
+    condition.refresh_from_db()
+    assert condition.params == {"rho": 0.1, "alpha": 2.0}

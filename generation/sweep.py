@@ -338,7 +338,7 @@ class SweepContext:
 
 # Columns of the CSV form, in order; `answers` holds the per-answer values as JSON.
 SCALAR_COLUMNS = [
-    "setting", "method", "rho", "alpha", "prompt_set", "layers", "coeff", "share_edited",
+    "setting", "method", "rho", "alpha", "prompt_set", "layers", "coeff", "share_edited", "n_weights_considered",
     "n_dat", "n_aut", "n_tokens",
     *[name for metric in METRICS for name in (metric, f"{metric}_low", f"{metric}_high")],
     "seconds", "fingerprint", "dat_scorer", "aut_scorer", "example_dat", "example_aut",
@@ -512,7 +512,7 @@ def run_sweep(
 
     def measure(setting: Setting) -> dict[str, Any]:
         values = setting.values
-        share = 0.0
+        share, considered = 0.0, 0
         if setting.method == "weight":
             wanda = wanda_norms(values["prompt_set"])
             selection = None if values["layers"] == ALL_LAYERS else values["layers"]
@@ -533,13 +533,13 @@ def run_sweep(
                 answers = context.evaluate(HFBackend(loaded))
             finally:
                 edit.undo()
-            share = edit.share_edited
+            share, considered = edit.share_edited, edit.n_considered
         elif setting.method == "activation":
             vector = steering_vector(values["prompt_set"], values["layers"])
             answers = context.evaluate(HFBackend(loaded, {values["layers"]: vector}, values["coeff"]))
         else:
             answers = context.evaluate(HFBackend(loaded))
-        return {"share_edited": share, "answers": answers}
+        return {"share_edited": share, "n_weights_considered": considered, "answers": answers}
 
     settings = grid.settings()
     for setting in settings[1:]:
@@ -565,6 +565,7 @@ def run_sweep(
                 "coeff": None,
                 **{name: value for name, value in setting.values.items()},
                 "share_edited": measured["share_edited"],
+                "n_weights_considered": measured["n_weights_considered"],
                 "n_dat": len(answers["dat_valid"]),
                 "n_aut": len(answers["aut_originality"]),
                 "n_tokens": len(answers["token_nll"]),

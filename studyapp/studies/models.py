@@ -69,6 +69,10 @@ class LanguageModel(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="language_models")
     key = models.SlugField(max_length=64)
     source = models.CharField(max_length=500, help_text='"embedded", a Hugging Face model folder or a .gguf file.')
+    # How the generation worker runs it (spec: models[].backend/device/dtype).
+    backend = models.CharField(max_length=8, default="hf", help_text="hf (transformers) or vllm.")
+    device = models.CharField(max_length=32, default="auto", help_text="auto, cpu, cuda or cuda:N.")
+    dtype = models.CharField(max_length=16, default="auto", help_text="auto, float32, bfloat16 or float16.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_model_key_per_study")]

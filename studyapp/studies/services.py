@@ -110,7 +110,10 @@ def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
         study.save()
 
     models = {
-        m["key"]: LanguageModel.objects.create(study=study, key=m["key"], source=m["source"]) for m in spec.models
+        m["key"]: LanguageModel.objects.create(
+            study=study, key=m["key"], source=m["source"], backend=m["backend"], device=m["device"], dtype=m["dtype"]
+        )
+        for m in spec.models
     }
     conditions = {
         c["key"]: Condition.objects.create(
@@ -235,6 +238,15 @@ def condition_spec(*, condition: Condition):
     )
 
 
+def model_run_options(*, model: LanguageModel) -> dict[str, Any]:
+    """The spec's backend, device and dtype as ``generation.pipeline.iter_samples`` takes them ("auto": its default)."""
+    return {
+        "backend": model.backend or "hf",
+        "device": None if model.device in ("", "auto") else model.device,
+        "dtype": None if model.dtype in ("", "auto") else model.dtype,
+    }
+
+
 def artifact_dir(*, condition: Condition) -> Path:
     """Where a condition's artifact is built: keyed by what determines it, so jobs of every
     deployment that use the condition share one artifact, and an edited condition gets a new one."""
@@ -313,7 +325,8 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
     if not requests:
         return
     spec = condition_spec(condition=condition)
-    artifact = prepare_artifact(spec, artifact_dir(condition=condition))
+    run = model_run_options(model=condition.model)
+    artifact = prepare_artifact(spec, artifact_dir(condition=condition), device=run["device"], dtype=run["dtype"])
     if artifact is not None:
         Condition.objects.filter(pk=condition.pk).update(
             artifact_path=str(artifact.path),
@@ -326,7 +339,7 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
     started = time.monotonic()
     n_tokens = 0
     for batch in iter_samples(
-        spec, artifact, family, requests, decoding, batch_size=study.generation_batch_size, progress=False
+        spec, artifact, family, requests, decoding, batch_size=study.generation_batch_size, progress=False, **run
     ):
         stimuli_store_batch(
             job=job, samples=batch, items_by_key=items_by_key, artifact_sha256=artifact.sha256 if artifact else ""

@@ -109,9 +109,9 @@ def deployment_build_slots(*, deployment: Deployment) -> list[Slot]:
         # Serialises concurrent builders of the same deployment.
         Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
         stimuli_by_condition: dict[str, list[int]] = {}
-        for stimulus_id, condition_key in Stimulus.objects.filter(deployment=deployment).values_list(
-            "id", "condition__key"
-        ):
+        # Stimuli a researcher excluded (studies.services.stimulus_exclude) are never rated.
+        included = Stimulus.objects.filter(deployment=deployment, excluded_at__isnull=True)
+        for stimulus_id, condition_key in included.values_list("id", "condition__key"):
             stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
         plan = slot_plan_compute(
             stimuli_by_condition=stimuli_by_condition,

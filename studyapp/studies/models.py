@@ -232,6 +232,15 @@ class Stimulus(models.Model):
     model_sha256 = models.CharField(max_length=64)
     artifact_sha256 = models.CharField(max_length=64, blank=True)
     n_new_tokens = models.PositiveIntegerField(default=0)
+    # Screening (docs/generation.md, "Screening stimuli"): did the model end the response itself,
+    # or did max_new_tokens cut it off (None: stored before this was recorded); its length in words.
+    finished = models.BooleanField(null=True, blank=True)
+    n_words = models.PositiveIntegerField(null=True, blank=True)
+    # A researcher may exclude a stimulus before slots are built; a replacement (new sample
+    # index, hence a new seed) can be generated in its place.
+    excluded_at = models.DateTimeField(null=True, blank=True)
+    exclusion_reason = models.TextField(blank=True)
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements")
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

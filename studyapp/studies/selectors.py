@@ -274,6 +274,11 @@ STIMULUS_COLUMNS = [
     "model_sha256",
     "artifact_sha256",
     "created_at",
+    "finished",
+    "length_words",
+    "excluded",
+    "exclusion_reason",
+    "replaces",
 ]
 SCALE_RANGES = {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}
 
@@ -335,7 +340,7 @@ def export_stimuli_frame(*, study: Study):
 
     stimuli = (
         Stimulus.objects.filter(deployment__study=study)
-        .select_related("deployment", "condition__model", "item__task")
+        .select_related("deployment", "condition__model", "item__task", "replaces")
         .order_by("deployment__slug", "condition__key", "item__key", "sample_index")
     )
     diversity = {
@@ -366,6 +371,11 @@ def export_stimuli_frame(*, study: Study):
             "model_sha256": s.model_sha256,
             "artifact_sha256": s.artifact_sha256,
             "created_at": s.created_at,
+            "finished": s.finished,
+            "length_words": s.n_words,
+            "excluded": s.excluded_at is not None,
+            "exclusion_reason": s.exclusion_reason,
+            "replaces": s.replaces.token if s.replaces else "",
         }
         # Metrics keep analysis/' names; one that collides with a column above gets a prefix.
         for name, value in (s.metrics or {}).items():

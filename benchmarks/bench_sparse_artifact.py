@@ -4,7 +4,12 @@ Measures, in one run on one device (CreativityNeuro rho 0.1, alpha 1.0, prompt s
 
 * size: the sparse artifact's files against the full checkpoint's weight file;
 * apply time: applying the edit to the loaded base model against loading the model
-  (the full checkpoint, as a job would load it);
+  (the full checkpoint, as a job would load it). transformers maps safetensors files
+  lazily: ``from_pretrained`` returns before the weights are read, and the first touch of
+  each page reads it. Both figures therefore count the model as loaded once every weight
+  has been read (what a job pays before its first token anyway), and the edit is applied
+  to such a model. The naive figures (apply on a freshly mapped model, whose scattered
+  writes fault in most pages of the file) are reported too;
 * identical text: the same requests sampled through both paths;
 * end-to-end job time: ``iter_samples`` over the same requests (model loading, applying
   the edit, sampling) with the sparse artifact against the full checkpoint, interleaved over
@@ -75,16 +80,29 @@ def main() -> int:
         edit_bytes = (Path(sparse.path) / EDIT_FILE).stat().st_size
         checkpoint_bytes = (Path(full.path) / "model.safetensors").stat().st_size
 
-        load_s, apply_s = [], []
+        def read_all(loaded) -> None:
+            with torch.no_grad():
+                for parameter in loaded.model.parameters():
+                    parameter.data.add_(0)  # touches every page of the mapped weights
+
+        load_s, apply_s, naive_load_s, naive_apply_s = [], [], [], []
         for _ in range(args.rounds):
             started = time.perf_counter()
-            load_model(full.path, device=args.device)
+            steered = load_model(full.path, device=args.device)
+            naive_load_s.append(time.perf_counter() - started)
+            read_all(steered)
             load_s.append(time.perf_counter() - started)
+            del steered
             base = load_model("embedded", device=args.device)
+            read_all(base)
             started = time.perf_counter()
             apply_sparse_edit(base, sparse.path)
             apply_s.append(time.perf_counter() - started)
-            del base
+            fresh = load_model("embedded", device=args.device)
+            started = time.perf_counter()
+            apply_sparse_edit(fresh, sparse.path)
+            naive_apply_s.append(time.perf_counter() - started)
+            del base, fresh
 
         def job(artifact) -> tuple[float, list[str]]:
             started = time.perf_counter()
@@ -119,11 +137,20 @@ def main() -> int:
         "params": PARAMS,
         "share_edited": sparse.manifest["share_edited"],
         "build_s": {"sparse": round(sparse_build_s, 2), "full_checkpoint": round(full_build_s, 2)},
-        "size_bytes": {"sparse_artifact": sparse_bytes, "edit_file": edit_bytes, "checkpoint_weights": checkpoint_bytes},
+        "size_bytes": {
+            "sparse_artifact": sparse_bytes,
+            "edit_file": edit_bytes,
+            "checkpoint_weights": checkpoint_bytes,
+        },
         "size_ratio": sparse_bytes / checkpoint_bytes,
         "load_s_median": statistics.median(load_s),
         "apply_s_median": statistics.median(apply_s),
         "apply_to_load_ratio": statistics.median(a / b for a, b in zip(apply_s, load_s, strict=True)),
+        "naive": {
+            "load_s_median": statistics.median(naive_load_s),
+            "apply_s_median": statistics.median(naive_apply_s),
+            "apply_to_load_ratio": statistics.median(a / b for a, b in zip(naive_apply_s, naive_load_s, strict=True)),
+        },
         "texts_identical": texts_sparse == texts_full,
         "n_texts": len(texts_sparse),
         "job_s": {"sparse": job_sparse, "full_checkpoint": job_full},

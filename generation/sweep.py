@@ -180,11 +180,20 @@ class SweepGrid:
         for prompt_set, layers, rho, alpha in itertools.product(
             self.prompt_sets, self.layer_ranges, self.rhos, self.alphas
         ):
-            params = (("rho", float(rho)), ("alpha", float(alpha)), ("prompt_set", prompt_set), ("layers", layers))
-            rows.append(Setting("weight", params))
+            weight: tuple[tuple[str, Any], ...] = (
+                ("rho", float(rho)),
+                ("alpha", float(alpha)),
+                ("prompt_set", prompt_set),
+                ("layers", layers),
+            )
+            rows.append(Setting("weight", weight))
         for layer, coeff in itertools.product(self.activation_layers, self.coeffs):
-            params = (("coeff", float(coeff)), ("layers", int(layer)), ("prompt_set", self.activation_prompt_set))
-            rows.append(Setting("activation", params))
+            activation: tuple[tuple[str, Any], ...] = (
+                ("coeff", float(coeff)),
+                ("layers", int(layer)),
+                ("prompt_set", self.activation_prompt_set),
+            )
+            rows.append(Setting("activation", activation))
         return rows
 
 

@@ -172,9 +172,9 @@ def format_plan(plans: list[ModelPlan]) -> str:
             f"{hours:>9}  {rate}{plan.throughput_source}"
         )
     total_samples = sum(p.samples for p in plans)
-    hours = [p.gpu_hours for p in plans]
-    known = sum(h for h in hours if h is not None)
-    suffix = "" if all(h is not None for h in hours) else " (models without a throughput not counted)"
+    estimates = [p.gpu_hours for p in plans]
+    known = sum(h for h in estimates if h is not None)
+    suffix = "" if all(h is not None for h in estimates) else " (models without a throughput not counted)"
     lines.append(
         f"total: {sum(p.jobs for p in plans)} jobs, {total_samples} samples, "
         f"<= {sum(p.tokens for p in plans)} new tokens, {known:.2f} GPU-hours{suffix}"

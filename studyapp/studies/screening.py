@@ -73,8 +73,8 @@ def study_screening(*, study: Study) -> Screening:
             )
         )
     by_deployment: dict[str, list[ConditionScreening]] = {}
-    for row in screening.rows:
-        by_deployment.setdefault(row.deployment, []).append(row)
+    for entry in screening.rows:
+        by_deployment.setdefault(entry.deployment, []).append(entry)
     for deployment, rows in by_deployment.items():
         lengths = [(r.condition, r.mean_words) for r in rows if r.mean_words is not None]
         if len(lengths) > 1:

@@ -52,15 +52,20 @@ def test_words_are_tokens_with_a_letter() -> None:
     assert count_words("") == 0
 
 
-@pytest.mark.django_db
-def test_dashboard_shows_length_and_truncation_and_warns(
-    client, tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
-) -> None:
+@pytest.fixture
+def screened(client, tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path):
+    """A generated base-vs-prompt study, with its researcher logged in."""
     settings.ARTIFACT_DIR = tmp_path / "artifacts"
     study = _generated(tiny_study, django_capture_on_commit_callbacks, conditions=("base", "prompt"))
     researcher = ResearcherFactory(username="screener")
     study.researchers.add(researcher)
     client.force_login(researcher)
+    return study
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_length_and_truncation_and_warns(client, screened) -> None:
+    study = screened
     Stimulus.objects.filter(deployment__study=study).update(finished=True, n_words=40)
     html = client.get(f"/panel/{study.slug}/").content.decode()
     assert "data-screening" in html and "data-screening-warning" not in html
@@ -76,13 +81,9 @@ def test_dashboard_shows_length_and_truncation_and_warns(
 
 @pytest.mark.django_db
 def test_excluded_stimuli_are_replaced_with_new_seeds_and_never_rated(
-    client, tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+    client, screened, django_capture_on_commit_callbacks
 ) -> None:
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-    study = _generated(tiny_study, django_capture_on_commit_callbacks, conditions=("base", "prompt"))
-    researcher = ResearcherFactory(username="screener")
-    study.researchers.add(researcher)
-    client.force_login(researcher)
+    study = screened
     victim = Stimulus.objects.get(deployment__study=study, condition__key="prompt", item__key="brick", sample_index=1)
     with pytest.raises(StudyLoadError, match="why"):
         stimulus_exclude(stimulus=victim, reason="  ")

@@ -264,6 +264,9 @@ def summarise(answers: dict[str, Any], *, n_boot: int, seed: int) -> dict[str, f
         n = _units(answers, metric)
         out[metric] = statistic(np.arange(n)) if n else math.nan
         out[f"{metric}_low"], out[f"{metric}_high"] = bootstrap_ci(statistic, n, n_boot=n_boot, seed=seed)
+    if sum(bool(valid) for valid in answers["dat_valid"]) < 2:
+        # One valid answer resamples to itself: a zero-width interval would claim certainty.
+        out["dat_score_low"] = out["dat_score_high"] = math.nan
     return out
 
 

@@ -119,17 +119,37 @@ def make_backend(
     *,
     steering_vectors: Mapping[int, torch.Tensor] | None = None,
     coeff: float = 0.0,
+    weight_edit: str | Path | None = None,
     device: str | None = None,
     dtype: str | None = None,
 ) -> HFBackend | VLLMBackend:
-    """Load ``model`` once behind the named backend (``hf`` or ``vllm``)."""
+    """Load ``model`` once behind the named backend (``hf`` or ``vllm``).
+
+    ``weight_edit`` names a sparse weight edit (:mod:`generation.sparse_edit`) to apply to
+    ``model``: in memory for ``hf``; for ``vllm``, which reads weights from disk, through a
+    full checkpoint written once beside the edit.
+    """
     if name == "hf":
-        return HFBackend(load_model(model, device=device, dtype=dtype), steering_vectors, coeff)
+        loaded = load_model(model, device=device, dtype=dtype)
+        if weight_edit is not None:
+            from generation.sparse_edit import apply_sparse_edit
+
+            apply_sparse_edit(loaded, weight_edit)
+        return HFBackend(loaded, steering_vectors, coeff)
     if name == "vllm":
         if steering_vectors:
             raise ValueError("activation steering needs forward hooks: use the hf backend")
         from generation.loading import resolve_model_path, weights_sha256
 
         path = resolve_model_path(model)
+        if weight_edit is not None:
+            from generation.sparse_edit import materialise_checkpoint
+
+            path = materialise_checkpoint(model, weight_edit)
+        if device not in (None, "cuda", "auto"):
+            # vLLM takes its GPUs from the environment, not from an argument.
+            raise ValueError(
+                f"the vllm backend runs on CUDA (device 'cuda'); got {device!r}: choose GPUs with CUDA_VISIBLE_DEVICES"
+            )
         return VLLMBackend(path, weights_sha256(path), **({"dtype": dtype} if dtype else {}))
     raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

@@ -7,7 +7,6 @@ on stderr and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -26,24 +25,45 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _floats(text: str) -> list[float]:
+def _numbers(text: str, kind: type) -> list:
     try:
-        values = [float(part) for part in text.split(",") if part.strip()]
+        values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        what = "whole numbers" if kind is int else "numbers"
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
     return values
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def _floats(text: str) -> list[float]:
+    return _numbers(text, float)
+
+
+def _ints(text: str) -> list[int]:
+    return _numbers(text, int)
+
+
+def _floats_or_none(text: str) -> list[float]:
+    """A comma-separated grid, or 'none' for an empty one (that method is not swept)."""
+    return [] if text.strip().lower() == "none" else _floats(text)
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _fraction(text: str) -> float:
@@ -86,12 +106,20 @@ def _steer_weights(args: argparse.Namespace) -> int:
     if args.prompt_file:
         params["prompt_file"] = str(args.prompt_file)
     spec = ConditionSpec(method="weight", model=args.model, params=params)
-    artifact = prepare_artifact(spec, args.out, device=args.device, dtype=args.dtype, progress=not args.quiet)
+    artifact = prepare_artifact(
+        spec,
+        args.out,
+        device=args.device,
+        dtype=args.dtype,
+        full_checkpoint=args.full_checkpoint,
+        progress=not args.quiet,
+    )
     assert artifact is not None  # noqa: S101 (narrows the type: a "weight" spec always yields an artifact)
     manifest = artifact.manifest
+    kind = "full checkpoint" if args.full_checkpoint else "sparse edit"
     print(
-        f"{artifact.path}: edited {manifest['n_weights_edited']} of {manifest['n_weights_considered']} weights "
-        f"({manifest['share_edited']:.4%}), sha256 {artifact.sha256}"
+        f"{artifact.path} ({kind}): edited {manifest['n_weights_edited']} of {manifest['n_weights_considered']} "
+        f"weights ({manifest['share_edited']:.4%}), sha256 {artifact.sha256}"
     )
     return 0
 
@@ -194,51 +222,86 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from generation.sweep import run_sweep
+    from generation.sweep import (
+        SweepGrid,
+        choose_settings,
+        format_table,
+        plot_gain_vs_cost,
+        run_sweep,
+        spec_snippet,
+        with_gains,
+    )
     from generation.types import DecodingSettings
 
-    columns = [
-        "setting", "rho", "alpha", "share_edited", "n_answers", "n_valid", "valid_share",
-        "dat_score_mean", "distinct_word_share", "perplexity", "scorer",
-    ]  # fmt: skip
+    if args.out.suffix not in (".jsonl", ".csv"):
+        raise UsageError(f"--out must name a .jsonl or .csv file, got {args.out}")
+    grid = SweepGrid(
+        rhos=args.rho,
+        alphas=args.alpha,
+        prompt_sets=_patterns(args.prompt_set),
+        layer_ranges=args.layers or ["all"],
+        coeffs=args.coeff,
+        activation_layers=args.activation_layers,
+        activation_prompt_set=args.activation_prompt_set,
+    )
 
     def show(row: dict[str, Any]) -> None:
-        score = "-" if row["dat_score_mean"] is None else f"{row['dat_score_mean']:.1f}"
+        def value(metric: str, digits: int) -> str:
+            number = row[metric]
+            return "-" if number is None or number != number else f"{number:.{digits}f}"
+
         print(
-            f"{row['setting']:<22} edited {row['share_edited']:.4%}  valid {row['valid_share']:.0%}  "
-            f"DAT {score}  perplexity {row['perplexity']:.2f}",
+            f"{row['setting']:<52} edited {row['share_edited']:.3%}  DAT valid {value('dat_valid_share', 2)}  "
+            f"DAT {value('dat_score', 1)}  distinct {value('distinct_word_share', 2)}  "
+            f"AUT orig {value('aut_originality', 3)}  perplexity {value('perplexity', 2)}  ({row['seconds']:.0f} s)",
             flush=True,
         )
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rows = run_sweep(
         args.model,
-        args.rho,
-        args.alpha,
-        prompt_set=args.prompt_set,
-        prompt_file=str(args.prompt_file) if args.prompt_file else None,
+        grid,
+        out=args.out,
         ranking=args.ranking,
         module_patterns=args.modules,
-        layers=args.layers,
-        n_samples=args.n,
+        prompt_file=str(args.prompt_file) if args.prompt_file else None,
+        n_dat=args.n_dat,
+        n_aut=args.n_aut,
         seed=args.seed,
-        decoding=DecodingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
+        decoding=DecodingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p),
         embedding=args.embedding,
         word_list=str(args.word_list) if args.word_list else None,
         batch_size=args.batch_size,
+        n_boot=args.n_boot,
         device=args.device,
+        dtype=args.dtype,
         progress=not args.quiet,
         on_row=show,
     )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        if args.out.suffix == ".jsonl":
-            args.out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        else:
-            with args.out.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-        print(f"{args.out}: {len(rows)} settings")
+    rows = with_gains(rows, args.objective, n_boot=args.n_boot, seed=args.seed)
+    choices = choose_settings(rows, fluency_budget=args.fluency_budget)
+    model_key = args.model_key or (args.model if args.model == "embedded" else Path(args.model).stem)
+    command = "python -m generation sweep " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["sweep"] else [])
+    snippet = spec_snippet(
+        choices,
+        model_key=model_key,
+        objective=args.objective,
+        fluency_budget=args.fluency_budget,
+        command=command.strip(),
+    )
+    spec_out = args.spec_out or args.out.with_suffix(".spec.yaml")
+    spec_out.write_text(snippet, encoding="utf-8")
+    table_out = args.out.with_suffix(".table.md")
+    table_out.write_text(format_table(rows) + "\n", encoding="utf-8")
+    plot = args.plot or args.out.with_suffix(".png")
+    plot_gain_vs_cost(rows, plot, objective=args.objective, fluency_budget=args.fluency_budget, title=str(args.model))
+    for choice in choices:
+        chosen = choice.row["setting"] if choice.row else "none"
+        print(f"best {choice.method} within +{args.fluency_budget:.0%} perplexity: {chosen} ({choice.reason})")
+    print(f"{args.out}: {len(rows)} settings; table {table_out}; plot {plot}; spec snippet {spec_out}")
     return 0
 
 
@@ -277,13 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--cache-dir", type=Path, default=None, help="default: $MODEL_CACHE_DIR or var/models")
     prepare.set_defaults(handler=_prepare_embedded)
 
-    weights = commands.add_parser("steer-weights", help="CreativityNeuro weight edit -> steered checkpoint directory")
+    weights = commands.add_parser(
+        "steer-weights", help="CreativityNeuro weight edit -> sparse edit (or a full checkpoint) directory"
+    )
     _add_model(weights)
     _add_prompt_set(weights)
     weights.add_argument("--rho", type=_fraction, default=0.1, help="keep ratio (default 0.1)")
     weights.add_argument("--alpha", type=float, default=1.0, help="scale: W *= 1 + alpha on the mask (default 1.0)")
     _add_weight_options(weights)
-    weights.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    weights.add_argument("--out", type=Path, required=True, help="directory to write: the sparse edit by default")
+    weights.add_argument(
+        "--full-checkpoint",
+        action="store_true",
+        help="write a whole steered checkpoint (safetensors, config, tokenizer) instead of the sparse edit",
+    )
     weights.set_defaults(handler=_steer_weights)
 
     activations = commands.add_parser("steer-activations", help="CAA steering vectors -> .safetensors + .json")
@@ -313,20 +383,56 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     sample.set_defaults(handler=_sample)
 
-    sweep = commands.add_parser("sweep", help="DAT score, valid share and perplexity over a (rho, alpha) grid")
+    sweep = commands.add_parser(
+        "sweep", help="weight and activation grids with the base model: creativity and fluency with bootstrap CIs"
+    )
     _add_model(sweep)
-    _add_prompt_set(sweep)
-    sweep.add_argument("--rho", type=_floats, default=[0.05, 0.1, 0.2], help="comma-separated (default 0.05,0.1,0.2)")
-    sweep.add_argument("--alpha", type=_floats, default=[0.5, 1.0, 2.0], help="comma-separated (default 0.5,1,2)")
-    _add_weight_options(sweep)
-    sweep.add_argument("--n", type=_positive_int, default=16, help="DAT answers per setting (default 16)")
+    sweep.add_argument("--prompt-set", default="dat", help="weight grid: comma-separated prompt sets (default dat)")
+    sweep.add_argument("--prompt-file", type=Path, default=None, help="YAML file of your own prompt sets")
+    sweep.add_argument(
+        "--rho", type=_floats_or_none, default=[0.05, 0.1], help="weight grid (default 0.05,0.1; 'none')"
+    )
+    sweep.add_argument("--alpha", type=_floats, default=[0.5, 1.0], help="weight grid (default 0.5,1)")
+    sweep.add_argument(
+        "--layers", action="append", default=None, help="weight grid: a layer range, repeatable ('all', '15-29')"
+    )
+    sweep.add_argument("--ranking", choices=("matrix", "row"), default="matrix", help="top-rho per matrix or per row")
+    sweep.add_argument("--modules", type=_patterns, default=("*",), help="fnmatch patterns of the edited modules")
+    sweep.add_argument(
+        "--coeff", type=_floats_or_none, default=[2.0, 4.0], help="activation grid (default 2,4; 'none')"
+    )
+    sweep.add_argument(
+        "--activation-layers", type=_ints, default=[10], help="activation grid: comma-separated blocks (default 10)"
+    )
+    sweep.add_argument("--activation-prompt-set", default="dat", help="prompt set of the steering vector (default dat)")
+    sweep.add_argument("--n-dat", type=_non_negative_int, default=16, help="DAT answers per setting (default 16)")
+    sweep.add_argument("--n-aut", type=_non_negative_int, default=16, help="AUT answers per setting (default 16)")
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--max-new-tokens", type=_positive_int, default=64)
     sweep.add_argument("--temperature", type=float, default=0.7)
+    sweep.add_argument("--top-p", type=float, default=0.95)
     sweep.add_argument("--batch-size", type=_positive_int, default=16)
+    sweep.add_argument(
+        "--threads", type=_positive_int, default=None, help="CPU threads (1 is fastest on a CPU shared with others)"
+    )
+    sweep.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples per CI (default 1000)")
     sweep.add_argument("--embedding", default=None, help="word-vector file for the DAT (default: analysis' default)")
     sweep.add_argument("--word-list", type=Path, default=None, help="DAT dictionary (default /usr/share/dict/words)")
-    sweep.add_argument("--out", type=Path, default=None, help="write the table as .csv or .jsonl")
+    sweep.add_argument(
+        "--objective",
+        choices=("aut_originality", "dat_score", "dat_valid_share", "distinct_word_share"),
+        default="aut_originality",
+        help="the creativity measure whose gain picks the best setting (default aut_originality)",
+    )
+    sweep.add_argument(
+        "--fluency-budget", type=float, default=0.1, help="largest relative perplexity increase allowed (default 0.1)"
+    )
+    sweep.add_argument("--model-key", default=None, help="the model's key in the study spec (for the snippet)")
+    sweep.add_argument(
+        "--out", type=Path, required=True, help=".jsonl or .csv; rows appended as they finish, reused on rerun"
+    )
+    sweep.add_argument("--spec-out", type=Path, default=None, help="spec snippet (default OUT.spec.yaml)")
+    sweep.add_argument("--plot", type=Path, default=None, help="gain vs fluency cost plot (default OUT.png)")
     sweep.set_defaults(handler=_sweep)
     return parser
 

@@ -27,12 +27,23 @@ NEUTRAL_TEXT = (
 
 
 @torch.inference_mode()
-def perplexity(model: Any, tokenizer: Any, text: str = NEUTRAL_TEXT) -> float:
-    """exp(mean next-token negative log-likelihood) of ``text`` under ``model`` (no chat template)."""
+def token_nlls(model: Any, tokenizer: Any, text: str = NEUTRAL_TEXT) -> list[float]:
+    """Negative log-likelihood of each next token of ``text`` under ``model`` (no chat template).
+
+    Per token, so a sweep can bootstrap a confidence interval of the perplexity over tokens.
+    """
     device = next(model.parameters()).device
     input_ids = tokenizer(text, return_tensors="pt")["input_ids"].to(device)
     if input_ids.shape[1] < 2:
         raise ValueError("perplexity needs a text of at least two tokens")
     logits = model(input_ids=input_ids, use_cache=False).logits[:, :-1, :].float()
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1))
-    return math.exp(float(loss))
+    losses = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1), reduction="none"
+    )
+    return [float(value) for value in losses]
+
+
+def perplexity(model: Any, tokenizer: Any, text: str = NEUTRAL_TEXT) -> float:
+    """exp(mean next-token negative log-likelihood) of ``text`` under ``model`` (no chat template)."""
+    losses = token_nlls(model, tokenizer, text)
+    return math.exp(sum(losses) / len(losses))

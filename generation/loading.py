@@ -9,6 +9,7 @@ the fix.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,21 +97,62 @@ def resolve_model_path(model: str | Path) -> Path:
     return path
 
 
-# Hashing a multi-gigabyte checkpoint takes seconds; a worker hashes the same files for every
-# job, so remember the digest per (path, size, mtime) for the life of the process.
+# Hashing a multi-gigabyte checkpoint takes seconds to minutes (a 14B model: 28 GB); a worker
+# hashes the same files for every job. The digest is remembered per (path, size, mtime) for the
+# life of the process and in a small JSON file shared by processes (MODEL_HASH_CACHE), so each
+# model file is read for hashing once per machine until it changes.
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def hash_cache_file() -> Path | None:
+    """Where digests persist: ``$MODEL_HASH_CACHE``, default ``~/.cache/creativity-study/sha256.json``;
+    ``MODEL_HASH_CACHE=off`` keeps them in memory only."""
+    configured = os.environ.get("MODEL_HASH_CACHE")
+    if configured == "off":
+        return None
+    return Path(configured) if configured else Path.home() / ".cache" / "creativity-study" / "sha256.json"
+
+
+def _disk_cache_read(file: Path | None) -> dict[str, str]:
+    if file is None:
+        return {}
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _disk_cache_add(file: Path | None, key: str, digest: str) -> None:
+    if file is None:
+        return
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        data = {**_disk_cache_read(file), key: digest}
+        staging = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        staging.write_text(json.dumps(data, sort_keys=True))
+        os.replace(staging, file)  # readers see the old or the new file, never half of one
+    except OSError:
+        pass  # an unwritable cache only costs a re-hash next time
 
 
 def _file_sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
+    if key in _HASH_CACHE:
+        return _HASH_CACHE[key]
+    cache_file = hash_cache_file()
+    disk_key = "\0".join(map(str, key))
+    cached = _disk_cache_read(cache_file).get(disk_key)
+    if cached is None:
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
-        _HASH_CACHE[key] = digest.hexdigest()
-    return _HASH_CACHE[key]
+        cached = digest.hexdigest()
+        _disk_cache_add(cache_file, disk_key, cached)
+    _HASH_CACHE[key] = cached
+    return cached
 
 
 def weights_sha256(path: str | Path) -> str:

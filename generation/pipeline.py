@@ -119,17 +119,20 @@ def prepare_artifact(
     *,
     device: str | None = None,
     dtype: str | None = None,
+    full_checkpoint: bool = False,
     progress: bool = False,
 ) -> Artifact | None:
-    """Build (or reuse) the weight-steered checkpoint or the steering vector of a condition.
+    """Build (or reuse) the weight edit or the steering vector of a condition.
 
     Returns ``None`` for methods with no artifact (``base``, ``prompt``, ``temperature``).
     ``spec.artifact_path`` reuses that artifact as is. Otherwise ``out_dir`` receives the
-    artifact: for ``weight`` it becomes the checkpoint directory (safetensors, config,
-    tokenizer, ``manifest.json``); for ``activation`` it holds ``steering_vector.safetensors``
-    and its ``.json`` metadata. When ``out_dir`` already holds a complete artifact for the
-    same spec and base weights, it is reused. Writes are atomic (staging directory +
-    rename), so a killed job never leaves a half artifact.
+    artifact: for ``weight`` the sparse edit (the indices of the edited weights per matrix
+    and the factor, see :mod:`generation.sparse_edit`), or with ``full_checkpoint`` a whole
+    steered checkpoint directory (safetensors, config, tokenizer, ``manifest.json``); for
+    ``activation`` it holds ``steering_vector.safetensors`` and its ``.json`` metadata. When
+    ``out_dir`` already holds a complete artifact for the same spec, format and base
+    weights, it is reused. Writes are atomic (staging directory + rename), so a killed job
+    never leaves a half artifact.
     """
     if spec.method in NO_ARTIFACT_METHODS:
         return None
@@ -141,18 +144,26 @@ def prepare_artifact(
     out_dir = Path(out_dir)
     base_sha256 = weights_sha256(resolve_model_path(spec.model))
     fingerprint = _fingerprint(spec, base_sha256)
+    if spec.method == "weight" and not full_checkpoint:
+        # The sparse edit and the full checkpoint of one spec are different artifacts.
+        fingerprint = hashlib.sha256(f"{fingerprint}:sparse".encode()).hexdigest()
     existing = _reusable(out_dir, fingerprint)
     if existing is not None:
         return existing
 
     loaded = load_model(spec.model, device=device, dtype=dtype)
     if spec.method == "weight":
-        from generation.weight_steering import WeightSteeringConfig, save_steered_checkpoint, steer_weights
+        from generation.sparse_edit import save_sparse_edit
+        from generation.weight_steering import WeightSteeringConfig, compute_weight_edit, save_steered_checkpoint
 
         config = WeightSteeringConfig.from_params(dict(spec.params))
-        manifest = steer_weights(loaded, config, progress=progress)
+        edit, manifest = compute_weight_edit(loaded, config, record_indices=not full_checkpoint, progress=progress)
         manifest["spec_fingerprint"] = fingerprint
-        save_steered_checkpoint(loaded, manifest, out_dir)
+        if full_checkpoint:
+            save_steered_checkpoint(loaded, manifest, out_dir)
+        else:
+            edit_dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
+            save_sparse_edit(edit, manifest, out_dir, edit_dtype=edit_dtype)
         return load_artifact(out_dir)
 
     from generation.activation_steering import compute_steering_vectors
@@ -203,7 +214,8 @@ def iter_samples(
     Parameters
     ----------
     spec
-        The condition. ``weight`` samples from ``artifact`` (the steered checkpoint);
+        The condition. ``weight`` samples from the base model with ``artifact`` (the sparse
+        edit) applied, or from ``artifact`` itself when it is a full steered checkpoint;
         ``activation`` adds the artifact's vectors times ``params['coeff']``; ``prompt``
         appends ``params['instruction']`` to the task text; ``temperature`` overrides the
         sampling temperature.
@@ -220,7 +232,10 @@ def iter_samples(
     progress
         Show a tqdm bar over requests.
     backend
-        ``"hf"`` (default) or ``"vllm"`` (not for activation steering).
+        ``"hf"`` (default) or ``"vllm"`` (not for activation steering; a sparse weight edit is
+        turned into a full checkpoint once, since vLLM loads weights from disk).
+    device, dtype
+        Where and in which precision the model runs (default: CUDA with bfloat16 when present).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -241,20 +256,27 @@ def iter_samples(
 
     from generation.backends import make_backend
     from generation.sampling import derive_row_seed
+    from generation.sparse_edit import is_sparse_edit
 
     vectors = None
     coeff = 0.0
     model_ref: str = spec.model
+    weight_edit = None
     if spec.method == "weight":
         assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "weight")
-        model_ref = artifact.path
+        if is_sparse_edit(artifact.path):
+            weight_edit = artifact.path  # applied to the base model as it loads
+        else:
+            model_ref = artifact.path
     elif spec.method == "activation":
         assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "activation")
         from generation.activation_steering import DEFAULT_COEFF, SteeringVectors
 
         vectors = SteeringVectors.load(artifact.path).vectors
         coeff = float(spec.params.get("coeff", DEFAULT_COEFF))
-    engine = make_backend(backend, model_ref, steering_vectors=vectors, coeff=coeff, device=device, dtype=dtype)
+    engine = make_backend(
+        backend, model_ref, steering_vectors=vectors, coeff=coeff, weight_edit=weight_edit, device=device, dtype=dtype
+    )
     if spec.method == "activation" and artifact is not None:
         made_for = artifact.manifest.get("base_model", {}).get("sha256")
         if made_for and made_for != engine.model_sha256:

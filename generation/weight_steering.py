@@ -1,4 +1,4 @@
-"""CreativityNeuro: data-free contrastive weight steering (RESEARCH.md section 1).
+"""CreativityNeuro: data-free contrastive weight steering (docs/generation.md, "Weight steering").
 
 For every selected linear layer of the decoder blocks:
 
@@ -229,6 +229,8 @@ class WeightEdit:
     # Flat indices and original values of edited entries: undo restores the exact bits,
     # which dividing by (1 + alpha) would not.
     _saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
+    # Flat indices of the edited entries per target (with record_indices): the sparse artifact.
+    indices: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def share_edited(self) -> float:
@@ -261,12 +263,15 @@ def apply_weight_edit(
     alpha: float,
     ranking: str = "matrix",
     keep_undo: bool = False,
+    record_indices: bool = False,
     progress: bool = False,
 ) -> WeightEdit:
     """Edit the targets in place: ``W *= 1 + alpha * mask``, one matrix at a time.
 
     With ``keep_undo`` the returned :class:`WeightEdit` can restore the original weights
-    (the sweep uses this to try many settings from one set of norms).
+    (the sweep uses this to try many settings from one set of norms). With ``record_indices``
+    it keeps the flat indices of the edited entries per target, which is all a sparse
+    artifact needs besides the factor.
     """
     edit = WeightEdit()
     factor = 1.0 + alpha
@@ -278,6 +283,8 @@ def apply_weight_edit(
             mask = mask.t()
         indices = mask.reshape(-1).nonzero().squeeze(-1)
         count = int(indices.numel())
+        if record_indices:
+            edit.indices[target.name] = indices.cpu()
         if count and alpha != 0:
             flat = weight.data.view(-1)
             if keep_undo:
@@ -340,6 +347,18 @@ def steer_weights(
     The manifest records the method, every parameter, the prompt set and its hash, the
     base model's weight hash, the share of weights edited and counts per layer and module.
     """
+    return compute_weight_edit(loaded, config, batch_size=batch_size, progress=progress)[1]
+
+
+def compute_weight_edit(
+    loaded: LoadedModel,
+    config: WeightSteeringConfig,
+    *,
+    batch_size: int = 8,
+    record_indices: bool = False,
+    progress: bool = False,
+) -> tuple[WeightEdit, dict[str, Any]]:
+    """:func:`steer_weights`, also returning the :class:`WeightEdit` (with its indices if asked)."""
     norms = compute_norms(loaded, config, batch_size=batch_size, progress=progress)
     edit = apply_weight_edit(
         norms.targets,
@@ -348,9 +367,10 @@ def steer_weights(
         rho=config.rho,
         alpha=config.alpha,
         ranking=config.ranking,
+        record_indices=record_indices,
         progress=progress,
     )
-    return {
+    return edit, {
         "method": "weight",
         "algorithm": "creativityneuro-wanda-set-difference",
         "parameters": config.as_dict(),

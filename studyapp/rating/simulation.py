@@ -114,12 +114,16 @@ def _form(html: str) -> _Form:
 
 
 class _SimulatedRater:
-    def __init__(self, *, study: Study, pid: str, model: RaterModel, rng: random.Random) -> None:
+    def __init__(self, *, study: Study, pid: str, index: int, model: RaterModel, rng: random.Random) -> None:
         self.study = study
         self.pid = pid
         self.model = model
         self.rng = rng
-        self.client = Client(enforce_csrf_checks=True, HTTP_HOST=_host())
+        # Each simulated rater has its own loopback address (the requests never leave the
+        # process): the per-address entry limit is for people, and one host running the
+        # whole simulation must not trip it.
+        address = f"127.{(index >> 16) & 255}.{(index >> 8) & 255}.{(index & 255) + 1}"
+        self.client = Client(enforce_csrf_checks=True, HTTP_HOST=_host(), REMOTE_ADDR=address)
         self.leniency = rng.gauss(0, model.rater_sd)
         self.inattentive = rng.random() < model.attention_failure_rate
         self.abandons = rng.random() < model.abandon_rate
@@ -132,7 +136,13 @@ class _SimulatedRater:
         returning = Participant.objects.filter(study=self.study, prolific_pid=self.pid).first()
         if returning is not None and (self.abandons or returning.step not in _RESUMABLE):
             return returning.step  # finished, or left for good: a second run changes nothing
-        query = urlencode({"PROLIFIC_PID": self.pid, "STUDY_ID": "simulated", "SESSION_ID": f"{self.pid}-session"})
+        query = urlencode(
+            {
+                "PROLIFIC_PID": self.pid,
+                "STUDY_ID": self.study.prolific_study_id or "simulated",
+                "SESSION_ID": f"{self.pid}-session",
+            }
+        )
         response = self.client.get(f"{reverse('rating:entry', args=[self.study.slug])}?{query}", follow=True)
         self.participant = Participant.objects.filter(study=self.study, prolific_pid=self.pid).first()
         if self.participant is None:
@@ -181,7 +191,8 @@ class _SimulatedRater:
         stimulus = Stimulus.objects.select_related("condition").get(token=data["stimulus"])
         steered = stimulus.condition.method != Condition.Method.BASE
         # The same for every rater and run: drawn from the text, not from the order raters meet it.
-        text_effect = random.Random(f"{self.model.seed}:text:{stimulus.text_id}").gauss(0, self.model.text_sd)
+        # Seeded simulation noise, never a secret.
+        text_effect = random.Random(f"{self.model.seed}:text:{stimulus.text_id}").gauss(0, self.model.text_sd)  # noqa: S311
         for name in [*data, *form.radios]:
             if not name.startswith("score-"):
                 continue
@@ -202,7 +213,7 @@ class _SimulatedRater:
         return data
 
     def _attention(self, form: _Form, data: dict[str, str]) -> dict[str, str]:
-        assert self.participant is not None
+        assert self.participant is not None  # noqa: S101 (narrows the type: set by walk() before any page)
         ticket = page_ticket_load(value=data.get("page", ""), rater_token=self.participant.token)
         check = self.checks[ticket.check_index] if ticket and ticket.check_index is not None else None
         options = form.radios.get("response", [])
@@ -264,7 +275,13 @@ def raters_simulate(*, study: Study, n_raters: int, model: RaterModel, allow_rea
         )
     result = SimulationResult()
     for index, pid in enumerate(pids):
-        rater = _SimulatedRater(study=study, pid=pid, model=model, rng=random.Random(f"{model.seed}:{index}"))
+        rater = _SimulatedRater(
+            study=study,
+            pid=pid,
+            index=index,
+            model=model,
+            rng=random.Random(f"{model.seed}:{index}"),  # noqa: S311 (seeded simulation, not a secret)
+        )
         result.outcomes[rater.walk()] += 1
         result.inattentive += rater.inattentive
         result.abandoned += rater.abandons

@@ -22,5 +22,6 @@ def rated_sample_indices(
     """
     if n_rated is None or n_rated >= n_samples:
         return list(range(n_samples))
-    rng = random.Random(f"{study_seed}:{task_key}:{item_key}:rated")
+    # Seeded for reproducibility, not secrecy: anyone with the spec may recompute the subset.
+    rng = random.Random(f"{study_seed}:{task_key}:{item_key}:rated")  # noqa: S311
     return sorted(rng.sample(range(n_samples), n_rated))

@@ -15,3 +15,8 @@ class SpecUploadForm(forms.Form):
         if upload.size > self.MAX_BYTES:
             raise forms.ValidationError("A spec is a short text file; this one is larger than 1 MB.")
         return upload
+
+
+class StimulusExcludeForm(forms.Form):
+    stimulus = forms.CharField(max_length=32, help_text="The stimulus token (the export's `stimulus` column).")
+    reason = forms.CharField(max_length=500, help_text="Why it is excluded; recorded with it and exported.")

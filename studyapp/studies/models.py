@@ -89,6 +89,10 @@ class LanguageModel(ProvenanceGuarded, models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="language_models")
     key = models.SlugField(max_length=64)
     source = models.CharField(max_length=500, help_text='"embedded", a Hugging Face model folder or a .gguf file.')
+    # How the generation worker runs it (spec: models[].backend/device/dtype).
+    backend = models.CharField(max_length=8, default="hf", help_text="hf (transformers) or vllm.")
+    device = models.CharField(max_length=32, default="auto", help_text="auto, cpu, cuda or cuda:N.")
+    dtype = models.CharField(max_length=16, default="auto", help_text="auto, float32, bfloat16 or float16.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_model_key_per_study")]
@@ -268,6 +272,15 @@ class Stimulus(models.Model):
     model_sha256 = models.CharField(max_length=64)
     artifact_sha256 = models.CharField(max_length=64, blank=True)
     n_new_tokens = models.PositiveIntegerField(default=0)
+    # Screening (docs/generation.md, "Screening stimuli"): did the model end the response itself,
+    # or did max_new_tokens cut it off (None: stored before this was recorded); its length in words.
+    finished = models.BooleanField(null=True, blank=True)
+    n_words = models.PositiveIntegerField(null=True, blank=True)
+    # A researcher may exclude a stimulus before slots are built; a replacement (new sample
+    # index, hence a new seed) can be generated in its place.
+    excluded_at = models.DateTimeField(null=True, blank=True)
+    exclusion_reason = models.TextField(blank=True)
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements")
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -283,6 +283,11 @@ STIMULUS_COLUMNS = [
     "model_sha256",
     "artifact_sha256",
     "created_at",
+    "finished",
+    "length_words",
+    "excluded",
+    "exclusion_reason",
+    "replaces",
 ]
 SCALE_RANGES = {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}
 
@@ -348,7 +353,7 @@ def export_stimuli_frame(*, study: Study):
 
     stimuli = (
         Stimulus.objects.filter(deployment__study=study)
-        .select_related("deployment", "condition__model", "item__task")
+        .select_related("deployment", "condition__model", "item__task", "replaces")
         .order_by("deployment__slug", "condition__key", "item__key", "sample_index")
     )
     rated = _in_rater_design(study=study)
@@ -382,6 +387,11 @@ def export_stimuli_frame(*, study: Study):
             "model_sha256": s.model_sha256,
             "artifact_sha256": s.artifact_sha256,
             "created_at": s.created_at,
+            "finished": s.finished,
+            "length_words": s.n_words,
+            "excluded": s.excluded_at is not None,
+            "exclusion_reason": s.exclusion_reason,
+            "replaces": s.replaces.token if s.replaces else "",
         }
         # Metrics keep analysis/' names; one that collides with a column above gets a prefix.
         for name, value in (s.metrics or {}).items():
@@ -401,30 +411,15 @@ def export_stimuli_frame(*, study: Study):
 
 
 def _in_rater_design(*, study: Study):
-    """Whether a stimulus is in the rater design (its item's rated subset of a rated deployment)."""
-    from functools import cache
+    """Whether a stimulus is in the rater design: ``rating.services.rated_stimuli`` of its deployment."""
+    from studyapp.rating.services import rated_stimuli
 
-    from studyapp.studies.design import rated_sample_indices
-
-    @cache
-    def indices(n_samples: int, task_key: str, item_key: str) -> frozenset[int]:
-        return frozenset(
-            rated_sample_indices(
-                study_seed=study.seed,
-                task_key=task_key,
-                item_key=item_key,
-                n_samples=n_samples,
-                n_rated=study.rated_samples_per_item,
-            )
-        )
+    rated_ids: set[int] = set()
+    for deployment in study.deployments.filter(automatic_only=False).select_related("study", "task"):
+        rated_ids.update(rated_stimuli(deployment=deployment).values_list("id", flat=True))
 
     def rated(stimulus: Stimulus) -> bool:
-        if stimulus.deployment.automatic_only:
-            return False
-        if study.rated_samples_per_item is None:
-            return True
-        n_samples = stimulus.deployment.samples_per_item or study.samples_per_item
-        return stimulus.sample_index in indices(n_samples, stimulus.item.task.key, stimulus.item.key)
+        return stimulus.pk in rated_ids
 
     return rated
 

@@ -136,7 +136,10 @@ def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
         study.save()
 
     models = {
-        m["key"]: LanguageModel.objects.create(study=study, key=m["key"], source=m["source"]) for m in spec.models
+        m["key"]: LanguageModel.objects.create(
+            study=study, key=m["key"], source=m["source"], backend=m["backend"], device=m["device"], dtype=m["dtype"]
+        )
+        for m in spec.models
     }
     conditions = {
         c["key"]: Condition.objects.create(
@@ -291,6 +294,15 @@ def condition_spec(*, condition: Condition):
     )
 
 
+def model_run_options(*, model: LanguageModel) -> dict[str, Any]:
+    """The spec's backend, device and dtype as ``generation.pipeline.iter_samples`` takes them ("auto": its default)."""
+    return {
+        "backend": model.backend or "hf",
+        "device": None if model.device in ("", "auto") else model.device,
+        "dtype": None if model.dtype in ("", "auto") else model.dtype,
+    }
+
+
 def artifact_dir(*, condition: Condition) -> Path:
     """Where a condition's artifact is built: keyed by what determines it, so jobs of every
     deployment that use the condition share one artifact, and an edited condition gets a new one."""
@@ -364,11 +376,14 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
         if (item.pk, index) not in stored
     ]
     requests = _stimuli_copy_from_twins(job=job, requests=requests, items=items)
+    replacing = _replacement_requests(job=job, items=items)
+    requests += list(replacing.values())
     GenerationJob.objects.filter(pk=job.pk).update(done=Stimulus.objects.filter(job=job).count())
     if not requests:
         return
     spec = condition_spec(condition=condition)
-    artifact = prepare_artifact(spec, artifact_dir(condition=condition))
+    run = model_run_options(model=condition.model)
+    artifact = prepare_artifact(spec, artifact_dir(condition=condition), device=run["device"], dtype=run["dtype"])
     if artifact is not None:
         Condition.objects.filter(pk=condition.pk).update(
             artifact_path=str(artifact.path),
@@ -381,10 +396,14 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
     started = time.monotonic()
     n_tokens = 0
     for batch in iter_samples(
-        spec, artifact, family, requests, decoding, batch_size=study.generation_batch_size, progress=False
+        spec, artifact, family, requests, decoding, batch_size=study.generation_batch_size, progress=False, **run
     ):
         stimuli_store_batch(
-            job=job, samples=batch, items_by_key=items_by_key, artifact_sha256=artifact.sha256 if artifact else ""
+            job=job,
+            samples=batch,
+            items_by_key=items_by_key,
+            artifact_sha256=artifact.sha256 if artifact else "",
+            replacing={key: replaced for replaced, key in _replaced_keys(replacing).items()},
         )
         n_tokens += sum(sample.n_new_tokens for sample in batch)
         elapsed = time.monotonic() - started
@@ -393,6 +412,88 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
             tokens_per_second=round(n_tokens / elapsed, 2) if elapsed > 0 else None,
             updated_at=timezone.now(),
         )
+
+
+def _replacement_requests(*, job: GenerationJob, items: list[Item]) -> dict[int, Any]:
+    """One request per excluded stimulus of ``job`` that has no replacement yet, keyed by its id.
+
+    A replacement takes the next free sample index of its item, so its seed (derived from the
+    index) is new: regenerating with the old seed would give the same text back.
+    """
+    from generation.types import SampleRequest
+
+    study = job.deployment.study
+    excluded = list(
+        Stimulus.objects.filter(job=job, excluded_at__isnull=False, replacements__isnull=True)
+        .select_related("item")
+        .order_by("item_id", "sample_index")
+    )
+    if not excluded:
+        return {}
+    next_index: dict[int, int] = {}
+    for item_id, index in Stimulus.objects.filter(job=job).values_list("item_id", "sample_index"):
+        next_index[item_id] = max(next_index.get(item_id, 0), index + 1)
+    requests = {}
+    for stimulus in excluded:
+        index = max(next_index.get(stimulus.item_id, 0), study.samples_per_item)
+        next_index[stimulus.item_id] = index + 1
+        requests[stimulus.pk] = SampleRequest(
+            item_key=stimulus.item.key,
+            item_text=stimulus.item.text,
+            sample_index=index,
+            seed=sample_seed(
+                study_seed=study.seed, task_key=job.deployment.task.key, item_key=stimulus.item.key, sample_index=index
+            ),
+        )
+    return requests
+
+
+def _replaced_keys(replacing: dict[int, Any]) -> dict[int, tuple[str, int]]:
+    return {replaced: (request.item_key, request.sample_index) for replaced, request in replacing.items()}
+
+
+def stimulus_exclude(*, stimulus: Stimulus, reason: str) -> Stimulus:
+    """Exclude a stimulus from rating, recording why; refused once its deployment's slots exist.
+
+    Raises
+    ------
+    StudyLoadError
+        No reason given, or raters' slots already hold the stimulus' deployment.
+    """
+    from studyapp.rating.models import Slot
+
+    reason = reason.strip()
+    if not reason:
+        raise StudyLoadError("say why the stimulus is excluded")
+    if Slot.objects.filter(deployment_id=stimulus.deployment_id).exists():
+        raise StudyLoadError(
+            f"deployment {stimulus.deployment.slug} already has rater slots: exclude stimuli before slots are built"
+        )
+    Stimulus.objects.filter(pk=stimulus.pk).update(excluded_at=timezone.now(), exclusion_reason=reason)
+    stimulus.refresh_from_db()
+    return stimulus
+
+
+def stimuli_regenerate_excluded(*, study: Study) -> list[GenerationJob]:
+    """Queue the jobs holding excluded stimuli without a replacement; each generates replacements with new seeds."""
+    from studyapp.studies.tasks import generation_run_job
+
+    job_ids = set(
+        Stimulus.objects.filter(
+            deployment__study=study, excluded_at__isnull=False, replacements__isnull=True
+        ).values_list("job_id", flat=True)
+    )
+    queued = []
+    with transaction.atomic():
+        for job in GenerationJob.objects.select_for_update().filter(pk__in=job_ids):
+            if job.status in (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING):
+                continue
+            job.status = GenerationJob.Status.QUEUED
+            job.error_message = ""
+            job.save(update_fields=["status", "error_message", "updated_at"])
+            queued.append(job)
+            transaction.on_commit(partial(generation_run_job.delay, job.pk))
+    return queued
 
 
 def _stimuli_copy_from_twins(*, job: GenerationJob, requests: list, items: list[Item]) -> list:
@@ -444,6 +545,8 @@ def _stimuli_copy_from_twins(*, job: GenerationJob, requests: list, items: list[
             model_sha256=twin.model_sha256,
             artifact_sha256=twin.artifact_sha256,
             n_new_tokens=twin.n_new_tokens,
+            finished=twin.finished,
+            n_words=twin.n_words,
         )
     if copies:
         Stimulus.objects.bulk_create(list(copies.values()), ignore_conflicts=True)
@@ -465,9 +568,17 @@ def task_family_for(*, task: TaskFamily, items: list[Item]):
 
 
 def stimuli_store_batch(
-    *, job: GenerationJob, samples: Sequence[Any], items_by_key: dict[str, Item], artifact_sha256: str
+    *,
+    job: GenerationJob,
+    samples: Sequence[Any],
+    items_by_key: dict[str, Item],
+    artifact_sha256: str,
+    replacing: dict[tuple[str, int], int] | None = None,
 ) -> int:
-    """Store one batch of samples; a sample already stored is ignored (unique constraint)."""
+    """Store one batch of samples; a sample already stored is ignored (unique constraint).
+
+    ``replacing`` maps (item key, sample index) of a replacement to the excluded stimulus it replaces.
+    """
     source = job.condition.model.source
     rows = [
         Stimulus(
@@ -484,10 +595,18 @@ def stimuli_store_batch(
             model_sha256=sample.model_sha256,
             artifact_sha256=artifact_sha256,
             n_new_tokens=sample.n_new_tokens,
+            finished=sample.finished,
+            n_words=count_words(sample.text),
+            replaces_id=(replacing or {}).get((sample.item_key, sample.sample_index)),
         )
         for sample in samples
     ]
     return len(Stimulus.objects.bulk_create(rows, ignore_conflicts=True))
+
+
+def count_words(text: str) -> int:
+    """Words of a response as a rater sees them: whitespace-separated tokens with a letter ("1." is not a word)."""
+    return sum(any(ch.isalpha() for ch in token) for token in text.split())
 
 
 # --- Metrics --------------------------------------------------------------------------

@@ -213,7 +213,8 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     study = _check_study(check, top)
     models = _check_models(check, top.get("models"))
     model_keys = [m["key"] for m in models if m["key"]]
-    conditions = _check_conditions(check, top.get("conditions"), model_keys)
+    vllm_models = frozenset(m["key"] for m in models if m["backend"] == "vllm")
+    conditions = _check_conditions(check, top.get("conditions"), model_keys, vllm_models)
     tasks = _check_tasks(check, top.get("tasks"))
     dimensions = _check_dimensions(check, top.get("dimensions"))
     deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study)
@@ -265,7 +266,13 @@ def _check_study(check: _Checker, top: dict) -> dict:
     raters = check.mapping(
         top.get("raters", {}),
         "raters",
-        allowed={"per_deployment", "stimuli_per_rater", "slot_timeout_minutes", "samples_per_item", "slot_hold_minutes"},
+        allowed={
+            "per_deployment",
+            "stimuli_per_rater",
+            "slot_timeout_minutes",
+            "samples_per_item",
+            "slot_hold_minutes",
+        },
     )
     # None: raters see every sample; k: a seeded subset of k samples per item (studyapp.studies.design).
     study["rated_samples_per_item"] = (
@@ -311,20 +318,46 @@ def _check_models(check: _Checker, value: Any) -> list[dict]:
     models = []
     for index, entry in enumerate(check.listing(value, "models") if value is not None else []):
         path = f"models[{index}]"
-        entry = check.mapping(entry, path, allowed={"key", "source"}, required={"key", "source"})
+        entry = check.mapping(
+            entry, path, allowed={"key", "source", "backend", "device", "dtype"}, required={"key", "source"}
+        )
         models.append(
             {
                 "key": check.slug(entry.get("key"), f"{path}.key") if "key" in entry else "",
                 "source": check.text(entry.get("source"), f"{path}.source", max_length=500)
                 if "source" in entry
                 else "",
+                **_check_model_run(check, entry, path),
             }
         )
     check.unique_keys(models, "models")
     return models
 
 
-def _check_conditions(check: _Checker, value: Any, model_keys: list[str]) -> list[dict]:
+MODEL_BACKENDS = ("hf", "vllm")
+MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _check_model_run(check: _Checker, entry: dict, path: str) -> dict:
+    """How a model runs: ``backend`` (hf | vllm), ``device`` (auto, cpu, cuda, cuda:N) and ``dtype``."""
+    run = {
+        "backend": check.choice(entry.get("backend"), f"{path}.backend", MODEL_BACKENDS, default="hf"),
+        "device": check.text(entry.get("device"), f"{path}.device", default="auto", max_length=32),
+        "dtype": check.choice(entry.get("dtype"), f"{path}.dtype", MODEL_DTYPES, default="auto"),
+    }
+    if run["device"] and not _DEVICE.match(run["device"]):
+        check.problem(f"{path}.device", f"unknown device {run['device']!r} (expected auto, cpu, cuda or cuda:N)")
+    elif run["backend"] == "vllm" and run["device"] not in ("auto", "cuda"):
+        check.problem(
+            f"{path}.device", "the vllm backend runs on CUDA: use auto or cuda (CUDA_VISIBLE_DEVICES picks GPUs)"
+        )
+    return run
+
+
+def _check_conditions(
+    check: _Checker, value: Any, model_keys: list[str], vllm_models: frozenset[str] = frozenset()
+) -> list[dict]:
     conditions = []
     for index, entry in enumerate(check.listing(value, "conditions")):
         path = f"conditions[{index}]"
@@ -345,6 +378,11 @@ def _check_conditions(check: _Checker, value: Any, model_keys: list[str]) -> lis
             "label": check.slug(entry["label"], f"{path}.label") if "label" in entry else "",
         }
         condition["label"] = condition["label"] or condition["method"]
+        if condition["method"] == "activation" and condition["model"] in vllm_models:
+            check.problem(
+                f"{path}.method",
+                f"activation steering needs forward hooks, but model {condition['model']!r} uses the vllm backend",
+            )
         if condition["model"] and condition["model"] not in model_keys:
             check.problem(
                 f"{path}.model", f"unknown model {condition['model']!r}{_closest(condition['model'], model_keys)}"

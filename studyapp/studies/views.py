@@ -55,6 +55,9 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 @researcher_required
 def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
+    from studyapp.studies.forms import StimulusExcludeForm
+    from studyapp.studies.screening import excluded_stimuli, study_screening
+
     context = {
         "d": selectors.study_dashboard(study=study),
         "metrics_by_condition": selectors.automatic_metrics_by_condition(study=study),
@@ -62,8 +65,42 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "result_tables": selectors.report_result_tables(
             report=study.reports.filter(status=StudyReport.Status.READY).first()
         ),
+        "screening": study_screening(study=study),
+        "excluded": excluded_stimuli(study=study),
+        "exclude_form": StimulusExcludeForm(),
     }
     return render(request, "studies/dashboard.html", context)
+
+
+@require_POST
+@researcher_required
+def stimulus_exclude(request: HttpRequest, study: Study) -> HttpResponse:
+    from studyapp.studies.forms import StimulusExcludeForm
+    from studyapp.studies.models import Stimulus
+
+    form = StimulusExcludeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "To exclude a stimulus give its token and a reason.")
+        return redirect("studies:dashboard", slug=study.slug)
+    stimulus = Stimulus.objects.filter(deployment__study=study, token=form.cleaned_data["stimulus"].strip()).first()
+    if stimulus is None:
+        messages.error(request, "This study has no stimulus with that token.")
+        return redirect("studies:dashboard", slug=study.slug)
+    try:
+        services.stimulus_exclude(stimulus=stimulus, reason=form.cleaned_data["reason"])
+    except services.StudyLoadError as error:
+        messages.error(request, f"Not excluded: {error}")
+    else:
+        messages.info(request, f"Excluded {stimulus.token}.")
+    return redirect("studies:dashboard", slug=study.slug)
+
+
+@require_POST
+@researcher_required
+def stimuli_regenerate(request: HttpRequest, study: Study) -> HttpResponse:
+    jobs = services.stimuli_regenerate_excluded(study=study)
+    messages.info(request, f"Queued {len(jobs)} job(s) to generate replacements with new seeds.")
+    return redirect("studies:dashboard", slug=study.slug)
 
 
 @require_POST

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from generation.cli import main
+from generation.types import DecodingSettings
 from tests.conftest import REPO_ROOT
 
 
@@ -105,12 +107,92 @@ def test_steer_then_sample_end_to_end(tiny_model_dir: Path, tmp_path: Path, caps
     assert weight_records[0]["model_sha256"] != records[0]["model_sha256"]
 
 
-def test_sweep_reports_every_setting(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "sweep.csv"
-    argv = ["sweep", "--model", str(tiny_model_dir), "--quiet", "--rho", "0.1", "--alpha", "0.5,1",
-            "--n", "2", "--max-new-tokens", "8", "--out", str(out)]  # fmt: skip
-    code, printed, _ = _run(argv, capsys)
-    assert code == 0 and "perplexity" in printed
+def _word_scorer(words):
+    # Cheap and deterministic: valid words are the alphabetic ones; "score" is their count.
+    valid = [w.lower() for w in words if w.isalpha()]
+    return (float(len(valid)) if len(valid) >= 2 else None), valid
+
+
+def _use_scorer(texts, objects):
+    return [float(len(set(text.split()))) for text in texts]
+
+
+def test_sweep_covers_both_methods_resumes_and_names_a_setting(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    from generation.sweep import SweepGrid, choose_settings, read_rows, run_sweep, with_gains
+
+    out = tmp_path / "sweep.jsonl"
+    grid = SweepGrid(
+        rhos=[0.2], alphas=[0.5, 1.0], prompt_sets=["dat", "ideation"], layer_ranges=["all", "2-3"],
+        coeffs=[2.0], activation_layers=[1, 2],
+    )  # fmt: skip
+    options = dict(
+        out=out, n_dat=3, n_aut=3, n_boot=50, decoding=DecodingSettings(max_new_tokens=6),
+        scorer=_word_scorer, use_scorer=_use_scorer, device="cpu", dtype="float32",
+    )  # fmt: skip
+    seen: list[str] = []
+    rows = run_sweep(tiny_model_dir, grid, on_row=lambda row: seen.append(row["setting"]), **options)
+    assert [row["method"] for row in rows] == ["base"] + ["weight"] * 8 + ["activation"] * 2
+    assert seen == [row["setting"] for row in rows] == [row["setting"] for row in read_rows(out)]
+    assert len(set(seen)) == 11
+    for row in rows:
+        assert math.isfinite(row["perplexity"]) and math.isfinite(row["aut_originality"])
+        for metric in ("dat_valid_share", "distinct_word_share", "aut_originality", "perplexity"):
+            if math.isnan(row[metric]):  # a random tiny model may write no word at all
+                continue
+            assert row[f"{metric}_low"] <= row[metric] <= row[f"{metric}_high"], (row["setting"], metric)
+    weight = [row for row in rows if row["method"] == "weight"]
+    assert all(0 < row["share_edited"] < 0.2 for row in weight)
+    considered = {row["layers"]: row["n_weights_considered"] for row in weight}
+    assert considered["2-3"] * 2 == considered["all"]  # the layer range is honoured: 2 of 4 blocks
+    assert rows[-1]["perplexity"] != rows[0]["perplexity"]  # activation steering is on while perplexity is read
+
+    # A killed sweep: keep the first 4 rows; the rerun computes only the rest.
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("setting,rho,alpha,share_edited")
-    assert [line.split(",")[0] for line in lines[1:]] == ["base", "rho=0.1 alpha=0.5", "rho=0.1 alpha=1"]
+    out.write_text("\n".join(lines[:4]) + "\n")
+    resumed: list[str] = []
+    again = run_sweep(tiny_model_dir, grid, on_row=lambda row: resumed.append(row["setting"]), **options)
+    assert [row["setting"] for row in again] == seen
+    assert [row["seconds"] for row in again[:4]] == [row["seconds"] for row in rows[:4]]  # reused, not rerun
+    assert [row["perplexity"] for row in again] == pytest.approx([row["perplexity"] for row in rows])
+    assert len(out.read_text().splitlines()) == 11
+    # Another sweep's file is refused rather than mixed.
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(tiny_model_dir, grid, **{**options, "n_dat": 2})
+
+    gains = with_gains(again, "aut_originality", n_boot=50)
+    assert gains[0]["gain"] == 0 and gains[0]["fluency_cost"] == 0
+    nothing = choose_settings(gains, fluency_budget=-1.0)
+    assert [choice.row for choice in nothing] == [None, None] and "perplexity" in nothing[0].reason
+    generous = choose_settings(gains, fluency_budget=1e9)
+    for choice in generous:
+        affordable = [r for r in gains if r["method"] == choice.method and r["gain"] > 0]
+        if affordable:
+            assert choice.row is not None and choice.row["gain"] == max(r["gain"] for r in affordable)
+        else:
+            assert choice.row is None and "gains" in choice.reason
+
+
+def test_sweep_command_writes_table_plot_and_spec_snippet(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    import yaml
+
+    out = tmp_path / "sweep.csv"
+    argv = ["sweep", "--model", str(tiny_model_dir), "--quiet", "--rho", "0.2", "--alpha", "1", "--coeff", "2",
+            "--activation-layers", "1", "--n-dat", "2", "--n-aut", "2", "--max-new-tokens", "6", "--n-boot", "20",
+            "--dtype", "bfloat16", "--device", "cpu", "--fluency-budget", "100", "--model-key", "tiny",
+            "--out", str(out)]  # fmt: skip
+    code, printed, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "best weight" in printed and "best activation" in printed
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:4] == ["setting", "method", "rho", "alpha"] and "perplexity_low" in header
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert out.with_suffix(".table.md").read_text().startswith("| setting |")
+    snippet = yaml.safe_load(out.with_suffix(".spec.yaml").read_text()) or []
+    assert {c["method"] for c in snippet} <= {"weight", "activation"}
+    for condition in snippet:
+        assert condition["model"] == "tiny" and condition["key"] == f"tiny-{condition['method']}"
+    # --dtype is honoured: a bfloat16 sweep is a different sweep from a float32 one on the same file.
+    code, _printed, err = _run([a if a != "bfloat16" else "float32" for a in argv], capsys)
+    assert code == 2 and "different sweep" in err and err.count("\n") == 1
+    code, _printed, err = _run([*argv[:-1], str(tmp_path / "sweep.txt")], capsys)
+    assert code == 2 and ".jsonl or .csv" in err

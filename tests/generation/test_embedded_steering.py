@@ -25,7 +25,7 @@ def _samples(spec: ConditionSpec, artifact) -> list:
 def test_weight_steered_embedded_model_saves_reloads_and_talks(tmp_path: Path) -> None:
     # The last third of the layers: where the effect concentrates, and a third of the edit time.
     spec = ConditionSpec("weight", "embedded", {"rho": 0.1, "alpha": 1.0, "prompt_set": "dat", "layers": "20-29"})
-    artifact = prepare_artifact(spec, tmp_path / "steered")
+    artifact = prepare_artifact(spec, tmp_path / "steered", full_checkpoint=True)
     assert artifact is not None
     share = artifact.manifest["share_edited"]
     assert 0 < share <= 0.1

@@ -50,9 +50,9 @@ def test_weight_artifact_is_built_once_and_reused(tiny_model_dir: Path, tmp_path
     artifact = prepare_artifact(spec, out)
     assert artifact is not None and artifact.path == str(out)
     assert artifact.manifest["parameters"]["rho"] == 0.1 and artifact.manifest["sha256"] == artifact.sha256
-    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    stamp = (out / "edit.safetensors").stat().st_mtime_ns  # the sparse edit is the default
     assert prepare_artifact(spec, out) == artifact
-    assert (out / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert (out / "edit.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
 
     other = prepare_artifact(ConditionSpec("weight", str(tiny_model_dir), {"rho": 0.3, "alpha": 1.0}), out)
     assert other is not None and other.sha256 != artifact.sha256  # a different spec replaces it
@@ -60,20 +60,27 @@ def test_weight_artifact_is_built_once_and_reused(tiny_model_dir: Path, tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["weight"]
 
 
-def test_killed_build_leaves_no_half_artifact(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("full_checkpoint", [False, True])
+def test_killed_build_leaves_no_half_artifact(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch, full_checkpoint: bool
+) -> None:
+    import generation.sparse_edit as sparse_edit
     import generation.weight_steering as weight_steering
 
     def crash(*_args, **_kwargs):
         raise KeyboardInterrupt  # as when the worker is killed mid-write
 
     monkeypatch.setattr(weight_steering, "weights_sha256", crash)
+    monkeypatch.setattr(sparse_edit, "weights_sha256", crash)
     spec = ConditionSpec("weight", str(tiny_model_dir), {"rho": 0.1, "alpha": 1.0, "layers": 3})
     with pytest.raises(KeyboardInterrupt):
-        prepare_artifact(spec, tmp_path / "weight")
+        prepare_artifact(spec, tmp_path / "weight", full_checkpoint=full_checkpoint)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_weight_condition_samples_from_the_steered_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_weight_condition_samples_from_the_steered_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from generation.sparse_edit import steered_model_sha256
+
     base = _texts(ConditionSpec("base", str(tiny_model_dir)), None)
     untouched = ConditionSpec("weight", str(tiny_model_dir), {"rho": 0.1, "alpha": 0.0})
     # alpha = 0 gives the base weights, hence (same seeds) the base texts.
@@ -83,7 +90,8 @@ def test_weight_condition_samples_from_the_steered_checkpoint(tiny_model_dir: Pa
     family = get_task_family("aut")
     samples = [s for batch in iter_samples(steered, artifact, family, REQUESTS, DECODING) for s in batch]
     assert [s.text for s in samples] != base
-    assert {s.model_sha256 for s in samples} == {artifact.sha256}
+    base_sha256 = artifact.manifest["base_model"]["sha256"]
+    assert {s.model_sha256 for s in samples} == {steered_model_sha256(base_sha256, artifact.sha256)}
     assert samples[0].condition["artifact_sha256"] == artifact.sha256
 
 

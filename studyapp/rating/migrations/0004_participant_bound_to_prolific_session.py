@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rating', '0002_deployment_link'),
-        ('studies', '0005_study_entry_checks'),
+        ('rating', '0003_participant_simulated'),
+        ('studies', '0007_study_entry_checks'),
     ]
 
     operations = [

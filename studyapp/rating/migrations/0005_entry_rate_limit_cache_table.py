@@ -11,7 +11,7 @@ def create_cache_table(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rating", "0003_participant_bound_to_prolific_session"),
+        ("rating", "0004_participant_bound_to_prolific_session"),
     ]
 
     operations = [migrations.RunPython(create_cache_table, migrations.RunPython.noop)]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('studies', '0004_job_metrics_error'),
+        ('studies', '0006_rated_subset_automatic_only'),
     ]
 
     operations = [

@@ -18,8 +18,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--researcher", action="append", default=[], metavar="USERNAME", help="give this user access (repeatable)"
         )
+        parser.add_argument(
+            "--tokens-per-second",
+            type=float,
+            default=None,
+            help="generation throughput per GPU for the plan's GPU-hours (default: measured by earlier jobs)",
+        )
 
     def handle(self, *args, **options) -> None:
+        rate = options["tokens_per_second"]
+        if rate is not None and not rate > 0:
+            raise CommandError("--tokens-per-second must be a positive number", returncode=2)
         try:
             study, changed = study_load_file(path=options["file"], researchers=options["researcher"])
         except SpecError as error:
@@ -43,3 +52,6 @@ class Command(BaseCommand):
             f"{study.slug}: {verb}; spec version {study.spec_version}, sha256 {study.spec_sha256[:12]}, "
             f"{study.deployments.count()} deployments"
         )
+        from studyapp.studies.plan import format_plan, study_plan
+
+        self.stdout.write("generation plan:\n" + format_plan(study_plan(study=study, tokens_per_second=rate)))

@@ -1,0 +1,122 @@
+"""Screening stimuli before raters see them: truncation and length stored, shown and warned about; exclusion."""
+
+from __future__ import annotations
+
+import pytest
+
+from studyapp.rating.models import SlotStimulus
+from studyapp.rating.services import deployment_build_slots
+from studyapp.studies.models import GenerationJob, Stimulus
+from studyapp.studies.selectors import export_stimuli_frame
+from studyapp.studies.services import (
+    StudyLoadError,
+    count_words,
+    generation_start,
+    sample_seed,
+    stimuli_regenerate_excluded,
+    stimulus_exclude,
+)
+from tests.factories import ResearcherFactory
+
+
+def _generated(tiny_study, django_capture_on_commit_callbacks, **options):
+    study = tiny_study(**options)
+    with django_capture_on_commit_callbacks(execute=True):
+        generation_start(study=study)
+    jobs = GenerationJob.objects.filter(deployment__study=study)
+    assert {job.status for job in jobs} == {"succeeded"}, [job.error_message for job in jobs]
+    return study
+
+
+@pytest.mark.django_db
+def test_truncation_and_length_are_stored_and_exported(
+    tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+) -> None:
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = _generated(tiny_study, django_capture_on_commit_callbacks, conditions=("base", "weight"), max_new_tokens=6)
+    stimuli = list(Stimulus.objects.filter(deployment__study=study))
+    assert stimuli and all(s.finished is not None for s in stimuli)
+    assert all(s.n_words == count_words(s.text) for s in stimuli)
+    # A response that ran to max_new_tokens was cut off; one that ended early was not.
+    assert all(s.finished is False for s in stimuli if s.n_new_tokens == 6 and not s.finished)
+    assert all(s.n_new_tokens < 6 for s in stimuli if s.finished)
+    frame = export_stimuli_frame(study=study)
+    for column in ("finished", "length_words", "excluded", "exclusion_reason", "replaces"):
+        assert column in frame.columns
+    assert frame["length_words"].tolist() == [Stimulus.objects.get(token=token).n_words for token in frame["stimulus"]]
+    assert not frame["excluded"].any()
+
+
+def test_words_are_tokens_with_a_letter() -> None:
+    assert count_words("1. Build a house\n2. Door-stop!  ") == 4
+    assert count_words("") == 0
+
+
+@pytest.fixture
+def screened(client, tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path):
+    """A generated base-vs-prompt study, with its researcher logged in."""
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = _generated(tiny_study, django_capture_on_commit_callbacks, conditions=("base", "prompt"))
+    researcher = ResearcherFactory(username="screener")
+    study.researchers.add(researcher)
+    client.force_login(researcher)
+    return study
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_length_and_truncation_and_warns(client, screened) -> None:
+    study = screened
+    Stimulus.objects.filter(deployment__study=study).update(finished=True, n_words=40)
+    html = client.get(f"/panel/{study.slug}/").content.decode()
+    assert "data-screening" in html and "data-screening-warning" not in html
+    # The prompt condition writes much shorter answers, and most are cut off: two warnings.
+    prompt = Stimulus.objects.filter(deployment__study=study, condition__key="prompt")
+    prompt.update(n_words=12)
+    Stimulus.objects.filter(pk__in=list(prompt.values_list("pk", flat=True)[:3])).update(finished=False)
+    html = client.get(f"/panel/{study.slug}/").content.decode()
+    assert html.count("data-screening-warning") == 2
+    assert "base responses average 40 words, prompt 12" in html
+    assert "75% of prompt responses are cut off" in html
+
+
+@pytest.mark.django_db
+def test_excluded_stimuli_are_replaced_with_new_seeds_and_never_rated(
+    client, screened, django_capture_on_commit_callbacks
+) -> None:
+    study = screened
+    victim = Stimulus.objects.get(deployment__study=study, condition__key="prompt", item__key="brick", sample_index=1)
+    with pytest.raises(StudyLoadError, match="why"):
+        stimulus_exclude(stimulus=victim, reason="  ")
+    response = client.post(
+        f"/panel/{study.slug}/stimuli/exclude/", {"stimulus": victim.token, "reason": "cut off mid-word"}
+    )
+    assert response.status_code == 302
+    victim.refresh_from_db()
+    assert victim.excluded_at is not None and victim.exclusion_reason == "cut off mid-word"
+    assert "cut off mid-word" in client.get(f"/panel/{study.slug}/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert len(stimuli_regenerate_excluded(study=study)) == 1
+    replacement = Stimulus.objects.get(replaces=victim)
+    assert replacement.item_id == victim.item_id and replacement.condition_id == victim.condition_id
+    assert replacement.sample_index == study.samples_per_item  # the next free index ...
+    assert replacement.seed == sample_seed(
+        study_seed=study.seed, task_key="aut", item_key="brick", sample_index=study.samples_per_item
+    )
+    assert replacement.seed != victim.seed  # ... hence a new seed
+    with django_capture_on_commit_callbacks(execute=True):
+        assert stimuli_regenerate_excluded(study=study) == []  # nothing left to replace
+
+    deployment = victim.deployment
+    deployment_build_slots(deployment=deployment)
+    rated = set(SlotStimulus.objects.filter(slot__deployment=deployment).values_list("stimulus_id", flat=True))
+    assert victim.pk not in rated and replacement.pk in rated
+    frame = export_stimuli_frame(study=study).set_index("stimulus")
+    assert frame.loc[victim.token, "excluded"] and frame.loc[victim.token, "exclusion_reason"] == "cut off mid-word"
+    assert frame.loc[replacement.token, "replaces"] == victim.token
+    # Once slots exist, excluding would change what raters were promised: refused.
+    other = Stimulus.objects.filter(deployment=deployment, excluded_at__isnull=True).first()
+    with pytest.raises(StudyLoadError, match="slots"):
+        stimulus_exclude(stimulus=other, reason="too late")
+    response = client.post(f"/panel/{study.slug}/stimuli/exclude/", {"stimulus": "nope", "reason": "x"})
+    assert response.status_code == 302

@@ -26,7 +26,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,10 @@ class WalkScorer:
         self.concepts = concepts
         self.labels = pd.Index(list(labels_from_graph) + extra)
         self.weights = weights
+        self._label_code = {name: i for i, name in enumerate(self.labels)}
+        self._names_disjoint = not set(self._label_code) & set(concepts)
+        self._code = {name: i for i, name in enumerate(concepts)}
+        self._code.update({name: len(concepts) + i for name, i in self._label_code.items()})
         heads = concepts.get_indexer([h for h, _, _ in rows])
         tails = concepts.get_indexer([t for _, _, t in rows])
         labs = self.labels.get_indexer([lab for _, lab, _ in rows])
@@ -113,6 +117,23 @@ class WalkScorer:
     def n_concepts(self) -> int:
         return len(self.concepts)
 
+    def _encode(self, walks: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token counts per walk and one id per token: concepts 0..n-1 at even positions,
+        labels 0..k-1 at odd ones, -1 for a name that is not one of those."""
+        n_tokens = np.fromiter(map(len, walks), dtype=np.int64, count=len(walks))
+        flat = list(chain.from_iterable(walks))
+        # One dict pass over all tokens when concept and label names are disjoint (the usual
+        # case): codes n..n+k-1 are labels. This pass is most of the cost of scoring.
+        codes = np.fromiter(map(self._code.get, flat, repeat(-1, len(flat))), dtype=np.int64, count=len(flat))
+        starts = np.cumsum(n_tokens) - n_tokens
+        is_label = (np.arange(len(flat)) - np.repeat(starts, n_tokens)) % 2 == 1
+        n = self.n_concepts
+        if self._names_disjoint:
+            ids = np.where(is_label, np.where(codes >= n, codes - n, -1), np.where(codes < n, codes, -1))
+        else:
+            ids = np.where(is_label, self.labels.get_indexer(flat), self.concepts.get_indexer(flat))
+        return n_tokens, ids
+
     def score(self, walks: Sequence[Sequence[str]], prompts: Sequence[Prompt]) -> pd.DataFrame:
         """Score ``walks[i]`` against ``prompts[i]``.
 
@@ -123,53 +144,51 @@ class WalkScorer:
         """
         if len(walks) != len(prompts):
             raise ValueError(f"{len(walks)} walks but {len(prompts)} prompts")
-        n_walks = len(walks)
+        n_tokens, ids = self._encode(walks)
+        return self.score_encoded(n_tokens, ids, prompts)
+
+    def score_encoded(self, n_tokens: np.ndarray, ids: np.ndarray, prompts: Sequence[Prompt]) -> pd.DataFrame:
+        """:meth:`score` on walks already encoded as by :meth:`_encode` (all vectorised)."""
+        n_walks = len(n_tokens)
         w = self.weights
-        n_tokens = np.fromiter((len(x) for x in walks), dtype=np.int64, count=n_walks)
-        flat = np.array(list(chain.from_iterable(walks)), dtype=object)
-        starts = np.concatenate([[0], np.cumsum(n_tokens)[:-1]]) if n_walks else np.zeros(0, np.int64)
+        n, k = self.n_concepts, len(self.labels)
+        starts = np.cumsum(n_tokens) - n_tokens
         walk_of_token = np.repeat(np.arange(n_walks), n_tokens)
-        pos = np.arange(flat.size) - np.repeat(starts, n_tokens)
-        is_concept = pos % 2 == 0
-        ids = np.empty(flat.size, dtype=np.int64)
-        ids[is_concept] = self.concepts.get_indexer(flat[is_concept])
-        ids[~is_concept] = self.labels.get_indexer(flat[~is_concept])
+        pos = np.arange(ids.size) - starts[walk_of_token]
         bad_token = np.bincount(walk_of_token[ids < 0], minlength=n_walks) > 0
 
         # A step is a label token with a concept after it.
-        label_pos = np.flatnonzero(~is_concept & (pos + 1 < np.repeat(n_tokens, n_tokens)))
+        label_pos = np.flatnonzero((pos % 2 == 1) & (pos + 1 < n_tokens[walk_of_token]))
         step_walk = walk_of_token[label_pos]
         a, lab, b = ids[label_pos - 1], ids[label_pos], ids[label_pos + 1]
-        n = self.n_concepts
         keys = np.minimum(a, b) * n + np.maximum(a, b)
-        where = np.clip(np.searchsorted(self._keys, keys), 0, max(len(self._keys) - 1, 0))
         step_ok = (a >= 0) & (b >= 0) & (lab >= 0) & (a != b)
         if len(self._keys):
+            where = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
             step_ok &= (self._keys[where] == keys) & (self._edge_labels[where] == lab)
         else:
-            step_ok &= False
+            step_ok[:] = False
         bad_step = np.bincount(step_walk[~step_ok], minlength=n_walks) > 0
         valid = (n_tokens % 2 == 1) & ~bad_token & ~bad_step
         length = np.bincount(step_walk, minlength=n_walks)
         surprise_sum = np.bincount(step_walk, weights=self.surprise_of_label[np.maximum(lab, 0)], minlength=n_walks)
         surprise = np.divide(surprise_sum, length, out=np.zeros(n_walks), where=length > 0)
 
-        # Constraints of x: endpoints, I and X, via sorted (walk, label) keys.
-        k = len(self.labels)
-        starts_ids = self.concepts.get_indexer([p.start for p in prompts])
-        ends_ids = self.concepts.get_indexer([p.end for p in prompts])
+        # Constraints of x, encoded once per distinct prompt.
+        table, which = self._encode_prompts(prompts)
+        p_start, p_end, n_inc, n_exc, inc_ptr, inc_ids, exc_ptr, exc_ids = table
         # Sentinel -1 at the end: an empty walk's first/last token reads it.
         padded = np.append(ids, -1)
-        first = np.where(n_tokens > 0, padded[np.where(n_tokens > 0, starts, -1)], -1)
-        last = np.where(n_tokens > 0, padded[np.where(n_tokens > 0, starts + n_tokens - 1, -1)], -1)
-        endpoints_ok = (n_tokens > 0) & (first == starts_ids) & (last == ends_ids) & (starts_ids >= 0)
-        used = np.unique(step_walk[lab >= 0] * k + lab[lab >= 0])
-        n_inc = np.fromiter((len(p.include) for p in prompts), dtype=np.int64, count=n_walks)
-        n_exc = np.fromiter((len(p.exclude) for p in prompts), dtype=np.int64, count=n_walks)
-        inc_ok = self._constraint_hits(prompts, "include", n_inc, used, k) == n_inc
-        exc_ok = self._constraint_hits(prompts, "exclude", n_exc, used, k) == 0
+        has = n_tokens > 0
+        first = padded[np.where(has, starts, -1)]
+        last = padded[np.where(has, starts + n_tokens - 1, -1)]
+        endpoints_ok = has & (first == p_start[which]) & (last == p_end[which]) & (p_start[which] >= 0)
+        used = self._label_presence(step_walk[lab >= 0], lab[lab >= 0], n_walks, k)
+        w_inc, w_exc = n_inc[which], n_exc[which]
+        inc_ok = self._hits(used, which, w_inc, inc_ptr, inc_ids, n_walks, k) == w_inc
+        exc_ok = self._hits(used, which, w_exc, exc_ptr, exc_ids, n_walks, k) == 0
         satisfies = valid & endpoints_ok & inc_ok & exc_ok
-        scale = (1 + w.alpha_include * n_inc) * (1 + w.alpha_exclude * n_exc)
+        scale = (1 + w.alpha_include * w_inc) * (1 + w.alpha_exclude * w_exc)
         utility = np.where(satisfies, scale, 0.0).astype(float)
         novelty = np.where(valid, w.alpha_h * length + w.alpha_r * surprise, 0.0)
         return pd.DataFrame(
@@ -184,19 +203,64 @@ class WalkScorer:
             }
         )
 
-    def _constraint_hits(
-        self, prompts: Sequence[Prompt], field: str, counts: np.ndarray, used: np.ndarray, k: int
+    def _encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """Arrays per distinct prompt (start, end, |I|, |X|, I and X as CSR) and each walk's row."""
+        # Keyed by object identity: walks of one prompt usually share its object, and
+        # identity is much cheaper to hash than the fields.
+        rows: dict[int, int] = {}
+        distinct: list[Prompt] = []
+
+        def row(p: Prompt) -> int:
+            r = rows.get(id(p))
+            if r is None:
+                r = rows[id(p)] = len(distinct)
+                distinct.append(p)
+            return r
+
+        which = np.fromiter(map(row, prompts), dtype=np.int64, count=len(prompts))
+        lget = self._label_code.get
+        n = self.n_concepts
+
+        def concept(name: str) -> int:
+            code = self._code.get(name, -1)
+            return code if code < n else -1
+
+        p_start = np.array([concept(p.start) for p in distinct], dtype=np.int64)
+        p_end = np.array([concept(p.end) for p in distinct], dtype=np.int64)
+        n_inc = np.array([len(p.include) for p in distinct], dtype=np.int64)
+        n_exc = np.array([len(p.exclude) for p in distinct], dtype=np.int64)
+        inc_ids = np.array([lget(x, -1) for p in distinct for x in p.include], dtype=np.int64)
+        exc_ids = np.array([lget(x, -1) for p in distinct for x in p.exclude], dtype=np.int64)
+        inc_ptr = np.concatenate([[0], np.cumsum(n_inc)])
+        exc_ptr = np.concatenate([[0], np.cumsum(n_exc)])
+        return (p_start, p_end, n_inc, n_exc, inc_ptr, inc_ids, exc_ptr, exc_ids), which
+
+    @staticmethod
+    def _label_presence(walk: np.ndarray, label: np.ndarray, n_walks: int, k: int) -> np.ndarray:
+        """Sorted unique keys ``walk * k + label`` of the labels each walk uses, or a dense
+        boolean table of them when it fits (much faster than sorting)."""
+        if n_walks * k <= 200_000_000:
+            dense = np.zeros(n_walks * k + 1, dtype=bool)
+            dense[walk * k + label] = True
+            return dense
+        return np.unique(walk * k + label)
+
+    @staticmethod
+    def _hits(
+        used: np.ndarray, which: np.ndarray, counts: np.ndarray, ptr: np.ndarray, ids: np.ndarray, n_walks: int, k: int
     ) -> np.ndarray:
-        """Per walk, how many labels of the prompt's I (or X) the walk uses."""
-        if counts.sum() == 0:
-            return np.zeros(len(prompts), dtype=np.int64)
-        names = list(chain.from_iterable(getattr(p, field) for p in prompts))
-        label_ids = self.labels.get_indexer(names)
-        owner = np.repeat(np.arange(len(prompts)), counts)
-        known = label_ids >= 0
-        hit = np.zeros(label_ids.size, dtype=bool)
-        hit[known] = np.isin(owner[known] * k + label_ids[known], used, assume_unique=False)
-        return np.bincount(owner[hit], minlength=len(prompts))
+        """Per walk, how many labels of its prompt's I (or X) the walk uses."""
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(n_walks, dtype=np.int64)
+        owner = np.repeat(np.arange(n_walks), counts)
+        offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        label = ids[ptr[which][owner] + offset]
+        known = label >= 0
+        keys = owner[known] * k + label[known]
+        hit = np.zeros(total, dtype=bool)
+        hit[known] = used[keys] if used.dtype == bool else np.isin(keys, used)
+        return np.bincount(owner[hit], minlength=n_walks)
 
 
 def score_walks(
@@ -492,3 +556,28 @@ def best_architectures(table: pd.DataFrame) -> pd.DataFrame:
     return best[
         ["budget", "depth", "width", "params", "creativity", "creativity_ci_low", "creativity_ci_high"]
     ].reset_index(drop=True)
+
+
+def report_section(page, metrics: pd.DataFrame | None) -> None:
+    """The report's combinatorial-creativity section: mean novelty, utility and creativity of
+    ``cc_walk`` stimuli per condition, and novelty against utility. Nothing without them."""
+    table = novelty_utility_by_group(metrics) if metrics is not None else None
+    if table is None:
+        return
+    import matplotlib.pyplot as plt
+
+    page.h("Combinatorial creativity (cc_walk): novelty and utility")
+    page.p(
+        "Walks scored as in Schapiro et al. (arXiv 2509.21043): utility is 0 unless the walk is valid and "
+        "meets the prompt; creativity is the mean of utility x novelty. See docs/combinatorial.md.",
+        "note",
+    )
+    page.table(table, "cc_novelty_utility")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.scatter(table["cc_utility"], table["cc_novelty"])
+    for row in table.to_dict("records"):
+        ax.annotate(str(row.get("condition", "all")), (row["cc_utility"], row["cc_novelty"]), fontsize=8)
+    ax.set_xlabel("utility E[U]")
+    ax.set_ylabel("novelty E[N]")
+    fig.tight_layout()
+    page.figure(fig, "cc_novelty_utility", "cc_walk novelty against utility by condition")

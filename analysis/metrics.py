@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.aut import score_aut
+from analysis.combinatorial import CC_METRIC_COLUMNS, score_cc_walk_texts
 from analysis.dat import DatScorer
 from analysis.diversity import bootstrap_by, diversity_metrics, tokens
 from analysis.embeddings import Embedder, WordVectors, default_embedder, load_word_list
@@ -27,6 +28,7 @@ METRIC_COLUMNS = [
     "aut_fluency",
     "aut_originality",
     "aut_elaboration",
+    *CC_METRIC_COLUMNS,
 ]
 DIVERSITY_METRICS = [
     "mean_pairwise_similarity",
@@ -65,6 +67,7 @@ def stimulus_metrics(
     text_col: str = "text",
     task_col: str = "task",
     item_col: str = "item",
+    item_text_col: str = "item_text",
     embedder: Embedder | WordVectors | None = None,
     word_list: str | os.PathLike[str] | Iterable[str] | None = None,
 ) -> pd.DataFrame:
@@ -74,7 +77,9 @@ def stimulus_metrics(
     ----------
     stimuli : pandas.DataFrame
         One row per stimulus; ``task`` is ``"dat"``, ``"aut"``, ``"task_task"`` (others
-        only get ``n_words``). For AUT rows ``item`` is the object ("brick").
+        only get ``n_words``). For AUT rows ``item`` is the object ("brick"). ``cc_walk``
+        rows are scored on the subgraph and prompt in their item's text (``item_text``
+        column, else ``item``): ``cc_valid, cc_utility, cc_novelty, cc_creativity``.
     embedder : Embedder, WordVectors or None
         Embedding for DAT distances and AUT similarity; None = embedded MiniLM.
     word_list : path, iterable or None
@@ -111,6 +116,13 @@ def stimulus_metrics(
         aut = score_aut(texts[is_aut].tolist(), stimuli.loc[is_aut, item_col].astype(str).tolist(), emb)
         for col in ("aut_fluency", "aut_originality", "aut_elaboration"):
             out.loc[is_aut, col] = aut[col].to_numpy(float)
+    is_cc = (tasks == "cc_walk").to_numpy()
+    if is_cc.any():
+        source = item_text_col if item_text_col in stimuli.columns else item_col
+        _require(stimuli, [source], "stimuli with cc_walk rows")
+        cc = score_cc_walk_texts(texts[is_cc].tolist(), stimuli.loc[is_cc, source].astype(str).tolist())
+        for col in CC_METRIC_COLUMNS:
+            out.loc[is_cc, col] = cc[col].to_numpy(float)
     out.attrs["embedding"] = emb.name if emb is not None else None
     return out
 

@@ -467,6 +467,7 @@ def _metrics_compute(*, job_id: int) -> int:
             "text": [s.text for s in stimuli],
             "task": job.deployment.task.key,
             "item": [s.item.key for s in stimuli],
+            "item_text": [s.item.text for s in stimuli],
             "condition": job.condition_id,
         },
         index=[s.pk for s in stimuli],

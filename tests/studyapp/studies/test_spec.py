@@ -232,3 +232,14 @@ def test_load_study_warns_about_model_folders_missing_here(capsys) -> None:
     captured = capsys.readouterr()
     assert "creativityneuro: loaded" in captured.out
     assert "warning: model 'llama31-8b': /models/Llama-3.1-8B-Instruct does not exist" in captured.err
+
+
+def test_a_study_with_the_cc_walk_task_loads() -> None:
+    text = DEMO.read_text().replace("items: [brick, paperclip, umbrella]", "items: [kitchen, city, music]")
+    text = text.replace("- key: aut\n", "- key: cc_walk\n").replace("task: aut", "task: cc_walk")
+    spec = spec_parse(text)
+    (task,) = spec.tasks
+    assert task["key"] == "cc_walk" and task["parser"] == "cc_walk"
+    assert [item["key"] for item in task["items"]] == ["kitchen", "city", "music"]
+    assert all("Start:" in item["text"] for item in task["items"])
+    assert {d["task"] for d in spec.deployments} == {"cc_walk"}

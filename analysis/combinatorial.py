@@ -49,11 +49,28 @@ class Weights:
 
 @dataclass(frozen=True)
 class Prompt:
+    """A creative prompt x = (u, v, I, X) by name, with ``I`` and ``X`` disjoint label sets."""
+
     prompt_id: str
     start: str
     end: str
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        both = set(self.include) & set(self.exclude)
+        if both:
+            raise ValueError(f"prompt {self.prompt_id}: labels both included and excluded: {', '.join(sorted(both))}")
+
+    def as_dict(self) -> dict:
+        """The JSONL form ``{"prompt_id", "start", "end", "include", "exclude"}``."""
+        return {
+            "prompt_id": self.prompt_id,
+            "start": self.start,
+            "end": self.end,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+        }
 
 
 def label_counts_from_walks(walks: Iterable[Sequence[str]]) -> dict[str, int]:

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from analysis.combinatorial import Prompt
 from generation.combinatorial.graphs import ConceptGraph
-from generation.combinatorial.prompts import CreativePrompt, sample_satisfying_walks
+from generation.combinatorial.prompts import sample_satisfying_walks
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<sep>", "<walk>", "<inc>", "<exc>")
 PAD, BOS, EOS, SEP, WALK, INC, EXC = range(len(SPECIALS))
@@ -58,7 +59,7 @@ class WalkTokenizer:
             out.append(self.vocab[i])
         return out
 
-    def prompt_tokens(self, prompt: CreativePrompt) -> list[str]:
+    def prompt_tokens(self, prompt: Prompt) -> list[str]:
         return [
             "<bos>",
             "<walk>",
@@ -75,7 +76,7 @@ class WalkTokenizer:
 def build_corpus(
     graph: ConceptGraph,
     tokenizer: WalkTokenizer,
-    train_prompts: Sequence[CreativePrompt],
+    train_prompts: Sequence[Prompt],
     *,
     walks_per_prompt: int = 4,
     max_hops: int = 8,
@@ -160,7 +161,7 @@ def width_for_params(*, target: int, depth: int, vocab_size: int, multiple: int 
 def sample_walks(
     model: GPT2LMHeadModel,
     tokenizer: WalkTokenizer,
-    prompts: Sequence[CreativePrompt],
+    prompts: Sequence[Prompt],
     *,
     n_samples: int = 1,
     temperature: float = 1.0,

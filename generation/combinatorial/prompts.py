@@ -12,39 +12,19 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from analysis.combinatorial import Prompt
 from generation.combinatorial.graphs import ConceptGraph
-
-
-@dataclass(frozen=True)
-class CreativePrompt:
-    """x = (u, v, I, X) by name, with ``I`` and ``X`` disjoint label sets."""
-
-    prompt_id: str
-    start: str
-    end: str
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        both = set(self.include) & set(self.exclude)
-        if both:
-            raise ValueError(f"prompt {self.prompt_id}: labels both included and excluded: {', '.join(sorted(both))}")
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["include"], data["exclude"] = list(self.include), list(self.exclude)
-        return data
 
 
 class _StateSpace:
     """States (concept, mask of I used) reachable without X; distance of each state to acceptance."""
 
-    def __init__(self, graph: ConceptGraph, prompt: CreativePrompt):
+    def __init__(self, graph: ConceptGraph, prompt: Prompt):
         self.graph = graph
         idx = graph.label_index
         self.include_ids = [idx[name] for name in prompt.include]
@@ -89,13 +69,13 @@ class _StateSpace:
         return int(self.distance_to_accept()[self.start, 0])
 
 
-def shortest_satisfying_length(graph: ConceptGraph, prompt: CreativePrompt) -> int:
+def shortest_satisfying_length(graph: ConceptGraph, prompt: Prompt) -> int:
     """Fewest edges of a walk satisfying ``prompt`` in ``graph``; -1 when unsatisfiable."""
     return _StateSpace(graph, prompt).shortest()
 
 
 def sample_satisfying_walks(
-    graph: ConceptGraph, prompt: CreativePrompt, *, n: int, max_hops: int, rng: np.random.Generator
+    graph: ConceptGraph, prompt: Prompt, *, n: int, max_hops: int, rng: np.random.Generator
 ) -> list[list[str]]:
     """``n`` random walks satisfying ``prompt``, as ``[v0, l1, v1, ..., vh]`` names.
 
@@ -151,7 +131,7 @@ def sample_prompts(
     seed: int = 0,
     id_prefix: str = "p",
     max_tries: int | None = None,
-) -> list[CreativePrompt]:
+) -> list[Prompt]:
     """``n`` distinct satisfiable prompts of controlled difficulty.
 
     Difficulty: the graph distance between u and v lies in ``distance`` (inclusive), I has
@@ -165,7 +145,7 @@ def sample_prompts(
     if n_include + n_exclude > len(graph.labels):
         raise ValueError(f"{n_include} included + {n_exclude} excluded labels but the graph has {len(graph.labels)}")
     rng = np.random.default_rng(seed)
-    prompts: list[CreativePrompt] = []
+    prompts: list[Prompt] = []
     seen: set[tuple] = set()
     tries = 0
     max_tries = max_tries or 50 * n + 100
@@ -188,9 +168,7 @@ def sample_prompts(
         key = (u, v, include, exclude)
         if key in seen:
             continue
-        prompt = CreativePrompt(
-            f"{id_prefix}{len(prompts):05d}", graph.concepts[u], graph.concepts[v], include, exclude
-        )
+        prompt = Prompt(f"{id_prefix}{len(prompts):05d}", graph.concepts[u], graph.concepts[v], include, exclude)
         length = shortest_satisfying_length(graph, prompt)
         if 0 <= length <= max_hops:
             seen.add(key)
@@ -202,11 +180,11 @@ def sample_prompts(
 class PromptSplit:
     """Training prompts (their walks are trained on) and held-out prompts (never)."""
 
-    train: tuple[CreativePrompt, ...]
-    heldout: tuple[CreativePrompt, ...]
+    train: tuple[Prompt, ...]
+    heldout: tuple[Prompt, ...]
 
 
-def split_prompts(prompts: Sequence[CreativePrompt], *, heldout_fraction: float = 0.2, seed: int = 0) -> PromptSplit:
+def split_prompts(prompts: Sequence[Prompt], *, heldout_fraction: float = 0.2, seed: int = 0) -> PromptSplit:
     """Seeded split by endpoint pair: all prompts sharing {u, v} go to the same side.
 
     Every training walk runs between a training prompt's endpoints, so no walk from a
@@ -222,7 +200,7 @@ def split_prompts(prompts: Sequence[CreativePrompt], *, heldout_fraction: float 
     return PromptSplit(train, held)
 
 
-def write_prompts(prompts: Iterable[CreativePrompt], path: str | Path) -> None:
+def write_prompts(prompts: Iterable[Prompt], path: str | Path) -> None:
     """JSONL, one ``{"prompt_id", "start", "end", "include", "exclude"}`` per line."""
     with open(path, "w", encoding="utf-8") as handle:
         for prompt in prompts:

@@ -34,7 +34,6 @@ from generation.combinatorial.lm import (
     width_for_params,
 )
 from generation.combinatorial.prompts import (
-    CreativePrompt,
     sample_prompts,
     sample_satisfying_walks,
     split_prompts,
@@ -100,7 +99,7 @@ def prepare_task(graph: ConceptGraph, spec: ScalingSpec, out: Path) -> tuple[Wal
 
 
 def heldout_loss(
-    model, tokenizer: WalkTokenizer, graph: ConceptGraph, prompts: Sequence[CreativePrompt], spec: ScalingSpec, device
+    model, tokenizer: WalkTokenizer, graph: ConceptGraph, prompts: Sequence[Prompt], spec: ScalingSpec, device
 ) -> float:
     """Mean next-token loss on the walk part of satisfying walks of held-out prompts."""
     rng = np.random.default_rng(spec.seed + 1)
@@ -138,7 +137,7 @@ def run_scaling(
     out = Path(out)
     tokenizer, seqs, seen, heldout = prepare_task(graph, spec, out)
     scorer = WalkScorer(graph.triples(), train_label_counts=label_counts_from_walks(seen))
-    by_id = {p.prompt_id: Prompt(p.prompt_id, p.start, p.end, p.include, p.exclude) for p in heldout}
+    by_id = {p.prompt_id: p for p in heldout}
     table_path = out / "scaling.csv"
     done = pd.read_csv(table_path) if table_path.exists() else pd.DataFrame(columns=TABLE_COLUMNS)
     for budget in spec.budgets:

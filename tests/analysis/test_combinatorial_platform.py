@@ -11,7 +11,7 @@ from analysis.metrics import stimulus_metrics
 from analysis.report import write_report
 from analysis.simulate import simulate_export
 from generation.combinatorial.graphs import graph_from_triples
-from generation.combinatorial.prompts import CreativePrompt, shortest_satisfying_length
+from generation.combinatorial.prompts import shortest_satisfying_length
 from generation.task_families import get_task_family
 
 
@@ -21,8 +21,7 @@ def test_every_shipped_cc_walk_item_is_a_satisfiable_prompt():
     for item in family.items:
         triples, prompt = parse_cc_item(item.text, prompt_id=item.key)
         graph = graph_from_triples(triples)
-        x = CreativePrompt(item.key, prompt.start, prompt.end, prompt.include, prompt.exclude)
-        assert shortest_satisfying_length(graph, x) > 0, item.key
+        assert shortest_satisfying_length(graph, prompt) > 0, item.key
         assert "{item}" not in family.render(item.text)
     assert family.parse("coffee > made_from > bean") == ["coffee", "made_from", "bean"]
 

@@ -28,18 +28,12 @@ from generation.combinatorial.lm import (
     sample_walks,
 )
 from generation.combinatorial.prompts import (
-    CreativePrompt,
     sample_prompts,
     sample_satisfying_walks,
     shortest_satisfying_length,
     split_prompts,
 )
 from generation.combinatorial.train import TrainConfig, lr_at, train
-
-
-def _as_prompt(p: CreativePrompt) -> Prompt:
-    return Prompt(p.prompt_id, p.start, p.end, p.include, p.exclude)
-
 
 # --- graphs --------------------------------------------------------------------------
 
@@ -107,7 +101,7 @@ def test_sampled_prompts_are_satisfiable_with_the_difficulty_asked(small_graph):
         assert len(prompt.include) == 2 and len(prompt.exclude) == 1 and not set(prompt.include) & set(prompt.exclude)
         assert d <= shortest_satisfying_length(small_graph, prompt) <= 7
         walks = sample_satisfying_walks(small_graph, prompt, n=5, max_hops=7, rng=rng)
-        scores = scorer.score(walks, [_as_prompt(prompt)] * len(walks))
+        scores = scorer.score(walks, [prompt] * len(walks))
         assert scores["satisfies"].all()  # checked by the independent scorer
         assert scores["length"].max() <= 7
 
@@ -115,9 +109,9 @@ def test_sampled_prompts_are_satisfiable_with_the_difficulty_asked(small_graph):
 def test_an_unsatisfiable_prompt_is_recognised():
     # a - b - c in a line, all labelled x: excluding x leaves no walk.
     graph = graph_from_triples([("a", "x", "b"), ("b", "x", "c"), ("c", "y", "d")])
-    assert shortest_satisfying_length(graph, CreativePrompt("p", "a", "c", (), ("x",))) == -1
-    assert shortest_satisfying_length(graph, CreativePrompt("p", "a", "c", ("y",), ())) == 4  # a b c d c
-    assert shortest_satisfying_length(graph, CreativePrompt("p", "a", "c", (), ())) == 2
+    assert shortest_satisfying_length(graph, Prompt("p", "a", "c", (), ("x",))) == -1
+    assert shortest_satisfying_length(graph, Prompt("p", "a", "c", ("y",), ())) == 4  # a b c d c
+    assert shortest_satisfying_length(graph, Prompt("p", "a", "c", (), ())) == 2
 
 
 def test_splits_are_seeded_and_keep_held_out_answers_out_of_training(small_graph):
@@ -199,7 +193,7 @@ def test_a_tiny_model_learns_valid_walks_within_a_minute():
     cpu_seconds = time.process_time() - started
     assert cpu_seconds < 60, "training took more than a minute of CPU time"
     samples = sample_walks(model, tokenizer, list(split.heldout), n_samples=4, temperature=1.0, seed=0, max_hops=8)
-    by_id = {p.prompt_id: _as_prompt(p) for p in split.heldout}
+    by_id = {p.prompt_id: p for p in split.heldout}
     scorer = WalkScorer(graph.triples(), train_label_counts=label_counts_from_walks(seen))
     model_scores = scorer.score([w for _, w in samples], [by_id[i] for i, _ in samples])
     # Baseline: random walks of the model's lengths over the same symbols (what an untrained

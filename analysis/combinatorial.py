@@ -564,11 +564,11 @@ def plot_novelty_vs_utility(table: pd.DataFrame):
 
 
 def best_architectures(table: pd.DataFrame) -> pd.DataFrame:
-    """Per budget, the depth and width with the highest creativity (at the table's default
-    temperature when there are several)."""
+    """Per budget, the depth and width with the highest creativity (at the temperature of the
+    table's first row when it has several)."""
     rows = table
     if "temperature" in rows.columns and rows["temperature"].nunique() > 1:
-        rows = rows[rows["temperature"] == rows["temperature"].min()]
+        rows = rows[rows["temperature"] == rows["temperature"].iloc[0]]
     best = rows.loc[rows.groupby("budget")["creativity"].idxmax()]
     return best[
         ["budget", "depth", "width", "params", "creativity", "creativity_ci_low", "creativity_ci_high"]

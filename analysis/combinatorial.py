@@ -170,13 +170,12 @@ class WalkScorer:
         w = self.weights
         n, k = self.n_concepts, len(self.labels)
         starts = np.cumsum(n_tokens) - n_tokens
-        walk_of_token = np.repeat(np.arange(n_walks), n_tokens)
-        pos = np.arange(ids.size) - starts[walk_of_token]
-        bad_token = np.bincount(walk_of_token[ids < 0], minlength=n_walks) > 0
-
-        # A step is a label token with a concept after it.
-        label_pos = np.flatnonzero((pos % 2 == 1) & (pos + 1 < n_tokens[walk_of_token]))
-        step_walk = walk_of_token[label_pos]
+        # A step is a label token with a concept after it: walk i has (len - 1) // 2 steps,
+        # the j-th with its label at starts[i] + 1 + 2 j. Every token of an odd-length walk
+        # with a step is in one, so checking the steps checks every name.
+        n_steps = np.maximum(n_tokens - 1, 0) // 2
+        step_walk = np.repeat(np.arange(n_walks), n_steps)
+        label_pos = np.repeat(starts + 1 - 2 * (np.cumsum(n_steps) - n_steps), n_steps) + 2 * np.arange(step_walk.size)
         a, lab, b = ids[label_pos - 1], ids[label_pos], ids[label_pos + 1]
         keys = np.minimum(a, b) * n + np.maximum(a, b)
         step_ok = (a >= 0) & (b >= 0) & (lab >= 0) & (a != b)
@@ -186,7 +185,8 @@ class WalkScorer:
         else:
             step_ok[:] = False
         bad_step = np.bincount(step_walk[~step_ok], minlength=n_walks) > 0
-        valid = (n_tokens % 2 == 1) & ~bad_token & ~bad_step
+        lone_ok = np.append(ids, -1)[np.where(n_tokens == 1, starts, -1)] >= 0  # a one-concept walk
+        valid = (n_tokens % 2 == 1) & ~bad_step & ((n_steps > 0) | lone_ok)
         length = np.bincount(step_walk, minlength=n_walks)
         surprise_sum = np.bincount(step_walk, weights=self.surprise_of_label[np.maximum(lab, 0)], minlength=n_walks)
         surprise = np.divide(surprise_sum, length, out=np.zeros(n_walks), where=length > 0)
@@ -224,17 +224,11 @@ class WalkScorer:
         """Arrays per distinct prompt (start, end, |I|, |X|, I and X as CSR) and each walk's row."""
         # Keyed by object identity: walks of one prompt usually share its object, and
         # identity is much cheaper to hash than the fields.
-        rows: dict[int, int] = {}
-        distinct: list[Prompt] = []
-
-        def row(p: Prompt) -> int:
-            r = rows.get(id(p))
-            if r is None:
-                r = rows[id(p)] = len(distinct)
-                distinct.append(p)
-            return r
-
-        which = np.fromiter(map(row, prompts), dtype=np.int64, count=len(prompts))
+        keys = list(map(id, prompts))
+        by_key = dict(zip(keys, prompts, strict=True))
+        rows = {key: i for i, key in enumerate(by_key)}
+        distinct = list(by_key.values())
+        which = np.fromiter(map(rows.__getitem__, keys), dtype=np.int64, count=len(prompts))
         lget = self._label_code.get
         n = self.n_concepts
 

@@ -542,15 +542,19 @@ def plot_creativity_vs_depth(table: pd.DataFrame):
 
 
 def plot_novelty_vs_utility(table: pd.DataFrame):
-    """Mean novelty against mean utility, one point per model and temperature."""
+    """Novelty against mean utility, one point per model and temperature.
+
+    Novelty is the mean over valid walks (``novelty_valid``) when the table has it: E[N]
+    over all walks counts invalid walks as 0 and so rises with validity, like utility."""
     import matplotlib.pyplot as plt
 
+    column = "novelty_valid" if "novelty_valid" in table.columns and table["novelty_valid"].notna().any() else "novelty"
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     markers = ["o", "s", "^", "D", "v", "P"]
     for i, (temp, rows) in enumerate(table.groupby("temperature", sort=True)):
-        ax.scatter(rows["utility"], rows["novelty"], marker=markers[i % len(markers)], label=f"T={temp:g}", alpha=0.8)
+        ax.scatter(rows["utility"], rows[column], marker=markers[i % len(markers)], label=f"T={temp:g}", alpha=0.8)
     ax.set_xlabel("utility E[U]")
-    ax.set_ylabel("novelty E[N]")
+    ax.set_ylabel("novelty of valid walks E[N | valid]" if column == "novelty_valid" else "novelty E[N]")
     ax.legend(title="temperature", fontsize=8)
     ax.set_title("Novelty against utility (each point: one model)")
     fig.tight_layout()

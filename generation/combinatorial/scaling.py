@@ -45,7 +45,7 @@ TABLE_COLUMNS = [
     "budget", "depth", "width", "params", "tokens", "steps", "temperature", "loss", "train_seconds",
     "valid", "valid_ci_low", "valid_ci_high", "utility", "utility_ci_low", "utility_ci_high",
     "novelty", "novelty_ci_low", "novelty_ci_high", "creativity", "creativity_ci_low", "creativity_ci_high",
-    "n_prompts", "n_walks",
+    "novelty_valid", "n_prompts", "n_walks",
 ]  # fmt: skip
 
 
@@ -190,6 +190,8 @@ def run_scaling(
                     "loss": loss,
                     "train_seconds": round(seconds, 1),
                     **{k: v for k, v in summary.items() if k != "n_prompts"},
+                    # E[N] counts invalid walks as 0; among valid walks it shows the trade-off.
+                    "novelty_valid": float(scores.loc[scores["valid"], "novelty"].mean()),
                     "n_prompts": int(summary["n_prompts"]),
                     "n_walks": len(scores),
                 }
@@ -197,5 +199,5 @@ def run_scaling(
                 if on_row:
                     on_row(row)
             done = pd.concat([done, pd.DataFrame(rows)], ignore_index=True) if len(done) else pd.DataFrame(rows)
-            done[TABLE_COLUMNS].to_csv(table_path, index=False)
-    return done[TABLE_COLUMNS].reset_index(drop=True)
+            done.reindex(columns=TABLE_COLUMNS).to_csv(table_path, index=False)
+    return done.reindex(columns=TABLE_COLUMNS).reset_index(drop=True)

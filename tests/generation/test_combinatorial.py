@@ -147,7 +147,7 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, small_graph):
     prompts = sample_prompts(small_graph, n=10, distance=(2, 3), max_hops=5, seed=0)
     seqs, _ = build_corpus(small_graph, tokenizer, prompts, walks_per_prompt=2, max_hops=5)
     config = gpt2_config(vocab_size=tokenizer.size, depth=1, width=32)
-    settings = TrainConfig(max_tokens=6000, batch_size=16, checkpoint_every=5)
+    settings = TrainConfig(max_tokens=4000, batch_size=16, checkpoint_every=5)
     straight = build_model(config, seed=1)
     full = train(straight, seqs, settings, progress=False)
     killed = build_model(config, seed=1)

@@ -21,6 +21,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from analysis.combinatorial import Prompt
 from generation.combinatorial.graphs import ConceptGraph
 from generation.combinatorial.prompts import sample_satisfying_walks
+from generation.sampling import _choose_tokens, derive_row_seed
+from generation.types import DecodingSettings
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<sep>", "<walk>", "<inc>", "<exc>")
 PAD, BOS, EOS, SEP, WALK, INC, EXC = range(len(SPECIALS))
@@ -173,22 +175,27 @@ def sample_walks(
     """Seeded ancestral sampling of walks: ``[(prompt_id, walk names)]``, ``n_samples`` per prompt.
 
     Temperature 0 is greedy. Top-p keeps the smallest set of tokens whose probability
-    reaches ``top_p``. A walk stops at ``<eos>`` or after ``2 * max_hops + 1`` tokens.
+    reaches ``top_p``. A walk stops at ``<eos>`` or after ``2 * max_hops + 1`` tokens. Token
+    choice is the platform's (``generation.sampling``): one generator per walk, seeded from
+    ``seed``, the prompt and the sample number, so a walk does not depend on its batch.
     """
     model.eval()
     device = next(model.parameters()).device
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    decoding = DecodingSettings(max_new_tokens=1, temperature=temperature, top_p=top_p)
     index = tokenizer.index()
-    jobs = [(p, [index[t] for t in tokenizer.prompt_tokens(p)]) for p in prompts for _ in range(n_samples)]
+    jobs = [(p, [index[t] for t in tokenizer.prompt_tokens(p)], i) for p in prompts for i in range(n_samples)]
     out: list[tuple[str, list[str]]] = []
     max_new = 2 * max_hops + 2
     for lo in range(0, len(jobs), batch_size):
         chunk = jobs[lo : lo + batch_size]
         # Left-pad so every prompt ends at the same position; attention mask hides the pads.
-        width = max(len(ids) for _, ids in chunk)
+        width = max(len(ids) for _, ids, _ in chunk)
+        generators = [
+            torch.Generator().manual_seed(derive_row_seed(seed, p.prompt_id, sample)) for p, _, sample in chunk
+        ]
         ids = torch.full((len(chunk), width), PAD, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, (_, prompt_ids) in enumerate(chunk):
+        for i, (_, prompt_ids, _) in enumerate(chunk):
             ids[i, width - len(prompt_ids) :] = torch.tensor(prompt_ids)
             mask[i, width - len(prompt_ids) :] = 1
         ids, mask = ids.to(device), mask.to(device)
@@ -204,7 +211,7 @@ def sample_walks(
             past = result.past_key_values
             logits = result.logits[:, -1, :].float().cpu()
             logits[:, PAD] = -math.inf
-            nxt = _choose(logits, temperature, top_p, generator).to(device)
+            nxt = _choose_tokens(logits, generators, decoding).to(device)
             nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
             generated.append(nxt)
             done |= nxt == EOS
@@ -214,19 +221,6 @@ def sample_walks(
             step_ids = nxt.unsqueeze(1)
             step_pos = step_pos[:, -1:] + 1
         tokens = torch.stack(generated, dim=1).cpu().tolist()
-        for (prompt, _), row in zip(chunk, tokens, strict=True):
+        for (prompt, _, _), row in zip(chunk, tokens, strict=True):
             out.append((prompt.prompt_id, tokenizer.decode_walk(row)))
     return out
-
-
-def _choose(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        cumulative = sorted_probs.cumsum(-1)
-        drop = cumulative - sorted_probs >= top_p
-        sorted_probs[drop] = 0.0
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

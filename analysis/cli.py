@@ -177,6 +177,77 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cc_score(args: argparse.Namespace) -> int:
+    from analysis.combinatorial import (
+        WalkScorer,
+        Weights,
+        mean_ci_over_prompts,
+        per_prompt,
+        read_prompts,
+        read_train_label_counts,
+        read_triples,
+        read_walks,
+    )
+
+    triples = read_triples(args.graph)
+    prompts = read_prompts(args.prompts)
+    records = read_walks(args.walks, prompts=prompts)
+    counts = read_train_label_counts(args.train) if args.train else None
+    weights = Weights(args.alpha_h, args.alpha_r, args.alpha_include, args.alpha_exclude)
+    scorer = WalkScorer(triples, train_label_counts=counts, weights=weights)
+    scores = scorer.score([r["walk"] for r in records], [prompts[r["prompt_id"]] for r in records])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as handle:
+        columns = ("valid", "utility", "novelty", "creativity")
+        for record, values in zip(records, scores[list(columns)].to_dict("records"), strict=True):
+            scored = {**record, "valid": bool(values["valid"])}
+            scored.update({key: float(values[key]) for key in columns[1:]})
+            handle.write(json.dumps(scored, ensure_ascii=False) + "\n")
+    scores.insert(0, "prompt_id", [r["prompt_id"] for r in records])
+    table = per_prompt(scores)
+    print(table.rename(columns={"creativity": "E[U*N]"}).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    overall = mean_ci_over_prompts(scores)
+    print(
+        f"creativity E[U*N] over {int(overall['n_prompts'])} prompts: {overall['creativity']:.3f} "
+        f"(95% CI {overall['creativity_ci_low']:.3f} to {overall['creativity_ci_high']:.3f}); "
+        f"{len(scores)} walks, {scores['valid'].mean():.1%} valid -> {out}"
+    )
+    return 0
+
+
+def _cmd_cc_report(args: argparse.Namespace) -> int:
+    from analysis.combinatorial import best_architectures, plot_creativity_vs_depth, plot_novelty_vs_utility
+
+    table = read_table(args.table)
+    needed = {"budget", "depth", "width", "params", "temperature", "utility", "novelty", "creativity"}
+    missing = sorted(needed - set(table.columns))
+    if missing:
+        raise UsageError(f"{args.table}: not a cc-scaling table (missing {', '.join(missing)})")
+    if table.empty:
+        raise UsageError(f"{args.table}: no rows")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    default_t = args.temperature if args.temperature is not None else float(table["temperature"].iloc[0])
+    at_t = table[table["temperature"] == default_t]
+    if at_t.empty:
+        raise UsageError(f"no rows at temperature {default_t:g}; the table has {sorted(table['temperature'].unique())}")
+    fig = plot_creativity_vs_depth(at_t)
+    fig.savefig(out / "creativity_vs_depth.png", dpi=120)
+    fig = plot_novelty_vs_utility(table)
+    fig.savefig(out / "novelty_vs_utility.png", dpi=120)
+    best = best_architectures(at_t)
+    best.to_csv(out / "best_architectures.csv", index=False)
+    for row in best.to_dict("records"):
+        print(
+            f"budget {row['budget']:.2g} FLOPs: best depth {row['depth']}, width {row['width']} "
+            f"({float(row['params']) / 1e6:.2f}M params), creativity {row['creativity']:.3f} "
+            f"[{row['creativity_ci_low']:.3f}, {row['creativity_ci_high']:.3f}] at T={default_t:g}"
+        )
+    print(f"{out}: creativity_vs_depth.png, novelty_vs_utility.png, best_architectures.csv")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m analysis", description="Analysis of creativity studies.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -236,6 +307,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dat-norms", help="human DAT norms CSV (default: the shipped approximation)")
     add_preprocessing(r)
     r.set_defaults(func=_cmd_report)
+
+    cs = sub.add_parser("cc-score", help="validity, utility, novelty, creativity of graph walks (JSONL)")
+    cs.add_argument("--graph", required=True, help="CSV with columns head,label,tail")
+    cs.add_argument("--prompts", required=True, help="JSONL: prompt_id, start, end, include, exclude")
+    cs.add_argument("--walks", required=True, help="JSONL: prompt_id, walk")
+    cs.add_argument("--train", help="what the model saw: walk lines (.jsonl) or triples CSV (default: the graph)")
+    cs.add_argument("--out", required=True, help="JSONL to write: each walk line plus the four scores")
+    cs.add_argument("--alpha-h", type=float, default=1.0, help="novelty weight of walk length (default 1)")
+    cs.add_argument("--alpha-r", type=float, default=1.0, help="novelty weight of label surprise (default 1)")
+    cs.add_argument("--alpha-include", type=float, default=1.0, help="utility weight per included label")
+    cs.add_argument("--alpha-exclude", type=float, default=1.0, help="utility weight per excluded label")
+    cs.set_defaults(func=_cmd_cc_score)
+
+    cr = sub.add_parser("cc-report", help="figures and best depth/width per budget from a cc-scaling table")
+    cr.add_argument("--table", required=True, help="scaling.csv written by python -m generation cc-scaling")
+    cr.add_argument("--out", required=True, help="output folder for the PNG figures and best_architectures.csv")
+    cr.add_argument(
+        "--temperature", type=float, help="temperature of the depth figure and the best pick (default: first)"
+    )
+    cr.set_defaults(func=_cmd_cc_report)
     return parser
 
 

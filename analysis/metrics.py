@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.aut import score_aut
+from analysis.combinatorial import CC_METRIC_COLUMNS, score_cc_walk_texts
 from analysis.dat import DatScorer
 from analysis.diversity import bootstrap_by, diversity_metrics, tokens
 from analysis.embeddings import Embedder, WordVectors, default_embedder, load_word_list
@@ -29,6 +30,7 @@ METRIC_COLUMNS = [
     "aut_fluency",
     "aut_originality",
     "aut_elaboration",
+    *CC_METRIC_COLUMNS,
 ]
 DIVERSITY_METRICS = [
     "mean_pairwise_similarity",
@@ -76,7 +78,8 @@ def stimulus_metrics(
     ----------
     stimuli : pandas.DataFrame
         One row per stimulus; ``task`` is ``"dat"``, ``"aut"``, ``"task_task"`` (others
-        only get ``n_words``).
+        only get ``n_words``). ``cc_walk`` rows are scored on the subgraph and prompt in
+        their item's text: ``cc_valid, cc_utility, cc_novelty, cc_creativity``.
     item_text_col : str or None
         Column with the item as the model saw it (for the AUT: the object, "a brick").
         AUT originality is the distance from this *text*; an item key ("item03") would
@@ -128,6 +131,15 @@ def stimulus_metrics(
         aut = score_aut(texts[is_aut].tolist(), item_texts=item_texts, embedder=emb)
         for col in ("aut_fluency", "aut_originality", "aut_elaboration"):
             out.loc[is_aut, col] = aut[col].to_numpy(float)
+    is_cc = (tasks == "cc_walk").to_numpy()
+    if is_cc.any():
+        # The walk is scored on the subgraph and prompt written in the item's text.
+        if item_text_col is None:
+            raise ValueError("stimuli with cc_walk rows need item_text_col (the item's text holds the subgraph)")
+        _require(stimuli, [item_text_col], "stimuli with cc_walk rows")
+        cc = score_cc_walk_texts(texts[is_cc].tolist(), stimuli.loc[is_cc, item_text_col].astype(str).tolist())
+        for col in CC_METRIC_COLUMNS:
+            out.loc[is_cc, col] = cc[col].to_numpy(float)
     out.attrs["embedding"] = emb.name if emb is not None else None
     return out
 

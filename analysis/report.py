@@ -407,6 +407,10 @@ def write_report(
         page.figure(ax.figure, "novelty_utility", "novelty against utility")
         page.table(nu, "novelty_utility")
 
+    from analysis.combinatorial import report_section as combinatorial_section
+
+    combinatorial_section(page, metrics)
+
     page.h("Rater quality")
     quality = rater_quality(raw)
     page.p(

@@ -305,6 +305,65 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_from_args(args: argparse.Namespace) -> Any:
+    from generation.combinatorial.graphs import load_triples, synthetic_graph, wordnet_graph
+
+    if args.graph == "synthetic":
+        return synthetic_graph(
+            n_concepts=args.concepts,
+            n_labels=args.labels,
+            mean_degree=args.mean_degree,
+            n_communities=args.communities,
+            seed=args.graph_seed,
+        )
+    if args.graph == "wordnet":
+        return wordnet_graph(max_concepts=args.concepts)
+    return load_triples(args.graph)
+
+
+def _cc_scaling(args: argparse.Namespace) -> int:
+    from generation.combinatorial.scaling import ScalingSpec, run_scaling
+
+    if args.distance[0] < 1 or args.distance[1] < args.distance[0]:
+        raise UsageError(f"--distance must be LO,HI with 1 <= LO <= HI, got {args.distance}")
+    spec = ScalingSpec(
+        depths=tuple(int(d) for d in args.depths),
+        target_params=int(args.params),
+        budgets=tuple(args.budgets),
+        temperatures=tuple(args.temperatures),
+        n_prompts=args.prompts,
+        distance=(int(args.distance[0]), int(args.distance[1])),
+        n_include=args.include,
+        n_exclude=args.exclude,
+        max_hops=args.max_hops,
+        walks_per_prompt=args.walks_per_prompt,
+        n_samples=args.samples,
+        top_p=args.top_p,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    graph = _graph_from_args(args)
+    print(f"graph: {graph.n_concepts} concepts, {graph.n_edges} edges, {len(graph.labels)} labels", flush=True)
+
+    def show(row: dict[str, Any]) -> None:
+        print(
+            f"budget {row['budget']:.1e}  L{row['depth']:<2} W{row['width']:<4} {row['params'] / 1e6:.2f}M  "
+            f"T={row['temperature']:g}  loss {row['loss']:.3f}  valid {row['valid']:.2f}  U {row['utility']:.2f}  "
+            f"N {row['novelty']:.2f}  C {row['creativity']:.2f} [{row['creativity_ci_low']:.2f}, "
+            f"{row['creativity_ci_high']:.2f}]  ({row['train_seconds']:.0f} s)",
+            flush=True,
+        )
+
+    table = run_scaling(graph, spec, args.out, device=args.device or "cpu", progress=not args.quiet, on_row=show)
+    print(f"{args.out / 'scaling.csv'}: {len(table)} rows")
+    return 0
+
+
 def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default="embedded", help="'embedded' (default), a HF model directory or a .gguf file"
@@ -434,6 +493,35 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--spec-out", type=Path, default=None, help="spec snippet (default OUT.spec.yaml)")
     sweep.add_argument("--plot", type=Path, default=None, help="gain vs fluency cost plot (default OUT.png)")
     sweep.set_defaults(handler=_sweep)
+    cc = commands.add_parser(
+        "cc-scaling", help="combinatorial creativity: train a depth x width grid at compute budgets, score walks"
+    )
+    cc.add_argument("--graph", default="synthetic", help="synthetic (default), wordnet, or a head,label,tail CSV/TSV")
+    cc.add_argument("--concepts", type=_positive_int, default=300, help="synthetic: concepts; wordnet: keep this many")
+    cc.add_argument("--labels", type=_positive_int, default=8, help="synthetic: label alphabet size")
+    cc.add_argument("--mean-degree", type=float, default=3.0, help="synthetic: mean degree")
+    cc.add_argument("--communities", type=_positive_int, default=5, help="synthetic: communities")
+    cc.add_argument("--graph-seed", type=int, default=0)
+    cc.add_argument("--depths", type=_floats, default=[1, 2, 3, 4, 6, 8], help="comma-separated layer counts")
+    cc.add_argument("--params", type=float, default=1e6, help="target parameters per model (default 1e6)")
+    cc.add_argument("--budgets", type=_floats, default=[3e12, 1e13], help="FLOPs budgets, 6 * params * tokens")
+    cc.add_argument("--temperatures", type=_floats, default=[1.0, 0.7])
+    cc.add_argument("--top-p", type=_fraction, default=1.0)
+    cc.add_argument("--prompts", type=_positive_int, default=600, help="prompts drawn (train + held out)")
+    cc.add_argument("--distance", type=_floats, default=[3, 5], help="LO,HI graph distance of start and end")
+    cc.add_argument("--include", type=int, default=1, help="|I| per prompt")
+    cc.add_argument("--exclude", type=int, default=1, help="|X| per prompt")
+    cc.add_argument("--max-hops", type=_positive_int, default=8, help="longest satisfying walk asked for")
+    cc.add_argument("--walks-per-prompt", type=_positive_int, default=4, help="training walks per training prompt")
+    cc.add_argument("--samples", type=_positive_int, default=4, help="walks sampled per held-out prompt")
+    cc.add_argument("--batch-size", type=_positive_int, default=64)
+    cc.add_argument("--lr", type=float, default=3e-3)
+    cc.add_argument("--seed", type=int, default=0)
+    cc.add_argument("--device", default=None, help="cpu (default) or cuda")
+    cc.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+    cc.add_argument("--quiet", action="store_true", help="no progress bars")
+    cc.add_argument("--out", type=Path, required=True, help="folder: scaling.csv, walks, prompts, checkpoints")
+    cc.set_defaults(handler=_cc_scaling)
     return parser
 
 

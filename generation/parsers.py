@@ -11,9 +11,19 @@ from collections.abc import Callable
 
 from analysis.parsers import parse_aut_uses, parse_dat_words
 
+
+def parse_cc_walk(text: str) -> list[str]:
+    """The walk of a ``cc_walk`` answer (``concept > relation > concept ...``); see
+    :func:`analysis.combinatorial.parse_walk_text`. Imported late: spec checks stay light."""
+    from analysis.combinatorial import parse_walk_text
+
+    return parse_walk_text(text)
+
+
 PARSERS: dict[str, Callable[[str], list[str]]] = {
     "dat_words": parse_dat_words,
     "aut_uses": parse_aut_uses,
+    "cc_walk": parse_cc_walk,
 }
 
 __all__ = ["PARSERS", "get_parser", "parse_aut_uses", "parse_dat_words"]

@@ -448,6 +448,10 @@ SUMMARY_METRICS = (
     "group_share_pairs_similar",
     "group_vendi_score",
     "group_distinct_2",
+    "cc_valid",
+    "cc_utility",
+    "cc_novelty",
+    "cc_creativity",
 )
 
 

@@ -22,7 +22,7 @@ import yaml
 SUPPORTED_SPEC_VERSIONS = ("1",)
 METHODS = ("base", "weight", "activation", "prompt", "temperature")
 SCALES = ("slider_0_100", "likert_5", "likert_7")
-PARSERS = ("dat_words", "aut_uses")
+PARSERS = ("dat_words", "aut_uses", "cc_walk")
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 
 # Parameters each steering method understands (generation.types.ConditionSpec). A typo such

@@ -247,3 +247,24 @@ def test_load_study_warns_about_model_folders_missing_here(capsys) -> None:
     captured = capsys.readouterr()
     assert "creativityneuro: loaded" in captured.out
     assert "warning: model 'llama31-8b': /models/Llama-3.1-8B-Instruct does not exist" in captured.err
+
+
+def test_a_study_with_the_cc_walk_task_loads() -> None:
+    text = DEMO.read_text().replace(
+        "- key: aut\n    items: [brick, paperclip, umbrella]", "- key: cc_walk\n    items: [kitchen, city, music]"
+    )
+    text = text.replace("task: aut", "task: cc_walk")
+    spec = spec_parse(text)
+    cc_task = next(task for task in spec.tasks if task["key"] == "cc_walk")
+    assert cc_task["parser"] == "cc_walk"
+    assert [item["key"] for item in cc_task["items"]] == ["kitchen", "city", "music"]
+    assert all("Start:" in item["text"] for item in cc_task["items"])
+    assert {d["task"] for d in spec.deployments} == {"cc_walk", "dat"}
+
+
+def test_a_cc_walk_deployment_can_be_automatic_only() -> None:
+    text = DEMO.read_text().replace("- key: dat\n    items: [comma, lines]", "- key: cc_walk\n    items: [kitchen]")
+    text = text.replace("task: dat", "task: cc_walk")
+    spec = spec_parse(text)
+    (cc_deployment,) = [d for d in spec.deployments if d["task"] == "cc_walk"]
+    assert cc_deployment["automatic_only"] is True

@@ -1,0 +1,268 @@
+"""Walk scoring of the combinatorial-creativity task, on hand-built graphs worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+from analysis.combinatorial import (
+    Prompt,
+    WalkScorer,
+    Weights,
+    mean_ci_over_prompts,
+    parse_cc_item,
+    parse_walk_text,
+    per_prompt,
+    render_cc_item,
+    score_cc_walk_texts,
+)
+
+# A triangle A-B-C with a tail C-D. Labels: x on A-B and A-C, y on B-C, z on C-D.
+# Graph label frequencies: w(x) = 2/4, w(y) = 1/4, w(z) = 1/4.
+TRIPLES = [("A", "x", "B"), ("B", "y", "C"), ("A", "x", "C"), ("C", "z", "D")]
+LN2, LN4 = math.log(2), math.log(4)
+
+
+def _score(walks, prompts, **kwargs):
+    return WalkScorer(TRIPLES, **kwargs).score(walks, prompts)
+
+
+def test_a_satisfying_walk_scores_utility_times_novelty():
+    prompt = Prompt("p", "A", "D", include=("y",))
+    row = _score([["A", "x", "B", "y", "C", "z", "D"]], [prompt]).iloc[0]
+    # h = 3; S = (-ln 1/2 - ln 1/4 - ln 1/4) / 3 = 5 ln2 / 3; N = h + S.
+    novelty = 3 + (LN2 + LN4 + LN4) / 3
+    # U = (1 + |I|)(1 + |X|) = 2 * 1.
+    assert bool(row.valid) and bool(row.satisfies)
+    assert row.length == 3
+    assert row.novelty == pytest.approx(novelty)
+    assert row.utility == pytest.approx(2.0)
+    assert row.creativity == pytest.approx(2.0 * novelty)
+
+
+def test_constraint_failures_keep_novelty_but_zero_utility():
+    prompt = Prompt("p", "A", "D", include=("y",), exclude=("w",))
+    walks = [
+        ["A", "x", "C", "z", "D"],  # valid, reaches D, but never uses y
+        ["A", "x", "B", "y", "C"],  # valid, uses y, ends at C not D
+        ["B", "y", "C", "z", "D"],  # valid, starts at B not A
+    ]
+    scores = _score(walks, [prompt] * 3)
+    assert scores["valid"].all()
+    assert not scores["satisfies"].any()
+    assert scores["utility"].tolist() == [0.0, 0.0, 0.0]
+    assert scores["novelty"].tolist() == pytest.approx([2 + (LN2 + LN4) / 2, 2 + (LN2 + LN4) / 2, 2 + (LN4 + LN4) / 2])
+    assert scores["creativity"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_an_excluded_label_zeroes_utility():
+    prompt = Prompt("p", "A", "D", exclude=("y",))
+    scores = _score([["A", "x", "B", "y", "C", "z", "D"], ["A", "x", "C", "z", "D"]], [prompt] * 2)
+    assert scores["utility"].tolist() == [0.0, 2.0]  # (1 + 0)(1 + |X| = 1)
+
+
+def test_invalid_walks_have_no_utility_and_no_novelty():
+    prompt = Prompt("p", "A", "D")
+    walks = [
+        ["A", "y", "C", "z", "D"],  # A-C exists but carries x, not y
+        ["A", "x", "D"],  # no edge A-D
+        ["A", "x", "Q", "z", "D"],  # Q is no concept
+        ["A", "q", "B"],  # q is no label
+        ["A", "x"],  # ends on a label: not a walk
+        [],
+        ["A", "x", "A"],  # a loop is not an edge of a simple graph
+    ]
+    scores = _score(walks, [prompt] * len(walks))
+    assert not scores["valid"].any()
+    assert (scores["utility"] == 0).all() and (scores["novelty"] == 0).all() and (scores["creativity"] == 0).all()
+
+
+def test_edges_are_undirected_and_revisits_allowed():
+    prompt = Prompt("p", "D", "B", include=("x",))
+    walk = ["D", "z", "C", "x", "A", "x", "C", "y", "B"]  # walks C-A-C: a walk, not a path
+    row = _score([walk], [prompt]).iloc[0]
+    assert bool(row.satisfies)
+    assert row.novelty == pytest.approx(4 + (LN4 + LN2 + LN2 + LN4) / 4)
+
+
+def test_surprise_comes_from_the_training_counts_with_weights():
+    # Training saw x once and y once, z never: w(x) = w(y) = 1/2, z gets 1 / (2 + 1).
+    counts = {"x": 1, "y": 1}
+    weights = Weights(alpha_h=2.0, alpha_r=0.5, alpha_include=3.0, alpha_exclude=0.25)
+    prompt = Prompt("p", "A", "D", include=("y",), exclude=("w",))
+    row = _score([["A", "x", "B", "y", "C", "z", "D"]], [prompt], train_label_counts=counts, weights=weights).iloc[0]
+    surprise = (LN2 + LN2 + math.log(3)) / 3
+    assert row.novelty == pytest.approx(2.0 * 3 + 0.5 * surprise)
+    assert row.utility == pytest.approx((1 + 3.0 * 1) * (1 + 0.25 * 1))
+
+
+def test_a_single_concept_walk_has_length_zero():
+    row = _score([["A"]], [Prompt("p", "A", "A")]).iloc[0]
+    assert bool(row.valid) and row.length == 0 and row.novelty == 0.0 and row.utility == 1.0
+
+
+def test_creativity_is_the_mean_of_u_times_n_per_prompt_then_over_prompts():
+    p, q = Prompt("p", "A", "D", include=("y",)), Prompt("q", "A", "C")
+    walks = [["A", "x", "B", "y", "C", "z", "D"], ["A", "x", "C", "z", "D"], ["A", "x", "C"], ["A", "y", "C"]]
+    scores = _score(walks, [p, p, q, q])
+    scores.insert(0, "prompt_id", ["p", "p", "q", "q"])
+    table = per_prompt(scores).set_index("prompt_id")
+    c_p = (2 * (3 + (LN2 + LN4 + LN4) / 3) + 0) / 2
+    c_q = ((1 + LN2) + 0) / 2
+    assert table.loc["p", "creativity"] == pytest.approx(c_p)
+    assert table.loc["q", "creativity"] == pytest.approx(c_q)
+    assert table.loc["q", "valid"] == pytest.approx(0.5)
+    summary = mean_ci_over_prompts(scores)
+    assert summary["creativity"] == pytest.approx((c_p + c_q) / 2)
+    assert summary["creativity_ci_low"] < summary["creativity"] < summary["creativity_ci_high"]
+
+
+def test_cc_walk_item_round_trip_and_answer_parsing():
+    prompt = Prompt("item", "A", "D", include=("y",), exclude=("w",))
+    text = render_cc_item(TRIPLES, prompt)
+    triples, parsed = parse_cc_item(text)
+    assert triples == TRIPLES and parsed == prompt
+    assert parse_walk_text("Here is my walk:\nA -> x -> B -> y -> C -> z -> D.") == list("AxByCzD")
+    assert parse_walk_text("1. A > x > B") == ["A", "x", "B"]
+    assert parse_walk_text("I cannot do that") == []
+    scores = score_cc_walk_texts(["A, x, B, y, C, z, D", "no idea"], [text, text])
+    assert scores["cc_valid"].tolist() == [True, False]
+    # The item's own triples are the "training": graph frequencies as above.
+    assert scores["cc_utility"].tolist() == [4.0, 0.0]
+    assert scores["cc_novelty"].iloc[0] == pytest.approx(3 + (LN2 + LN4 + LN4) / 3)
+
+
+# --- the command-line contract -------------------------------------------------------
+
+
+@pytest.fixture
+def cc_files(tmp_path):
+    graph = tmp_path / "graph.csv"
+    graph.write_text("head,label,tail\n" + "".join(f"{h},{lab},{t}\n" for h, lab, t in TRIPLES))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        json.dumps({"prompt_id": "p", "start": "A", "end": "D", "include": ["y"], "exclude": []})
+        + "\n"
+        + json.dumps({"prompt_id": "q", "start": "A", "end": "C", "include": [], "exclude": ["y"]})
+        + "\n"
+    )
+    walks = tmp_path / "walks.jsonl"
+    walks.write_text(
+        json.dumps({"prompt_id": "p", "walk": list("AxByCzD"), "model": "m1"})
+        + "\n"
+        + json.dumps({"prompt_id": "q", "walk": list("AyC")})
+        + "\n"
+        + json.dumps({"prompt_id": "q", "walk": list("AxC")})
+        + "\n"
+    )
+    return tmp_path, graph, prompts, walks
+
+
+def test_cc_score_writes_each_walk_with_its_scores_and_prints_a_summary(cc_files, capsys):
+    tmp, graph, prompts, walks = cc_files
+    out = tmp / "scores.jsonl"
+    code = main(
+        ["cc-score", "--graph", str(graph), "--prompts", str(prompts), "--walks", str(walks), "--out", str(out)]
+    )
+    assert code == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["prompt_id"] for line in lines] == ["p", "q", "q"]
+    assert lines[0]["model"] == "m1" and lines[0]["walk"] == list("AxByCzD")
+    assert [line["valid"] for line in lines] == [True, False, True]
+    assert lines[0]["creativity"] == pytest.approx(2 * (3 + (LN2 + LN4 + LN4) / 3))
+    assert lines[2]["utility"] == 2.0 and lines[2]["novelty"] == pytest.approx(1 + LN2)
+    printed = capsys.readouterr().out
+    assert "E[U*N]" in printed and "2 prompts" in printed
+
+
+def test_cc_score_train_walks_change_the_surprise(cc_files):
+    tmp, graph, prompts, walks = cc_files
+    train = tmp / "train.jsonl"
+    train.write_text(json.dumps({"walk": ["A", "x", "B"]}) + "\n" + json.dumps({"walk": ["B", "x", "A"]}) + "\n")
+    out = tmp / "scores.jsonl"
+    argv = ["cc-score", "--graph", str(graph), "--prompts", str(prompts), "--walks", str(walks)]
+    assert main([*argv, "--train", str(train), "--out", str(out)]) == 0
+    last = json.loads(out.read_text().splitlines()[2])
+    assert last["novelty"] == pytest.approx(1 + 0.0)  # x is all training saw: w(x) = 1
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ("{not json", "walks.jsonl:2: not JSON"),
+        (json.dumps({"prompt_id": "zz", "walk": ["A"]}), "walks.jsonl:2: unknown prompt_id 'zz'"),
+        (json.dumps({"prompt_id": "p", "walk": "A x B"}), "walks.jsonl:2: 'walk' must be a list"),
+        (json.dumps({"prompt_id": "p"}), "walks.jsonl:2: missing 'walk'"),
+        (json.dumps(["p", ["A"]]), "walks.jsonl:2: expected a JSON object"),
+    ],
+)
+def test_cc_score_a_malformed_walk_line_is_one_error_naming_the_line(cc_files, capsys, bad_line, message):
+    tmp, graph, prompts, walks = cc_files
+    first = walks.read_text().splitlines()[0]
+    walks.write_text(first + "\n" + bad_line + "\n")
+    out = tmp / "scores.jsonl"
+    code = main(
+        ["cc-score", "--graph", str(graph), "--prompts", str(prompts), "--walks", str(walks), "--out", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cc_score_bad_prompts_and_graph_files_name_the_line(cc_files, capsys):
+    tmp, graph, prompts, walks = cc_files
+    prompts.write_text(
+        json.dumps({"prompt_id": "p", "start": "A", "end": "D", "include": ["y"], "exclude": ["y"]}) + "\n"
+    )
+    argv = [
+        "cc-score",
+        "--graph",
+        str(graph),
+        "--prompts",
+        str(prompts),
+        "--walks",
+        str(walks),
+        "--out",
+        str(tmp / "o"),
+    ]
+    assert main(argv) == 2
+    assert "prompts.jsonl:1: labels both included and excluded: y" in capsys.readouterr().err
+    graph.write_text("head,label,tail\nA,x\n")
+    assert main(argv) == 2
+    assert "graph.csv:2: expected head,label,tail" in capsys.readouterr().err
+    graph.write_text("from,to\nA,B\n")
+    assert main(argv) == 2
+    assert "graph.csv:1: header must name the columns head,label,tail" in capsys.readouterr().err
+
+
+def test_cc_report_draws_both_figures_and_names_the_best_architecture(tmp_path, capsys):
+    rows = []
+    for budget, bump in ((1e12, 0.0), (3e12, 1.0)):
+        for depth, width, c in ((1, 288, 2.0), (4, 144, 3.5), (8, 96, 2.5)):
+            for temperature, shift in ((1.0, 0.0), (0.7, -0.5)):
+                creativity = c + bump + shift
+                rows.append(
+                    {
+                        "budget": budget, "depth": depth, "width": width, "params": 1.0e6, "temperature": temperature,
+                        "utility": creativity / 3, "novelty": 3.0, "creativity": creativity,
+                        "creativity_ci_low": creativity - 0.4, "creativity_ci_high": creativity + 0.4,
+                    }
+                )  # fmt: skip
+    table = tmp_path / "scaling.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    assert main(["cc-report", "--table", str(table), "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    assert "budget 1e+12 FLOPs: best depth 4, width 144" in printed
+    assert "budget 3e+12 FLOPs: best depth 4, width 144" in printed
+    for png in ("creativity_vs_depth.png", "novelty_vs_utility.png"):
+        assert (tmp_path / "r" / png).stat().st_size > 5000
+    best = pd.read_csv(tmp_path / "r" / "best_architectures.csv")
+    assert best["creativity"].tolist() == [3.5, 4.5]
+    pd.DataFrame({"depth": [1]}).to_csv(table, index=False)
+    assert main(["cc-report", "--table", str(table), "--out", str(tmp_path / "r")]) == 2
+    assert "not a cc-scaling table (missing budget" in capsys.readouterr().err

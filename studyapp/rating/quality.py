@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
 
 from studyapp.rating.models import Participant, Rating
 from studyapp.studies.models import Study
@@ -25,18 +28,24 @@ PARTIAL_FLAG = "timed_out_partial"
 SPEEDING_FLAG = "speeding"
 
 
-def study_page_seconds(*, study: Study, include_pilot: bool = True) -> list[float]:
-    """Seconds on each rated page of the study (one value per rater and page)."""
-    ratings = Rating.objects.filter(participant__study=study)
-    if not include_pilot:
-        ratings = ratings.filter(pilot=False)
-    return [seconds for _, _, seconds in _pages(ratings)]
+@dataclass(frozen=True)
+class PageTime:
+    participant_id: int
+    page_index: int
+    seconds: float
+    pilot: bool
 
 
-def _pages(ratings) -> list[tuple[int, int, float]]:
-    """(participant id, page index, seconds) once per rated page with a measured time."""
-    rows = ratings.filter(seconds_on_page__isnull=False).values_list("participant_id", "page_index", "seconds_on_page")
-    return [(participant, page, float(seconds or 0.0)) for participant, page, seconds in rows.distinct()]
+def study_page_times(*, study: Study) -> list[PageTime]:
+    """One row per rated page with a measured time (one query)."""
+    rows = (
+        Rating.objects.filter(participant__study=study, seconds_on_page__isnull=False)
+        .values_list("participant_id", "page_index", "seconds_on_page", "pilot")
+        .distinct()
+    )
+    return [
+        PageTime(participant, page, float(seconds or 0.0), bool(pilot)) for participant, page, seconds, pilot in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -50,20 +59,22 @@ class TimeEstimate:
         return self.measured_pages >= MIN_MEASURED_PAGES
 
 
-def study_time_estimate(*, study: Study) -> TimeEstimate:
+def study_time_estimate(*, study: Study, pages: list[PageTime] | None = None) -> TimeEstimate:
     """Minutes a rater needs: pages of the design x the median time per page so far.
 
     The design gives the pages (stimuli per rater, attention checks, plus consent,
     instructions, practice and debrief); the median comes from the study's own rated pages
     once there are enough of them, before that from the spec's ``expected_seconds_per_page``.
+    ``pages``: the study's page times when the caller has read them already.
     """
-    seconds = study_page_seconds(study=study)
-    per_page = statistics.median(seconds) if len(seconds) >= MIN_MEASURED_PAGES else study.expected_seconds_per_page
-    pages = study.stimuli_per_rater + len(study.attention_checks or []) + OVERHEAD_PAGES
+    seconds = [page.seconds for page in (study_page_times(study=study) if pages is None else pages)]
+    measured = len(seconds) >= MIN_MEASURED_PAGES
+    per_page = statistics.median(seconds) if measured else study.expected_seconds_per_page
+    n_pages = study.stimuli_per_rater + len(study.attention_checks or []) + OVERHEAD_PAGES
     return TimeEstimate(
-        minutes=max(1, math.ceil(pages * per_page / 60)),
+        minutes=max(1, math.ceil(n_pages * per_page / 60)),
         seconds_per_page=float(per_page),
-        measured_pages=len(seconds) if len(seconds) >= MIN_MEASURED_PAGES else 0,
+        measured_pages=len(seconds) if measured else 0,
     )
 
 
@@ -74,18 +85,36 @@ class RaterQuality:
     speeding_pages: int
     speeding_raters: int
     partial_raters: int
+    pilot_raters: int
+    pilot_pages: int
+    completions_last_hour: int
+    estimate: TimeEstimate
 
 
 def study_rater_quality(*, study: Study) -> RaterQuality:
-    """Dashboard figures: the median time per page and who went too fast or timed out after work."""
+    """Dashboard figures: time per page, who went too fast, timed out after work or was a pilot.
+
+    Two queries (the page times and the participants), whatever the study's size.
+    """
     minimum = study.min_seconds_per_page
-    per_page = _pages(Rating.objects.filter(participant__study=study))
-    fast = [(participant, seconds) for participant, _, seconds in per_page if minimum and seconds < minimum]
-    flags = Participant.objects.filter(study=study).values_list("flags", flat=True)
+    pages = study_page_times(study=study)
+    fast = [page for page in pages if minimum and page.seconds < minimum]
+    hour_ago = timezone.now() - timedelta(hours=1)
+    partial = pilots = recent = 0
+    for flags, pilot, completed_at in Participant.objects.filter(study=study).values_list(
+        "flags", "pilot", "completed_at"
+    ):
+        partial += PARTIAL_FLAG in (flags or [])
+        pilots += bool(pilot)
+        recent += completed_at is not None and completed_at >= hour_ago
     return RaterQuality(
-        median_seconds_per_page=statistics.median([s for _, _, s in per_page]) if per_page else None,
-        pages=len(per_page),
+        median_seconds_per_page=statistics.median([page.seconds for page in pages]) if pages else None,
+        pages=len(pages),
         speeding_pages=len(fast),
-        speeding_raters=len({participant for participant, _ in fast}),
-        partial_raters=sum(1 for f in flags if PARTIAL_FLAG in (f or [])),
+        speeding_raters=len({page.participant_id for page in fast}),
+        partial_raters=partial,
+        pilot_raters=pilots,
+        pilot_pages=sum(page.pilot for page in pages),
+        completions_last_hour=recent,
+        estimate=study_time_estimate(study=study, pages=pages),
     )

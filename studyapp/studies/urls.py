@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from studyapp.studies import views
+from studyapp.studies import control_views, views
 
 app_name = "studies"
 urlpatterns = [
@@ -11,6 +11,8 @@ urlpatterns = [
     path("<slug:slug>/generate/", views.generation_start, name="generation_start"),
     path("<slug:slug>/jobs/<int:job_id>/retry/", views.job_retry, name="job_retry"),
     path("<slug:slug>/slots/", views.slots_build, name="slots_build"),
+    path("<slug:slug>/open/", control_views.study_open, name="study_open"),
+    path("<slug:slug>/pilot/", control_views.study_pilot, name="study_pilot"),
     path("<slug:slug>/metrics/", views.metrics_start, name="metrics_start"),
     path("<slug:slug>/export/<str:table>.<str:fmt>", views.export, name="export"),
     path("<slug:slug>/report/", views.report, name="report"),

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from studyapp.studies import selectors, services
+from studyapp.studies.control import study_control_room
 from studyapp.studies.models import GenerationJob, Study, StudyReport
 
 EXPORT_TABLES = ("ratings", "stimuli")
@@ -59,6 +60,7 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "d": selectors.study_dashboard(study=study),
         "metrics_by_condition": selectors.automatic_metrics_by_condition(study=study),
         "summary_metrics": selectors.SUMMARY_METRICS,
+        "control": study_control_room(study=study, base_url=request.build_absolute_uri("/")),
     }
     return render(request, "studies/dashboard.html", context)
 

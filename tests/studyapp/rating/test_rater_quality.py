@@ -179,3 +179,21 @@ def test_the_consent_page_estimate_follows_the_design_then_the_measured_median()
     assert (estimate.minutes, estimate.seconds_per_page, estimate.measured) == (2, 15.0, True)
     # The first rater, still on the consent page, sees the new estimate on a reload.
     assert "This study takes about 2 minutes." in text_of(first.follow(first.enter()))
+
+
+@pytest.mark.django_db
+def test_errors_and_end_labels_are_tied_to_their_inputs() -> None:
+    built = build_rating_study()
+    bot = Bot(Client(), built.study.slug, "5f0000000000000000013060")
+    page = bot.walk(stop_after_pages=0)
+    data = bot.fill(page.content.decode())
+    missing = next(name for name in data if name.startswith("score-"))
+    data[missing] = ""
+    response = bot.post(page.request["PATH_INFO"], data)
+    assert response.status_code == 400
+    body = response.content.decode()
+    slider = body[body.index(f'id="{missing}-slider"') :].split(">", 1)[0]
+    assert f'aria-describedby="{missing}-ends {missing}-errors"' in slider and 'aria-invalid="true"' in slider
+    assert f'aria-labelledby="{missing}-legend"' in slider
+    assert f'<ul class="errorlist" id="{missing}-errors">' in body
+    assert '<progress max="4" value="0" aria-labelledby="progress-label">' in body

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -88,6 +88,7 @@ class RaterQuality:
     pilot_raters: int
     pilot_pages: int
     completions_last_hour: int
+    completion_times: list[datetime]  # in order
     estimate: TimeEstimate
 
 
@@ -100,13 +101,16 @@ def study_rater_quality(*, study: Study) -> RaterQuality:
     pages = study_page_times(study=study)
     fast = [page for page in pages if minimum and page.seconds < minimum]
     hour_ago = timezone.now() - timedelta(hours=1)
-    partial = pilots = recent = 0
+    partial = pilots = 0
+    completed: list[datetime] = []
     for flags, pilot, completed_at in Participant.objects.filter(study=study).values_list(
         "flags", "pilot", "completed_at"
     ):
         partial += PARTIAL_FLAG in (flags or [])
         pilots += bool(pilot)
-        recent += completed_at is not None and completed_at >= hour_ago
+        if completed_at is not None:
+            completed.append(completed_at)
+    completed.sort()
     return RaterQuality(
         median_seconds_per_page=statistics.median([page.seconds for page in pages]) if pages else None,
         pages=len(pages),
@@ -115,6 +119,7 @@ def study_rater_quality(*, study: Study) -> RaterQuality:
         partial_raters=partial,
         pilot_raters=pilots,
         pilot_pages=sum(page.pilot for page in pages),
-        completions_last_hour=recent,
+        completions_last_hour=sum(moment >= hour_ago for moment in completed),
+        completion_times=completed,
         estimate=study_time_estimate(study=study, pages=pages),
     )

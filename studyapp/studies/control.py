@@ -6,14 +6,18 @@ Writes are ``<noun>_<verb>`` services; the reads gather what the template shows.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from django.db.models import Count
 from django.urls import reverse
 
-from studyapp.rating.models import DeploymentLink, Slot
+from studyapp.rating.models import DeploymentLink
 from studyapp.rating.quality import RaterQuality, study_rater_quality
-from studyapp.studies.models import Study
+from studyapp.studies import charts
+from studyapp.studies.models import Stimulus, Study
+from studyapp.studies.selectors import Dashboard
 
 # Prolific replaces these in the study URL with each participant's values.
 PROLIFIC_PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
@@ -45,6 +49,10 @@ class ControlRoom:
     quality: RaterQuality
     slots_left: int
     hours_to_completion: float | None
+    target_ratings_per_stimulus: int
+    stimuli_by_ratings: list[tuple[int, int]]  # (pages rated, stimuli with that many), target included
+    completions_chart: str  # inline SVG, no scripts, no external files
+    conditions_chart: str
 
 
 def _with_placeholders(absolute_url: str) -> str:
@@ -52,13 +60,15 @@ def _with_placeholders(absolute_url: str) -> str:
     return f"{quote(absolute_url, safe=':/')}?{PROLIFIC_PLACEHOLDERS}"
 
 
-def study_control_room(*, study: Study, base_url: str) -> ControlRoom:
-    """``base_url``: scheme and host the raters use (``request.build_absolute_uri('/')``)."""
+def study_control_room(*, study: Study, base_url: str, dashboard: Dashboard) -> ControlRoom:
+    """``base_url``: scheme and host the raters use (``request.build_absolute_uri('/')``).
+
+    Reuses what ``dashboard`` read already; four queries of its own whatever the design's size.
+    """
     base = base_url.rstrip("/")
     links = [
         EntryLink("Whole study (raters spread evenly over deployments)", reverse("rating:entry", args=[study.slug]))
     ]
-    # One query whatever the number of deployments (the dashboard's query count is tested).
     for slug, token in (
         DeploymentLink.objects.filter(deployment__study=study)
         .order_by("deployment__slug")
@@ -66,8 +76,18 @@ def study_control_room(*, study: Study, base_url: str) -> ControlRoom:
     ):
         links.append(EntryLink(f"Pinned to {slug}", reverse("rating:entry_pinned", args=[study.slug, token])))
     quality = study_rater_quality(study=study)
-    left = Slot.objects.filter(deployment__study=study).exclude(status=Slot.Status.COMPLETE).count()
+    left = sum(row.slots.get("free", 0) + row.slots.get("active", 0) for row in dashboard.deployments)
     recent = quality.completions_last_hour
+    # Per stimulus: raters who rated it (one page rates it on every dimension) and slots that plan it.
+    rated: Counter[int] = Counter()
+    target = 0
+    for n_rated, n_planned in (
+        Stimulus.objects.filter(deployment__study=study)
+        .annotate(n_rated=Count("ratings__participant", distinct=True), n_planned=Count("planned_in", distinct=True))
+        .values_list("n_rated", "n_planned")
+    ):
+        rated[n_rated] += 1
+        target = max(target, n_planned)  # the balanced design plans every stimulus equally often
     return ControlRoom(
         entry_links=[EntryLink(link.label, _with_placeholders(base + link.url)) for link in links],
         preview_url=base + reverse("rating:preview", args=[study.slug]),
@@ -75,4 +95,10 @@ def study_control_room(*, study: Study, base_url: str) -> ControlRoom:
         slots_left=left,
         # At the last hour's pace; None until someone finished in the last hour.
         hours_to_completion=round(left / recent, 1) if recent else None,
+        target_ratings_per_stimulus=target,
+        stimuli_by_ratings=sorted(({**rated, target: rated.get(target, 0)}).items()),
+        completions_chart=charts.cumulative_svg(quality.completion_times, label="completed raters"),
+        conditions_chart=charts.bars_svg(
+            [(row["condition"], row["ratings"]) for row in dashboard.ratings_per_condition], label="ratings"
+        ),
     )

@@ -56,11 +56,12 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 @researcher_required
 def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
+    dashboard = selectors.study_dashboard(study=study)
     context = {
-        "d": selectors.study_dashboard(study=study),
+        "d": dashboard,
         "metrics_by_condition": selectors.automatic_metrics_by_condition(study=study),
         "summary_metrics": selectors.SUMMARY_METRICS,
-        "control": study_control_room(study=study, base_url=request.build_absolute_uri("/")),
+        "control": study_control_room(study=study, base_url=request.build_absolute_uri("/"), dashboard=dashboard),
     }
     return render(request, "studies/dashboard.html", context)
 

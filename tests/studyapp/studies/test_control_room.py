@@ -87,3 +87,24 @@ def test_a_pilot_is_marked_in_the_database_dashboard_and_export_and_left_out_of_
     kept = prepare_ratings(frame)
     assert kept["rater"].nunique() == 1 and not kept["pilot"].any()
     assert kept.attrs["excluded_raters"]["pilot"] == 1
+
+
+def test_live_progress_per_stimulus_against_the_target_charts_and_time_to_completion():
+    built = build_rating_study(raters=4, per_rater=4, n_items=4)  # 8 stimuli, each rated twice when done
+    client = _researcher_client(built.study)
+    url = reverse("studies:dashboard", args=[built.study.slug])
+    body = text_of(client.get(url))
+    assert "Times rated (target 2)" in body and "No completed raters yet." in body
+
+    for n in range(2):
+        Bot(Client(), built.study.slug, f"5f00000000000000000132{20 + n}").walk()
+    response = client.get(url)
+    html = response.content.decode()
+    room = response.context["control"]
+    # Two of four raters done: each of the 8 stimuli was rated once; 2 slots left, 2 done in the last hour.
+    assert room.target_ratings_per_stimulus == 2
+    assert room.stimuli_by_ratings == [(1, 8), (2, 0)]
+    assert (room.slots_left, room.quality.completions_last_hour, room.hours_to_completion) == (2, 2, 1.0)
+    assert html.count("<svg") == 2 and "<script" not in room.completions_chart + room.conditions_chart
+    assert 'aria-label="2 completed raters' in html
+    assert "ratings per condition: activation-cond-d0 12, base-cond-d0 12" in html

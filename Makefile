@@ -11,7 +11,7 @@ TEST_ENV = DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL
 
 .PHONY: setup demo test test-fast serve worker lint format system-packages models migrate bench clean
 
-setup: $(VENV)/.installed system-packages models migrate
+setup: $(VENV)/.installed system-packages node_modules/.installed models migrate
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-models.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-models.tx
 
 system-packages:
 	scripts/install_system_packages.sh
+
+# axe-core for the accessibility checks of the browser tests, from the npm registry (locked).
+node_modules/.installed: package.json package-lock.json | system-packages
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 models: $(VENV)/.installed
 	$(PY) -m generation prepare-embedded

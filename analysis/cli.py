@@ -50,6 +50,7 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
         read_table(args.ratings),
         exclude_attention_failed=not args.keep_attention_failed,
         exclude_incomplete=args.exclude_incomplete,
+        exclude_pilot=not args.keep_pilot,
     )
     fits = fit_mixed(
         ratings,
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", help="JSON file to write (default: stdout)")
     m.add_argument("--item-effect", action="store_true", help="add (1 | item)")
     m.add_argument("--deployment-effect", action="store_true", help="add (1 | deployment)")
+    m.add_argument(
+        "--keep-pilot", action="store_true", help="keep pilot raters (the `pilot` column; dropped by default)"
+    )
     m.add_argument("--engine", choices=["reml", "statsmodels"], default="reml")
     add_preprocessing(m)
     m.set_defaults(func=_cmd_mixed)

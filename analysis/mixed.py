@@ -53,6 +53,8 @@ def prepare_ratings(
     attention_col: str = "attention_failed",
     complete_col: str = "rater_complete",
     rater_col: str = "rater",
+    exclude_pilot: bool = True,
+    pilot_col: str = "pilot",
 ) -> pd.DataFrame:
     """Apply the explicit preprocessing choices to a long ratings export.
 
@@ -65,6 +67,9 @@ def prepare_ratings(
         when the column is absent).
     exclude_incomplete : bool
         Drop raters whose ``complete_col`` is false (ignored when the column is absent).
+    exclude_pilot : bool
+        Drop every rating of a rater with any true value in ``pilot_col``: a study's pilot
+        tests the pages, its ratings are not data (ignored when the column is absent).
 
     Returns
     -------
@@ -73,9 +78,13 @@ def prepare_ratings(
     """
     keep = pd.Series(True, index=ratings.index)
     excluded = {}
+    if exclude_pilot and pilot_col in ratings.columns:
+        pilot = ratings[pilot_col].fillna(False).astype(bool).groupby(ratings[rater_col]).transform("any")
+        excluded["pilot"] = int(ratings.loc[pilot, rater_col].nunique())
+        keep &= ~pilot
     if exclude_attention_failed and attention_col in ratings.columns:
         failed = ratings[attention_col].fillna(False).astype(bool).groupby(ratings[rater_col]).transform("any")
-        excluded["attention_failed"] = int(ratings.loc[failed, rater_col].nunique())
+        excluded["attention_failed"] = int(ratings.loc[keep & failed, rater_col].nunique())
         keep &= ~failed
     if exclude_incomplete and complete_col in ratings.columns:
         complete = ratings[complete_col].fillna(False).astype(bool).groupby(ratings[rater_col]).transform("all")

@@ -41,6 +41,7 @@ class Participant(models.Model):
     prolific_session_id = models.CharField(max_length=64, blank=True)
     step = models.CharField(max_length=16, choices=Step.choices, default=Step.CONSENT)
     attention_failures = models.PositiveIntegerField(default=0)
+    pilot = models.BooleanField(default=False, help_text="Entered while the study ran in pilot mode.")
     debrief = models.JSONField(default=dict, blank=True)
     flags = models.JSONField(default=list, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
@@ -113,6 +114,7 @@ class Rating(models.Model):
     page_index = models.PositiveIntegerField(help_text="Position of the page in this rater's sequence.")
     dimension_position = models.PositiveIntegerField(default=0, help_text="Position of the dimension on the page.")
     seconds_on_page = models.FloatField(null=True, blank=True)
+    pilot = models.BooleanField(default=False, help_text="Given by a pilot participant.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -122,11 +122,19 @@ def study_debrief_questions(*, study: Study) -> list[DebriefQuestion]:
     return questions
 
 
-def study_practice(*, study: Study) -> dict[str, str]:
+def study_practice(*, study: Study) -> dict:
+    """The practice item, with the typical rating per dimension key (the spec's ``typical``) where given."""
     practice = study.practice if isinstance(study.practice, dict) else {}
+    given = practice.get("typical")
+    typical: dict = given if isinstance(given, dict) else {}
     return {
         "prompt": str(practice.get("prompt") or DEFAULT_PRACTICE["prompt"]),
         "text": str(practice.get("text") or practice.get("response") or DEFAULT_PRACTICE["text"]),
+        "typical": {
+            str(key): value
+            for key, value in typical.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        },
     }
 
 

@@ -25,6 +25,7 @@ from studyapp.rating.models import (
     Slot,
     SlotStimulus,
 )
+from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
 
 Step = Participant.Step
@@ -242,6 +243,7 @@ def participant_enter(
             participant, created = Participant.objects.get_or_create(
                 **identity,
                 defaults={
+                    "pilot": study.pilot_mode,
                     "prolific_study_id": prolific_study_id,
                     "pinned_deployment": pinned_deployment,
                     "user_agent": user_agent[:300],
@@ -297,7 +299,7 @@ def slot_claim(*, participant: Participant) -> Slot | None:
         now = timezone.now()
         if slot.status == Slot.Status.ACTIVE and slot.participant_id:
             # The previous rater went silent: their ratings stay, marked by their step.
-            Participant.objects.filter(pk=slot.participant_id).update(step=Step.TIMED_OUT)
+            participants_time_out(participant_ids=[slot.participant_id])
             slot.times_released += 1
         slot.participant = participant
         slot.status = Slot.Status.ACTIVE
@@ -316,13 +318,35 @@ def slots_release_stale(*, study: Study) -> int:
             .filter(status=Slot.Status.ACTIVE)
             .select_for_update(skip_locked=True, of=("self",))
         )
+        participants_time_out(participant_ids=[slot.participant_id for slot in stale])
         for slot in stale:
-            Participant.objects.filter(pk=slot.participant_id).update(step=Step.TIMED_OUT)
             Slot.objects.filter(pk=slot.pk).update(
                 status=Slot.Status.FREE, participant=None, claimed_at=None, times_released=F("times_released") + 1
             )
             released += 1
     return released
+
+
+def _flag_add(participant_id: int, flags: list, flag: str) -> list:
+    if flag in flags:
+        return flags
+    flags = [*flags, flag]
+    Participant.objects.filter(pk=participant_id).update(flags=flags)
+    return flags
+
+
+def participants_time_out(*, participant_ids: list) -> None:
+    """Mark silent raters timed out; one who had saved ratings is flagged as a partial completion.
+
+    Their ratings stay in the data (flagged), and their ending page gives the spec's
+    partial-completion code instead of asking them to return the study.
+    """
+    Participant.objects.filter(pk__in=participant_ids).update(step=Step.TIMED_OUT)
+    worked = set(
+        Rating.objects.filter(participant_id__in=participant_ids).values_list("participant_id", flat=True).distinct()
+    )
+    for participant_id, flags in Participant.objects.filter(pk__in=worked).values_list("pk", "flags"):
+        _flag_add(participant_id, list(flags or []), PARTIAL_FLAG)
 
 
 def _step_set(participant: Participant, step: str, **fields) -> None:
@@ -468,10 +492,14 @@ def rating_page_submit(
                     page_index=page.index,
                     dimension_position=position,
                     seconds_on_page=seconds_on_page,
+                    pilot=participant.pilot,
                 )
                 for key, (position, dimension) in dimensions.items()
             ]
         )
+        minimum = participant.study.min_seconds_per_page
+        if minimum and seconds_on_page is not None and seconds_on_page < minimum:
+            participant.flags = _flag_add(participant.pk, list(participant.flags or []), SPEEDING_FLAG)
         _page_finish(participant, slot, plan, page.index)
     return PageResult(PageOutcome.SAVED, participant.step)
 

@@ -31,6 +31,7 @@ from studyapp.rating.forms import (
     score_field_name,
 )
 from studyapp.rating.models import Participant
+from studyapp.rating.quality import PARTIAL_FLAG, study_time_estimate
 from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.models import Study
 
@@ -283,14 +284,18 @@ def consent(request: HttpRequest, rater: Rater) -> HttpResponse:
     form = ConsentForm(request.POST or None)
     if request.method == "POST":
         if not form.is_valid():
-            return render(request, "rating/consent.html", {"rater": rater, "form": form}, status=400)
+            return render(request, "rating/consent.html", _consent_context(rater, form), status=400)
         agree = form.cleaned_data["choice"] == "agree"
         if rater.participant is not None:
             services.participant_consent(participant=rater.participant, agree=agree)
         else:
             _preview_update(request, rater, step=Step.INSTRUCTIONS if agree else Step.DECLINED)
         return _redirect(rater)
-    return render(request, "rating/consent.html", {"rater": rater, "form": form})
+    return render(request, "rating/consent.html", _consent_context(rater, form))
+
+
+def _consent_context(rater: Rater, form: ConsentForm) -> dict:
+    return {"rater": rater, "form": form, "estimate": study_time_estimate(study=rater.study)}
 
 
 def _advance(request: HttpRequest, rater: Rater, from_step: str) -> HttpResponse:
@@ -306,7 +311,7 @@ def _advance(request: HttpRequest, rater: Rater, from_step: str) -> HttpResponse
 def instructions(request: HttpRequest, rater: Rater) -> HttpResponse:
     if request.method == "POST":
         return _advance(request, rater, Step.INSTRUCTIONS)
-    return render(request, "rating/instructions.html", {"rater": rater})
+    return render(request, "rating/instructions.html", {"rater": rater, "dimensions": _dimensions(rater)})
 
 
 def _dimensions(rater: Rater):
@@ -321,16 +326,18 @@ def practice(request: HttpRequest, rater: Rater) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         # Practice answers are not data: the page only teaches the scales.
         return _advance(request, rater, Step.PRACTICE)
+    practice = selectors.study_practice(study=rater.study)
     context = {
         "rater": rater,
         "form": form,
-        "practice": selectors.study_practice(study=rater.study),
-        "scales": _scales(form, dimensions),
+        "practice": practice,
+        "dimensions": dimensions,
+        "scales": _scales(form, dimensions, typical=practice["typical"]),
     }
     return render(request, "rating/practice.html", context, status=400 if form.is_bound else 200)
 
 
-def _scales(form, dimensions) -> list[dict]:
+def _scales(form, dimensions, typical: dict | None = None) -> list[dict]:
     scales = []
     for dimension in dimensions:
         name = score_field_name(dimension)
@@ -344,6 +351,7 @@ def _scales(form, dimensions) -> list[dict]:
                 "choices": [str(v) for v in range(low, high + 1)],
                 "value": "" if value is None else str(value),
                 "errors": form[name].errors if form.is_bound else [],
+                "typical": (typical or {}).get(dimension.key),
             }
         )
     return scales
@@ -361,6 +369,8 @@ def _render_page(request, rater, plan, page, form=None, status=200, ticket: str 
         "page": page,
         "page_number": plan.n_done + 1,
         "page_count": len(plan.pages),
+        "dimensions": plan.dimensions,
+        "min_seconds": rater.study.min_seconds_per_page,
         # A page shown again with form errors keeps its first ticket: time on page runs on.
         "ticket": ticket
         or page_ticket_sign(
@@ -492,26 +502,32 @@ def done(request: HttpRequest, rater: Rater) -> HttpResponse:
 @require_GET
 @rater_page({Step.DECLINED, Step.SCREENED_OUT, Step.STUDY_FULL, Step.TIMED_OUT})
 def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
+    """Every ending but completion; each with its code from the spec and Prolific's redirect."""
     study = rater.study
-    if rater.step == Step.DECLINED:
-        return message(
-            request,
-            "Thank you",
-            "You chose not to take part. No ratings were recorded. Please return the study on Prolific.",
-        )
     if rater.step == Step.STUDY_FULL:
         return _study_full(request)
-    if rater.step == Step.TIMED_OUT:
-        return message(
-            request,
-            "Your session has expired",
-            "You were away from the study for a while, so your place was given to another participant. "
-            "Please return the study on Prolific.",
-        )
-    code = study.prolific_screen_out_code
-    return message(
-        request,
-        "Thank you for your time",
-        "Some answers to the attention questions did not match the instructions, so this session ends here.",
-        return_url=prolific_return_url(code) if code else "",
-    )
+    if rater.step == Step.DECLINED:
+        code = study.prolific_no_consent_code
+        title, text = "Thank you", "You chose not to take part. No ratings were recorded."
+        if not code:
+            text += " Please return the study on Prolific."
+    elif rater.step == Step.TIMED_OUT:
+        worked = rater.participant is not None and PARTIAL_FLAG in (rater.participant.flags or [])
+        code = study.prolific_timed_out_code if worked else ""
+        if code:
+            title = "Thank you for the work you did"
+            text = (
+                "You were away from the study for a while, so the rest of your pages went to another participant. "
+                "The ratings you gave are kept. Please submit this code on Prolific so that you are paid for them."
+            )
+        else:
+            title = "Your session has expired"
+            text = (
+                "You were away from the study for a while, so your place was given to another participant. "
+                "Please return the study on Prolific."
+            )
+    else:
+        code = study.prolific_screen_out_code
+        title = "Thank you for your time"
+        text = "Some answers to the attention questions did not match the instructions, so this session ends here."
+    return message(request, title, text, code=code, return_url=prolific_return_url(code) if code else "")

@@ -68,6 +68,16 @@ class Study(ProvenanceGuarded, models.Model):
 
     prolific_completion_code = models.CharField(max_length=64, blank=True)
     prolific_screen_out_code = models.CharField(max_length=64, blank=True)
+    # The other endings of docs/rating.md: declined consent, and timed out after real work
+    # (a partial-completion code: that rater's ratings are kept and flagged).
+    prolific_no_consent_code = models.CharField(max_length=64, blank=True)
+    prolific_timed_out_code = models.CharField(max_length=64, blank=True)
+    # Below this a rating page counts as speeding (flagged, never refused); 0 turns it off.
+    min_seconds_per_page = models.PositiveIntegerField(default=5)
+    # The consent page's time estimate until the study has measured times of its own.
+    expected_seconds_per_page = models.PositiveIntegerField(default=45)
+    # New participations while on are pilot data: marked, and left out of the analysis by default.
+    pilot_mode = models.BooleanField(default=False)
     # Empty: not checked. Set: an entry link's STUDY_ID must equal it.
     prolific_study_id = models.CharField(max_length=64, blank=True)
     is_open = models.BooleanField(default=False, help_text="Raters may enter only while the study is open.")
@@ -179,6 +189,7 @@ class RatingDimension(models.Model):
     scale = models.CharField(max_length=16, choices=Scale.choices, default=Scale.SLIDER_100)
     low_label = models.CharField(max_length=64, default="Not at all")
     high_label = models.CharField(max_length=64, default="Extremely")
+    definition = models.TextField(blank=True, help_text="What the scale means, shown to raters.")
     position = models.PositiveIntegerField(default=0)
 
     class Meta:

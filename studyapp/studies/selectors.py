@@ -259,6 +259,8 @@ RATING_COLUMNS = [
     "attention_failed",
     "rater_flags",
     "simulated",
+    "speeding",
+    "pilot",
 ]
 STIMULUS_COLUMNS = [
     "stimulus",
@@ -323,13 +325,16 @@ def export_ratings_frame(*, study: Study):
             "participant__attention_failures",
             "participant__flags",
             "participant__simulated",
+            "pilot",
         )
     )
     records = []
+    # A page faster than the spec's minimum (0: off) is marked on each of its rows.
+    minimum = study.min_seconds_per_page
     for (
         rater, deployment, condition, condition_key, method, model, task, item, stimulus, text_id, sample_index,
         dimension, score, scale, page_index, dimension_position, seconds, rated_at, slot, step, failures, flags,
-        simulated,
+        simulated, pilot,
     ) in rows:  # fmt: skip
         low, high = SCALE_RANGES.get(scale, (None, None))
         records.append(
@@ -337,6 +342,7 @@ def export_ratings_frame(*, study: Study):
                 rater, deployment, condition or method, condition_key, method, model, task, item, stimulus, text_id,
                 sample_index, dimension, score, scale, low, high, page_index, dimension_position, seconds, rated_at,
                 slot, step, step == Participant.Step.COMPLETE, failures, failures > 0, _flags_text(flags), simulated,
+                bool(minimum and seconds is not None and seconds < minimum), pilot,
             )
         )  # fmt: skip
     frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)

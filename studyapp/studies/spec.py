@@ -54,6 +54,13 @@ DEFAULT_DIMENSIONS = (
     {"key": "surprise", "question": "How surprising is this response?"},
     {"key": "creativity", "question": "How creative is this response?"},
 )
+# What a rater is told each scale means (docs/rating.md: novelty, surprise and the
+# standard definition of creativity as novel and useful). A spec's own definition wins.
+DEFAULT_DEFINITIONS = {
+    "originality": "How new or uncommon the ideas are: a response most people would not think of is original.",
+    "surprise": 'How unexpected the response is: whether it made you think "I would not have predicted that".',
+    "creativity": "Both original and fitting: a creative response is new and still makes sense for the task.",
+}
 DECODING_FIELDS: dict[str, tuple[type, ...]] = {
     "max_new_tokens": (int,),
     "temperature": (int, float),
@@ -185,7 +192,7 @@ def _closest(value: str, known: list[str]) -> str:
 TOP_LEVEL = {
     "spec_version", "slug", "title", "description", "seed", "samples_per_item", "decoding", "generation",
     "raters", "models", "conditions", "tasks", "deployments", "dimensions", "attention_checks", "consent",
-    "instructions", "practice", "debrief_questions", "prolific",
+    "instructions", "practice", "debrief_questions", "prolific", "pilot",
 }  # fmt: skip
 
 
@@ -272,6 +279,8 @@ def _check_study(check: _Checker, top: dict) -> dict:
             "slot_timeout_minutes",
             "samples_per_item",
             "slot_hold_minutes",
+            "min_seconds_per_page",
+            "expected_seconds_per_page",
         },
     )
     # None: raters see every sample; k: a seeded subset of k samples per item (studyapp.studies.design).
@@ -292,18 +301,21 @@ def _check_study(check: _Checker, top: dict) -> dict:
     study["slot_hold_minutes"] = check.integer(
         raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1
     )
+    _check_rater_timing(check, raters, study)
     prolific = check.mapping(
-        top.get("prolific", {}), "prolific", allowed={"completion_code", "screen_out_code", "study_id"}
+        top.get("prolific", {}), "prolific", allowed={"study_id", *(f"{name}_code" for name in PROLIFIC_ENDINGS)}
     )
     study["prolific_study_id"] = check.text(prolific.get("study_id"), "prolific.study_id", default="", max_length=64)
     if study["prolific_study_id"] and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", study["prolific_study_id"]):
         check.problem("prolific.study_id", "expected the study's id on Prolific (letters, digits, - and _)")
-    study["prolific_completion_code"] = check.text(
-        prolific.get("completion_code"), "prolific.completion_code", default="", max_length=64
-    )
-    study["prolific_screen_out_code"] = check.text(
-        prolific.get("screen_out_code"), "prolific.screen_out_code", default="", max_length=64
-    )
+    for name in PROLIFIC_ENDINGS:
+        study[f"prolific_{name}_code"] = check.text(
+            prolific.get(f"{name}_code"), f"prolific.{name}_code", default="", max_length=64
+        )
+    pilot = top.get("pilot", False)
+    if not isinstance(pilot, bool):
+        check.problem("pilot", f"expected true or false, got {_kind(pilot)}")
+    study["pilot_mode"] = pilot is True
     practice = top.get("practice", {})
     if not isinstance(practice, Mapping):
         check.problem("practice", f"expected a mapping, got {_kind(practice)}")
@@ -312,6 +324,25 @@ def _check_study(check: _Checker, top: dict) -> dict:
     debrief = check.listing(top.get("debrief_questions"), "debrief_questions", required=False)
     study["debrief_questions"] = list(debrief)
     return study
+
+
+# Every way a rater's participation can end with a code for Prolific (docs/rating.md).
+PROLIFIC_ENDINGS = ("completion", "screen_out", "no_consent", "timed_out")
+
+
+def _check_rater_timing(check: _Checker, raters: dict, study: dict) -> None:
+    """Quality and planning figures of a rating page, in seconds.
+
+    ``min_seconds_per_page``: below it a page is flagged as speeding and the page asks the
+    rater to read the response (0: off). ``expected_seconds_per_page``: the consent page's
+    time estimate until the study has measured times of its own.
+    """
+    study["min_seconds_per_page"] = check.integer(
+        raters.get("min_seconds_per_page"), "raters.min_seconds_per_page", default=5, minimum=0
+    )
+    study["expected_seconds_per_page"] = check.integer(
+        raters.get("expected_seconds_per_page"), "raters.expected_seconds_per_page", default=45, minimum=1
+    )
 
 
 def _check_models(check: _Checker, value: Any) -> list[dict]:
@@ -514,17 +545,28 @@ def _check_tasks(check: _Checker, value: Any) -> list[dict]:
 def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
     if value is None:
         return [
-            dict(d, scale="slider_0_100", low_label="Not at all", high_label="Extremely") for d in DEFAULT_DIMENSIONS
+            dict(
+                d,
+                scale="slider_0_100",
+                low_label="Not at all",
+                high_label="Extremely",
+                definition=DEFAULT_DEFINITIONS[d["key"]],
+            )
+            for d in DEFAULT_DIMENSIONS
         ]
     dimensions = []
     for index, entry in enumerate(check.listing(value, "dimensions")):
         path = f"dimensions[{index}]"
         entry = check.mapping(
-            entry, path, allowed={"key", "question", "scale", "low_label", "high_label"}, required={"key", "question"}
+            entry,
+            path,
+            allowed={"key", "question", "scale", "low_label", "high_label", "definition"},
+            required={"key", "question"},
         )
+        key = check.slug(entry.get("key"), f"{path}.key") if "key" in entry else ""
         dimensions.append(
             {
-                "key": check.slug(entry.get("key"), f"{path}.key") if "key" in entry else "",
+                "key": key,
                 "question": check.text(entry.get("question"), f"{path}.question", max_length=300)
                 if "question" in entry
                 else "",
@@ -534,6 +576,9 @@ def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
                 ),
                 "high_label": check.text(
                     entry.get("high_label"), f"{path}.high_label", default="Extremely", max_length=64
+                ),
+                "definition": check.text(
+                    entry.get("definition"), f"{path}.definition", default=DEFAULT_DEFINITIONS.get(key, "")
                 ),
             }
         )
@@ -703,4 +748,26 @@ def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
                 item["tolerance"] = tolerance
         items.append(item)
     study["attention_checks"] = items
+    _check_attention_early(check, study, items)
     return items
+
+
+def _check_attention_early(check: _Checker, study: dict, items: list[dict]) -> None:
+    """A screen-out must not come after most of a rater's work (issue: fairness to raters).
+
+    The check that can screen a rater out (the ``screen_out_after``-th by position) is
+    shown within the first half of the rating pages.
+    """
+    after = study.get("attention_screen_out_after")
+    positions = sorted(item["position"] for item in items if isinstance(item.get("position"), int))
+    if not after or len(positions) < after:
+        return
+    deciding = positions[after - 1]
+    half = study["stimuli_per_rater"] // 2
+    if deciding > half:
+        check.problem(
+            "attention_checks.items",
+            f"the check that can screen a rater out comes after {deciding} of {study['stimuli_per_rater']} "
+            f"rating pages; place the first {after} check(s) at position {half} or earlier, so a screen-out "
+            "never follows most of the work",
+        )

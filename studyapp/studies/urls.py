@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from studyapp.studies import views
+from studyapp.studies import control_views, views
 
 app_name = "studies"
 urlpatterns = [
@@ -13,6 +13,8 @@ urlpatterns = [
     path("<slug:slug>/slots/", views.slots_build, name="slots_build"),
     path("<slug:slug>/stimuli/exclude/", views.stimulus_exclude, name="stimulus_exclude"),
     path("<slug:slug>/stimuli/regenerate/", views.stimuli_regenerate, name="stimuli_regenerate"),
+    path("<slug:slug>/open/", control_views.study_open, name="study_open"),
+    path("<slug:slug>/pilot/", control_views.study_pilot, name="study_pilot"),
     path("<slug:slug>/metrics/", views.metrics_start, name="metrics_start"),
     path("<slug:slug>/export/<str:table>.<str:fmt>", views.export, name="export"),
     path("<slug:slug>/report/", views.report, name="report"),

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from studyapp.studies import selectors, services
+from studyapp.studies.control import study_control_room
 from studyapp.studies.models import GenerationJob, Study, StudyReport
 
 EXPORT_TABLES = ("ratings", "stimuli")
@@ -58,8 +59,9 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
     from studyapp.studies.forms import StimulusExcludeForm
     from studyapp.studies.screening import excluded_stimuli, study_screening
 
+    dashboard = selectors.study_dashboard(study=study)
     context = {
-        "d": selectors.study_dashboard(study=study),
+        "d": dashboard,
         "metrics_by_condition": selectors.automatic_metrics_by_condition(study=study),
         "summary_metrics": selectors.SUMMARY_METRICS,
         "result_tables": selectors.report_result_tables(
@@ -68,6 +70,7 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "screening": study_screening(study=study),
         "excluded": excluded_stimuli(study=study),
         "exclude_form": StimulusExcludeForm(),
+        "control": study_control_room(study=study, base_url=request.build_absolute_uri("/"), dashboard=dashboard),
     }
     return render(request, "studies/dashboard.html", context)
 

@@ -45,7 +45,7 @@ def test_a_bot_walks_the_whole_flow_and_every_page_is_stored():
     body = text_of(done)
     assert "C0MPL3TE" in body
     assert "https://app.prolific.com/submissions/complete?cc=C0MPL3TE" in body
-    assert 'http-equiv="refresh"' in body
+    assert 'data-auto-return="https://app.prolific.com/submissions/complete?cc=C0MPL3TE"' in body
 
     # Coming back after completing shows the completion page again, in any browser.
     again = bot.follow(Bot(Client(), built.study.slug, bot.pid).enter())

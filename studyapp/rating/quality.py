@@ -1,0 +1,125 @@
+"""Reads about how raters work: time per page, speeding, and the study's time estimate.
+
+Time on a page is measured on the server (the signed page ticket holds when the page was
+shown), so it cannot be made up by the browser; every dimension of a page carries the
+same value, so one value per (rater, page) is read.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from studyapp.rating.models import Participant, Rating
+from studyapp.studies.models import Study
+
+# Fewer measured pages than this and the spec's expected time is used instead: a handful
+# of pilot pages says little about the median.
+MIN_MEASURED_PAGES = 20
+# Consent, instructions, practice and debrief together, in pages' worth of time.
+OVERHEAD_PAGES = 3
+# Participant flags (docs/rating.md): a rater timed out after saving ratings; a page faster
+# than the study's minimum time per page.
+PARTIAL_FLAG = "timed_out_partial"
+SPEEDING_FLAG = "speeding"
+
+
+@dataclass(frozen=True)
+class PageTime:
+    participant_id: int
+    page_index: int
+    seconds: float
+    pilot: bool
+
+
+def study_page_times(*, study: Study) -> list[PageTime]:
+    """One row per rated page with a measured time (one query)."""
+    rows = (
+        Rating.objects.filter(participant__study=study, seconds_on_page__isnull=False)
+        .values_list("participant_id", "page_index", "seconds_on_page", "pilot")
+        .distinct()
+    )
+    return [
+        PageTime(participant, page, float(seconds or 0.0), bool(pilot)) for participant, page, seconds, pilot in rows
+    ]
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    minutes: int
+    seconds_per_page: float
+    measured_pages: int  # 0: the spec's expected time per page was used
+
+    @property
+    def measured(self) -> bool:
+        return self.measured_pages >= MIN_MEASURED_PAGES
+
+
+def study_time_estimate(*, study: Study, pages: list[PageTime] | None = None) -> TimeEstimate:
+    """Minutes a rater needs: pages of the design x the median time per page so far.
+
+    The design gives the pages (stimuli per rater, attention checks, plus consent,
+    instructions, practice and debrief); the median comes from the study's own rated pages
+    once there are enough of them, before that from the spec's ``expected_seconds_per_page``.
+    ``pages``: the study's page times when the caller has read them already.
+    """
+    seconds = [page.seconds for page in (study_page_times(study=study) if pages is None else pages)]
+    measured = len(seconds) >= MIN_MEASURED_PAGES
+    per_page = statistics.median(seconds) if measured else study.expected_seconds_per_page
+    n_pages = study.stimuli_per_rater + len(study.attention_checks or []) + OVERHEAD_PAGES
+    return TimeEstimate(
+        minutes=max(1, math.ceil(n_pages * per_page / 60)),
+        seconds_per_page=float(per_page),
+        measured_pages=len(seconds) if measured else 0,
+    )
+
+
+@dataclass(frozen=True)
+class RaterQuality:
+    median_seconds_per_page: float | None
+    pages: int
+    speeding_pages: int
+    speeding_raters: int
+    partial_raters: int
+    pilot_raters: int
+    pilot_pages: int
+    completions_last_hour: int
+    completion_times: list[datetime]  # in order
+    estimate: TimeEstimate
+
+
+def study_rater_quality(*, study: Study) -> RaterQuality:
+    """Dashboard figures: time per page, who went too fast, timed out after work or was a pilot.
+
+    Two queries (the page times and the participants), whatever the study's size.
+    """
+    minimum = study.min_seconds_per_page
+    pages = study_page_times(study=study)
+    fast = [page for page in pages if minimum and page.seconds < minimum]
+    hour_ago = timezone.now() - timedelta(hours=1)
+    partial = pilots = 0
+    completed: list[datetime] = []
+    for flags, pilot, completed_at in Participant.objects.filter(study=study).values_list(
+        "flags", "pilot", "completed_at"
+    ):
+        partial += PARTIAL_FLAG in (flags or [])
+        pilots += bool(pilot)
+        if completed_at is not None:
+            completed.append(completed_at)
+    completed.sort()
+    return RaterQuality(
+        median_seconds_per_page=statistics.median([page.seconds for page in pages]) if pages else None,
+        pages=len(pages),
+        speeding_pages=len(fast),
+        speeding_raters=len({page.participant_id for page in fast}),
+        partial_raters=partial,
+        pilot_raters=pilots,
+        pilot_pages=sum(page.pilot for page in pages),
+        completions_last_hour=sum(moment >= hour_ago for moment in completed),
+        completion_times=completed,
+        estimate=study_time_estimate(study=study, pages=pages),
+    )

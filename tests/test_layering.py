@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN.md, checked on the code itself."""
+"""The layering rules (README, "Layout"): no Django in the libraries, no torch in the web process."""
 
 import ast
 import subprocess

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from studyapp.rating import selectors
@@ -154,38 +154,20 @@ def deployment_build_slots(*, deployment: Deployment) -> list[Slot]:
 
 
 def rated_stimuli(*, deployment: Deployment):
-    """The deployment's stimuli that enter the rater design.
+    """The deployment's stimuli that enter the rater design (``studies.design.rated_stimulus_ids``)."""
+    from studyapp.studies.design import SampleRow, rated_stimulus_ids
 
-    Each item's rated subset of samples (``studies.design``), with a replacement generated
-    for an excluded sample standing in for it, less every stimulus a researcher excluded
-    (``studies.services.stimulus_exclude``): excluded stimuli are never rated.
-    """
-    from studyapp.studies.design import rated_sample_indices
-
-    stimuli = Stimulus.objects.filter(deployment=deployment)
     study = deployment.study
-    if study.rated_samples_per_item is not None:
-        chosen = Q()
-        for item in deployment.task.items.all():
-            indices = rated_sample_indices(
-                study_seed=study.seed,
-                task_key=deployment.task.key,
-                item_key=item.key,
-                n_samples=deployment.generated_samples_per_item,
-                n_rated=study.rated_samples_per_item,
-            )
-            chosen |= Q(item=item, sample_index__in=indices)
-        if not chosen:
-            return Stimulus.objects.none()
-        ids = set(stimuli.filter(chosen).values_list("id", flat=True))
-        # A replacement takes the place of the sample it replaces (a replacement's own
-        # replacement too): one short query per generation of replacements.
-        frontier = ids
-        while frontier:
-            frontier = set(stimuli.filter(replaces_id__in=frontier).values_list("id", flat=True)) - ids
-            ids |= frontier
-        stimuli = stimuli.filter(id__in=ids)
-    return stimuli.filter(excluded_at__isnull=True)
+    n_samples = deployment.generated_samples_per_item
+    stimuli = Stimulus.objects.filter(deployment=deployment)
+    rows = (
+        SampleRow(stimulus_id, task_key, item_key, n_samples, sample_index, replaces_id, excluded_at is not None)
+        for stimulus_id, task_key, item_key, sample_index, replaces_id, excluded_at in stimuli.values_list(
+            "id", "item__task__key", "item__key", "sample_index", "replaces_id", "excluded_at"
+        )
+    )
+    ids = rated_stimulus_ids(rows=rows, study_seed=study.seed, n_rated=study.rated_samples_per_item)
+    return stimuli.filter(id__in=ids)
 
 
 def _automatic_only_clear_slots(*, deployment: Deployment) -> list[Slot]:

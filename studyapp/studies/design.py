@@ -10,7 +10,10 @@ is paired and every item contributes the same number of stimuli per condition.
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 def rated_sample_indices(
@@ -25,3 +28,61 @@ def rated_sample_indices(
     # Seeded for reproducibility, not secrecy: anyone with the spec may recompute the subset.
     rng = random.Random(f"{study_seed}:{task_key}:{item_key}:rated")  # noqa: S311
     return sorted(rng.sample(range(n_samples), n_rated))
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """What decides whether one stimulus is rated (read from the database by the caller)."""
+
+    stimulus_id: int
+    task_key: str
+    item_key: str
+    n_samples: int  # samples generated per item in its deployment
+    sample_index: int
+    replaces_id: int | None
+    excluded: bool
+
+
+def rated_stimulus_ids(*, rows: Iterable[SampleRow], study_seed: int, n_rated: int | None) -> set[int]:
+    """The stimuli of a rated deployment that enter the rater design.
+
+    Each item's rated subset of sample indices (:func:`rated_sample_indices`); a replacement
+    generated for an excluded stimulus takes that stimulus' place (and a replacement's
+    replacement too); excluded stimuli are never rated.
+    """
+    rows = list(rows)
+    chosen = {
+        row.stimulus_id
+        for row in rows
+        if row.replaces_id is None
+        and row.sample_index
+        in _indices(
+            study_seed=study_seed,
+            task_key=row.task_key,
+            item_key=row.item_key,
+            n_samples=row.n_samples,
+            n_rated=n_rated,
+        )
+    }
+    replacements: dict[int, list[int]] = {}
+    for row in rows:
+        if row.replaces_id is not None:
+            replacements.setdefault(row.replaces_id, []).append(row.stimulus_id)
+    frontier = list(chosen)
+    while frontier:
+        stimulus_id = frontier.pop()
+        for replacement in replacements.get(stimulus_id, []):
+            if replacement not in chosen:
+                chosen.add(replacement)
+                frontier.append(replacement)
+    excluded = {row.stimulus_id for row in rows if row.excluded}
+    return chosen - excluded
+
+
+@functools.cache
+def _indices(*, study_seed: int, task_key: str, item_key: str, n_samples: int, n_rated: int | None) -> frozenset[int]:
+    return frozenset(
+        rated_sample_indices(
+            study_seed=study_seed, task_key=task_key, item_key=item_key, n_samples=n_samples, n_rated=n_rated
+        )
+    )

@@ -357,12 +357,31 @@ def export_stimuli_frame(*, study: Study):
     """One row per stimulus with full text, provenance and metrics (one column per metric). Two queries."""
     import pandas as pd
 
-    stimuli = (
+    from studyapp.studies.design import SampleRow, rated_stimulus_ids
+
+    stimuli = list(
         Stimulus.objects.filter(deployment__study=study)
         .select_related("deployment", "condition__model", "item__task", "replaces")
         .order_by("deployment__slug", "condition__key", "item__key", "sample_index")
     )
-    rated = _in_rater_design(study=study)
+    # The same rule as the slot builder (rating.services.rated_stimuli), on rows already read.
+    rated_ids = rated_stimulus_ids(
+        rows=(
+            SampleRow(
+                s.pk,
+                s.item.task.key,
+                s.item.key,
+                s.deployment.samples_per_item or study.samples_per_item,
+                s.sample_index,
+                s.replaces_id,
+                s.excluded_at is not None,
+            )
+            for s in stimuli
+            if not s.deployment.automatic_only
+        ),
+        study_seed=study.seed,
+        n_rated=study.rated_samples_per_item,
+    )
     diversity = {
         (row.deployment_id, row.condition_id, row.item_id): row.metrics
         for row in DiversityMetric.objects.filter(deployment__study=study)
@@ -382,7 +401,7 @@ def export_stimuli_frame(*, study: Study):
             "item_text": s.item.text,
             "sample_index": s.sample_index,
             "text_id": s.text_id,
-            "rated": rated(s),
+            "rated": s.pk in rated_ids,
             "text": s.text,
             "prompt": s.prompt,
             "n_new_tokens": s.n_new_tokens,
@@ -414,20 +433,6 @@ def export_stimuli_frame(*, study: Study):
     frame = pd.DataFrame.from_records(records, columns=[*STIMULUS_COLUMNS, *metric_names])
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
-
-
-def _in_rater_design(*, study: Study):
-    """Whether a stimulus is in the rater design: ``rating.services.rated_stimuli`` of its deployment."""
-    from studyapp.rating.services import rated_stimuli
-
-    rated_ids: set[int] = set()
-    for deployment in study.deployments.filter(automatic_only=False).select_related("study", "task"):
-        rated_ids.update(rated_stimuli(deployment=deployment).values_list("id", flat=True))
-
-    def rated(stimulus: Stimulus) -> bool:
-        return stimulus.pk in rated_ids
-
-    return rated
 
 
 def report_result_tables(*, report: StudyReport | None) -> str | None:

@@ -183,7 +183,9 @@ def test_dashboard_query_count_does_not_grow_with_the_design(client, researcher)
             assert client.get(url).status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
-    assert counts[1] <= 25
+    # A fixed cost per section (progress, raters, quality, screening, result tables, control
+    # room): what matters is that it does not grow with the design, checked above.
+    assert counts[1] <= 30
 
 
 @pytest.mark.django_db

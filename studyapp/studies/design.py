@@ -51,6 +51,9 @@ def rated_stimulus_ids(*, rows: Iterable[SampleRow], study_seed: int, n_rated: i
     replacement too); excluded stimuli are never rated.
     """
     rows = list(rows)
+    if n_rated is None:
+        # Every sample is rated, stimuli made outside the spec's numbers too.
+        return {row.stimulus_id for row in rows if not row.excluded}
     chosen = {
         row.stimulus_id
         for row in rows

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +196,23 @@ TOP_LEVEL = {
 }  # fmt: skip
 
 
+def _nul_paths(value: object, path: str) -> Iterator[str]:
+    """Paths in the parsed spec whose key or text holds a NUL character."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            item_path = f"{path}.{key!s}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                yield item_path.replace("\x00", "\\x00")
+            else:
+                yield from _nul_paths(item, item_path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, f"{path}[{index}]")
+
+
 def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     """Check a YAML spec and return it as plain data; raise :class:`SpecError` listing every problem."""
     raw_bytes = text.encode("utf-8") if isinstance(text, str) else text
@@ -207,6 +224,9 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError([f"{where}: not valid YAML ({problem})"], source) from None
     check = _Checker()
+    for path in _nul_paths(data, ""):
+        # PostgreSQL cannot store NUL in text or JSON: say so here rather than fail on save.
+        check.problem(path or "spec", "contains a NUL character (\\x00), which cannot be stored")
     top = check.mapping(data, "", allowed=TOP_LEVEL, required={"spec_version", "slug", "title", "models", "tasks"})
     if not top and not isinstance(data, Mapping):
         raise SpecError(check.problems, source)

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Value
 from django.urls import reverse
 from django.utils import timezone
 
@@ -177,45 +177,75 @@ def participant_slot(*, participant: Participant) -> Slot | None:
     )
 
 
+STIMULUS_FIELDS = (
+    "stimulus__id",
+    "stimulus__token",
+    "stimulus__text",
+    "stimulus__item__text",
+    "stimulus__item__task__template",
+)
+
+
 def slot_stimuli(*, slot: Slot) -> list[Stimulus]:
     planned = (
         SlotStimulus.objects.filter(slot=slot)
         .select_related("stimulus__item__task")
-        .only(
-            "position",
-            "stimulus__id",
-            "stimulus__token",
-            "stimulus__text",
-            "stimulus__item__text",
-            "stimulus__item__task__template",
-        )
+        .only("position", *STIMULUS_FIELDS)
         .order_by("position")
     )
     return [entry.stimulus for entry in planned]
 
 
-def participant_plan(*, participant: Participant, slot: Slot | None = None) -> RaterPlan:
-    """Every page of this participant and which are answered: a fixed number of queries."""
+def participant_slot_stimuli(*, participant: Participant) -> tuple[Slot | None, list[Stimulus]]:
+    """``participant_slot`` and its ``slot_stimuli`` in one query (the slot rides on each row).
+
+    A slot always has planned stimuli once built; should none come back, the slot is read on
+    its own, so the answer is the same as the two selectors'.
+    """
+    planned = list(
+        SlotStimulus.objects.filter(
+            slot__participant=participant, slot__status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE]
+        )
+        .select_related("slot", "stimulus__item__task")
+        .only("position", *(f"slot__{f.attname}" for f in Slot._meta.concrete_fields), *STIMULUS_FIELDS)
+        .order_by("-slot__claimed_at", "slot_id", "position")
+    )
+    if not planned:
+        slot = participant_slot(participant=participant)
+        return slot, slot_stimuli(slot=slot) if slot is not None else []
+    slot = planned[0].slot
+    return slot, [entry.stimulus for entry in planned if entry.slot_id == slot.pk]
+
+
+def participant_plan(*, participant: Participant, slot: Slot | None = None, answered: bool = True) -> RaterPlan:
+    """Every page of this participant and which are answered: a fixed number of queries.
+
+    ``answered=False`` leaves ``done`` empty, for a caller that reads it itself under the
+    slot's row lock (a rating POST): the pages and dimensions never change for a slot.
+    """
     study = participant.study
-    slot = slot or participant_slot(participant=participant)
+    if slot is None:
+        slot, stimuli = participant_slot_stimuli(participant=participant)
+    else:
+        stimuli = slot_stimuli(slot=slot)
     dimensions = rater_dimensions(study=study, seed=participant.token)
     if slot is None:
         return RaterPlan(slot=None, pages=[], dimensions=dimensions)
-    pages = pages_build(
-        seed=participant.token, stimuli=slot_stimuli(slot=slot), checks=study_attention_checks(study=study)
-    )
-    done = pages_done(participant=participant, slot=slot, pages=pages)
+    pages = pages_build(seed=participant.token, stimuli=stimuli, checks=study_attention_checks(study=study))
+    done = pages_done(participant=participant, slot=slot, pages=pages) if answered else set()
     return RaterPlan(slot=slot, pages=pages, done=done, dimensions=dimensions)
 
 
 def pages_done(*, participant: Participant, slot: Slot, pages: list[Page]) -> set[int]:
-    rated = set(Rating.objects.filter(participant=participant, slot=slot).values_list("stimulus_id", flat=True))
-    answered = set(AttentionCheckResponse.objects.filter(participant=participant).values_list("check_index", flat=True))
+    """The answered pages: rated stimuli and answered checks, in one query (a UNION)."""
+    rated = Rating.objects.filter(participant=participant, slot=slot).values_list(Value("rating"), "stimulus_id")
+    checked = AttentionCheckResponse.objects.filter(participant=participant).values_list(Value("check"), "check_index")
+    answers = set(rated.union(checked, all=True))
     return {
         page.index
         for page in pages
-        if (page.stimulus is not None and page.stimulus.id in rated)
-        or (page.check is not None and page.check.index in answered)
+        if (page.stimulus is not None and ("rating", page.stimulus.id) in answers)
+        or (page.check is not None and ("check", page.check.index) in answers)
     }
 
 

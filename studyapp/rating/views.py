@@ -8,7 +8,7 @@ writes nothing to the database.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -58,12 +58,12 @@ PREVIEW_NEXT: dict[str, str] = {
 }
 
 
-def _session_key(study: Study) -> str:
-    return f"rater:{study.slug}"
+def _session_key(study_slug: str) -> str:
+    return f"rater:{study_slug}"
 
 
-def _preview_key(study: Study) -> str:
-    return f"preview:{study.slug}"
+def _preview_key(study_slug: str) -> str:
+    return f"preview:{study_slug}"
 
 
 def message(request: HttpRequest, title: str, text: str, *, status: int = 200, **context) -> HttpResponse:
@@ -104,10 +104,10 @@ class Rater:
 
 
 def _rater(request: HttpRequest, study: Study) -> Rater | None:
-    preview = request.session.get(_preview_key(study))
+    preview = request.session.get(_preview_key(study.slug))
     if preview is not None:
         return Rater(study=study, preview=preview)
-    token = request.session.get(_session_key(study))
+    token = request.session.get(_session_key(study.slug))
     if not token:
         return None
     participant = Participant.objects.filter(study=study, token=token).first()
@@ -117,9 +117,24 @@ def _rater(request: HttpRequest, study: Study) -> Rater | None:
     return Rater(study=study, participant=participant)
 
 
+def _study_and_rater(request: HttpRequest, study_slug: str) -> tuple[Study | None, Rater | None]:
+    """``_study`` then ``_rater``; a participant is read with their study in one query."""
+    if request.session.get(_preview_key(study_slug)) is None:
+        token = request.session.get(_session_key(study_slug))
+        participant = (
+            Participant.objects.select_related("study").filter(study__slug=study_slug, token=token).first()
+            if token
+            else None
+        )
+        if participant is not None:
+            return participant.study, Rater(study=participant.study, participant=participant)
+    study = _study(study_slug)
+    return study, (_rater(request, study) if study is not None else None)
+
+
 def _preview_update(request: HttpRequest, rater: Rater, **changes) -> None:
     rater.preview = {**(rater.preview or {}), **changes}
-    request.session[_preview_key(rater.study)] = rater.preview
+    request.session[_preview_key(rater.study.slug)] = rater.preview
 
 
 def rater_page(step_names: set[str]):
@@ -129,10 +144,9 @@ def rater_page(step_names: set[str]):
         @wraps(view)
         @never_cache
         def wrapped(request: HttpRequest, study_slug: str) -> HttpResponse:
-            study = _study(study_slug)
+            study, rater = _study_and_rater(request, study_slug)
             if study is None:
                 return _not_found(request)
-            rater = _rater(request, study)
             if rater is None:
                 return message(
                     request,
@@ -227,8 +241,8 @@ def entry(request: HttpRequest, study_slug: str, deployment_ref: str | None = No
         pinned_deployment=pinned,
         user_agent=request.headers.get("User-Agent", ""),
     )
-    request.session.pop(_preview_key(study), None)
-    request.session[_session_key(study)] = participant.token
+    request.session.pop(_preview_key(study.slug), None)
+    request.session[_session_key(study.slug)] = participant.token
     return HttpResponseRedirect(Rater(study=study, participant=participant).step_url())
 
 
@@ -252,7 +266,7 @@ def preview_start(request: HttpRequest, study_slug: str) -> HttpResponse:
         return redirect_to_login(request.get_full_path())
     if not (user.is_superuser or (user.is_staff and study.researchers.filter(pk=user.pk).exists())):
         return message(request, "Not allowed", "Only the researchers of this study can preview it.", status=403)
-    request.session[_preview_key(study)] = {"step": Step.CONSENT, "done": []}
+    request.session[_preview_key(study.slug)] = {"step": Step.CONSENT, "done": []}
     return HttpResponseRedirect(reverse("rating:consent", args=[study.slug]))
 
 
@@ -263,8 +277,7 @@ def alive(request: HttpRequest, study_slug: str) -> HttpResponse:
     One UPDATE; nothing else changes. A rater whose page is closed stops sending it and
     loses the slot after the study's timeout (or the hold, before a first rating).
     """
-    study = _study(study_slug)
-    rater = _rater(request, study) if study is not None else None
+    _, rater = _study_and_rater(request, study_slug)
     if rater is None or rater.participant is None:
         return HttpResponse(status=204)  # a preview, or nobody: nothing to keep
     if rater.participant.step in IN_PROGRESS:
@@ -357,9 +370,9 @@ def _scales(form, dimensions, typical: dict | None = None) -> list[dict]:
     return scales
 
 
-def _plan(rater: Rater) -> selectors.RaterPlan:
+def _plan(rater: Rater, *, answered: bool = True) -> selectors.RaterPlan:
     if rater.participant is not None:
-        return selectors.participant_plan(participant=rater.participant)
+        return selectors.participant_plan(participant=rater.participant, answered=answered)
     return selectors.preview_plan(study=rater.study, done=set((rater.preview or {}).get("done", [])))
 
 
@@ -406,7 +419,9 @@ def _out_of_date(request: HttpRequest, rater: Rater, status: int = 400) -> HttpR
 @require_http_methods(["GET", "POST"])
 @rater_page({Step.RATING})
 def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
-    plan = _plan(rater)
+    # A valid POST has its answered pages read by the service under the slot's row lock;
+    # reading them here too would only be read again. An invalid one reads them below.
+    plan = _plan(rater, answered=request.method == "GET")
     if request.method == "GET":
         page = plan.current
         if page is None and rater.participant is None:
@@ -427,6 +442,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     else:
         form = RatingPageForm(request.POST, dimensions=plan.dimensions, rater_token=rater.token)
     if not form.is_valid():
+        plan = _answered(rater, plan)
         if page.index in plan.done:
             return _redirect(rater)  # a double submission of a saved page
         if page.stimulus is not None and request.POST.get("stimulus") != page.stimulus.token:
@@ -460,6 +476,14 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     if result.outcome is services.PageOutcome.NOT_CURRENT:
         return _out_of_date(request, rater, status=409)
     return _redirect(rater)
+
+
+def _answered(rater: Rater, plan: selectors.RaterPlan) -> selectors.RaterPlan:
+    """The plan with its answered pages read (a participant's POST plan is read without them)."""
+    if rater.participant is None or plan.slot is None:
+        return plan
+    done = selectors.pages_done(participant=rater.participant, slot=plan.slot, pages=plan.pages)
+    return replace(plan, done=done)
 
 
 def _preview_page_done(request, rater: Rater, plan, page, form) -> HttpResponse:

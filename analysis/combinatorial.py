@@ -14,7 +14,8 @@ Definitions (the paper's framework section; choices it leaves open are in
   trained on; N = 0 for an invalid walk (it is not an artifact of the space);
 - creativity C = E[U N].
 
-Everything is vectorised over walks (numpy, sorted-key look-ups); no torch, no networkx.
+Everything is vectorised over walks (numpy; a dense edge table, or sorted-key look-ups for
+a graph too large for one); no torch, no networkx.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,22 @@ def label_counts_from_walks(walks: Iterable[Sequence[str]]) -> dict[str, int]:
     return counts
 
 
+class _NameCodes(dict):
+    """Name -> code, -1 for a name not in the graph, looked up with the C-level ``__getitem__``
+    (no default argument per call: the name-to-id pass is most of the cost of scoring)."""
+
+    def __missing__(self, name: str) -> int:
+        return -1
+
+
+# Largest n_concepts ** 2 for the dense (head, tail) -> label table (an int8 / int16 each):
+# one gather per step instead of a binary search. Larger graphs use the sorted keys.
+_DENSE_EDGE_TABLE_MAX = 1 << 24
+# Up to this many labels, the labels a walk uses are one bit mask per walk (an OR over its
+# steps), and I / X are checked with two mask comparisons per walk.
+_LABEL_BITMASK_MAX = 63
+
+
 class WalkScorer:
     """Scores walks against one graph.
 
@@ -113,7 +130,8 @@ class WalkScorer:
         self.weights = weights
         self._label_code = {name: i for i, name in enumerate(self.labels)}
         self._names_disjoint = not set(self._label_code) & set(concepts)
-        self._code = {name: i for i, name in enumerate(concepts)}
+        # One code space when names are disjoint: concepts 0..n-1, labels n..n+k-1.
+        self._code = _NameCodes({name: i for i, name in enumerate(concepts)})
         self._code.update({name: len(concepts) + i for name, i in self._label_code.items()})
         heads = concepts.get_indexer([h for h, _, _ in rows])
         tails = concepts.get_indexer([t for _, _, t in rows])
@@ -122,6 +140,16 @@ class WalkScorer:
         keys = np.minimum(heads, tails).astype(np.int64) * n + np.maximum(heads, tails)
         order = np.argsort(keys, kind="stable")
         self._keys, self._edge_labels = keys[order], labs[order]
+        self._edge_table: np.ndarray | None = None
+        if 0 < n * n <= _DENSE_EDGE_TABLE_MAX:
+            # The label of the first triple of each pair, both directions: what the sorted
+            # look-up (stable order) finds.
+            unique_keys, first = np.unique(self._keys, return_index=True)
+            low, high = unique_keys // n, unique_keys % n
+            table = np.full(n * n, -1, dtype=np.int8 if len(self.labels) < 127 else np.int32)
+            table[low * n + high] = self._edge_labels[first]
+            table[high * n + low] = self._edge_labels[first]
+            self._edge_table = table
         if train_label_counts is None:
             counts = np.bincount(labs, minlength=len(self.labels)).astype(float)
         else:
@@ -134,22 +162,34 @@ class WalkScorer:
     def n_concepts(self) -> int:
         return len(self.concepts)
 
+    def _codes(self, walks: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token counts per walk and one code per token in the joint space (concepts 0..n-1,
+        labels n..n+k-1, -1 unknown): one C-level dict pass over all tokens, no per-token
+        Python code, no intermediate list."""
+        n_tokens = np.fromiter(map(len, walks), dtype=np.int64, count=len(walks))
+        total = int(n_tokens.sum())
+        codes = np.fromiter(map(self._code.__getitem__, chain.from_iterable(walks)), dtype=np.int64, count=total)
+        return n_tokens, codes
+
     def _encode(self, walks: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Token counts per walk and one id per token: concepts 0..n-1 at even positions,
         labels 0..k-1 at odd ones, -1 for a name that is not one of those."""
-        n_tokens = np.fromiter(map(len, walks), dtype=np.int64, count=len(walks))
-        flat = list(chain.from_iterable(walks))
-        # One dict pass over all tokens when concept and label names are disjoint (the usual
-        # case): codes n..n+k-1 are labels. This pass is most of the cost of scoring.
-        codes = np.fromiter(map(self._code.get, flat, repeat(-1, len(flat))), dtype=np.int64, count=len(flat))
-        starts = np.cumsum(n_tokens) - n_tokens
-        is_label = (np.arange(len(flat)) - np.repeat(starts, n_tokens)) % 2 == 1
         n = self.n_concepts
         if self._names_disjoint:
+            n_tokens, codes = self._codes(walks)
+            is_label = self._token_parity(n_tokens)
             ids = np.where(is_label, np.where(codes >= n, codes - n, -1), np.where(codes < n, codes, -1))
-        else:
-            ids = np.where(is_label, self.labels.get_indexer(flat), self.concepts.get_indexer(flat))
-        return n_tokens, ids
+            return n_tokens, ids
+        n_tokens = np.fromiter(map(len, walks), dtype=np.int64, count=len(walks))
+        flat = list(chain.from_iterable(walks))
+        is_label = self._token_parity(n_tokens)
+        return n_tokens, np.where(is_label, self.labels.get_indexer(flat), self.concepts.get_indexer(flat))
+
+    @staticmethod
+    def _token_parity(n_tokens: np.ndarray) -> np.ndarray:
+        """True at the odd positions (labels) of each walk, over all tokens."""
+        starts = np.cumsum(n_tokens) - n_tokens
+        return (np.arange(int(n_tokens.sum())) - np.repeat(starts, n_tokens)) % 2 == 1
 
     def score(self, walks: Sequence[Sequence[str]], prompts: Sequence[Prompt]) -> pd.DataFrame:
         """Score ``walks[i]`` against ``prompts[i]``.
@@ -161,11 +201,23 @@ class WalkScorer:
         """
         if len(walks) != len(prompts):
             raise ValueError(f"{len(walks)} walks but {len(prompts)} prompts")
+        if self._names_disjoint:
+            # Joint codes go straight to the scorer: it reads labels only at label positions
+            # and concepts only at concept positions, so no per-token id conversion is needed.
+            n_tokens, codes = self._codes(walks)
+            return self._score_tokens(n_tokens, codes, prompts, label_offset=self.n_concepts)
         n_tokens, ids = self._encode(walks)
         return self.score_encoded(n_tokens, ids, prompts)
 
     def score_encoded(self, n_tokens: np.ndarray, ids: np.ndarray, prompts: Sequence[Prompt]) -> pd.DataFrame:
         """:meth:`score` on walks already encoded as by :meth:`_encode` (all vectorised)."""
+        return self._score_tokens(n_tokens, ids, prompts, label_offset=0)
+
+    def _score_tokens(
+        self, n_tokens: np.ndarray, tokens: np.ndarray, prompts: Sequence[Prompt], *, label_offset: int
+    ) -> pd.DataFrame:
+        """The vectorised scorer. A concept is a token in 0..n-1; a label is a token minus
+        ``label_offset`` in 0..k-1 (offset 0 for :meth:`_encode`'s ids, n for joint codes)."""
         n_walks = len(n_tokens)
         w = self.weights
         n, k = self.n_concepts, len(self.labels)
@@ -176,34 +228,43 @@ class WalkScorer:
         n_steps = np.maximum(n_tokens - 1, 0) // 2
         step_walk = np.repeat(np.arange(n_walks), n_steps)
         label_pos = np.repeat(starts + 1 - 2 * (np.cumsum(n_steps) - n_steps), n_steps) + 2 * np.arange(step_walk.size)
-        a, lab, b = ids[label_pos - 1], ids[label_pos], ids[label_pos + 1]
-        keys = np.minimum(a, b) * n + np.maximum(a, b)
-        step_ok = (a >= 0) & (b >= 0) & (lab >= 0) & (a != b)
-        if len(self._keys):
+        a, lab, b = tokens[label_pos - 1], tokens[label_pos] - label_offset, tokens[label_pos + 1]
+        # Unsigned views: one comparison checks 0 <= x < bound (negative ids wrap to huge).
+        lab_ok = lab.view(np.uint64) < k
+        step_ok = (a.view(np.uint64) < n) & (b.view(np.uint64) < n) & lab_ok & (a != b)
+        if self._edge_table is not None:
+            step_ok &= self._edge_table[np.where(step_ok, a * n + b, 0)] == lab
+        elif len(self._keys):
+            keys = np.minimum(a, b) * n + np.maximum(a, b)
             where = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
             step_ok &= (self._keys[where] == keys) & (self._edge_labels[where] == lab)
         else:
             step_ok[:] = False
+        lab = np.where(lab_ok, lab, 0)  # only read where lab_ok, or for an invalid walk
         bad_step = np.bincount(step_walk[~step_ok], minlength=n_walks) > 0
-        lone_ok = np.append(ids, -1)[np.where(n_tokens == 1, starts, -1)] >= 0  # a one-concept walk
+        padded = np.append(tokens, -1)  # sentinel: an empty walk's first/last token reads it
+        lone_ok = padded[np.where(n_tokens == 1, starts, -1)].view(np.uint64) < n  # a one-concept walk
         valid = (n_tokens % 2 == 1) & ~bad_step & ((n_steps > 0) | lone_ok)
         length = np.bincount(step_walk, minlength=n_walks)
-        surprise_sum = np.bincount(step_walk, weights=self.surprise_of_label[np.maximum(lab, 0)], minlength=n_walks)
+        surprise_sum = np.bincount(step_walk, weights=self.surprise_of_label[lab], minlength=n_walks)
         surprise = np.divide(surprise_sum, length, out=np.zeros(n_walks), where=length > 0)
 
         # Constraints of x, encoded once per distinct prompt.
         table, which = self._encode_prompts(prompts)
         p_start, p_end, n_inc, n_exc, inc_ptr, inc_ids, exc_ptr, exc_ids = table
-        # Sentinel -1 at the end: an empty walk's first/last token reads it.
-        padded = np.append(ids, -1)
         has = n_tokens > 0
         first = padded[np.where(has, starts, -1)]
         last = padded[np.where(has, starts + n_tokens - 1, -1)]
         endpoints_ok = has & (first == p_start[which]) & (last == p_end[which]) & (p_start[which] >= 0)
-        used = self._label_presence(step_walk[lab >= 0], lab[lab >= 0], n_walks, k)
         w_inc, w_exc = n_inc[which], n_exc[which]
-        inc_ok = self._hits(used, which, w_inc, inc_ptr, inc_ids, n_walks, k) == w_inc
-        exc_ok = self._hits(used, which, w_exc, exc_ptr, exc_ids, n_walks, k) == 0
+        if k <= _LABEL_BITMASK_MAX:
+            inc_ok, exc_ok = self._constraints_by_bitmask(
+                step_walk, lab, lab_ok, n_steps, which, (n_inc, inc_ptr, inc_ids, exc_ptr, exc_ids)
+            )
+        else:
+            used = self._label_presence(step_walk[lab_ok], lab[lab_ok], n_walks, k)
+            inc_ok = self._hits(used, which, w_inc, inc_ptr, inc_ids, n_walks, k) == w_inc
+            exc_ok = self._hits(used, which, w_exc, exc_ptr, exc_ids, n_walks, k) == 0
         satisfies = valid & endpoints_ok & inc_ok & exc_ok
         scale = (1 + w.alpha_include * w_inc) * (1 + w.alpha_exclude * w_exc)
         utility = np.where(satisfies, scale, 0.0).astype(float)
@@ -224,11 +285,12 @@ class WalkScorer:
         """Arrays per distinct prompt (start, end, |I|, |X|, I and X as CSR) and each walk's row."""
         # Keyed by object identity: walks of one prompt usually share its object, and
         # identity is much cheaper to hash than the fields.
-        keys = list(map(id, prompts))
-        by_key = dict(zip(keys, prompts, strict=True))
-        rows = {key: i for i, key in enumerate(by_key)}
-        distinct = list(by_key.values())
-        which = np.fromiter(map(rows.__getitem__, keys), dtype=np.int64, count=len(prompts))
+        keys = np.fromiter(map(id, prompts), dtype=np.int64, count=len(prompts))
+        which, _ = pd.factorize(keys)  # rows numbered in order of first appearance
+        which = which.astype(np.int64, copy=False)
+        # A new row's first walk is where the running maximum of the row numbers rises.
+        first = np.flatnonzero(np.diff(np.maximum.accumulate(which), prepend=-1) > 0)
+        distinct = [prompts[i] for i in first.tolist()]
         lget = self._label_code.get
         n = self.n_concepts
 
@@ -245,6 +307,42 @@ class WalkScorer:
         inc_ptr = np.concatenate([[0], np.cumsum(n_inc)])
         exc_ptr = np.concatenate([[0], np.cumsum(n_exc)])
         return (p_start, p_end, n_inc, n_exc, inc_ptr, inc_ids, exc_ptr, exc_ids), which
+
+    @staticmethod
+    def _constraints_by_bitmask(
+        step_walk: np.ndarray,
+        lab: np.ndarray,
+        lab_ok: np.ndarray,
+        n_steps: np.ndarray,
+        which: np.ndarray,
+        prompt_sets: tuple[np.ndarray, ...],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per walk, whether it uses every label of its prompt's I and none of its X: the
+        labels a walk uses as one bit mask (OR over its steps, which are contiguous)."""
+        n_inc, inc_ptr, inc_ids, exc_ptr, exc_ids = prompt_sets
+        n_walks = len(n_steps)
+        bits = np.where(lab_ok, np.left_shift(np.int64(1), lab), 0)
+        used = np.zeros(n_walks, dtype=np.int64)
+        stepped = np.flatnonzero(n_steps > 0)
+        if stepped.size:
+            step_starts = (np.cumsum(n_steps) - n_steps)[stepped]
+            used[stepped] = np.bitwise_or.reduceat(bits, step_starts)
+
+        def masks(ptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
+            # Per prompt, the OR of its labels' bits; an unknown label (-1) contributes none.
+            owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+            mask = np.zeros(len(ptr) - 1, dtype=np.int64)
+            np.bitwise_or.at(mask, owner[ids >= 0], np.left_shift(np.int64(1), ids[ids >= 0]))
+            return mask
+
+        inc_mask, exc_mask = masks(inc_ptr, inc_ids), masks(exc_ptr, exc_ids)
+        # A prompt asking for a label the graph lacks can never be met.
+        owner = np.repeat(np.arange(len(n_inc)), n_inc)
+        unknown_inc = np.bincount(owner[inc_ids < 0], minlength=len(n_inc)) > 0
+        w_inc_mask = inc_mask[which]
+        inc_ok = ((used & w_inc_mask) == w_inc_mask) & ~unknown_inc[which]
+        exc_ok = (used & exc_mask[which]) == 0
+        return inc_ok, exc_ok
 
     @staticmethod
     def _label_presence(walk: np.ndarray, label: np.ndarray, n_walks: int, k: int) -> np.ndarray:

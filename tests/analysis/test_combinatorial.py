@@ -266,3 +266,70 @@ def test_cc_report_draws_both_figures_and_names_the_best_architecture(tmp_path, 
     pd.DataFrame({"depth": [1]}).to_csv(table, index=False)
     assert main(["cc-report", "--table", str(table), "--out", str(tmp_path / "r")]) == 2
     assert "not a cc-scaling table (missing budget" in capsys.readouterr().err
+
+
+def _walk_is_valid(walk, edge_label, concepts, labels):
+    """The definition one walk at a time: odd length, names in place, every step an edge with its label."""
+    if len(walk) % 2 == 0 or not all(walk[i] in concepts for i in range(0, len(walk), 2)):
+        return False
+    steps = range(1, len(walk) - 1, 2)
+    return all(walk[t] in labels and edge_label.get(frozenset((walk[t - 1], walk[t + 1]))) == walk[t] for t in steps)
+
+
+@pytest.mark.parametrize("overlapping_names", [False, True])
+def test_the_fast_name_path_the_id_path_and_the_table_free_look_ups_agree(monkeypatch, overlapping_names):
+    import random
+
+    import analysis.combinatorial as combinatorial
+
+    rng = random.Random(7)
+    concepts = [f"c{i}" for i in range(30)] + (["x"] if overlapping_names else [])
+    labels = ["x", "y", "z", "w"]
+    pairs = sorted({tuple(sorted(rng.sample(concepts, 2))) for _ in range(70)})
+    triples = [(head, rng.choice(labels), tail) for head, tail in pairs]
+    edge_label = {frozenset((h, t)): lab for h, lab, t in triples}
+    adjacent = {c: [(lab, t if h == c else h) for h, lab, t in triples if c in (h, t)] for c in concepts}
+    walks = []
+    for _ in range(400):
+        walk = [rng.choice([c for c in concepts if adjacent[c]])]
+        for _ in range(rng.randrange(0, 6)):
+            lab, nxt = rng.choice(adjacent[walk[-1]])
+            walk += [lab, nxt]
+        damage = rng.randrange(8)
+        if damage == 1 and len(walk) > 1:
+            walk[1] = rng.choice(labels)  # maybe the wrong label
+        elif damage == 2:
+            walk[rng.randrange(len(walk))] = "nowhere"  # an unknown name
+        elif damage == 3 and len(walk) > 2:
+            walk[0], walk[1] = walk[1], walk[0]  # a label where a concept belongs
+        elif damage == 4:
+            walk = walk[:-1]  # even length, or empty
+        walks.append(walk)
+    walks += [["x"], ["c1"], []]
+    variants = [
+        Prompt("p0", "c1", "c2", include=("y",), exclude=("w",)),
+        Prompt("p1", "c3", "c4", include=("x", "z"), exclude=()),
+        Prompt("p2", "c1", "c5", include=("nolabel",), exclude=("y", "nolabel2")),  # labels the graph lacks
+        Prompt("p3", "c2", "c2"),
+    ]
+    prompts = [variants[rng.randrange(len(variants))] for _ in walks]
+    head, label, tail = triples[0]
+    walks += [[head, label, tail]] * 2
+    prompts += [Prompt("p4", head, tail, include=(label,)), Prompt("p5", head, tail, include=(label, "nolabel"))]
+
+    scorer = WalkScorer(triples)
+    assert scorer._names_disjoint is not overlapping_names
+    from_names = scorer.score(walks, prompts)
+    from_ids = scorer.score_encoded(*scorer._encode(walks), prompts)
+    monkeypatch.setattr(combinatorial, "_DENSE_EDGE_TABLE_MAX", 0)
+    monkeypatch.setattr(combinatorial, "_LABEL_BITMASK_MAX", 0)  # and I / X by the label table
+    sorted_scorer = WalkScorer(triples)
+    assert sorted_scorer._edge_table is None and scorer._edge_table is not None
+    from_sorted_keys = sorted_scorer.score(walks, prompts)
+
+    pd.testing.assert_frame_equal(from_names, from_ids)
+    pd.testing.assert_frame_equal(from_names, from_sorted_keys)
+    expected = [_walk_is_valid(w, edge_label, set(concepts), set(labels)) for w in walks]
+    assert from_names["valid"].tolist() == expected
+    assert 0 < sum(expected) < len(walks)  # both kinds occur
+    assert from_names["satisfies"].tolist()[-2:] == [True, False]  # I names a label the graph lacks

@@ -268,3 +268,14 @@ def test_a_cc_walk_deployment_can_be_automatic_only() -> None:
     spec = spec_parse(text)
     (cc_deployment,) = [d for d in spec.deployments if d["task"] == "cc_walk"]
     assert cc_deployment["automatic_only"] is True
+
+
+def test_a_nul_character_anywhere_is_a_listed_spec_problem() -> None:
+    # PostgreSQL cannot store NUL in text or JSON: found by the hostile-input property test.
+    text = DEMO.read_text().replace("practice:\n", 'practice:\n  "\\0": null\n', 1)
+    text = text.replace("title: ", 'title: "\\0"\n# ', 1)
+    with pytest.raises(SpecError) as raised:
+        spec_parse(text)
+    problems = "\n".join(raised.value.problems)
+    assert "practice.\\x00: contains a NUL character" in problems
+    assert "title: contains a NUL character" in problems

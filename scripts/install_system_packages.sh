@@ -2,14 +2,17 @@
 # Installs the Debian packages the suite needs, skipping those already present:
 # chromium + chromium-driver (the rater-page browser tests), r-cran-lme4 (the mixed-model
 # cross-check against lme4), wamerican (the DAT word list), wordnet-base (WordNet 3.0
-# database files: the real conceptual graph of the combinatorial-creativity task), npm
+# database files: the real conceptual graph of the combinatorial-creativity task), and npm
 # (installs axe-core for the accessibility checks of the browser tests, see package.json).
 set -euo pipefail
-packages=(chromium chromium-driver r-cran-lme4 wamerican wordnet-base npm)
+packages=(chromium chromium-driver r-cran-lme4 wamerican wordnet-base)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# npm is asked for by command, not by package: a Node.js from elsewhere (e.g. NodeSource's
+# nodejs, which bundles npm) conflicts with Debian's npm package, and already has what we need.
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "error: missing Debian packages (${missing[*]}) and no apt-get to install them" >&2

@@ -12,6 +12,7 @@ Torch-free: the web process validates specs too.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -196,21 +197,24 @@ TOP_LEVEL = {
 }  # fmt: skip
 
 
-def _nul_paths(value: object, path: str) -> Iterator[str]:
-    """Paths in the parsed spec whose key or text holds a NUL character."""
+def _unstorable(value: object, path: str) -> Iterator[tuple[str, str]]:
+    """(path, problem) for what PostgreSQL cannot store in text or JSON: NUL characters, non-finite numbers."""
     if isinstance(value, str):
         if "\x00" in value:
-            yield path
+            yield path, "contains a NUL character (\\x00), which cannot be stored"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            yield path, f"{value} is not a finite number"
     elif isinstance(value, Mapping):
         for key, item in value.items():
             item_path = f"{path}.{key!s}" if path else str(key)
             if isinstance(key, str) and "\x00" in key:
-                yield item_path.replace("\x00", "\\x00")
+                yield item_path.replace("\x00", "\\x00"), "contains a NUL character (\\x00), which cannot be stored"
             else:
-                yield from _nul_paths(item, item_path)
+                yield from _unstorable(item, item_path)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _nul_paths(item, f"{path}[{index}]")
+            yield from _unstorable(item, f"{path}[{index}]")
 
 
 def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
@@ -224,9 +228,9 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SpecError([f"{where}: not valid YAML ({problem})"], source) from None
     check = _Checker()
-    for path in _nul_paths(data, ""):
-        # PostgreSQL cannot store NUL in text or JSON: say so here rather than fail on save.
-        check.problem(path or "spec", "contains a NUL character (\\x00), which cannot be stored")
+    for path, problem in _unstorable(data, ""):
+        # The spec is stored as JSON in PostgreSQL: say so here rather than fail on save.
+        check.problem(path or "spec", problem)
     top = check.mapping(data, "", allowed=TOP_LEVEL, required={"spec_version", "slug", "title", "models", "tasks"})
     if not top and not isinstance(data, Mapping):
         raise SpecError(check.problems, source)

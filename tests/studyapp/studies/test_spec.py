@@ -279,3 +279,11 @@ def test_a_nul_character_anywhere_is_a_listed_spec_problem() -> None:
     problems = "\n".join(raised.value.problems)
     assert "practice.\\x00: contains a NUL character" in problems
     assert "title: contains a NUL character" in problems
+
+
+def test_a_non_finite_number_anywhere_is_a_listed_spec_problem() -> None:
+    # JSON (and so the stored spec) has no Infinity or NaN: found by the hostile-input property test.
+    text = DEMO.read_text().replace("slug: demo", "slug: .inf", 1)
+    with pytest.raises(SpecError) as raised:
+        spec_parse(text)
+    assert any(problem.startswith("slug: inf is not a finite number") for problem in raised.value.problems)

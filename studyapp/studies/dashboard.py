@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
@@ -129,22 +129,18 @@ def _deployment_rows(*, study: Study) -> list[DeploymentRow]:
         Slot.objects.filter(deployment__study=study).values("deployment_id", "status").annotate(n=Count("pk"))
     ):
         rows[slot_row["deployment_id"]].slots[slot_row["status"]] = slot_row["n"]
-    for deployment_id, n in (
-        Stimulus.objects.filter(deployment__study=study)
-        .values("deployment_id")
-        .annotate(n=Count("pk"))
-        .values_list("deployment_id", "n")
-    ):
+    for deployment_id, n in _rows_per_deployment(Stimulus.objects.filter(deployment__study=study), "deployment_id"):
         rows[deployment_id].stimuli = n
-    for deployment_id, n in (
-        Rating.objects.filter(stimulus__deployment__study=study)
-        .values("stimulus__deployment_id")
-        .annotate(n=Count("pk"))
-        .values_list("stimulus__deployment_id", "n")
-    ):
+    ratings = Rating.objects.filter(stimulus__deployment__study=study)
+    for deployment_id, n in _rows_per_deployment(ratings, "stimulus__deployment_id"):
         rows[deployment_id].ratings = n
     _count_raters(study=study, rows=rows)
     return list(rows.values())
+
+
+def _rows_per_deployment(queryset: QuerySet, deployment_field: str) -> QuerySet:
+    """(deployment id, number of rows) pairs, grouped in the database."""
+    return queryset.values(deployment_field).annotate(n=Count("pk")).values_list(deployment_field, "n")
 
 
 def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:

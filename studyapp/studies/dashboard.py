@@ -164,7 +164,7 @@ def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:
         row.raters_attention_failed = rater_row["attention_failed"]
 
 
-def _ratings_per_condition(*, study: Study) -> list[dict[str, Any]]:
+def _ratings_per_condition(*, study: Study) -> list[Any]:
     return list(
         Rating.objects.filter(stimulus__deployment__study=study)
         .values(condition=F("stimulus__condition__key"), method=F("stimulus__condition__method"))
@@ -209,7 +209,7 @@ def _seconds_per_page(*, study: Study) -> list[float]:
     )
 
 
-def _raters_table(*, study: Study, limit: int) -> list[dict[str, Any]]:
+def _raters_table(*, study: Study, limit: int) -> list[Any]:
     """The latest ``limit`` raters, one row each, with their flags as text."""
     raters = list(
         study.participants.annotate(

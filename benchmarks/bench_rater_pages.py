@@ -84,7 +84,7 @@ def seed(
     import django
 
     django.setup()
-    from studyapp.rating.services import study_build_slots
+    from studyapp.rating.slots import slots_build
     from studyapp.studies import models as m
 
     study = m.Study.objects.create(
@@ -124,7 +124,7 @@ def seed(
                     for item in task_items
                 ]
             )
-    print(json.dumps(study_build_slots(study=study)))
+    print(json.dumps({slug: len(slots) for slug, slots in slots_build(study=study).items()}))
 
 
 # --- Bots ------------------------------------------------------------------------------

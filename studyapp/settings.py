@@ -158,7 +158,6 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Heavy model work goes to its own queue so that one slow generation job never delays
 # the short bookkeeping tasks; a generation worker runs one task at a time.
 CELERY_TASK_ROUTES = {
-    "studyapp.tasks.generation_*": {"queue": "generation"},
     "studyapp.*.tasks.generation_*": {"queue": "generation"},
 }
 # acks_late + reject_on_worker_lost: a task whose worker dies is delivered again, which
@@ -172,7 +171,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Run by `celery beat` (`make worker` embeds it); exactly one beat process per deployment.
 CELERY_BEAT_SCHEDULE = {
     "release-stale-rater-slots": {
-        "task": "studyapp.rating.tasks.slots_release_stale_all",
+        "task": "studyapp.rating.tasks.slots_release_stale_task",
         "schedule": env.float("STALE_SLOT_SWEEP_SECONDS", default=300.0),
     },
 }

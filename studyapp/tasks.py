@@ -1,8 +1,8 @@
 """Celery tasks: thin shells that load rows by id, call a library function, store.
 
-Tasks named ``generation_*`` are routed to the ``generation`` queue (settings.py).
-Model libraries are imported inside task bodies, never here: the web process imports
-this module to queue tasks and must not load torch.
+A task is named after what it runs, with ``_task`` added. Model libraries are imported
+inside task bodies, never here: the web process imports this module to queue tasks and
+must not load torch.
 """
 
 import socket
@@ -12,7 +12,7 @@ from django.db import connection
 
 
 @shared_task
-def report_worker_environment() -> dict[str, str]:
+def worker_environment_task() -> dict[str, str]:
     """Tell which database a worker talks to: the smoke test of a deployment."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")

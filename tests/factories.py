@@ -1,7 +1,10 @@
 """factory_boy factories for the platform's models, and the personas tests speak of.
 
-Personas (healthchecks style): ``rater`` (a Prolific participant), ``researcher``
-(staff, member of the study), ``other_researcher`` (staff, not a member).
+Personas (healthchecks style), each a function named after who it is:
+:func:`researcher_of` (staff, member of the study), :func:`other_team_researcher` (staff,
+member of no study given), :func:`non_staff_user` (logged in, not staff: a rater's kind of
+account), :func:`superuser`; :func:`personas` gives the admin-scoping set at once.
+Builders: :func:`study_with_ratings` (a rated design with raters, ratings and checks).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import factory
 from django.contrib.auth import get_user_model
 
 from studyapp.rating import models as rating
+from studyapp.rating.models import AttentionCheckResponse
 from studyapp.studies import models as studies
+from studyapp.studies.models import Condition, GenerationJob, Study
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -187,3 +192,73 @@ def personas(*, study, other_study) -> dict:
         "non_staff": panel_user(username="non-staff", study=study, staff=False),
         "superuser": panel_user(username="superuser", superuser=True),
     }
+
+
+def researcher_of(study, *, username: str = "researcher"):
+    """A staff user who is a researcher of ``study`` (no admin model permissions)."""
+    user = ResearcherFactory(username=username)
+    study.researchers.add(user)
+    return user
+
+
+def other_team_researcher(*, username: str = "other_researcher"):
+    """A staff user of another team: a researcher of none of the studies a test built."""
+    return ResearcherFactory(username=username)
+
+
+def non_staff_user(*, username: str = "rater-ish"):
+    """Logged in, but not staff: the researcher panel answers 403."""
+    return UserFactory(username=username)
+
+
+def superuser(*, username: str = "boss"):
+    return UserFactory(username=username, is_staff=True, is_superuser=True)
+
+
+# --- Builders ------------------------------------------------------------------------------
+
+
+def study_with_ratings(*, n_deployments: int, raters_per_deployment: int, items: int = 2, samples: int = 2) -> Study:
+    """A study with rated stimuli: deployments x (base, steered) x items x samples, every rater rating everything."""
+    study = StudyFactory()
+    dimensions = [RatingDimensionFactory(study=study, key=key) for key in ("originality", "surprise")]
+    task = TaskFamilyFactory(study=study)
+    task_items = [ItemFactory(task=task) for _ in range(items)]
+    for d in range(n_deployments):
+        model = LanguageModelFactory(study=study)
+        base = ConditionFactory(study=study, model=model, method=Condition.Method.BASE)
+        steered = ConditionFactory(study=study, model=model, method=Condition.Method.WEIGHT, params={"rho": 0.1})
+        deployment = DeploymentFactory(study=study, model=model, task=task, slug=f"dep-{d}")
+        deployment.conditions.set([base, steered])
+        stimuli = []
+        for condition in (base, steered):
+            job = GenerationJob.objects.create(
+                deployment=deployment, condition=condition, status="succeeded", total=items * samples
+            )
+            for item in task_items:
+                for index in range(samples):
+                    stimuli.append(
+                        StimulusFactory(
+                            job=job, item=item, sample_index=index, metrics={"n_words": 5.0, "aut_fluency": 2.0}
+                        )
+                    )
+        for r in range(raters_per_deployment):
+            participant = ParticipantFactory(study=study, step="complete" if r % 2 == 0 else "rating")
+            slot = SlotFactory(deployment=deployment, index=r, participant=participant, status="active")
+            for page, stimulus in enumerate(stimuli[::2][:3]):  # both conditions
+                for position, dimension in enumerate(dimensions):
+                    RatingFactory(
+                        participant=participant,
+                        slot=slot,
+                        stimulus=stimulus,
+                        dimension=dimension,
+                        # Varied but deterministic, so a mixed model has variance to estimate.
+                        score=float((37 * r + 53 * page + 29 * position + 11 * d + 17 * len(stimulus.token)) % 101),
+                        page_index=page,
+                        dimension_position=position,
+                        seconds_on_page=5.0 + page,
+                    )
+            AttentionCheckResponse.objects.create(
+                participant=participant, check_index=0, page_index=2, response="100", passed=r % 3 != 0
+            )
+    return study

@@ -294,10 +294,3 @@ def deployment_entry_path(*, deployment: Deployment) -> str | None:
     if link is None:
         return None
     return reverse("rating:entry_pinned", args=[deployment.study.slug, link.token])
-
-
-def deployment_slot_counts(*, deployment: Deployment) -> dict[str, int]:
-    counts = {status: 0 for status in Slot.Status.values}
-    for status in Slot.objects.filter(deployment=deployment).values_list("status", flat=True):
-        counts[status] += 1
-    return counts

@@ -1,4 +1,6 @@
-"""Writes of the rater side: balanced slots, atomic slot claims, and each page's answers.
+"""Writes of the rater side: the balanced slot plan, atomic slot claims, and each page's answers.
+
+The plan is stored as slots by ``rating.slots.slots_build``.
 
 Every page is stored in its own transaction the moment it is submitted, under a row
 lock on the rater's slot: a double submission, a reload or a lost connection can
@@ -19,14 +21,12 @@ from django.utils import timezone
 from studyapp.rating import selectors
 from studyapp.rating.models import (
     AttentionCheckResponse,
-    DeploymentLink,
     Participant,
     Rating,
     Slot,
-    SlotStimulus,
 )
 from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
-from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
+from studyapp.studies.models import Deployment, Study
 
 Step = Participant.Step
 
@@ -96,109 +96,6 @@ def slot_plan_compute(
         rng.shuffle(planned)
         slots.append(planned)
     return SlotPlan(slots=slots, ratings_per_stimulus=raters * take // n_per_condition)
-
-
-def deployment_build_slots(*, deployment: Deployment) -> list[Slot]:
-    """Build the deployment's slots; idempotent.
-
-    Called by ``manage.py build_slots`` and by the researcher side once generation is
-    done. Calling it again with the same stimuli and settings changes nothing; with
-    different ones it rebuilds, unless a rater already used a slot (then SlotPlanError).
-    """
-    study = deployment.study
-    if deployment.automatic_only:
-        return _automatic_only_clear_slots(deployment=deployment)
-    with transaction.atomic():
-        # Serialises concurrent builders of the same deployment.
-        Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
-        stimuli_by_condition: dict[str, list[int]] = {}
-        for stimulus_id, condition_key in rated_stimuli(deployment=deployment).values_list("id", "condition__key"):
-            stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
-        plan = slot_plan_compute(
-            stimuli_by_condition=stimuli_by_condition,
-            raters=study.raters_per_deployment,
-            per_rater=study.stimuli_per_rater,
-            seed=f"{study.seed}:{deployment.slug}",
-        )
-        if not RatingDimension.objects.filter(study=study).exists():
-            raise SlotPlanError("the study has no rating dimensions: a rating page would have nothing to ask")
-        existing = list(Slot.objects.filter(deployment=deployment).order_by("index"))
-        if existing:
-            planned: dict[int, list[int]] = {slot.id: [] for slot in existing}
-            for slot_id, stimulus_id in (
-                SlotStimulus.objects.filter(slot__deployment=deployment)
-                .order_by("slot_id", "position")
-                .values_list("slot_id", "stimulus_id")
-            ):
-                planned[slot_id].append(stimulus_id)
-            if [planned[slot.id] for slot in existing] == plan.slots:
-                DeploymentLink.objects.get_or_create(deployment=deployment)
-                return existing
-            used = any(slot.status != Slot.Status.FREE or slot.times_released for slot in existing)
-            if used or Rating.objects.filter(slot__deployment=deployment).exists():
-                raise SlotPlanError(
-                    f"deployment {deployment.slug}: its slots are already in use by raters and the stimuli or "
-                    "settings changed; they cannot be rebuilt"
-                )
-            Slot.objects.filter(deployment=deployment).delete()
-        slots = Slot.objects.bulk_create([Slot(deployment=deployment, index=j) for j in range(len(plan.slots))])
-        SlotStimulus.objects.bulk_create(
-            [
-                SlotStimulus(slot=slot, stimulus_id=stimulus_id, position=position)
-                for slot, stimulus_ids in zip(slots, plan.slots, strict=True)
-                for position, stimulus_id in enumerate(stimulus_ids)
-            ]
-        )
-        DeploymentLink.objects.get_or_create(deployment=deployment)
-    return slots
-
-
-def rated_stimuli(*, deployment: Deployment):
-    """The deployment's stimuli that enter the rater design (``studies.design.rated_stimulus_ids``)."""
-    from studyapp.studies.design import SampleRow, rated_stimulus_ids
-
-    study = deployment.study
-    n_samples = deployment.generated_samples_per_item
-    stimuli = Stimulus.objects.filter(deployment=deployment)
-    rows = (
-        SampleRow(stimulus_id, task_key, item_key, n_samples, sample_index, replaces_id, excluded_at is not None)
-        for stimulus_id, task_key, item_key, sample_index, replaces_id, excluded_at in stimuli.values_list(
-            "id", "item__task__key", "item__key", "sample_index", "replaces_id", "excluded_at"
-        )
-    )
-    ids = rated_stimulus_ids(rows=rows, study_seed=study.seed, n_rated=study.rated_samples_per_item)
-    return stimuli.filter(id__in=ids)
-
-
-def _automatic_only_clear_slots(*, deployment: Deployment) -> list[Slot]:
-    """An automatic-only deployment has no slots and no entry link (ones built before it became so go)."""
-    with transaction.atomic():
-        Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
-        slots = Slot.objects.filter(deployment=deployment)
-        if (
-            slots.exclude(status=Slot.Status.FREE).exists()
-            or Rating.objects.filter(slot__deployment=deployment).exists()
-        ):
-            raise SlotPlanError(
-                f"deployment {deployment.slug} is automatic-only, but raters already used its slots; "
-                "they cannot be removed"
-            )
-        slots.delete()
-        DeploymentLink.objects.filter(deployment=deployment).delete()
-    return []
-
-
-def study_build_slots(*, study: Study) -> dict[str, int]:
-    """Build every rated deployment's slots; returns the number of slots per deployment slug.
-
-    Automatic-only deployments are left out: they never get slots.
-    """
-    return {
-        deployment.slug: len(deployment_build_slots(deployment=deployment))
-        for deployment in Deployment.objects.filter(study=study, automatic_only=False)
-        .select_related("study", "task")
-        .order_by("slug")
-    }
 
 
 # --- Entering and claiming ----------------------------------------------------------------

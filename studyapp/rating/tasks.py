@@ -1,4 +1,7 @@
-"""Periodic bookkeeping of the rater side (run by Celery beat; see CELERY_BEAT_SCHEDULE)."""
+"""Periodic bookkeeping of the rater side (run by Celery beat; see CELERY_BEAT_SCHEDULE).
+
+Tasks are named after the service they run, with ``_task`` added (studyapp/studies/tasks.py).
+"""
 
 from celery import shared_task
 
@@ -7,7 +10,7 @@ from studyapp.studies.models import Study
 
 
 @shared_task
-def slots_release_stale_all() -> dict[str, int]:
+def slots_release_stale_task() -> dict[str, int]:
     """Free the slots of raters silent past their study's timeout, in every open study.
 
     A claim frees stale slots too, but only when a new rater arrives; this keeps the

@@ -33,6 +33,7 @@ from studyapp.rating.forms import (
 from studyapp.rating.models import Participant
 from studyapp.rating.quality import PARTIAL_FLAG, study_time_estimate
 from studyapp.rating.ratelimit import entry_rate_allow
+from studyapp.studies.access import user_can_view_study
 from studyapp.studies.models import Study
 
 Step = Participant.Step
@@ -264,7 +265,7 @@ def preview_start(request: HttpRequest, study_slug: str) -> HttpResponse:
     user = request.user
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    if not (user.is_superuser or (user.is_staff and study.researchers.filter(pk=user.pk).exists())):
+    if not user_can_view_study(user=user, study=study):
         return message(request, "Not allowed", "Only the researchers of this study can preview it.", status=403)
     request.session[_preview_key(study.slug)] = {"step": Step.CONSENT, "done": []}
     return HttpResponseRedirect(reverse("rating:consent", args=[study.slug]))

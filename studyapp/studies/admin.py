@@ -15,9 +15,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from studyapp.rating import models as rating
-from studyapp.studies import services
 from studyapp.studies.admin_scoping import ScopedChoicesMixin, ScopedInline, ScopedListFiltersMixin, scoped
 from studyapp.studies.forms import SpecUploadForm
+from studyapp.studies.generation_jobs import generation_job_retry, generation_start
 from studyapp.studies.models import (
     Condition,
     Deployment,
@@ -33,6 +33,7 @@ from studyapp.studies.models import (
 )
 from studyapp.studies.provenance import NEW_VERSION_ADVICE
 from studyapp.studies.spec import SpecError
+from studyapp.studies.study_loading import StudyLoadError, study_load
 
 
 class StudyScopedAdmin(ScopedListFiltersMixin, ScopedChoicesMixin, admin.ModelAdmin):
@@ -109,14 +110,14 @@ class StudyAdmin(ProvenanceReadOnlyMixin, StudyScopedAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["spec"]
             try:
-                study, changed = services.study_load(
+                study, changed = study_load(
                     content=upload.read(),
                     source=upload.name,
                     acting_user=request.user,
                 )
             except SpecError as error:
                 problems = error.problems
-            except services.StudyLoadError as error:
+            except StudyLoadError as error:
                 problems = [str(error)]
             else:
                 verb = "loaded" if changed else "unchanged (this spec was already loaded)"
@@ -137,7 +138,7 @@ class StudyAdmin(ProvenanceReadOnlyMixin, StudyScopedAdmin):
 
     @admin.action(description="Start (or resume) generation")
     def start_generation(self, request: HttpRequest, queryset: QuerySet) -> None:
-        n = sum(len(services.generation_start(study=study)) for study in queryset)
+        n = sum(len(generation_start(study=study)) for study in queryset)
         self.message_user(request, f"Queued {n} generation job(s).", messages.INFO)
 
 
@@ -202,7 +203,7 @@ class GenerationJobAdmin(StudyScopedAdmin):
 
     @admin.action(description="Retry (keeps stored stimuli)")
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
-        n = sum(services.generation_job_retry(job=job) for job in queryset)
+        n = sum(generation_job_retry(job=job) for job in queryset)
         self.message_user(request, f"Queued {n} job(s) again.", messages.INFO)
 
 

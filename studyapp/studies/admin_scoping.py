@@ -17,7 +17,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from studyapp.rating import models as rating
-from studyapp.studies import selectors
+from studyapp.studies.access import studies_visible_to, user_sees_every_study
 from studyapp.studies.models import (
     Condition,
     Deployment,
@@ -57,9 +57,9 @@ STUDY_PATHS: dict[type[Model], str] = {
 def scoped(queryset: QuerySet, user) -> QuerySet:
     """``queryset`` limited to rows of studies ``user`` may see (unchanged for other models)."""
     path = STUDY_PATHS.get(queryset.model)
-    if path is None or user.is_superuser:
+    if path is None or user_sees_every_study(user=user):
         return queryset
-    visible = selectors.studies_visible_to(user=user)
+    visible = studies_visible_to(user=user)
     if path == "":
         return queryset.filter(pk__in=visible.values("pk"))
     return queryset.filter(**{f"{path}__in": visible.values("pk")})

@@ -16,8 +16,8 @@ from django.urls import reverse
 from studyapp.rating.models import DeploymentLink
 from studyapp.rating.quality import RaterQuality, study_rater_quality
 from studyapp.studies import charts
+from studyapp.studies.dashboard import Dashboard
 from studyapp.studies.models import Stimulus, Study
-from studyapp.studies.selectors import Dashboard
 
 # Prolific replaces these in the study URL with each participant's values.
 PROLIFIC_PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"

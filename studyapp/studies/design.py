@@ -4,7 +4,7 @@ A condition may generate many samples per item (mode-collapse metrics need dozen
 the rater design needs only a few. The subset is drawn per item from the study's seed,
 the task and the item only, never from the condition or the deployment: a steered
 condition and its base twin (in every deployment that shares the base) are rated on the
-same sample indices, which share seeds too (``services.sample_seed``), so the comparison
+same sample indices, which share seeds too (``generation_jobs.sample_seed``), so the comparison
 is paired and every item contributes the same number of stimuli per condition.
 """
 

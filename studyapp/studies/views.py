@@ -20,9 +20,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from studyapp.studies import selectors, services
+from studyapp.rating import slots
+from studyapp.rating.services import SlotPlanError
+from studyapp.studies import generation_jobs, metrics, reports
+from studyapp.studies.access import studies_visible_to, user_is_researcher_staff
 from studyapp.studies.control import study_control_room
+from studyapp.studies.dashboard import study_dashboard
+from studyapp.studies.exports import export_ratings_frame, export_stimuli_frame
 from studyapp.studies.models import GenerationJob, Study, StudyReport
+from studyapp.studies.reports import latest_ready_report, report_result_tables
+from studyapp.studies.study_loading import StudyLoadError
 
 EXPORT_TABLES = ("ratings", "stimuli")
 EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
@@ -34,9 +41,9 @@ def researcher_required(view):
     @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_staff:
+        if not user_is_researcher_staff(user=request.user):
             raise PermissionDenied("The researcher panel is for staff only.")
-        study = selectors.studies_visible_to(user=request.user).filter(slug=slug).first()
+        study = studies_visible_to(user=request.user).filter(slug=slug).first()
         if study is None:
             raise Http404("No such study.")
         return view(request, study, *args, **kwargs)
@@ -47,9 +54,9 @@ def researcher_required(view):
 @login_required
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_staff:
+    if not user_is_researcher_staff(user=request.user):
         raise PermissionDenied("The researcher panel is for staff only.")
-    studies = selectors.studies_visible_to(user=request.user).order_by("slug")
+    studies = studies_visible_to(user=request.user).order_by("slug")
     return render(request, "studies/index.html", {"studies": studies})
 
 
@@ -59,14 +66,12 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
     from studyapp.studies.forms import StimulusExcludeForm
     from studyapp.studies.screening import excluded_stimuli, study_screening
 
-    dashboard = selectors.study_dashboard(study=study)
+    dashboard = study_dashboard(study=study)
     context = {
         "d": dashboard,
-        "metrics_by_condition": selectors.automatic_metrics_by_condition(study=study),
-        "summary_metrics": selectors.SUMMARY_METRICS,
-        "result_tables": selectors.report_result_tables(
-            report=study.reports.filter(status=StudyReport.Status.READY).first()
-        ),
+        "metrics_by_condition": metrics.automatic_metrics_by_condition(study=study),
+        "summary_metrics": metrics.SUMMARY_METRICS,
+        "result_tables": report_result_tables(report=dashboard.latest_ready_report),
         "screening": study_screening(study=study),
         "excluded": excluded_stimuli(study=study),
         "exclude_form": StimulusExcludeForm(),
@@ -90,8 +95,8 @@ def stimulus_exclude(request: HttpRequest, study: Study) -> HttpResponse:
         messages.error(request, "This study has no stimulus with that token.")
         return redirect("studies:dashboard", slug=study.slug)
     try:
-        services.stimulus_exclude(stimulus=stimulus, reason=form.cleaned_data["reason"])
-    except services.StudyLoadError as error:
+        generation_jobs.stimulus_exclude(stimulus=stimulus, reason=form.cleaned_data["reason"])
+    except StudyLoadError as error:
         messages.error(request, f"Not excluded: {error}")
     else:
         messages.info(request, f"Excluded {stimulus.token}.")
@@ -101,7 +106,7 @@ def stimulus_exclude(request: HttpRequest, study: Study) -> HttpResponse:
 @require_POST
 @researcher_required
 def stimuli_regenerate(request: HttpRequest, study: Study) -> HttpResponse:
-    jobs = services.stimuli_regenerate_excluded(study=study)
+    jobs = generation_jobs.stimuli_regenerate_excluded(study=study)
     messages.info(request, f"Queued {len(jobs)} job(s) to generate replacements with new seeds.")
     return redirect("studies:dashboard", slug=study.slug)
 
@@ -109,7 +114,7 @@ def stimuli_regenerate(request: HttpRequest, study: Study) -> HttpResponse:
 @require_POST
 @researcher_required
 def generation_start(request: HttpRequest, study: Study) -> HttpResponse:
-    jobs = services.generation_start(study=study)
+    jobs = generation_jobs.generation_start(study=study)
     messages.info(request, f"Queued {len(jobs)} generation job(s).")
     return redirect("studies:dashboard", slug=study.slug)
 
@@ -118,7 +123,7 @@ def generation_start(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_required
 def job_retry(request: HttpRequest, study: Study, job_id: int) -> HttpResponse:
     job = get_object_or_404(GenerationJob, pk=job_id, deployment__study=study)
-    if services.generation_job_retry(job=job):
+    if generation_jobs.generation_job_retry(job=job):
         messages.info(request, f"Queued {job} again.")
     else:
         messages.info(request, f"{job} is already complete.")
@@ -128,7 +133,7 @@ def job_retry(request: HttpRequest, study: Study, job_id: int) -> HttpResponse:
 @require_POST
 @researcher_required
 def metrics_start(request: HttpRequest, study: Study) -> HttpResponse:
-    n = services.metrics_start(study=study)
+    n = metrics.metrics_start(study=study)
     messages.info(request, f"Queued metrics for {n} job(s).")
     return redirect("studies:dashboard", slug=study.slug)
 
@@ -136,11 +141,13 @@ def metrics_start(request: HttpRequest, study: Study) -> HttpResponse:
 @require_POST
 @researcher_required
 def slots_build(request: HttpRequest, study: Study) -> HttpResponse:
-    result = services.slots_build(study=study)
-    if isinstance(result, dict):
-        messages.info(request, "Rater slots: " + (", ".join(f"{slug} {n}" for slug, n in result.items()) or "none"))
+    try:
+        built = slots.slots_build(study=study)
+    except SlotPlanError as error:
+        messages.error(request, f"Slots were not built: {error}")
     else:
-        messages.error(request, f"Slots were not built: {result}")
+        summary = ", ".join(f"{slug} {len(planned)}" for slug, planned in built.items())
+        messages.info(request, f"Rater slots: {summary or 'none'}")
     return redirect("studies:dashboard", slug=study.slug)
 
 
@@ -149,11 +156,7 @@ def slots_build(request: HttpRequest, study: Study) -> HttpResponse:
 def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResponse:
     if table not in EXPORT_TABLES or fmt not in EXPORT_FORMATS:
         raise Http404("No such export.")
-    frame = (
-        selectors.export_ratings_frame(study=study)
-        if table == "ratings"
-        else selectors.export_stimuli_frame(study=study)
-    )
+    frame = export_ratings_frame(study=study) if table == "ratings" else export_stimuli_frame(study=study)
     buffer = io.BytesIO()
     if fmt == "csv":
         buffer.write(frame.to_csv(index=False).encode("utf-8"))
@@ -169,12 +172,12 @@ def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResp
 @researcher_required
 def report(request: HttpRequest, study: Study) -> HttpResponse:
     latest = study.reports.first()
-    ready = study.reports.filter(status=StudyReport.Status.READY).first()
+    ready = latest_ready_report(study=study)
     context = {
         "study": study,
         "latest": latest,
         "ready": ready,
-        "result_tables": selectors.report_result_tables(report=ready),
+        "result_tables": report_result_tables(report=ready),
     }
     return render(request, "studies/report.html", context)
 
@@ -182,7 +185,7 @@ def report(request: HttpRequest, study: Study) -> HttpResponse:
 @require_POST
 @researcher_required
 def report_request(request: HttpRequest, study: Study) -> HttpResponse:
-    services.report_request(study=study, user=request.user)
+    reports.report_request(study=study, user=request.user)
     messages.info(request, "The report is being built; this page shows it once it is ready.")
     return redirect("studies:report", slug=study.slug)
 

@@ -34,8 +34,19 @@ def test_celery_uses_redis_as_broker_and_result_backend() -> None:
 def test_generation_tasks_are_routed_to_their_own_queue() -> None:
     from studyapp.celery import app
 
-    assert app.amqp.router.route({}, "studyapp.tasks.generation_run_job")["queue"].name == "generation"
-    assert app.amqp.router.route({}, "studyapp.tasks.report_worker_environment")["queue"].name == "default"
+    assert app.amqp.router.route({}, "studyapp.studies.tasks.generation_job_run_task")["queue"].name == "generation"
+    assert app.amqp.router.route({}, "studyapp.tasks.worker_environment_task")["queue"].name == "default"
+
+
+def test_every_task_route_matches_a_task() -> None:
+    from fnmatch import fnmatchcase
+
+    from studyapp.celery import app
+
+    app.loader.import_default_modules()  # registers every app's tasks, as a worker does
+    names = [name for name in app.tasks if name.startswith("studyapp.")]
+    for pattern in app.conf.task_routes:
+        assert any(fnmatchcase(name, pattern) for name in names), (pattern, names)
 
 
 def _run_django(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

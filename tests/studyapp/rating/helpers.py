@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urlsplit
 
-from studyapp.rating.services import deployment_build_slots
+from studyapp.rating.slots import slots_build
 from studyapp.studies.models import Condition
 from tests.factories import (
     ConditionFactory,
@@ -71,9 +71,9 @@ def build_rating_study(
                     StimulusFactory(
                         job=job, item=item, sample_index=s, text=f"Response {item.key}/{s} under test, line two."
                     )
-        if build_slots:
-            deployment_build_slots(deployment=deployment)
         built.deployments.append(deployment)
+    if build_slots:
+        slots_build(study=study)
     return built
 
 

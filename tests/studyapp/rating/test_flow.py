@@ -279,7 +279,7 @@ def test_stale_slots_can_be_released_eagerly():
 
 def test_the_periodic_sweep_frees_stale_slots_of_open_studies_only():
     from studyapp.celery import app
-    from studyapp.rating.tasks import slots_release_stale_all
+    from studyapp.rating.tasks import slots_release_stale_task
 
     open_study = build_rating_study(slot_timeout_minutes=30)
     silent = Bot(Client(), open_study.study.slug, "5f0000000000000000000970")
@@ -292,11 +292,11 @@ def test_the_periodic_sweep_frees_stale_slots_of_open_studies_only():
     closed_study.study.is_open = False
     closed_study.study.save(update_fields=["is_open"])
 
-    assert slots_release_stale_all() == {open_study.study.slug: 1}
+    assert slots_release_stale_task() == {open_study.study.slug: 1}
     assert Participant.objects.get(prolific_pid=silent.pid).step == Participant.Step.TIMED_OUT
     assert Participant.objects.get(prolific_pid=paused.pid).step == Participant.Step.RATING
-    assert slots_release_stale_all() == {}
-    assert app.conf.beat_schedule["release-stale-rater-slots"]["task"] == slots_release_stale_all.name
+    assert slots_release_stale_task() == {}
+    assert app.conf.beat_schedule["release-stale-rater-slots"]["task"] == slots_release_stale_task.name
 
 
 def test_a_preview_before_any_slot_exists_skips_the_rating_pages():

@@ -17,8 +17,8 @@ from studyapp.rating.quality import (
     study_rater_quality,
     study_time_estimate,
 )
-from studyapp.studies.services import study_load
 from studyapp.studies.spec import DEFAULT_DEFINITIONS, SpecError, spec_parse
+from studyapp.studies.study_loading import study_load
 from tests.conftest import REPO_ROOT
 from tests.studyapp.rating.helpers import Bot, build_rating_study, text_of
 

@@ -48,9 +48,9 @@ def test_rater_page_shows_every_condition_through_the_same_normalisation() -> No
         markdown = stimulus.condition.method == "base"
         stimulus.text = MARKDOWN if markdown else PLAIN
         stimulus.save(update_fields=["text"])
-    from studyapp.rating.services import deployment_build_slots
+    from studyapp.rating.slots import slots_build
 
-    deployment_build_slots(deployment=built.deployments[0])
+    slots_build(study=built.study)
     shown: list[str] = []
 
     def keep(response) -> None:

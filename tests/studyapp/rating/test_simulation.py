@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
 from studyapp.rating.selectors import participant_plan
 from studyapp.rating.simulation import RaterModel, SimulationError, raters_simulate
-from studyapp.studies.selectors import export_ratings_frame
+from studyapp.studies.exports import export_ratings_frame
 from tests.factories import ParticipantFactory
 from tests.studyapp.rating.helpers import build_rating_study
 

@@ -8,7 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from studyapp.rating.models import DeploymentLink, Slot, SlotStimulus
-from studyapp.rating.services import SlotPlanError, deployment_build_slots, slot_claim, slot_plan_compute
+from studyapp.rating.services import SlotPlanError, slot_claim, slot_plan_compute
+from studyapp.rating.slots import slots_build
 from tests.factories import ParticipantFactory, StimulusFactory
 from tests.studyapp.rating.helpers import build_rating_study
 
@@ -76,7 +77,7 @@ def test_building_slots_is_idempotent_and_rebuilds_only_unused_slots():
     deployment = built.deployments[0]
     first = [slot.pk for slot in Slot.objects.filter(deployment=deployment)]
     link = DeploymentLink.objects.get(deployment=deployment).token
-    assert [slot.pk for slot in deployment_build_slots(deployment=deployment)] == first
+    assert [slot.pk for slot in slots_build(study=built.study)[deployment.slug]] == first
     assert DeploymentLink.objects.get(deployment=deployment).token == link
     assert SlotStimulus.objects.filter(slot__deployment=deployment).count() == 16
 
@@ -86,7 +87,7 @@ def test_building_slots_is_idempotent_and_rebuilds_only_unused_slots():
     built.study.raters_per_deployment = 5
     built.study.save()
     deployment.refresh_from_db()
-    rebuilt = deployment_build_slots(deployment=deployment)
+    rebuilt = slots_build(study=built.study)[deployment.slug]
     assert len(rebuilt) == 5 and not set(first) & {slot.pk for slot in rebuilt}
 
     slot_claim(participant=ParticipantFactory(study=built.study))
@@ -95,8 +96,8 @@ def test_building_slots_is_idempotent_and_rebuilds_only_unused_slots():
     built.study.raters_per_deployment = 6
     built.study.save()
     deployment.refresh_from_db()
-    with pytest.raises(SlotPlanError, match="already in use"):
-        deployment_build_slots(deployment=deployment)
+    with pytest.raises(SlotPlanError, match=f"deployment {deployment.slug}: its slots are already in use"):
+        slots_build(study=built.study)
 
 
 @pytest.mark.django_db
@@ -120,4 +121,4 @@ def test_the_build_slots_command(capsys):
 def test_a_study_without_rating_dimensions_cannot_get_slots():
     built = build_rating_study(build_slots=False, dimension_keys=())
     with pytest.raises(SlotPlanError, match="no rating dimensions"):
-        deployment_build_slots(deployment=built.deployments[0])
+        slots_build(study=built.study)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studyapp.studies.models import GenerationJob, Study
-from studyapp.studies.services import study_load
+from studyapp.studies.study_loading import study_load
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from analysis.mixed import prepare_ratings
 from studyapp.rating.models import Participant, Rating
-from studyapp.studies.selectors import export_ratings_frame
+from studyapp.studies.exports import export_ratings_frame
 from tests.factories import ResearcherFactory
 from tests.studyapp.rating.helpers import Bot, build_rating_study, text_of
 

@@ -8,12 +8,12 @@ import pytest
 from django.test import Client
 
 from studyapp.rating.models import DeploymentLink, Slot, SlotStimulus
-from studyapp.rating.services import deployment_build_slots, study_build_slots
+from studyapp.rating.slots import slots_build
 from studyapp.studies.design import rated_sample_indices
+from studyapp.studies.exports import export_stimuli_frame
 from studyapp.studies.models import Deployment
-from studyapp.studies.selectors import export_stimuli_frame
-from studyapp.studies.services import study_load
 from studyapp.studies.spec import SpecError, spec_parse
+from studyapp.studies.study_loading import study_load
 from tests.factories import DeploymentFactory, GenerationJobFactory, StimulusFactory
 from tests.studyapp.rating.helpers import Bot, build_rating_study
 
@@ -129,13 +129,13 @@ def test_automatic_only_deployments_get_no_slots_and_never_reach_a_rater():
         for item in rated.task.items.all():
             StimulusFactory(job=job, item=item, sample_index=0, text="automatic only text")
     # Slots built while it was still rated go once it is automatic-only.
-    deployment_build_slots(deployment=automatic)
+    slots_build(study=study, deployments=[automatic])
     assert Slot.objects.filter(deployment=automatic).exists()
     Deployment.objects.filter(pk=automatic.pk).update(automatic_only=True)
     automatic.refresh_from_db()
 
-    assert study_build_slots(study=study) == {rated.slug: 2}
-    assert deployment_build_slots(deployment=automatic) == []
+    assert {slug: len(slots) for slug, slots in slots_build(study=study).items()} == {rated.slug: 2}
+    assert slots_build(study=study, deployments=[automatic]) == {}
     assert not Slot.objects.filter(deployment=automatic).exists()
     assert not DeploymentLink.objects.filter(deployment=automatic).exists()
     assert export_stimuli_frame(study=study).query("deployment == 'dat-automatic'")["rated"].eq(False).all()

@@ -7,10 +7,11 @@ import time
 import pytest
 
 from studyapp.celery import app
+from studyapp.studies.exports import export_stimuli_frame
+from studyapp.studies.generation_jobs import generation_job_retry, generation_start, sample_seed
 from studyapp.studies.models import Condition, DiversityMetric, GenerationJob, Stimulus
-from studyapp.studies.selectors import export_stimuli_frame
-from studyapp.studies.services import generation_job_retry, generation_start, sample_seed, study_load
-from studyapp.studies.tasks import generation_run_job
+from studyapp.studies.study_loading import study_load
+from studyapp.studies.tasks import generation_job_run_task
 from tests.studyapp.studies.conftest import tiny_spec, wait_for_jobs
 
 
@@ -62,7 +63,7 @@ def test_generation_in_process_stores_each_sample_once(
     # Starting again queues nothing; running a finished job again adds nothing.
     with django_capture_on_commit_callbacks(execute=True):
         assert generation_start(study=study) == []
-        generation_run_job.delay(jobs[0].pk)
+        generation_job_run_task.delay(jobs[0].pk)
     assert Stimulus.objects.filter(deployment__study=study).count() == 12
 
 
@@ -104,7 +105,7 @@ def test_generation_job_through_a_real_worker(tiny_study, celery_worker_factory,
     assert all(job.tokens_per_second and job.tokens_per_second > 0 for job in jobs)
 
     # Running a finished job again on the worker adds nothing.
-    generation_run_job.delay(jobs[0].pk).get(timeout=120)
+    generation_job_run_task.delay(jobs[0].pk).get(timeout=120)
     assert Stimulus.objects.filter(deployment__study=study).count() == 8
 
     deadline = time.monotonic() + 120

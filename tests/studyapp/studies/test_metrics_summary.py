@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from studyapp.studies.metrics import SUMMARY_METRICS, automatic_metrics_by_condition
 from studyapp.studies.models import DiversityMetric
-from studyapp.studies.selectors import SUMMARY_METRICS, automatic_metrics_by_condition
 from tests.factories import ConditionFactory, GenerationJobFactory, ItemFactory, ResearcherFactory, StimulusFactory
 
 

@@ -10,83 +10,28 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from studyapp.rating.models import AttentionCheckResponse, Participant, Slot
-from studyapp.studies.models import Condition, Deployment, GenerationJob, Stimulus, Study
-from studyapp.studies.selectors import RATING_COLUMNS, export_ratings_frame, export_stimuli_frame
-from studyapp.studies.services import export_write
+from studyapp.rating.models import Participant, Slot
+from studyapp.studies.exports import RATING_COLUMNS, export_ratings_frame, export_stimuli_frame, export_write
+from studyapp.studies.models import Deployment, DiversityMetric, GenerationJob, Stimulus, Study
 from tests.factories import (
-    ConditionFactory,
-    DeploymentFactory,
-    ItemFactory,
-    LanguageModelFactory,
     ParticipantFactory,
-    RatingDimensionFactory,
-    RatingFactory,
-    ResearcherFactory,
-    SlotFactory,
-    StimulusFactory,
     StudyFactory,
-    TaskFamilyFactory,
-    UserFactory,
+    non_staff_user,
+    other_team_researcher,
+    researcher_of,
+    study_with_ratings,
+    superuser,
 )
 
 
-def build_design(*, n_deployments: int, raters_per_deployment: int, items: int = 2, samples: int = 2) -> Study:
-    """A study with rated stimuli: deployments x (base, steered) x items x samples, every rater rating everything."""
-    study = StudyFactory()
-    dimensions = [RatingDimensionFactory(study=study, key=key) for key in ("originality", "surprise")]
-    task = TaskFamilyFactory(study=study)
-    task_items = [ItemFactory(task=task) for _ in range(items)]
-    for d in range(n_deployments):
-        model = LanguageModelFactory(study=study)
-        base = ConditionFactory(study=study, model=model, method=Condition.Method.BASE)
-        steered = ConditionFactory(study=study, model=model, method=Condition.Method.WEIGHT, params={"rho": 0.1})
-        deployment = DeploymentFactory(study=study, model=model, task=task, slug=f"dep-{d}")
-        deployment.conditions.set([base, steered])
-        stimuli = []
-        for condition in (base, steered):
-            job = GenerationJob.objects.create(
-                deployment=deployment, condition=condition, status="succeeded", total=items * samples
-            )
-            for item in task_items:
-                for index in range(samples):
-                    stimuli.append(
-                        StimulusFactory(
-                            job=job, item=item, sample_index=index, metrics={"n_words": 5.0, "aut_fluency": 2.0}
-                        )
-                    )
-        for r in range(raters_per_deployment):
-            participant = ParticipantFactory(study=study, step="complete" if r % 2 == 0 else "rating")
-            slot = SlotFactory(deployment=deployment, index=r, participant=participant, status="active")
-            for page, stimulus in enumerate(stimuli[::2][:3]):  # both conditions
-                for position, dimension in enumerate(dimensions):
-                    RatingFactory(
-                        participant=participant,
-                        slot=slot,
-                        stimulus=stimulus,
-                        dimension=dimension,
-                        # Varied but deterministic, so a mixed model has variance to estimate.
-                        score=float((37 * r + 53 * page + 29 * position + 11 * d + 17 * len(stimulus.token)) % 101),
-                        page_index=page,
-                        dimension_position=position,
-                        seconds_on_page=5.0 + page,
-                    )
-            AttentionCheckResponse.objects.create(
-                participant=participant, check_index=0, page_index=2, response="100", passed=r % 3 != 0
-            )
-    return study
+@pytest.fixture
+def study(db) -> Study:
+    return study_with_ratings(n_deployments=2, raters_per_deployment=3)
 
 
 @pytest.fixture
-def researcher(db):
-    return ResearcherFactory(username="researcher")
-
-
-@pytest.fixture
-def study(db, researcher) -> Study:
-    study = build_design(n_deployments=2, raters_per_deployment=3)
-    study.researchers.add(researcher)
-    return study
+def researcher(study):
+    return researcher_of(study)
 
 
 PANEL_URLS = [
@@ -103,23 +48,23 @@ def test_panel_answers_only_to_staff_researchers_of_the_study(client, study, res
     url = reverse(name, args=[study.slug, *extra])
     assert client.get(url).status_code == 302  # anonymous: to the login page
 
-    client.force_login(UserFactory(username="rater-ish"))  # logged in, not staff
+    client.force_login(non_staff_user())
     assert client.get(url).status_code == 403
 
-    client.force_login(ResearcherFactory(username="other_researcher"))  # staff, not on this study
+    client.force_login(other_team_researcher())
     assert client.get(url).status_code == 404
 
     client.force_login(researcher)
     assert client.get(url).status_code == 200
 
-    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
+    client.force_login(superuser())
     assert client.get(url).status_code == 200
 
 
 @pytest.mark.django_db
 def test_panel_actions_are_post_only_and_guarded(client, study, researcher) -> None:
     url = reverse("studies:generation_start", args=[study.slug])
-    client.force_login(ResearcherFactory(username="other_researcher"))
+    client.force_login(other_team_researcher())
     assert client.post(url).status_code == 404
     client.force_login(researcher)
     assert client.get(url).status_code == 405
@@ -136,7 +81,7 @@ def test_unknown_study_or_export_is_404_not_500(client, study, researcher) -> No
 
 @pytest.mark.django_db
 def test_admin_shows_a_researcher_only_their_studies(client, study, researcher) -> None:
-    other = build_design(n_deployments=1, raters_per_deployment=1)
+    other = study_with_ratings(n_deployments=1, raters_per_deployment=1)
     researcher.is_superuser = False
     researcher.user_permissions.set(
         __import__("django.contrib.auth.models", fromlist=["Permission"]).Permission.objects.filter(
@@ -172,20 +117,52 @@ def test_dashboard_shows_progress_and_quality(client, study, researcher) -> None
 
 
 @pytest.mark.django_db
-def test_dashboard_query_count_does_not_grow_with_the_design(client, researcher) -> None:
+def test_dashboard_counts_dropouts_consents_and_simulated_raters() -> None:
+    """A drop-out timed out, or went silent past the slot timeout before the end; someone who
+    only opened the consent page a moment ago is not one yet."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from studyapp.studies.dashboard import study_dashboard
+
+    study = StudyFactory(slot_timeout_minutes=30)
+    now, silent = timezone.now(), timezone.now() - timedelta(minutes=45)
+    cases = [  # (step, consented, last seen, simulated, a drop-out?)
+        ("timed_out", True, now, False, True),
+        ("rating", True, silent, False, True),
+        ("rating", True, now, True, False),
+        ("consent", False, silent, False, True),
+        ("consent", False, now, False, False),
+        ("complete", True, silent, True, False),
+    ]
+    for step, consented, last_seen, simulated, _ in cases:
+        participant = ParticipantFactory(
+            study=study, step=step, consented_at=now if consented else None, simulated=simulated
+        )
+        Participant.objects.filter(pk=participant.pk).update(last_seen_at=last_seen)
+    d = study_dashboard(study=study)
+    assert d.dropouts == sum(case[-1] for case in cases) == 3
+    assert d.participants["consented"] == 4 and d.participants["simulated"] == 2
+    assert d.participants["total"] == 6 and d.participants["rating"] == 2
+    assert d.completion_rate == pytest.approx(1 / 4)
+
+
+@pytest.mark.django_db
+def test_dashboard_query_count_does_not_grow_with_the_design(client) -> None:
     counts = []
     for n_deployments, raters in ((1, 1), (4, 5)):
-        study = build_design(n_deployments=n_deployments, raters_per_deployment=raters)
-        study.researchers.add(researcher)
-        client.force_login(researcher)
+        study = study_with_ratings(n_deployments=n_deployments, raters_per_deployment=raters)
+        client.force_login(researcher_of(study))
         url = reverse("studies:dashboard", args=[study.slug])
         with CaptureQueriesContext(connection) as queries:
             assert client.get(url).status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
-    # A fixed cost per section (progress, raters, quality, screening, result tables, control
-    # room): what matters is that it does not grow with the design, checked above.
-    assert counts[1] <= 30
+    # A fixed cost per section: 3 for the request (session, user, study), 15 for the
+    # dashboard's figures (the latest ready report read once), 2 for the metrics summary,
+    # 2 for screening and 4 for the control room. One more is a section that grew.
+    assert counts[1] == 26, counts
 
 
 @pytest.mark.django_db
@@ -271,10 +248,9 @@ def test_export_study_command_unknown_slug_exits_2() -> None:
 
 
 @pytest.mark.django_db
-def test_empty_study_exports_headers_only(client, researcher) -> None:
+def test_empty_study_exports_headers_only(client) -> None:
     study = StudyFactory()
-    study.researchers.add(researcher)
-    client.force_login(researcher)
+    client.force_login(researcher_of(study))
     frame = pd.read_csv(io.BytesIO(client.get(reverse("studies:export", args=[study.slug, "ratings", "csv"])).content))
     assert list(frame.columns) == RATING_COLUMNS and frame.empty
     assert client.get(reverse("studies:dashboard", args=[study.slug])).status_code == 200
@@ -285,7 +261,7 @@ def test_empty_study_exports_headers_only(client, researcher) -> None:
 def test_every_admin_page_of_the_panel_renders(client, study) -> None:
     from django.contrib import admin
 
-    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
+    client.force_login(superuser())
     for model in admin.site._registry:
         if model._meta.app_label not in ("studies", "rating"):
             continue
@@ -296,13 +272,17 @@ def test_every_admin_page_of_the_panel_renders(client, study) -> None:
             assert client.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk])).status_code == 200, info
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
-def test_admin_actions_queue_generation_and_retry(client, study, django_capture_on_commit_callbacks, monkeypatch):
-    from studyapp.studies import tasks
+def test_admin_retry_action_runs_the_failed_jobs_and_their_metrics(
+    client, study, celery_eager, django_capture_on_commit_callbacks
+):
+    """The action queues each job on commit; run in this process, the real task finishes it.
 
-    queued = []
-    monkeypatch.setattr(tasks.generation_run_job, "apply_async", lambda args, **options: queued.append(args[0]))
-    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
+    Every sample of these jobs is stored already, so the run loads no model: it counts what
+    it has, succeeds, and queues the job's metrics, which run too.
+    """
+    client.force_login(superuser())
     GenerationJob.objects.filter(deployment__study=study).update(status="failed", error_message="boom")
     job_ids = list(GenerationJob.objects.filter(deployment__study=study).values_list("pk", flat=True))
     with django_capture_on_commit_callbacks(execute=True):
@@ -311,8 +291,15 @@ def test_admin_actions_queue_generation_and_retry(client, study, django_capture_
             {"action": "retry", "_selected_action": job_ids},
         )
     assert response.status_code == 302
-    assert sorted(queued) == sorted(job_ids)
-    assert set(GenerationJob.objects.filter(pk__in=job_ids).values_list("status", flat=True)) == {"queued"}
+    jobs = list(GenerationJob.objects.filter(pk__in=job_ids))
+    assert {job.status for job in jobs} == {GenerationJob.Status.SUCCEEDED}
+    assert all(job.attempts == 1 and job.error_message == "" for job in jobs)
+    assert all(job.done == job.stimuli.count() > 0 for job in jobs)
+    # The metrics hook ran for every job: per-stimulus metrics and one diversity row per (job, item).
+    assert all(job.metrics_computed_at is not None and job.metrics_error == "" for job in jobs), [
+        job.metrics_error for job in jobs
+    ]
+    assert DiversityMetric.objects.filter(deployment__study=study).count() == len(jobs) * 2
 
 
 @pytest.mark.django_db
@@ -321,7 +308,7 @@ def test_loading_a_spec_in_the_admin_lists_problems_or_loads(client) -> None:
 
     from tests.studyapp.studies.test_spec import BROKEN, DEMO
 
-    boss = UserFactory(username="boss", is_staff=True, is_superuser=True)
+    boss = superuser()
     client.force_login(boss)
     url = reverse("admin:studies_study_load_spec")
     assert "Load a spec" in client.get(reverse("admin:studies_study_changelist")).content.decode()

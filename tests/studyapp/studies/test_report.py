@@ -6,8 +6,7 @@ import pytest
 from django.urls import reverse
 
 from studyapp.studies.models import StudyReport
-from tests.factories import ResearcherFactory
-from tests.studyapp.studies.test_panel import build_design
+from tests.factories import other_team_researcher, researcher_of, study_with_ratings
 
 
 @pytest.mark.slow
@@ -16,9 +15,8 @@ def test_report_is_built_in_a_task_and_shown_when_ready(
     client, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
 ) -> None:
     settings.VAR_DIR = tmp_path
-    researcher = ResearcherFactory(username="researcher")
-    study = build_design(n_deployments=2, raters_per_deployment=4)
-    study.researchers.add(researcher)
+    study = study_with_ratings(n_deployments=2, raters_per_deployment=4)
+    researcher = researcher_of(study)
     client.force_login(researcher)
     url = reverse("studies:report", args=[study.slug])
     assert "No report yet" in client.get(url).content.decode()
@@ -41,5 +39,5 @@ def test_report_is_built_in_a_task_and_shown_when_ready(
             assert title in shown
     assert client.get(reverse("studies:report_file", args=[study.slug, report.pk, "results.json"])).status_code == 200
     # Another researcher's staff account cannot read the files either.
-    client.force_login(ResearcherFactory(username="other_researcher"))
+    client.force_login(other_team_researcher())
     assert client.get(file_url).status_code == 404

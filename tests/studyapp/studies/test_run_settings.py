@@ -7,9 +7,10 @@ import io
 import pytest
 from django.core.management import call_command
 
+from studyapp.studies.generation_jobs import generation_start, model_run_options
 from studyapp.studies.models import GenerationJob, LanguageModel
-from studyapp.studies.services import generation_start, model_run_options, study_load
 from studyapp.studies.spec import SpecError
+from studyapp.studies.study_loading import study_load
 from tests.studyapp.studies.conftest import tiny_spec
 
 

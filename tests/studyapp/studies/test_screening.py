@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 
 from studyapp.rating.models import SlotStimulus
-from studyapp.rating.services import deployment_build_slots
-from studyapp.studies.models import GenerationJob, Stimulus
-from studyapp.studies.selectors import export_stimuli_frame
-from studyapp.studies.services import (
-    StudyLoadError,
+from studyapp.rating.slots import slots_build
+from studyapp.studies.exports import export_stimuli_frame
+from studyapp.studies.generation_jobs import (
     count_words,
     generation_start,
     sample_seed,
     stimuli_regenerate_excluded,
     stimulus_exclude,
 )
+from studyapp.studies.models import GenerationJob, Stimulus
+from studyapp.studies.study_loading import StudyLoadError
 from tests.factories import ResearcherFactory
 
 
@@ -108,7 +108,7 @@ def test_excluded_stimuli_are_replaced_with_new_seeds_and_never_rated(
         assert stimuli_regenerate_excluded(study=study) == []  # nothing left to replace
 
     deployment = victim.deployment
-    deployment_build_slots(deployment=deployment)
+    slots_build(study=study, deployments=[deployment])
     rated = set(SlotStimulus.objects.filter(slot__deployment=deployment).values_list("stimulus_id", flat=True))
     assert victim.pk not in rated and replacement.pk in rated
     frame = export_stimuli_frame(study=study).set_index("stimulus")

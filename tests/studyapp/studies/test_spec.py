@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from studyapp.studies.models import Condition, Deployment, Item, RatingDimension, Study
-from studyapp.studies.services import StudyLoadError, study_load, study_load_file
 from studyapp.studies.spec import SpecError, spec_parse
+from studyapp.studies.study_loading import StudyLoadError, study_load, study_load_file
 from tests.conftest import REPO_ROOT
 from tests.factories import ResearcherFactory, StimulusFactory
 

@@ -13,8 +13,7 @@ from django.urls import reverse
 
 from studyapp.studies.admin_scoping import STUDY_PATHS
 from studyapp.studies.models import DiversityMetric, GenerationJob, RatingDimension, Stimulus, Study, StudyReport
-from tests.factories import personas
-from tests.studyapp.studies.test_panel import build_design
+from tests.factories import personas, study_with_ratings
 
 pytestmark = pytest.mark.django_db
 PANEL_MODELS = sorted(
@@ -40,8 +39,8 @@ def _with_everything(study: Study) -> Study:
 
 @pytest.fixture
 def world():
-    a = _with_everything(build_design(n_deployments=1, raters_per_deployment=2))
-    b = _with_everything(build_design(n_deployments=1, raters_per_deployment=2))
+    a = _with_everything(study_with_ratings(n_deployments=1, raters_per_deployment=2))
+    b = _with_everything(study_with_ratings(n_deployments=1, raters_per_deployment=2))
     return {"a": a, "b": b, **personas(study=a, other_study=b)}
 
 

@@ -83,8 +83,8 @@ def test_new_entries_per_ip_are_limited_but_resumes_are_not(settings):
 
 
 def test_the_spec_sets_the_prolific_study_id_and_the_hold():
-    from studyapp.studies.services import study_load
     from studyapp.studies.spec import SpecError
+    from studyapp.studies.study_loading import study_load
     from tests.conftest import REPO_ROOT
 
     demo = (REPO_ROOT / "studies" / "demo.yaml").read_text()

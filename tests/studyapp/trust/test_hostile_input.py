@@ -15,8 +15,8 @@ from studyapp.rating.forms import PAGE_SALT
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating
 from studyapp.rating.selectors import participant_plan
 from studyapp.studies.models import Study
-from studyapp.studies.services import StudyLoadError, study_load
 from studyapp.studies.spec import SpecError
+from studyapp.studies.study_loading import StudyLoadError, study_load
 from tests.conftest import REPO_ROOT
 from tests.studyapp.rating.helpers import Bot, build_rating_study
 

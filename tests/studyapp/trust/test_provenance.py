@@ -9,8 +9,7 @@ from django.urls import reverse
 
 from studyapp.studies.models import Condition, LanguageModel, Stimulus, Study
 from studyapp.studies.provenance import NEW_VERSION_ADVICE, ProvenanceLockedError
-from tests.factories import ConditionFactory, panel_user
-from tests.studyapp.studies.test_panel import build_design
+from tests.factories import ConditionFactory, panel_user, study_with_ratings
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +31,7 @@ def _change_form(condition: Condition) -> dict:
 
 
 def test_admin_shows_a_generated_conditions_parameters_read_only_and_ignores_a_change(client) -> None:
-    study = build_design(n_deployments=1, raters_per_deployment=1)
+    study = study_with_ratings(n_deployments=1, raters_per_deployment=1)
     condition = _weight_condition(study)
     client.force_login(panel_user(username="researcher", study=study))
     url = reverse("admin:studies_condition_change", args=[condition.pk])
@@ -49,7 +48,7 @@ def test_admin_shows_a_generated_conditions_parameters_read_only_and_ignores_a_c
 
 
 def test_no_other_path_changes_provenance_once_stimuli_exist() -> None:
-    study = build_design(n_deployments=1, raters_per_deployment=1)
+    study = study_with_ratings(n_deployments=1, raters_per_deployment=1)
     condition = _weight_condition(study)
     condition.params = {"rho": 0.1, "alpha": 2.0}
     with pytest.raises(ProvenanceLockedError, match="params cannot change"):
@@ -77,7 +76,7 @@ def test_no_other_path_changes_provenance_once_stimuli_exist() -> None:
 
 
 def test_a_condition_without_stimuli_is_editable_in_the_admin(client) -> None:
-    study = build_design(n_deployments=1, raters_per_deployment=1)
+    study = study_with_ratings(n_deployments=1, raters_per_deployment=1)
     condition = ConditionFactory(study=study, model=LanguageModel.objects.filter(study=study).first(), method="weight")
     client.force_login(panel_user(username="researcher", study=study))
     url = reverse("admin:studies_condition_change", args=[condition.pk])

@@ -17,7 +17,7 @@ from tests.conftest import REPO_ROOT, _test_database_url
 from tests.studyapp.studies.conftest import tiny_model_dir, tiny_study, wait_for_jobs  # noqa: F401 (fixtures)
 from tests.studyapp.trust.servers import RedisServer, clean_env, free_port, manage, redis_server_binary
 
-QUEUE = "from studyapp.studies.models import Study; from studyapp.studies.services import generation_start;" \
+QUEUE = "from studyapp.studies.models import Study; from studyapp.studies.generation_jobs import generation_start;" \
         "print(len(generation_start(study=Study.objects.get(slug='{slug}'))))"  # fmt: skip
 
 

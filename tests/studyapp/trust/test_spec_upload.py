@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from studyapp.studies.models import Study
-from studyapp.studies.services import SLUG_UNAVAILABLE, StudyLoadError, study_load
+from studyapp.studies.study_loading import SLUG_UNAVAILABLE, StudyLoadError, study_load
 from tests.conftest import REPO_ROOT
 from tests.factories import StimulusFactory, StudyFactory, panel_user
 

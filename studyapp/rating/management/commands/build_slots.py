@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.rating.selectors import deployment_entry_path
-from studyapp.rating.services import SlotPlanError, deployment_build_slots
+from studyapp.rating.services import SlotPlanError
+from studyapp.rating.slots import slots_build
 from studyapp.studies.models import Deployment, Study
 
 
@@ -18,13 +19,13 @@ class Command(BaseCommand):
         deployments = list(Deployment.objects.filter(study=study).select_related("study").order_by("slug"))
         if not deployments:
             raise CommandError(f"study {study_slug!r} has no deployments")
+        try:
+            built = slots_build(study=study, deployments=deployments)
+        except SlotPlanError as error:
+            raise CommandError(str(error)) from error
         for deployment in deployments:
-            try:
-                slots = deployment_build_slots(deployment=deployment)
-            except SlotPlanError as error:
-                raise CommandError(f"{deployment.slug}: {error}") from error
             if deployment.automatic_only:
                 self.stdout.write(f"{deployment.slug}: automatic only (no raters, no slots)")
                 continue
             link = deployment_entry_path(deployment=deployment)
-            self.stdout.write(f"{deployment.slug}: {len(slots)} slots; pinned rater link {link}")
+            self.stdout.write(f"{deployment.slug}: {len(built[deployment.slug])} slots; pinned rater link {link}")

@@ -20,17 +20,15 @@ from django.urls import reverse
 
 from studyapp.celery import app
 from studyapp.rating.models import Rating
+from studyapp.rating.services import SlotPlanError
 from studyapp.rating.simulation import RaterModel, SimulationError, raters_simulate
+from studyapp.rating.slots import slots_build
+from studyapp.studies.generation_jobs import generation_start
+from studyapp.studies.metrics import automatic_metrics_by_condition
 from studyapp.studies.models import GenerationJob, Study, StudyReport
-from studyapp.studies.selectors import automatic_metrics_by_condition
-from studyapp.studies.services import (
-    StudyLoadError,
-    generation_start,
-    report_build_run,
-    slots_build,
-    study_load_file,
-)
+from studyapp.studies.reports import latest_ready_report, report_build
 from studyapp.studies.spec import SpecError
+from studyapp.studies.study_loading import StudyLoadError, study_load_file
 
 DEMO_SPEC = settings.BASE_DIR / "studies" / "demo.yaml"
 
@@ -82,13 +80,21 @@ class Command(BaseCommand):
                 returncode=1,
             )
         self._print_metrics(study)
-        slots = slots_build(study=study)
+        slots, slots_said = self._build_slots(study)
         Study.objects.filter(pk=study.pk).update(is_open=True)
         study.refresh_from_db()
-        if isinstance(slots, dict) and slots:
+        if slots:
             self._simulate_raters(study, sum(slots.values()), options["preference"])
             self._report(study)
-        self._print_where_to_look(study, slots, options["base_url"].rstrip("/"))
+        self._print_where_to_look(study, slots_said, options["base_url"].rstrip("/"))
+
+    def _build_slots(self, study: Study) -> tuple[dict[str, int], str]:
+        """Slots per rated deployment, and what to say about them (the planner's message if it refused)."""
+        try:
+            slots = {slug: len(built) for slug, built in slots_build(study=study).items()}
+        except SlotPlanError as error:
+            return {}, str(error)
+        return slots, ", ".join(f"{slug}: {n} slots" for slug, n in slots.items())
 
     def _simulate_raters(self, study: Study, n_raters: int, preference: float) -> None:
         self.stdout.write(
@@ -106,10 +112,10 @@ class Command(BaseCommand):
     def _report(self, study: Study) -> None:
         """Write the analysis report (reusing the last one while the ratings are unchanged) and print its tables."""
         n_ratings = Rating.objects.filter(stimulus__deployment__study=study).count()
-        report = study.reports.filter(status=StudyReport.Status.READY).first()
+        report = latest_ready_report(study=study)
         if report is None or report.n_ratings != n_ratings or not (Path(report.out_dir) / "results.json").is_file():
             self.stdout.write("Writing the analysis report (mixed models, diversity, DAT)...")
-            report = report_build_run(report_id=StudyReport.objects.create(study=study).pk)
+            report = report_build(report_id=StudyReport.objects.create(study=study).pk)
         if report.status != StudyReport.Status.READY:
             self.stdout.write(f"  the report failed: {report.error_message}")
             return
@@ -150,11 +156,10 @@ class Command(BaseCommand):
             values = " ".join(f"{row['metrics'][k]:>11.3f}" if k in row["metrics"] else f"{'-':>11}" for k in shown)
             self.stdout.write(f"  {row['deployment']:<18} {row['condition']:<12} {row['n_stimuli']:>3} {values}")
 
-    def _print_where_to_look(self, study: Study, slots: dict[str, int] | str, base: str) -> None:
+    def _print_where_to_look(self, study: Study, slot_line: str, base: str) -> None:
         rater = (
             reverse("rating:entry", args=[study.slug]) + "?PROLIFIC_PID=demo-rater-1&STUDY_ID=demo&SESSION_ID=demo-1"
         )
-        slot_line = ", ".join(f"{slug}: {n} slots" for slug, n in slots.items()) if isinstance(slots, dict) else slots
         automatic = list(study.deployments.filter(automatic_only=True).values_list("slug", flat=True))
         if automatic:
             slot_line += f"; automatic only, no raters: {', '.join(automatic)}"

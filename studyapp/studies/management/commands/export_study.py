@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from studyapp.studies.exports import export_write
 from studyapp.studies.models import Study
-from studyapp.studies.services import export_write
 
 
 class Command(BaseCommand):

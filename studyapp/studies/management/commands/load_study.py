@@ -6,8 +6,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from studyapp.studies.services import StudyLoadError, study_load_file
 from studyapp.studies.spec import SpecError
+from studyapp.studies.study_loading import StudyLoadError, study_load_file
 
 
 class Command(BaseCommand):

@@ -1,7 +1,9 @@
-"""Writes of the studies app: loading specs, generation jobs, stimuli, metrics, reports.
+"""Stage 2, generation: one job per (deployment, condition), run by a worker, its stimuli stored.
 
-Model libraries (``generation.pipeline``, ``analysis``) are imported inside the functions
-that need them, never at module level: the web process imports this module.
+Starting, queueing, retrying and running jobs; copying twin samples another deployment
+already generated; storing stimuli; excluding a stimulus and generating its replacement.
+Model libraries (``generation.pipeline``) are imported inside the functions that need
+them, never at module level: the web process imports this module.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -17,176 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from studyapp.studies.models import (
     Condition,
     Deployment,
-    DiversityMetric,
     GenerationJob,
     Item,
     LanguageModel,
-    RatingDimension,
     Stimulus,
     Study,
-    StudyReport,
     TaskFamily,
 )
-from studyapp.studies.spec import SpecError, StudySpec, spec_parse
+from studyapp.studies.study_loading import StudyLoadError, json_safe
 
 logger = logging.getLogger(__name__)
-
-
-class StudyLoadError(ValueError):
-    """The spec is fine but cannot replace what the database holds."""
-
-
-# Said for every slug an uploader may not use, whether a study the uploader is not a
-# researcher of holds it or it is reserved: the words never confirm that another team's
-# study exists, nor anything about it (title, data, researchers). See docs/trust.md.
-SLUG_UNAVAILABLE = "the slug {slug} is not available to you: give the study another slug"
-# Names a researcher is never given, so that a refusal cannot be told apart from these.
-RESERVED_SLUGS = frozenset({"admin", "panel", "r", "static", "healthz", "login", "logout", "new", "preview"})
-
-
-# --- Loading a spec -------------------------------------------------------------------
-
-
-def study_load_file(*, path: str | Path, researchers: Sequence[str] = ()) -> tuple[Study, bool]:
-    """Load a spec file; see :func:`study_load`. Raises :class:`SpecError` for a missing file too."""
-    path = Path(path)
-    try:
-        content = path.read_bytes()
-    except OSError as error:
-        raise SpecError([f"cannot read the file ({error.strerror or error})"], str(path)) from None
-    return study_load(content=content, source=str(path), researchers=researchers)
-
-
-def study_load(
-    *, content: str | bytes, source: str = "spec", researchers: Sequence[str] = (), acting_user=None
-) -> tuple[Study, bool]:
-    """Check a spec and write it, all or nothing. Returns ``(study, changed)``.
-
-    ``acting_user``: who asks (the admin's uploader). Unless a superuser, they may load only
-    a new slug or a study they are already a researcher of; any other slug is refused
-    with :data:`SLUG_UNAVAILABLE` before anything is read or written. ``None`` is the
-    operator's command line, trusted as the database owner.
-
-    Loading the same spec again (same sha256) changes nothing, so the demo and deploy
-    scripts can load unconditionally. A different spec for an existing slug replaces the
-    study's definition only while nothing has been generated or rated for it: rows that
-    stimuli or ratings point to are never rewritten underneath them.
-    """
-    spec = spec_parse(content, source=source)
-    users = _researchers_lookup(researchers, source)
-    if acting_user is not None and acting_user not in users:
-        users.append(acting_user)  # the uploader becomes a researcher of what they loaded
-    with transaction.atomic():
-        study = Study.objects.select_for_update().filter(slug=spec.study["slug"]).first()
-        _study_load_allowed(study=study, slug=spec.study["slug"], acting_user=acting_user, source=source)
-        if study is not None and study.spec_sha256 == spec.sha256:
-            study.researchers.add(*users)
-            return study, False
-        if study is not None:
-            if Stimulus.objects.filter(deployment__study=study).exists() or study.participants.exists():
-                raise StudyLoadError(
-                    f"{source}: study {study.slug!r} already has stimuli or participants; "
-                    "load the changed spec under a new slug (or edit it in the admin)"
-                )
-            # Children only: the Study row (and its researchers) stays.
-            study.deployments.all().delete()
-            study.conditions.all().delete()
-            study.language_models.all().delete()
-            study.task_families.all().delete()
-            study.dimensions.all().delete()
-        study = _study_write(study=study, spec=spec)
-        study.researchers.add(*users)
-    return study, True
-
-
-def _study_load_allowed(*, study: Study | None, slug: str, acting_user, source: str) -> None:
-    if acting_user is None or acting_user.is_superuser:
-        return
-    mine = study is not None and study.researchers.filter(pk=acting_user.pk).exists()
-    if slug in RESERVED_SLUGS or (study is not None and not mine):
-        raise StudyLoadError(f"{source}: {SLUG_UNAVAILABLE.format(slug=slug)}")
-
-
-def _researchers_lookup(usernames: Sequence[str], source: str) -> list:
-    if not usernames:
-        return []
-    users = list(get_user_model().objects.filter(username__in=usernames))
-    missing = sorted(set(usernames) - {u.username for u in users})
-    if missing:
-        raise SpecError([f"researchers: no user named {name!r}" for name in missing], source)
-    return users
-
-
-def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
-    fields = dict(spec.study)
-    fields.update(spec=_json_safe(spec.raw), spec_version=spec.version, spec_sha256=spec.sha256)
-    if study is None:
-        study = Study.objects.create(**fields)
-    else:
-        for name, value in fields.items():
-            setattr(study, name, value)
-        study.save()
-
-    models = {
-        m["key"]: LanguageModel.objects.create(
-            study=study, key=m["key"], source=m["source"], backend=m["backend"], device=m["device"], dtype=m["dtype"]
-        )
-        for m in spec.models
-    }
-    conditions = {
-        c["key"]: Condition.objects.create(
-            study=study,
-            model=models[c["model"]],
-            key=c["key"],
-            label=c["label"],
-            method=c["method"],
-            params=c["params"],
-            artifact_path=c["artifact_path"],
-        )
-        for c in spec.conditions
-    }
-    tasks = {}
-    for t in spec.tasks:
-        task = TaskFamily.objects.create(
-            study=study,
-            key=t["key"],
-            template=t["template"],
-            system_prompt=t["system_prompt"],
-            parser=t["parser"],
-            description=t["description"],
-        )
-        Item.objects.bulk_create([Item(task=task, key=i["key"], text=i["text"]) for i in t["items"]])
-        tasks[t["key"]] = task
-    RatingDimension.objects.bulk_create(
-        [RatingDimension(study=study, position=position, **d) for position, d in enumerate(spec.dimensions)]
-    )
-    for d in spec.deployments:
-        deployment = Deployment.objects.create(
-            study=study,
-            slug=d["slug"],
-            model=models[d["model"]],
-            task=tasks[d["task"]],
-            samples_per_item=d["samples_per_item"],
-            automatic_only=d["automatic_only"],
-        )
-        deployment.conditions.set([conditions[key] for key in d["conditions"]])
-    return study
-
-
-def _json_safe(value: Any) -> Any:
-    # YAML may hold dates; the JSONField must not choke on them.
-    return json.loads(json.dumps(value, default=str))
-
-
-# --- Generation jobs ------------------------------------------------------------------
 
 
 def sample_seed(*, study_seed: int, task_key: str, item_key: str, sample_index: int) -> int:
@@ -225,14 +73,18 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
                 continue
             if job.status == GenerationJob.Status.SUCCEEDED and job.done >= total:
                 continue
-            job.status = GenerationJob.Status.QUEUED
             job.total = total
-            job.error_message = ""
-            job.save(update_fields=["status", "total", "error_message", "updated_at"])
+            _job_queue(job=job, also_update=["total"])
             queued.append(job)
-        for job in queued:
-            transaction.on_commit(partial(generation_job_enqueue, job_id=job.pk))
     return queued
+
+
+def _job_queue(*, job: GenerationJob, also_update: Sequence[str] = ()) -> None:
+    """Mark a job (locked by the caller's transaction) queued and hand it to the broker on commit."""
+    job.status = GenerationJob.Status.QUEUED
+    job.error_message = ""
+    job.save(update_fields=["status", "error_message", "updated_at", *also_update])
+    transaction.on_commit(partial(generation_job_enqueue, job_id=job.pk))
 
 
 BROKER_DOWN = (
@@ -247,12 +99,12 @@ def generation_job_enqueue(*, job_id: int) -> bool:
     (a job in that state would never run and never be queued again)."""
     from kombu.exceptions import OperationalError as BrokerUnreachable
 
-    from studyapp.studies.tasks import generation_run_job
+    from studyapp.studies.tasks import generation_job_run_task
 
     try:
         # ignore_result: the job's row is its state; subscribing to a result first would block
         # for ~20 s of backend retries on a dead Redis before the publish even fails.
-        generation_run_job.apply_async((job_id,), ignore_result=True)
+        generation_job_run_task.apply_async((job_id,), ignore_result=True)
     except BrokerUnreachable:
         logger.warning("generation job %s not queued: broker unreachable", job_id, exc_info=True)
         GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(
@@ -263,8 +115,6 @@ def generation_job_enqueue(*, job_id: int) -> bool:
 
 
 def _item_counts(task_ids: list[int]) -> dict[int, int]:
-    from django.db.models import Count
-
     rows = TaskFamily.objects.filter(pk__in=task_ids).annotate(n=Count("items")).values_list("pk", "n")
     return dict(rows)
 
@@ -275,10 +125,7 @@ def generation_job_retry(*, job: GenerationJob) -> bool:
         job = GenerationJob.objects.select_for_update().get(pk=job.pk)
         if job.status == GenerationJob.Status.SUCCEEDED and job.done >= job.total:
             return False
-        job.status = GenerationJob.Status.QUEUED
-        job.error_message = ""
-        job.save(update_fields=["status", "error_message", "updated_at"])
-        transaction.on_commit(partial(generation_job_enqueue, job_id=job.pk))
+        _job_queue(job=job)
     return True
 
 
@@ -313,7 +160,7 @@ def artifact_dir(*, condition: Condition) -> Path:
 
 
 def generation_job_run(*, job_id: int) -> GenerationJob:
-    """Run one job to completion: the body of the ``generation_run_job`` task.
+    """Run one job to completion: the body of ``generation_job_run_task``.
 
     Idempotent: pairs (item, sample) already stored are skipped, and every batch is stored
     with ``ignore_conflicts`` against the unique (job, item, sample_index) constraint, so a
@@ -349,9 +196,9 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
         GenerationJob.objects.filter(pk=job.pk).update(
             status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now(), updated_at=timezone.now()
         )
-        from studyapp.studies.tasks import metrics_compute_job
+        from studyapp.studies.tasks import metrics_compute_task
 
-        transaction.on_commit(lambda: metrics_compute_job.delay(job.pk))
+        transaction.on_commit(lambda: metrics_compute_task.delay(job.pk))
     job.refresh_from_db()
     return job
 
@@ -388,7 +235,7 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
         Condition.objects.filter(pk=condition.pk).update(
             artifact_path=str(artifact.path),
             artifact_sha256=artifact.sha256,
-            artifact_manifest=_json_safe(artifact.manifest),
+            artifact_manifest=json_safe(artifact.manifest),
         )
     family = task_family_for(task=job.deployment.task, items=items)
     decoding = DecodingSettings(**study.decoding)
@@ -476,8 +323,6 @@ def stimulus_exclude(*, stimulus: Stimulus, reason: str) -> Stimulus:
 
 def stimuli_regenerate_excluded(*, study: Study) -> list[GenerationJob]:
     """Queue the jobs holding excluded stimuli without a replacement; each generates replacements with new seeds."""
-    from studyapp.studies.tasks import generation_run_job
-
     job_ids = set(
         Stimulus.objects.filter(
             deployment__study=study, excluded_at__isnull=False, replacements__isnull=True
@@ -488,11 +333,8 @@ def stimuli_regenerate_excluded(*, study: Study) -> list[GenerationJob]:
         for job in GenerationJob.objects.select_for_update().filter(pk__in=job_ids):
             if job.status in (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING):
                 continue
-            job.status = GenerationJob.Status.QUEUED
-            job.error_message = ""
-            job.save(update_fields=["status", "error_message", "updated_at"])
+            _job_queue(job=job)
             queued.append(job)
-            transaction.on_commit(partial(generation_run_job.delay, job.pk))
     return queued
 
 
@@ -590,7 +432,7 @@ def stimuli_store_batch(
             prompt=sample.prompt,
             text=sample.text,
             seed=sample.seed,
-            decoding=_json_safe(sample.decoding),
+            decoding=json_safe(sample.decoding),
             model_source=source,
             model_sha256=sample.model_sha256,
             artifact_sha256=artifact_sha256,
@@ -607,174 +449,3 @@ def stimuli_store_batch(
 def count_words(text: str) -> int:
     """Words of a response as a rater sees them: whitespace-separated tokens with a letter ("1." is not a word)."""
     return sum(any(ch.isalpha() for ch in token) for token in text.split())
-
-
-# --- Metrics --------------------------------------------------------------------------
-
-
-def metrics_compute_job(*, job_id: int) -> int:
-    """Per-stimulus metrics and per-(condition, item) diversity for one job, via analysis/.
-
-    Recomputing overwrites: safe to run again after a retry added stimuli. A failure (say, a
-    missing embedding model) is stored on the job and shown in the panel; the stimuli stay.
-    """
-    try:
-        n = _metrics_compute(job_id=job_id)
-    except Exception as error:  # shown on the dashboard; generation itself succeeded
-        logger.exception("metrics of job %s failed", job_id)
-        GenerationJob.objects.filter(pk=job_id).update(metrics_error=f"{type(error).__name__}: {error}"[:4000])
-        return 0
-    GenerationJob.objects.filter(pk=job_id).update(metrics_computed_at=timezone.now(), metrics_error="")
-    return n
-
-
-def _metrics_compute(*, job_id: int) -> int:
-    import pandas as pd
-
-    from analysis.metrics import diversity_by_group, stimulus_metrics
-
-    job = GenerationJob.objects.select_related("deployment__task").get(pk=job_id)
-    stimuli = list(Stimulus.objects.filter(job=job).select_related("item").order_by("item__key", "sample_index"))
-    if not stimuli:
-        return 0
-    frame = pd.DataFrame(
-        {
-            "text": [s.text for s in stimuli],
-            "task": job.deployment.task.key,
-            "item": [s.item.key for s in stimuli],
-            # AUT originality is the distance of each use from the object: its text ("a brick"), not its key.
-            "item_text": [s.item.text for s in stimuli],
-            "deployment": job.deployment_id,
-            "condition": job.condition_id,
-        },
-        index=[s.pk for s in stimuli],
-    )
-    per_stimulus = stimulus_metrics(frame, text_col="text", task_col="task", item_text_col="item_text")
-    for stimulus in stimuli:
-        stimulus.metrics = (
-            _clean_metrics(per_stimulus.loc[stimulus.pk].to_dict()) if stimulus.pk in per_stimulus.index else {}
-        )
-    Stimulus.objects.bulk_update(stimuli, ["metrics"], batch_size=500)
-
-    # One job is one (deployment, condition): its groups never pool models or deployments.
-    group_cols = ("deployment", "condition", "item")
-    diversity = diversity_by_group(frame, group_cols=group_cols, text_col="text")
-    diversity = diversity.reset_index() if not set(group_cols) <= set(diversity.columns) else diversity
-    items = {s.item.key: s.item for s in stimuli}
-    counts = frame.groupby("item").size().to_dict()
-    for row in diversity.to_dict("records"):
-        item = items.get(str(row.pop("item")))
-        row.pop("condition", None)
-        row.pop("deployment", None)
-        if item is None:
-            continue
-        DiversityMetric.objects.update_or_create(
-            deployment_id=job.deployment_id,
-            condition_id=job.condition_id,
-            item=item,
-            defaults={"n_samples": int(counts.get(item.key, 0)), "metrics": _clean_metrics(row)},
-        )
-    return len(stimuli)
-
-
-def _clean_metrics(values: dict) -> dict:
-    """JSON-safe metrics: NaN becomes None (JSON has no NaN), numpy scalars become Python ones."""
-    clean = {}
-    for key, value in values.items():
-        if hasattr(value, "item") and not isinstance(value, list | dict | str):
-            value = value.item()
-        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-            value = None
-        clean[str(key)] = value
-    return _json_safe(clean)
-
-
-def metrics_start(*, study: Study) -> int:
-    """Queue metrics for every succeeded job of a study (after an analysis/ upgrade, say)."""
-    from studyapp.studies.tasks import metrics_compute_job
-
-    job_ids = list(
-        GenerationJob.objects.filter(deployment__study=study, status=GenerationJob.Status.SUCCEEDED).values_list(
-            "pk", flat=True
-        )
-    )
-    for job_id in job_ids:
-        transaction.on_commit(partial(metrics_compute_job.delay, job_id))
-    return len(job_ids)
-
-
-# --- Exports and reports --------------------------------------------------------------
-
-
-def export_write(*, study: Study, out_dir: str | Path) -> dict[str, Path]:
-    """Write ratings and stimuli as CSV and Parquet into ``out_dir`` (documented in README.md, "The export")."""
-    from studyapp.studies.selectors import export_ratings_frame, export_stimuli_frame
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, frame in (("ratings", export_ratings_frame(study=study)), ("stimuli", export_stimuli_frame(study=study))):
-        for fmt in ("csv", "parquet"):
-            path = out_dir / f"{study.slug}-{name}.{fmt}"
-            staging = path.with_name(f".{path.name}.tmp")
-            if fmt == "csv":
-                frame.to_csv(staging, index=False)
-            else:
-                frame.to_parquet(staging, index=False)
-            staging.replace(path)  # atomic: a reader never sees half a file
-            paths[f"{name}_{fmt}"] = path
-    return paths
-
-
-def report_request(*, study: Study, user=None) -> StudyReport:
-    from studyapp.studies.tasks import report_build
-
-    report = StudyReport.objects.create(study=study, requested_by=user)
-    transaction.on_commit(lambda: report_build.delay(report.pk))
-    return report
-
-
-def report_build_run(*, report_id: int) -> StudyReport:
-    """Export the study and run analysis.write_report on it; the body of the ``report_build`` task."""
-    report = StudyReport.objects.select_related("study").get(pk=report_id)
-    if report.status == StudyReport.Status.READY:
-        return report
-    out_dir = Path(settings.VAR_DIR) / "reports" / report.study.slug / str(report.pk)
-    StudyReport.objects.filter(pk=report.pk).update(status=StudyReport.Status.RUNNING, out_dir=str(out_dir))
-    try:
-        from analysis.report import write_report
-        from studyapp.studies.selectors import export_ratings_frame, export_stimuli_frame
-
-        ratings = export_ratings_frame(study=report.study)
-        stimuli = export_stimuli_frame(study=report.study)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        html = Path(write_report(ratings, stimuli, out_dir))
-        StudyReport.objects.filter(pk=report.pk).update(
-            status=StudyReport.Status.READY,
-            html_name=str(html.relative_to(out_dir)) if html.is_relative_to(out_dir) else html.name,
-            n_ratings=len(ratings),
-            finished_at=timezone.now(),
-        )
-    except Exception as error:  # shown on the report page instead of a traceback
-        logger.exception("report %s failed", report.pk)
-        StudyReport.objects.filter(pk=report.pk).update(
-            status=StudyReport.Status.FAILED,
-            error_message=f"{type(error).__name__}: {error}"[:4000],
-            finished_at=timezone.now(),
-        )
-    report.refresh_from_db()
-    return report
-
-
-def slots_build(*, study: Study) -> dict[str, int] | str:
-    """Build the rater slots of every deployment (the rating app's planner) once stimuli exist.
-
-    Returns slots per deployment, or the planner's message when it refuses (e.g. slots
-    already in use by raters and the stimuli changed).
-    """
-    from studyapp.rating.services import SlotPlanError, study_build_slots
-
-    try:
-        return study_build_slots(study=study)
-    except SlotPlanError as error:
-        return str(error)

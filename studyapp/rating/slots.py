@@ -1,0 +1,125 @@
+"""Building the rater slots of a study: its balanced plan (``services.slot_plan_compute``) stored.
+
+One builder, :func:`slots_build`, for the researcher's "Build rater slots" button,
+``manage.py build_slots``, the demo and the tests. It raises :class:`SlotPlanError` with a
+message for the researcher when the numbers cannot balance or slots in use would change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from studyapp.rating.models import DeploymentLink, Rating, Slot, SlotStimulus
+from studyapp.rating.services import SlotPlanError, slot_plan_compute
+from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
+
+
+def slots_build(*, study: Study, deployments: Iterable[Deployment] | None = None) -> dict[str, list[Slot]]:
+    """Build the slots of the study's deployments (``deployments``: only those); idempotent.
+
+    Returns the slots per rated deployment's slug. Building again with the same stimuli
+    and settings changes nothing; with different ones a deployment's slots are rebuilt,
+    unless a rater already used one. An automatic-only deployment gets no slots (any built
+    before it became so are removed) and no entry in the result.
+
+    Raises
+    ------
+    SlotPlanError
+        Its message names the deployment and says why; deployments built before it stay built.
+    """
+    chosen = (
+        list(deployments)
+        if deployments is not None
+        else list(Deployment.objects.filter(study=study).select_related("study", "task").order_by("slug"))
+    )
+    built: dict[str, list[Slot]] = {}
+    for deployment in chosen:
+        try:
+            if deployment.automatic_only:
+                _automatic_only_clear_slots(deployment=deployment)
+            else:
+                built[deployment.slug] = _deployment_slots_build(deployment=deployment)
+        except SlotPlanError as error:
+            raise SlotPlanError(f"deployment {deployment.slug}: {error}") from error
+    return built
+
+
+def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
+    """Build one rated deployment's slots (see :func:`slots_build`)."""
+    study = deployment.study
+    with transaction.atomic():
+        # Serialises concurrent builders of the same deployment.
+        Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        stimuli_by_condition: dict[str, list[int]] = {}
+        for stimulus_id, condition_key in rated_stimuli(deployment=deployment).values_list("id", "condition__key"):
+            stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
+        plan = slot_plan_compute(
+            stimuli_by_condition=stimuli_by_condition,
+            raters=study.raters_per_deployment,
+            per_rater=study.stimuli_per_rater,
+            seed=f"{study.seed}:{deployment.slug}",
+        )
+        if not RatingDimension.objects.filter(study=study).exists():
+            raise SlotPlanError("the study has no rating dimensions: a rating page would have nothing to ask")
+        existing = list(Slot.objects.filter(deployment=deployment).order_by("index"))
+        if existing:
+            planned: dict[int, list[int]] = {slot.id: [] for slot in existing}
+            for slot_id, stimulus_id in (
+                SlotStimulus.objects.filter(slot__deployment=deployment)
+                .order_by("slot_id", "position")
+                .values_list("slot_id", "stimulus_id")
+            ):
+                planned[slot_id].append(stimulus_id)
+            if [planned[slot.id] for slot in existing] == plan.slots:
+                DeploymentLink.objects.get_or_create(deployment=deployment)
+                return existing
+            used = any(slot.status != Slot.Status.FREE or slot.times_released for slot in existing)
+            if used or Rating.objects.filter(slot__deployment=deployment).exists():
+                raise SlotPlanError(
+                    "its slots are already in use by raters and the stimuli or settings changed; they cannot be rebuilt"
+                )
+            Slot.objects.filter(deployment=deployment).delete()
+        slots = Slot.objects.bulk_create([Slot(deployment=deployment, index=j) for j in range(len(plan.slots))])
+        SlotStimulus.objects.bulk_create(
+            [
+                SlotStimulus(slot=slot, stimulus_id=stimulus_id, position=position)
+                for slot, stimulus_ids in zip(slots, plan.slots, strict=True)
+                for position, stimulus_id in enumerate(stimulus_ids)
+            ]
+        )
+        DeploymentLink.objects.get_or_create(deployment=deployment)
+    return slots
+
+
+def rated_stimuli(*, deployment: Deployment):
+    """The deployment's stimuli that enter the rater design (``studies.design.rated_stimulus_ids``)."""
+    from studyapp.studies.design import SampleRow, rated_stimulus_ids
+
+    study = deployment.study
+    n_samples = deployment.generated_samples_per_item
+    stimuli = Stimulus.objects.filter(deployment=deployment)
+    rows = (
+        SampleRow(stimulus_id, task_key, item_key, n_samples, sample_index, replaces_id, excluded_at is not None)
+        for stimulus_id, task_key, item_key, sample_index, replaces_id, excluded_at in stimuli.values_list(
+            "id", "item__task__key", "item__key", "sample_index", "replaces_id", "excluded_at"
+        )
+    )
+    ids = rated_stimulus_ids(rows=rows, study_seed=study.seed, n_rated=study.rated_samples_per_item)
+    return stimuli.filter(id__in=ids)
+
+
+def _automatic_only_clear_slots(*, deployment: Deployment) -> list[Slot]:
+    """An automatic-only deployment has no slots and no entry link (ones built before it became so go)."""
+    with transaction.atomic():
+        Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        slots = Slot.objects.filter(deployment=deployment)
+        if (
+            slots.exclude(status=Slot.Status.FREE).exists()
+            or Rating.objects.filter(slot__deployment=deployment).exists()
+        ):
+            raise SlotPlanError("it is automatic-only, but raters already used its slots; they cannot be removed")
+        slots.delete()
+        DeploymentLink.objects.filter(deployment=deployment).delete()
+    return []

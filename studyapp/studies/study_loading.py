@@ -1,0 +1,173 @@
+"""Stage 1, the spec: a checked study spec written into the database, all or nothing.
+
+``spec.py`` checks the file; this module writes what it describes (models, conditions,
+task families and items, rating dimensions, deployments) and decides who may load it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from studyapp.studies.access import user_can_view_study, user_sees_every_study
+from studyapp.studies.models import (
+    Condition,
+    Deployment,
+    Item,
+    LanguageModel,
+    RatingDimension,
+    Stimulus,
+    Study,
+    TaskFamily,
+)
+from studyapp.studies.spec import SpecError, StudySpec, spec_parse
+
+
+class StudyLoadError(ValueError):
+    """The spec is fine but cannot replace what the database holds."""
+
+
+# Said for every slug an uploader may not use, whether a study the uploader is not a
+# researcher of holds it or it is reserved: the words never confirm that another team's
+# study exists, nor anything about it (title, data, researchers). See docs/trust.md.
+SLUG_UNAVAILABLE = "the slug {slug} is not available to you: give the study another slug"
+# Names a researcher is never given, so that a refusal cannot be told apart from these.
+RESERVED_SLUGS = frozenset({"admin", "panel", "r", "static", "healthz", "login", "logout", "new", "preview"})
+
+
+# --- Loading a spec -------------------------------------------------------------------
+
+
+def study_load_file(*, path: str | Path, researchers: Sequence[str] = ()) -> tuple[Study, bool]:
+    """Load a spec file; see :func:`study_load`. Raises :class:`SpecError` for a missing file too."""
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise SpecError([f"cannot read the file ({error.strerror or error})"], str(path)) from None
+    return study_load(content=content, source=str(path), researchers=researchers)
+
+
+def study_load(
+    *, content: str | bytes, source: str = "spec", researchers: Sequence[str] = (), acting_user=None
+) -> tuple[Study, bool]:
+    """Check a spec and write it, all or nothing. Returns ``(study, changed)``.
+
+    ``acting_user``: who asks (the admin's uploader). Unless a superuser, they may load only
+    a new slug or a study they are already a researcher of; any other slug is refused
+    with :data:`SLUG_UNAVAILABLE` before anything is read or written. ``None`` is the
+    operator's command line, trusted as the database owner.
+
+    Loading the same spec again (same sha256) changes nothing, so the demo and deploy
+    scripts can load unconditionally. A different spec for an existing slug replaces the
+    study's definition only while nothing has been generated or rated for it: rows that
+    stimuli or ratings point to are never rewritten underneath them.
+    """
+    spec = spec_parse(content, source=source)
+    users = _researchers_lookup(researchers, source)
+    if acting_user is not None and acting_user not in users:
+        users.append(acting_user)  # the uploader becomes a researcher of what they loaded
+    with transaction.atomic():
+        study = Study.objects.select_for_update().filter(slug=spec.study["slug"]).first()
+        _study_load_allowed(study=study, slug=spec.study["slug"], acting_user=acting_user, source=source)
+        if study is not None and study.spec_sha256 == spec.sha256:
+            study.researchers.add(*users)
+            return study, False
+        if study is not None:
+            if Stimulus.objects.filter(deployment__study=study).exists() or study.participants.exists():
+                raise StudyLoadError(
+                    f"{source}: study {study.slug!r} already has stimuli or participants; "
+                    "load the changed spec under a new slug (or edit it in the admin)"
+                )
+            # Children only: the Study row (and its researchers) stays.
+            study.deployments.all().delete()
+            study.conditions.all().delete()
+            study.language_models.all().delete()
+            study.task_families.all().delete()
+            study.dimensions.all().delete()
+        study = _study_write(study=study, spec=spec)
+        study.researchers.add(*users)
+    return study, True
+
+
+def _study_load_allowed(*, study: Study | None, slug: str, acting_user, source: str) -> None:
+    if acting_user is None or user_sees_every_study(user=acting_user):
+        return
+    if slug in RESERVED_SLUGS or (study is not None and not user_can_view_study(user=acting_user, study=study)):
+        raise StudyLoadError(f"{source}: {SLUG_UNAVAILABLE.format(slug=slug)}")
+
+
+def _researchers_lookup(usernames: Sequence[str], source: str) -> list:
+    if not usernames:
+        return []
+    users = list(get_user_model().objects.filter(username__in=usernames))
+    missing = sorted(set(usernames) - {u.username for u in users})
+    if missing:
+        raise SpecError([f"researchers: no user named {name!r}" for name in missing], source)
+    return users
+
+
+def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
+    fields = dict(spec.study)
+    fields.update(spec=json_safe(spec.raw), spec_version=spec.version, spec_sha256=spec.sha256)
+    if study is None:
+        study = Study.objects.create(**fields)
+    else:
+        for name, value in fields.items():
+            setattr(study, name, value)
+        study.save()
+
+    models = {
+        m["key"]: LanguageModel.objects.create(
+            study=study, key=m["key"], source=m["source"], backend=m["backend"], device=m["device"], dtype=m["dtype"]
+        )
+        for m in spec.models
+    }
+    conditions = {
+        c["key"]: Condition.objects.create(
+            study=study,
+            model=models[c["model"]],
+            key=c["key"],
+            label=c["label"],
+            method=c["method"],
+            params=c["params"],
+            artifact_path=c["artifact_path"],
+        )
+        for c in spec.conditions
+    }
+    tasks = {}
+    for t in spec.tasks:
+        task = TaskFamily.objects.create(
+            study=study,
+            key=t["key"],
+            template=t["template"],
+            system_prompt=t["system_prompt"],
+            parser=t["parser"],
+            description=t["description"],
+        )
+        Item.objects.bulk_create([Item(task=task, key=i["key"], text=i["text"]) for i in t["items"]])
+        tasks[t["key"]] = task
+    RatingDimension.objects.bulk_create(
+        [RatingDimension(study=study, position=position, **d) for position, d in enumerate(spec.dimensions)]
+    )
+    for d in spec.deployments:
+        deployment = Deployment.objects.create(
+            study=study,
+            slug=d["slug"],
+            model=models[d["model"]],
+            task=tasks[d["task"]],
+            samples_per_item=d["samples_per_item"],
+            automatic_only=d["automatic_only"],
+        )
+        deployment.conditions.set([conditions[key] for key in d["conditions"]])
+    return study
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as a JSONField stores it: dates (YAML has them) become strings."""
+    return json.loads(json.dumps(value, default=str))

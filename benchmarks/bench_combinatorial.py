@@ -88,7 +88,7 @@ def bench_scoring(n_walks: int, rounds: int) -> dict:
     scorer = WalkScorer(triples)
     n_nx = min(n_walks, 100_000)
     fast_times, id_times, nx_times, name_pass_times = [], [], [], []
-    n_tokens, ids = scorer._encode(walks)
+    n_tokens, ids = scorer.encode(walks)
     for _ in range(rounds):
         start = time.perf_counter()
         scores = scorer.score(walks, walk_prompts)

@@ -320,7 +320,7 @@ def test_the_fast_name_path_the_id_path_and_the_table_free_look_ups_agree(monkey
     scorer = WalkScorer(triples)
     assert scorer._names_disjoint is not overlapping_names
     from_names = scorer.score(walks, prompts)
-    from_ids = scorer.score_encoded(*scorer._encode(walks), prompts)
+    from_ids = scorer.score_encoded(*scorer.encode(walks), prompts)
     monkeypatch.setattr(combinatorial, "_DENSE_EDGE_TABLE_MAX", 0)
     monkeypatch.setattr(combinatorial, "_LABEL_BITMASK_MAX", 0)  # and I / X by the label table
     sorted_scorer = WalkScorer(triples)

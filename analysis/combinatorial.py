@@ -104,7 +104,7 @@ _NO_EDGE = np.iinfo(np.uint16).max
 # Walks are scanned in chunks of about this many tokens: every temporary array of the scan
 # then stays in cache and is reused heap memory; arrays over the whole batch (100 MB and
 # more) would be fresh, page-faulting memory for every pass.
-_CHUNK_TOKENS = 1 << 16
+_CHUNK_TOKENS = 1 << 15
 
 
 def _walk_chunks(n_tokens: np.ndarray) -> list[tuple[int, int]]:
@@ -326,14 +326,14 @@ class WalkScorer:
         )
 
     def _clamped(self, codes: np.ndarray) -> np.ndarray:
-        """Codes as small unsigned tokens in 0..m, m = n + k standing for every unknown code
-        (a negative code read unsigned is huge, so one ``minimum`` maps both kinds)."""
+        """Codes as index-sized tokens in 0..m, m = n + k standing for every unknown code (a
+        negative code read unsigned is huge, so one ``minimum`` maps both kinds). Index-sized
+        so that the table look-ups take them as they are (a chunk is small enough for cache)."""
         m = self.n_concepts + len(self.labels)
         if codes.dtype.kind not in "iu":
             codes = codes.astype(np.int64)
         unsigned = codes.view(codes.dtype.str.replace("i", "u"))
-        token_type = np.uint16 if m < np.iinfo(np.uint16).max else np.uint32
-        return np.minimum(unsigned, m, out=np.empty(codes.shape, dtype=token_type), casting="unsafe")
+        return np.minimum(unsigned, m, out=np.empty(codes.shape, dtype=np.intp), casting="unsafe")
 
     @staticmethod
     def _ends(tokens: np.ndarray, starts: np.ndarray, n_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

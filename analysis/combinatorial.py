@@ -1,12 +1,12 @@
 """Validity, utility, novelty and creativity of labelled walks (Schapiro et al., arXiv 2509.21043).
 
-Definitions (the paper's framework section; choices it leaves open are in
-``docs/combinatorial.md``):
+Definitions (what is checked against the paper's text, and the choices it leaves open, are
+in ``docs/combinatorial.md``):
 
 - conceptual space: a simple undirected labelled graph G = (V, E, Sigma);
-- artifact: a walk P = (v0, l1, v1, ..., lh, vh); *valid* when every (v(t-1), l(t), v(t))
-  is an edge of G carrying that label;
-- prompt: x = (u, v, I, X);
+- artifact: a walk P = (v0, l1, v1, ..., lh, vh); *valid* when every v(t) is in
+  N(v(t-1), l(t)), i.e. (v(t-1), l(t), v(t)) is an edge of G carrying that label;
+- prompt: x = (u, v, I, X), I and X disjoint;
 - utility U(P; x) = (1 + a_I |I|) (1 + a_X |X|) when P is valid, v0 = u, vh = v, every
   label of I occurs in P and none of X does; 0 otherwise;
 - novelty N(P) = a_h h + a_r S(P), with h the number of steps and S(P) the mean label
@@ -15,7 +15,7 @@ Definitions (the paper's framework section; choices it leaves open are in
 - creativity C = E[U N].
 
 Everything is vectorised over walks (numpy; a dense edge table, or sorted-key look-ups for
-a graph too large for one); no torch, no networkx.
+a graph too large for one), scanned in cache-sized chunks; no torch, no networkx.
 """
 
 from __future__ import annotations

@@ -305,8 +305,11 @@ class WalkScorer:
         endpoints_ok = (scan.first == p_start[which]) & (scan.last == p_end[which]) & (p_start[which] >= 0)
         used = scan.used
         if used is None:
-            owner, label = (np.concatenate(parts) for parts in (scan.label_owner or [[]], scan.label_id or [[]]))
-            used = self._label_presence(owner.astype(np.int64), label.astype(np.int64), n_walks, len(self.labels))
+            owner, label = (
+                np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                for parts in (scan.label_owner, scan.label_id)
+            )
+            used = self._label_presence(owner, label, n_walks, len(self.labels))
         inc_ok, exc_ok = self._constraints_met(used, which, table)
         satisfies = valid & endpoints_ok & inc_ok & exc_ok
         w = self.weights

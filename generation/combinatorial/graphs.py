@@ -307,7 +307,7 @@ def _read_wordnet_file(
             for p in range(int(fields[i])):
                 symbol, target, target_pos = fields[i + 1 + 4 * p : i + 4 + 4 * p]
                 relation = WORDNET_RELATIONS.get(symbol)
-                if relation in priority:
+                if relation is not None and relation in priority:
                     target_tag = "a" if target_pos == "s" else target_pos
                     raw_edges.append((key, relation, (target_tag, int(target))))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from transformers import GPT2LMHeadModel
 
 from analysis.combinatorial import Prompt, WalkScorer, label_counts_from_walks, mean_ci_over_prompts
 from generation.combinatorial.graphs import ConceptGraph
@@ -184,7 +185,7 @@ def run_scaling(
 
 
 def _sampled_scores(
-    model: torch.nn.Module,
+    model: GPT2LMHeadModel,
     tokenizer: WalkTokenizer,
     heldout: Sequence[Prompt],
     scorer: WalkScorer,

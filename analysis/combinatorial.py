@@ -1,12 +1,12 @@
 """Validity, utility, novelty and creativity of labelled walks (Schapiro et al., arXiv 2509.21043).
 
-Definitions (the paper's framework section; choices it leaves open are in
-``docs/combinatorial.md``):
+Definitions (what is checked against the paper's text, and the choices it leaves open, are
+in ``docs/combinatorial.md``):
 
 - conceptual space: a simple undirected labelled graph G = (V, E, Sigma);
-- artifact: a walk P = (v0, l1, v1, ..., lh, vh); *valid* when every (v(t-1), l(t), v(t))
-  is an edge of G carrying that label;
-- prompt: x = (u, v, I, X);
+- artifact: a walk P = (v0, l1, v1, ..., lh, vh); *valid* when every v(t) is in
+  N(v(t-1), l(t)), i.e. (v(t-1), l(t), v(t)) is an edge of G carrying that label;
+- prompt: x = (u, v, I, X), I and X disjoint;
 - utility U(P; x) = (1 + a_I |I|) (1 + a_X |X|) when P is valid, v0 = u, vh = v, every
   label of I occurs in P and none of X does; 0 otherwise;
 - novelty N(P) = a_h h + a_r S(P), with h the number of steps and S(P) the mean label
@@ -15,7 +15,7 @@ Definitions (the paper's framework section; choices it leaves open are in
 - creativity C = E[U N].
 
 Everything is vectorised over walks (numpy; a dense edge table, or sorted-key look-ups for
-a graph too large for one); no torch, no networkx.
+a graph too large for one), scanned in cache-sized chunks; no torch, no networkx.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -85,22 +85,57 @@ def label_counts_from_walks(walks: Iterable[Sequence[str]]) -> dict[str, int]:
 
 class _NameCodes(dict):
     """Name -> code, -1 for a name not in the graph, looked up with the C-level ``__getitem__``
-    (no default argument per call: the name-to-id pass is most of the cost of scoring)."""
+    (no default argument per call: the name-to-code pass is most of the cost of scoring)."""
 
     def __missing__(self, name: str) -> int:
         return -1
 
 
-# Largest n_concepts ** 2 for the dense (head, tail) -> label table (an int8 / int16 each):
-# one gather per step instead of a binary search. Larger graphs use the sorted keys.
+# Largest (n_concepts + n_labels + 1) ** 2 for the dense (code, code) -> label table (two
+# bytes each): one gather per token instead of a binary search. Larger graphs use sorted keys.
 _DENSE_EDGE_TABLE_MAX = 1 << 24
 # Up to this many labels, the labels a walk uses are one bit mask per walk (an OR over its
-# steps), and I / X are checked with two mask comparisons per walk.
+# tokens), and I / X are checked with two mask comparisons per walk.
 _LABEL_BITMASK_MAX = 63
+# The dense table's "no edge": never a token (tokens are at most n_concepts + n_labels).
+_NO_EDGE = np.iinfo(np.uint16).max
+
+
+# Walks are scanned in chunks of about this many tokens: every temporary array of the scan
+# then stays in cache and is reused heap memory; arrays over the whole batch (100 MB and
+# more) would be fresh, page-faulting memory for every pass.
+_CHUNK_TOKENS = 1 << 15
+
+
+def _walk_chunks(n_tokens: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive walk ranges [w0, w1) of about ``_CHUNK_TOKENS`` tokens each (at least one walk)."""
+    if not len(n_tokens):
+        return []
+    ends = np.cumsum(n_tokens)
+    cuts = np.searchsorted(ends, np.arange(_CHUNK_TOKENS, int(ends[-1]), _CHUNK_TOKENS)) + 1
+    bounds = np.unique(np.concatenate([[0], cuts, [len(n_tokens)]])).tolist()
+    return list(pairwise(bounds))
+
+
+class _Scan:
+    """Per-walk results of the token scan, filled chunk by chunk."""
+
+    def __init__(self, n_walks: int, bitmask_dtype: np.dtype | None):
+        self.valid = np.zeros(n_walks, dtype=bool)
+        self.first = np.full(n_walks, -1, dtype=np.int64)
+        self.last = np.full(n_walks, -1, dtype=np.int64)
+        self.surprise_sum = np.zeros(n_walks)
+        # The labels each walk uses: a bit mask, or (many labels) (walk, label) pairs.
+        self.used = np.zeros(n_walks, dtype=bitmask_dtype) if bitmask_dtype is not None else None
+        self.label_owner: list[np.ndarray] = []
+        self.label_id: list[np.ndarray] = []
 
 
 class WalkScorer:
     """Scores walks against one graph.
+
+    Walks are read in one code space: concepts 0..n-1, labels n..n+k-1, anything else
+    unknown (what :meth:`encode` returns and :meth:`score_encoded` takes).
 
     Parameters
     ----------
@@ -130,66 +165,73 @@ class WalkScorer:
         self.weights = weights
         self._label_code = {name: i for i, name in enumerate(self.labels)}
         self._names_disjoint = not set(self._label_code) & set(concepts)
-        # One code space when names are disjoint: concepts 0..n-1, labels n..n+k-1.
+        n, k = len(concepts), len(self.labels)
         self._code = _NameCodes({name: i for i, name in enumerate(concepts)})
-        self._code.update({name: len(concepts) + i for name, i in self._label_code.items()})
-        heads = concepts.get_indexer([h for h, _, _ in rows])
-        tails = concepts.get_indexer([t for _, _, t in rows])
+        self._code.update({name: n + i for name, i in self._label_code.items()})
         labs = self.labels.get_indexer([lab for _, lab, _ in rows])
-        n = len(concepts)
-        keys = np.minimum(heads, tails).astype(np.int64) * n + np.maximum(heads, tails)
-        order = np.argsort(keys, kind="stable")
-        self._keys, self._edge_labels = keys[order], labs[order]
-        self._edge_table: np.ndarray | None = None
-        if 0 < n * n <= _DENSE_EDGE_TABLE_MAX:
-            # The label of the first triple of each pair, both directions: what the sorted
-            # look-up (stable order) finds.
-            unique_keys, first = np.unique(self._keys, return_index=True)
-            low, high = unique_keys // n, unique_keys % n
-            table = np.full(n * n, -1, dtype=np.int8 if len(self.labels) < 127 else np.int32)
-            table[low * n + high] = self._edge_labels[first]
-            table[high * n + low] = self._edge_labels[first]
-            self._edge_table = table
+        self._index_edges(
+            concepts.get_indexer([h for h, _, _ in rows]), labs, concepts.get_indexer([t for *_, t in rows])
+        )
         if train_label_counts is None:
-            counts = np.bincount(labs, minlength=len(self.labels)).astype(float)
+            counts = np.bincount(labs, minlength=k).astype(float)
         else:
             counts = np.array([float(train_label_counts.get(lab, 0)) for lab in self.labels])
         total = counts.sum()
         freq = np.where(counts > 0, counts / max(total, 1.0), 1.0 / (total + 1.0))
         self.surprise_of_label = -np.log(freq)
+        # Per code (concept, label, unknown): a concept or unknown token adds nothing, so a
+        # sum or OR over all of a valid walk's tokens is the one over its labels.
+        self._surprise_of_code = np.zeros(n + k + 1)
+        self._surprise_of_code[n : n + k] = self.surprise_of_label
+        self._bit_of_code = np.zeros(n + k + 1, dtype=self._bitmask_dtype() or np.uint8)
+        if k <= _LABEL_BITMASK_MAX:
+            self._bit_of_code[n : n + k] = np.left_shift(1, np.arange(k, dtype=np.uint64))
+
+    def _index_edges(self, heads: np.ndarray, labs: np.ndarray, tails: np.ndarray) -> None:
+        """The undirected edges as sorted keys ``low * n + high`` with their labels, and, when
+        it fits, a dense table code x code -> label code (both directions, no loops)."""
+        n, m = self.n_concepts, self.n_concepts + len(self.labels)
+        keys = np.minimum(heads, tails).astype(np.int64) * n + np.maximum(heads, tails)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._edge_labels = keys[order], labs[order]
+        self._edge_table: np.ndarray | None = None
+        if n and (m + 1) ** 2 <= _DENSE_EDGE_TABLE_MAX:
+            # The label of the first triple of each pair: what the sorted look-up (stable
+            # order) finds.
+            unique_keys, first = np.unique(self._keys, return_index=True)
+            low, high = unique_keys // n, unique_keys % n
+            keep = low != high  # a simple graph has no loops
+            low, high, code = low[keep], high[keep], n + self._edge_labels[first][keep]
+            table = np.full((m + 1) ** 2, _NO_EDGE, dtype=np.uint16)
+            table[low * (m + 1) + high] = code
+            table[high * (m + 1) + low] = code
+            self._edge_table = table
 
     @property
     def n_concepts(self) -> int:
         return len(self.concepts)
 
     def _codes(self, walks: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """Token counts per walk and one code per token in the joint space (concepts 0..n-1,
-        labels n..n+k-1, -1 unknown): one C-level dict pass over all tokens, no per-token
-        Python code, no intermediate list."""
+        """Token counts per walk and one code per token (-1 unknown): one C-level dict pass
+        over all tokens, no per-token Python code, no intermediate list."""
         n_tokens = np.fromiter(map(len, walks), dtype=np.int64, count=len(walks))
         total = int(n_tokens.sum())
-        codes = np.fromiter(map(self._code.__getitem__, chain.from_iterable(walks)), dtype=np.int64, count=total)
+        codes = np.fromiter(map(self._code.__getitem__, chain.from_iterable(walks)), dtype=np.int32, count=total)
         return n_tokens, codes
 
-    def _encode(self, walks: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """Token counts per walk and one id per token: concepts 0..n-1 at even positions,
-        labels 0..k-1 at odd ones, -1 for a name that is not one of those."""
-        n = self.n_concepts
+    def encode(self, walks: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token counts per walk and one code per token: concepts 0..n-1, labels n..n+k-1,
+        -1 for a name that is neither (or not one where it stands, when a name is both a
+        concept and a label)."""
         if self._names_disjoint:
-            n_tokens, codes = self._codes(walks)
-            is_label = self._token_parity(n_tokens)
-            ids = np.where(is_label, np.where(codes >= n, codes - n, -1), np.where(codes < n, codes, -1))
-            return n_tokens, ids
+            return self._codes(walks)
         n_tokens = np.fromiter(map(len, walks), dtype=np.int64, count=len(walks))
         flat = list(chain.from_iterable(walks))
-        is_label = self._token_parity(n_tokens)
-        return n_tokens, np.where(is_label, self.labels.get_indexer(flat), self.concepts.get_indexer(flat))
-
-    @staticmethod
-    def _token_parity(n_tokens: np.ndarray) -> np.ndarray:
-        """True at the odd positions (labels) of each walk, over all tokens."""
         starts = np.cumsum(n_tokens) - n_tokens
-        return (np.arange(int(n_tokens.sum())) - np.repeat(starts, n_tokens)) % 2 == 1
+        is_label = (np.arange(len(flat)) - np.repeat(starts, n_tokens)) % 2 == 1
+        label_ids = self.labels.get_indexer(flat)
+        label_codes = np.where(label_ids >= 0, label_ids + self.n_concepts, -1)
+        return n_tokens, np.where(is_label, label_codes, self.concepts.get_indexer(flat)).astype(np.int32)
 
     def score(self, walks: Sequence[Sequence[str]], prompts: Sequence[Prompt]) -> pd.DataFrame:
         """Score ``walks[i]`` against ``prompts[i]``.
@@ -201,72 +243,77 @@ class WalkScorer:
         """
         if len(walks) != len(prompts):
             raise ValueError(f"{len(walks)} walks but {len(prompts)} prompts")
-        if self._names_disjoint:
-            # Joint codes go straight to the scorer: it reads labels only at label positions
-            # and concepts only at concept positions, so no per-token id conversion is needed.
-            n_tokens, codes = self._codes(walks)
-            return self._score_tokens(n_tokens, codes, prompts, label_offset=self.n_concepts)
-        n_tokens, ids = self._encode(walks)
-        return self.score_encoded(n_tokens, ids, prompts)
+        n_tokens = np.fromiter(map(len, walks), dtype=np.int64, count=len(walks))
+        scan = _Scan(len(walks), self._bitmask_dtype())
+        for w0, w1 in _walk_chunks(n_tokens):
+            # Encoded chunk by chunk, so the codes too stay in cache.
+            self._scan_chunk(self.encode(walks[w0:w1])[1], n_tokens[w0:w1], scan, w0)
+        return self._scores(n_tokens, scan, prompts)
 
-    def score_encoded(self, n_tokens: np.ndarray, ids: np.ndarray, prompts: Sequence[Prompt]) -> pd.DataFrame:
-        """:meth:`score` on walks already encoded as by :meth:`_encode` (all vectorised)."""
-        return self._score_tokens(n_tokens, ids, prompts, label_offset=0)
-
-    def _score_tokens(
-        self, n_tokens: np.ndarray, tokens: np.ndarray, prompts: Sequence[Prompt], *, label_offset: int
-    ) -> pd.DataFrame:
-        """The vectorised scorer. A concept is a token in 0..n-1; a label is a token minus
-        ``label_offset`` in 0..k-1 (offset 0 for :meth:`_encode`'s ids, n for joint codes)."""
-        n_walks = len(n_tokens)
-        w = self.weights
-        n, k = self.n_concepts, len(self.labels)
-        starts = np.cumsum(n_tokens) - n_tokens
-        # A step is a label token with a concept after it: walk i has (len - 1) // 2 steps,
-        # the j-th with its label at starts[i] + 1 + 2 j. Every token of an odd-length walk
-        # with a step is in one, so checking the steps checks every name.
-        n_steps = np.maximum(n_tokens - 1, 0) // 2
-        step_walk = np.repeat(np.arange(n_walks), n_steps)
-        label_pos = np.repeat(starts + 1 - 2 * (np.cumsum(n_steps) - n_steps), n_steps) + 2 * np.arange(step_walk.size)
-        a, lab, b = tokens[label_pos - 1], tokens[label_pos] - label_offset, tokens[label_pos + 1]
-        # Unsigned views: one comparison checks 0 <= x < bound (negative ids wrap to huge).
-        lab_ok = lab.view(np.uint64) < k
-        step_ok = (a.view(np.uint64) < n) & (b.view(np.uint64) < n) & lab_ok & (a != b)
-        if self._edge_table is not None:
-            step_ok &= self._edge_table[np.where(step_ok, a * n + b, 0)] == lab
-        elif len(self._keys):
-            keys = np.minimum(a, b) * n + np.maximum(a, b)
-            where = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-            step_ok &= (self._keys[where] == keys) & (self._edge_labels[where] == lab)
-        else:
-            step_ok[:] = False
-        lab = np.where(lab_ok, lab, 0)  # only read where lab_ok, or for an invalid walk
-        bad_step = np.bincount(step_walk[~step_ok], minlength=n_walks) > 0
-        padded = np.append(tokens, -1)  # sentinel: an empty walk's first/last token reads it
-        lone_ok = padded[np.where(n_tokens == 1, starts, -1)].view(np.uint64) < n  # a one-concept walk
-        valid = (n_tokens % 2 == 1) & ~bad_step & ((n_steps > 0) | lone_ok)
-        length = np.bincount(step_walk, minlength=n_walks)
-        surprise_sum = np.bincount(step_walk, weights=self.surprise_of_label[lab], minlength=n_walks)
-        surprise = np.divide(surprise_sum, length, out=np.zeros(n_walks), where=length > 0)
-
-        # Constraints of x, encoded once per distinct prompt.
-        table, which = self._encode_prompts(prompts)
-        p_start, p_end, n_inc, n_exc, inc_ptr, inc_ids, exc_ptr, exc_ids = table
-        has = n_tokens > 0
-        first = padded[np.where(has, starts, -1)]
-        last = padded[np.where(has, starts + n_tokens - 1, -1)]
-        endpoints_ok = has & (first == p_start[which]) & (last == p_end[which]) & (p_start[which] >= 0)
-        w_inc, w_exc = n_inc[which], n_exc[which]
-        if k <= _LABEL_BITMASK_MAX:
-            inc_ok, exc_ok = self._constraints_by_bitmask(
-                step_walk, lab, lab_ok, n_steps, which, (n_inc, inc_ptr, inc_ids, exc_ptr, exc_ids)
+    def score_encoded(self, n_tokens: np.ndarray, codes: np.ndarray, prompts: Sequence[Prompt]) -> pd.DataFrame:
+        """:meth:`score` on walks already encoded as by :meth:`encode` (all vectorised)."""
+        n_tokens = np.asarray(n_tokens, dtype=np.int64)
+        codes = np.asarray(codes)
+        if len(n_tokens) != len(prompts) or codes.size != n_tokens.sum():
+            raise ValueError(
+                f"{len(n_tokens)} walks of {n_tokens.sum()} tokens, {codes.size} codes, {len(prompts)} prompts"
             )
+        starts = np.cumsum(n_tokens) - n_tokens
+        scan = _Scan(len(n_tokens), self._bitmask_dtype())
+        for w0, w1 in _walk_chunks(n_tokens):
+            self._scan_chunk(codes[starts[w0] : starts[w1 - 1] + n_tokens[w1 - 1]], n_tokens[w0:w1], scan, w0)
+        return self._scores(n_tokens, scan, prompts)
+
+    def _bitmask_dtype(self) -> np.dtype | None:
+        """The smallest unsigned integer holding one bit per label; None past 63 labels."""
+        k = len(self.labels)
+        if k > _LABEL_BITMASK_MAX:
+            return None
+        return next(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.uint64) if k <= 8 * np.dtype(t).itemsize)
+
+    def _scan_chunk(self, codes: np.ndarray, n_tokens: np.ndarray, scan: _Scan, w0: int) -> None:
+        """Per walk of one chunk (its first walk ``w0``): ends, validity, labels used and
+        the sum of their surprise, into ``scan``."""
+        w1 = w0 + len(n_tokens)
+        tokens = self._clamped(codes)
+        starts = np.cumsum(n_tokens) - n_tokens
+        first, last = self._ends(tokens, starts, n_tokens)
+        scan.first[w0:w1], scan.last[w0:w1] = first, last
+        scan.valid[w0:w1] = self._validity(tokens, starts, n_tokens, first)
+        nonempty = np.flatnonzero(n_tokens > 0)
+        if not nonempty.size:
+            return
+        # reduceat over the non-empty walks' starts: their segments tile the tokens.
+        at = starts[nonempty]
+        scan.surprise_sum[w0 + nonempty] = np.add.reduceat(self._surprise_of_code.take(tokens), at)
+        if scan.used is not None:
+            scan.used[w0 + nonempty] = np.bitwise_or.reduceat(self._bit_of_code.take(tokens), at)
         else:
-            used = self._label_presence(step_walk[lab_ok], lab[lab_ok], n_walks, k)
-            inc_ok = self._hits(used, which, w_inc, inc_ptr, inc_ids, n_walks, k) == w_inc
-            exc_ok = self._hits(used, which, w_exc, exc_ptr, exc_ids, n_walks, k) == 0
+            n, k = self.n_concepts, len(self.labels)
+            is_label = (tokens >= n) & (tokens < n + k)
+            scan.label_owner.append(w0 + np.repeat(np.arange(len(n_tokens)), n_tokens)[is_label])
+            scan.label_id.append(tokens[is_label].astype(np.int64) - n)
+
+    def _scores(self, n_tokens: np.ndarray, scan: _Scan, prompts: Sequence[Prompt]) -> pd.DataFrame:
+        """The score table from the per-walk scan: the prompt's constraints, then U, N, U N."""
+        n_walks = len(n_tokens)
+        valid = scan.valid
+        length = np.maximum(n_tokens - 1, 0) // 2
+        surprise = np.divide(scan.surprise_sum, length, out=np.zeros(n_walks), where=length > 0)
+        table, which = self._encode_prompts(prompts)
+        p_start, p_end, n_inc, n_exc = table[:4]
+        endpoints_ok = (scan.first == p_start[which]) & (scan.last == p_end[which]) & (p_start[which] >= 0)
+        used = scan.used
+        if used is None:
+            owner, label = (
+                np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                for parts in (scan.label_owner, scan.label_id)
+            )
+            used = self._label_presence(owner, label, n_walks, len(self.labels))
+        inc_ok, exc_ok = self._constraints_met(used, which, table)
         satisfies = valid & endpoints_ok & inc_ok & exc_ok
-        scale = (1 + w.alpha_include * w_inc) * (1 + w.alpha_exclude * w_exc)
+        w = self.weights
+        scale = (1 + w.alpha_include * n_inc[which]) * (1 + w.alpha_exclude * n_exc[which])
         utility = np.where(satisfies, scale, 0.0).astype(float)
         novelty = np.where(valid, w.alpha_h * length + w.alpha_r * surprise, 0.0)
         return pd.DataFrame(
@@ -280,6 +327,72 @@ class WalkScorer:
                 "creativity": utility * novelty,
             }
         )
+
+    def _clamped(self, codes: np.ndarray) -> np.ndarray:
+        """Codes as index-sized tokens in 0..m, m = n + k standing for every unknown code (a
+        negative code read unsigned is huge, so one ``minimum`` maps both kinds). Index-sized
+        so that the table look-ups take them as they are (a chunk is small enough for cache)."""
+        m = self.n_concepts + len(self.labels)
+        if codes.dtype.kind not in "iu":
+            codes = codes.astype(np.int64)
+        unsigned = codes.view(codes.dtype.str.replace("i", "u"))
+        return np.minimum(unsigned, m, out=np.empty(codes.shape, dtype=np.intp), casting="unsafe")
+
+    @staticmethod
+    def _ends(tokens: np.ndarray, starts: np.ndarray, n_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each walk's first and last token; -1 for an empty walk."""
+        nonempty = n_tokens > 0
+        if not tokens.size:
+            return np.full(len(n_tokens), -1), np.full(len(n_tokens), -1)
+        first = np.where(nonempty, tokens[np.where(nonempty, starts, 0)], -1)
+        last = np.where(nonempty, tokens[np.where(nonempty, starts + n_tokens - 1, 0)], -1)
+        return first, last
+
+    def _validity(self, tokens: np.ndarray, starts: np.ndarray, n_tokens: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Per walk, whether it is valid.
+
+        Checked at every token position g at once, with no per-step index arithmetic: where
+        token g is a concept, (g, g + 1, g + 2) must be a step, an edge carrying that label.
+        A walk of odd length that starts with a concept and passes this check at every
+        position but its last two is valid: by induction its even positions hold concepts,
+        its odd ones labels, and each (concept, label, concept) is an edge with that label."""
+        bad_before = self._bad_step_counts(tokens)
+        end = np.maximum(starts + n_tokens - 2, starts)
+        valid = (n_tokens % 2 == 1) & (first >= 0) & (first < self.n_concepts)
+        valid &= bad_before[end] == bad_before[starts]
+        return valid
+
+    def _bad_step_counts(self, tokens: np.ndarray) -> np.ndarray:
+        """How many positions before g (for g in 0..T) hold a concept that does not start an
+        edge step: a running count, so a walk's count is one difference."""
+        size = tokens.size
+        counts = np.zeros(size + 1, dtype=np.int32)
+        if size < 3:
+            return counts
+        heads, middles, tails = tokens[:-2], tokens[1:-1], tokens[2:]
+        if self._edge_table is not None:
+            key = np.multiply(heads, self.n_concepts + len(self.labels) + 1, dtype=np.intp)
+            key += tails
+            is_step = self._edge_table.take(key) == middles
+        else:
+            is_step = self._edge_steps_by_sorted_keys(heads, middles, tails)
+        bad = heads < self.n_concepts
+        np.greater(bad, is_step, out=bad)  # a concept, and no step
+        np.cumsum(bad, dtype=np.int32, out=counts[1 : size - 1])
+        counts[size - 1 :] = counts[size - 2]
+        return counts
+
+    def _edge_steps_by_sorted_keys(self, heads: np.ndarray, middles: np.ndarray, tails: np.ndarray) -> np.ndarray:
+        """Whether each (head, middle, tail) is an edge step: ``searchsorted`` in the sorted
+        edge keys (the path for graphs too large for the dense table)."""
+        n, m = self.n_concepts, self.n_concepts + len(self.labels)
+        if not len(self._keys):
+            return np.zeros(heads.size, dtype=bool)
+        heads, tails = heads.astype(np.int64), tails.astype(np.int64)
+        ok = (heads < n) & (tails < n) & (heads != tails) & (middles >= n) & (middles < m)
+        keys = np.minimum(heads, tails) * n + np.maximum(heads, tails)
+        where = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return ok & (self._keys[where] == keys) & (self._edge_labels[where] + n == middles)
 
     def _encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         """Arrays per distinct prompt (start, end, |I|, |X|, I and X as CSR) and each walk's row."""
@@ -308,25 +421,26 @@ class WalkScorer:
         exc_ptr = np.concatenate([[0], np.cumsum(n_exc)])
         return (p_start, p_end, n_inc, n_exc, inc_ptr, inc_ids, exc_ptr, exc_ids), which
 
+    def _constraints_met(
+        self, used: np.ndarray, which: np.ndarray, table: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per walk, whether it uses every label of its prompt's I, and none of its X."""
+        _, _, n_inc, n_exc, inc_ptr, inc_ids, exc_ptr, exc_ids = table
+        if len(self.labels) <= _LABEL_BITMASK_MAX:
+            return self._constraints_by_bitmask(used, which, (n_inc, inc_ptr, inc_ids, exc_ptr, exc_ids))
+        n_walks, k = len(which), len(self.labels)
+        w_inc, w_exc = n_inc[which], n_exc[which]
+        inc_ok = self._hits(used, which, w_inc, inc_ptr, inc_ids, n_walks, k) == w_inc
+        exc_ok = self._hits(used, which, w_exc, exc_ptr, exc_ids, n_walks, k) == 0
+        return inc_ok, exc_ok
+
     @staticmethod
     def _constraints_by_bitmask(
-        step_walk: np.ndarray,
-        lab: np.ndarray,
-        lab_ok: np.ndarray,
-        n_steps: np.ndarray,
-        which: np.ndarray,
-        prompt_sets: tuple[np.ndarray, ...],
+        used: np.ndarray, which: np.ndarray, prompt_sets: tuple[np.ndarray, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per walk, whether it uses every label of its prompt's I and none of its X: the
-        labels a walk uses as one bit mask (OR over its steps, which are contiguous)."""
+        """I and X met, with the labels a walk uses as one bit mask per walk."""
         n_inc, inc_ptr, inc_ids, exc_ptr, exc_ids = prompt_sets
-        n_walks = len(n_steps)
-        bits = np.where(lab_ok, np.left_shift(np.int64(1), lab), 0)
-        used = np.zeros(n_walks, dtype=np.int64)
-        stepped = np.flatnonzero(n_steps > 0)
-        if stepped.size:
-            step_starts = (np.cumsum(n_steps) - n_steps)[stepped]
-            used[stepped] = np.bitwise_or.reduceat(bits, step_starts)
+        used = used.astype(np.int64)  # at most 63 bits
 
         def masks(ptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
             # Per prompt, the OR of its labels' bits; an unknown label (-1) contributes none.

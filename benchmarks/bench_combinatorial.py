@@ -4,8 +4,9 @@
    implementation written here (one walk at a time: ``G.has_edge``, the edge's label, the
    set of labels, the same formulas). Both score the same walks on a synthetic graph; the
    scores are checked equal, then walks/s are compared: from names (what ``cc-score``
-   reads; one C-level dict look-up per token bounds it) and from token ids (the
-   vectorised core, what a sampler that emits ids can feed it).
+   reads; one C-level dict look-up per token bounds it) and from token codes (the
+   vectorised core, what a sampler that emits ids can feed it). Wall and CPU time are
+   both recorded; on a shared machine the CPU time is the steadier of the two.
 2. Training: tokens/s of ``generation.combinatorial.train.train`` against transformers'
    ``Trainer`` on the same model, data, batch size and optimiser (AdamW, warm-up + cosine),
    interleaved in rounds so load on the machine hits both alike.
@@ -59,9 +60,12 @@ def networkx_scores(graph, walks, prompts, label_counts) -> list[tuple[bool, flo
     return out
 
 
-def bench_scoring(n_walks: int, rounds: int) -> dict:
-    import networkx as nx
+def scoring_workload(n_walks: int):
+    """The benchmark's walks: a 2,000-concept graph with 12 labels, 50 prompts, satisfying
+    walks of each, a third with a broken step (invalid walks cost the same to check).
 
+    Returns the triples, the walks, each walk's prompt (as ``cc-score`` reads them: one
+    Prompt object per prompt, shared by its walks) and the graph's label counts."""
     from generation.combinatorial.graphs import synthetic_graph
     from generation.combinatorial.prompts import sample_prompts, sample_satisfying_walks
 
@@ -69,13 +73,12 @@ def bench_scoring(n_walks: int, rounds: int) -> dict:
     prompts = sample_prompts(graph, n=50, distance=(3, 5), n_include=2, n_exclude=1, max_hops=10, seed=0)
     rng = np.random.default_rng(0)
     walks, walk_prompts = [], []
-    # As cc-score reads them: one Prompt object per prompt, shared by its walks.
     shared = {p.prompt_id: Prompt(p.prompt_id, p.start, p.end, p.include, p.exclude) for p in prompts}
     pool = [(p, w) for p in prompts for w in sample_satisfying_walks(graph, p, n=20, max_hops=10, rng=rng)]
     for i in range(n_walks):
         p, w = pool[i % len(pool)]
         w = list(w)
-        if i % 3 == 1:  # a third break a step: invalid walks cost the same to check
+        if i % 3 == 1:
             w[1] = graph.labels[(graph.label_index[w[1]] + 1) % len(graph.labels)]
         walks.append(w)
         walk_prompts.append(shared[p.prompt_id])
@@ -83,62 +86,73 @@ def bench_scoring(n_walks: int, rounds: int) -> dict:
     counts = {lab: 0 for lab in graph.labels}
     for _, lab, _ in triples:
         counts[lab] += 1
+    return triples, walks, walk_prompts, counts
+
+
+def timed(call) -> tuple[object, float, float]:
+    """``call()``'s result, wall seconds and CPU seconds of this process (on a shared
+    machine the CPU time is the steadier measure: waiting for a core is not counted)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = call()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def bench_scoring(n_walks: int, rounds: int) -> dict:
+    import networkx as nx
+
+    triples, walks, walk_prompts, counts = scoring_workload(n_walks)
     G = nx.Graph()
     G.add_edges_from((h, t, {"label": lab}) for h, lab, t in triples)
     scorer = WalkScorer(triples)
     n_nx = min(n_walks, 100_000)
-    fast_times, id_times, nx_times, name_pass_times = [], [], [], []
-    n_tokens, ids = scorer._encode(walks)
-    for _ in range(rounds):
-        start = time.perf_counter()
-        scores = scorer.score(walks, walk_prompts)
-        fast_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        from_ids = scorer.score_encoded(n_tokens, ids, walk_prompts)
-        id_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        scorer._codes(walks)  # the name-to-code pass alone: a ceiling for scoring from names
-        name_pass_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        reference = networkx_scores(G, walks[:n_nx], walk_prompts[:n_nx], counts)
-        nx_times.append(time.perf_counter() - start)
+    n_tokens, codes = scorer.encode(walks)
+    calls = {
+        "names": lambda: scorer.score(walks, walk_prompts),
+        "codes": lambda: scorer.score_encoded(n_tokens, codes, walk_prompts),
+        "name_pass": lambda: scorer.encode(walks),  # names to codes alone: a ceiling from names
+        "networkx": lambda: networkx_scores(G, walks[:n_nx], walk_prompts[:n_nx], counts),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    results = {}
+    for _ in range(rounds):  # interleaved, so load on the machine hits every side alike
+        for name, call in calls.items():
+            results[name], seconds, cpu_seconds = timed(call)
+            wall[name].append(seconds)
+            cpu[name].append(cpu_seconds)
+    check_scores_agree(results["names"], results["codes"], results["networkx"])
+    out = {"walks": n_walks, "networkx_walks": n_nx, "mean_steps": float(np.mean([(len(w) - 1) // 2 for w in walks]))}
+    for clock, times in (("", wall), ("cpu_", cpu)):
+        per_s = {name: (n_nx if name == "networkx" else n_walks) / statistics.median(t) for name, t in times.items()}
+        out[f"{clock}networkx_walks_per_s"] = per_s["networkx"]
+        for name, label in (("names", "from_names"), ("codes", "from_codes"), ("name_pass", "name_pass_alone")):
+            out[f"{clock}{label}_walks_per_s"] = per_s[name]
+            out[f"{clock}{label}_ratio"] = per_s[name] / per_s["networkx"]
+    out["from_names_walks_per_min"] = out["from_names_walks_per_s"] * 60
+    out["scores_equal"] = True
+    return out
+
+
+def check_scores_agree(from_names, from_codes, reference) -> None:
+    """The speed ratio means nothing unless both sides computed the same scores."""
     ref = np.array([(v, u, n) for v, u, n in reference], dtype=float)
-    head = scores.iloc[:n_nx]
-    # The speed ratio means nothing unless both sides computed the same scores.
+    head = from_names.iloc[: len(ref)]
     agree = (
         np.array_equal(head["valid"].to_numpy(float), ref[:, 0])
         and np.allclose(head["utility"].to_numpy(), ref[:, 1])
         and np.allclose(head["novelty"].to_numpy(), ref[:, 2])
-        and from_ids.equals(scores)
+        and from_codes.equals(from_names)
     )
     if not agree:
         raise SystemExit("the vectorised scorer and the networkx reference disagree: no timing reported")
-    fast = n_walks / statistics.median(fast_times)
-    fast_ids = n_walks / statistics.median(id_times)
-    slow = n_nx / statistics.median(nx_times)
-    return {
-        "walks": n_walks,
-        "networkx_walks": n_nx,
-        "mean_steps": float(np.mean([(len(w) - 1) // 2 for w in walks])),
-        "walks_per_s": fast,
-        "walks_per_min": fast * 60,
-        "networkx_walks_per_s": slow,
-        "ratio": fast / slow,
-        "from_ids_walks_per_s": fast_ids,
-        "from_ids_ratio": fast_ids / slow,
-        "name_pass_alone_walks_per_s": n_walks / statistics.median(name_pass_times),
-        "name_pass_alone_ratio": n_walks / statistics.median(name_pass_times) / slow,
-        "scores_equal": True,
-    }
 
 
 def bench_training(rounds: int, steps: int, threads: int) -> dict:
     import torch
-    from transformers import Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
     from generation.combinatorial.graphs import synthetic_graph
-    from generation.combinatorial.lm import PAD, WalkTokenizer, build_corpus, build_model, gpt2_config, pad_batch
+    from generation.combinatorial.lm import WalkTokenizer, build_corpus, build_model, gpt2_config
     from generation.combinatorial.prompts import sample_prompts
     from generation.combinatorial.train import TrainConfig, train
 
@@ -152,6 +166,33 @@ def bench_training(rounds: int, steps: int, threads: int) -> dict:
     batch = 64
     mean_len = float(np.mean([len(s) for s in seqs]))
     tokens = int(steps * batch * mean_len)
+    ours, theirs = [], []
+    for r in range(rounds):
+        model = build_model(config, seed=r)
+        result = train(model, seqs, TrainConfig(max_tokens=tokens, batch_size=batch, seed=r), progress=False)
+        ours.append(result.steps * batch * mean_len / result.seconds)
+        model = build_model(config, seed=r)
+        seconds = trainer_seconds(model, seqs, steps=result.steps, batch=batch, seed=r)
+        theirs.append(result.steps * batch * mean_len / seconds)
+    return {
+        "model": f"GPT-2 depth 4 width 144 ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params)",
+        "batch": batch,
+        "steps": steps,
+        "threads": threads,
+        "loop_tokens_per_s": statistics.median(ours),
+        "trainer_tokens_per_s": statistics.median(theirs),
+        "ratio": statistics.median(ours) / statistics.median(theirs),
+        "rounds": rounds,
+    }
+
+
+def trainer_seconds(model, seqs, *, steps: int, batch: int, seed: int) -> float:
+    """Seconds for transformers' ``Trainer`` to take ``steps`` steps on the same sequences,
+    batch, optimiser (AdamW, lr 3e-3, betas 0.9 / 0.98, weight decay 0.1) and schedule."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from generation.combinatorial.lm import PAD, pad_batch
 
     class Walks(torch.utils.data.Dataset):
         def __init__(self):
@@ -172,45 +213,29 @@ def bench_training(rounds: int, steps: int, threads: int) -> dict:
         width = int((ids != PAD).sum(1).max())  # the same trimming the loop does
         return {"input_ids": ids[:, :width], "labels": labels[:, :width]}
 
-    ours, theirs = [], []
-    for r in range(rounds):
-        model = build_model(config, seed=r)
-        result = train(model, seqs, TrainConfig(max_tokens=tokens, batch_size=batch, seed=r), progress=False)
-        ours.append(result.steps * batch * mean_len / result.seconds)
-        model = build_model(config, seed=r)
-        with tempfile.TemporaryDirectory() as tmp:
-            args = TrainingArguments(
-                output_dir=tmp,
-                per_device_train_batch_size=batch,
-                max_steps=result.steps,
-                learning_rate=3e-3,
-                weight_decay=0.1,
-                warmup_steps=max(1, int(0.05 * result.steps)),
-                lr_scheduler_type="cosine",
-                adam_beta2=0.98,
-                max_grad_norm=1.0,
-                logging_strategy="no",
-                save_strategy="no",
-                report_to=[],
-                disable_tqdm=True,
-                use_cpu=True,
-                dataloader_num_workers=0,
-                seed=r,
-            )
-            trainer = Trainer(model=model, args=args, train_dataset=Walks(), data_collator=collate)
-            start = time.perf_counter()
-            trainer.train()
-            theirs.append(result.steps * batch * mean_len / (time.perf_counter() - start))
-    return {
-        "model": f"GPT-2 depth 4 width 144 ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params)",
-        "batch": batch,
-        "steps": steps,
-        "threads": threads,
-        "loop_tokens_per_s": statistics.median(ours),
-        "trainer_tokens_per_s": statistics.median(theirs),
-        "ratio": statistics.median(ours) / statistics.median(theirs),
-        "rounds": rounds,
-    }
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=3e-3,
+            weight_decay=0.1,
+            warmup_steps=max(1, int(0.05 * steps)),
+            lr_scheduler_type="cosine",
+            adam_beta2=0.98,
+            max_grad_norm=1.0,
+            logging_strategy="no",
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            seed=seed,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=Walks(), data_collator=collate)
+        start = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -220,11 +245,13 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--skip-training", action="store_true", help="time the scoring only")
     args = parser.parse_args()
     results = {"scoring": bench_scoring(args.walks, args.rounds)}
     print(json.dumps(results["scoring"], indent=2), flush=True)
-    results["training"] = bench_training(args.rounds, args.train_steps, args.threads)
-    print(json.dumps(results["training"], indent=2), flush=True)
+    if not args.skip_training:
+        results["training"] = bench_training(args.rounds, args.train_steps, args.threads)
+        print(json.dumps(results["training"], indent=2), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

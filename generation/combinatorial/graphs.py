@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -267,37 +267,10 @@ def wordnet_graph(
         path = root / _WORDNET_POS_FILES[pos]
         if not path.exists():
             raise FileNotFoundError(f"WordNet file {path} not found: install the Debian package wordnet-base")
-        with open(path, encoding="latin-1") as handle:
-            for line in handle:
-                if line.startswith(" "):  # the licence header
-                    continue
-                fields = line.split(" | ", 1)[0].split()
-                offset, ss_type = int(fields[0]), fields[2]
-                tag = "a" if ss_type == "s" else ss_type
-                n_words = int(fields[3], 16)
-                lemma = fields[4].lower()
-                sense = lemma_counts.get((lemma, tag), 0) + 1
-                lemma_counts[(lemma, tag)] = sense
-                key = (tag, offset)
-                names[key] = f"{lemma}.{tag}.{sense:02d}"
-                i = 4 + 2 * n_words
-                n_pointers = int(fields[i])
-                for p in range(n_pointers):
-                    symbol, target, target_pos = fields[i + 1 + 4 * p : i + 4 + 4 * p]
-                    relation = WORDNET_RELATIONS.get(symbol)
-                    if relation in priority:
-                        target_tag = "a" if target_pos == "s" else target_pos
-                        raw_edges.append((key, relation, (target_tag, int(target))))
+        _read_wordnet_file(path, priority, names, lemma_counts, raw_edges)
     raw_edges.sort(key=lambda e: priority[e[1]])
     triples = [(names[a], rel, names[b]) for a, rel, b in raw_edges if a in names and b in names]
-    seen: set[frozenset[str]] = set()
-    unique = []
-    for head, rel, tail in triples:
-        pair = frozenset((head, tail))
-        if head != tail and pair not in seen:
-            seen.add(pair)
-            unique.append((head, rel, tail))
-    graph = graph_from_triples(unique, source=str(root))
+    graph = graph_from_triples(_first_edge_per_pair(triples), source=str(root))
     if max_concepts is None or max_concepts >= graph.n_concepts:
         return graph
     start = graph.concept_index.get(seed_concept, 0) if seed_concept else 0
@@ -305,6 +278,50 @@ def wordnet_graph(
         raise GraphError(f"WordNet has no concept {seed_concept!r} (names look like dog.n.01)")
     keep = _bfs_prefix(graph, start, max_concepts)
     return graph_from_triples(graph.subgraph_triples(keep), source=str(root))
+
+
+def _read_wordnet_file(
+    path: Path,
+    priority: Mapping[str, int],
+    names: dict[tuple[str, int], str],
+    lemma_counts: dict[tuple[str, str], int],
+    raw_edges: list[tuple[tuple[str, int], str, tuple[str, int]]],
+) -> None:
+    """One ``data.*`` file: each synset's name into ``names`` (senses numbered per lemma in
+    file order, counted in ``lemma_counts``) and its pointers of a kept relation into
+    ``raw_edges`` as ((tag, offset), relation, (tag, offset))."""
+    with open(path, encoding="latin-1") as handle:
+        for line in handle:
+            if line.startswith(" "):  # the licence header
+                continue
+            fields = line.split(" | ", 1)[0].split()
+            offset, ss_type = int(fields[0]), fields[2]
+            tag = "a" if ss_type == "s" else ss_type
+            n_words = int(fields[3], 16)
+            lemma = fields[4].lower()
+            sense = lemma_counts.get((lemma, tag), 0) + 1
+            lemma_counts[(lemma, tag)] = sense
+            key = (tag, offset)
+            names[key] = f"{lemma}.{tag}.{sense:02d}"
+            i = 4 + 2 * n_words
+            for p in range(int(fields[i])):
+                symbol, target, target_pos = fields[i + 1 + 4 * p : i + 4 + 4 * p]
+                relation = WORDNET_RELATIONS.get(symbol)
+                if relation is not None and relation in priority:
+                    target_tag = "a" if target_pos == "s" else target_pos
+                    raw_edges.append((key, relation, (target_tag, int(target))))
+
+
+def _first_edge_per_pair(triples: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The first triple of each unordered pair of concepts, loops dropped: a simple graph."""
+    seen: set[frozenset[str]] = set()
+    unique = []
+    for head, rel, tail in triples:
+        pair = frozenset((head, tail))
+        if head != tail and pair not in seen:
+            seen.add(pair)
+            unique.append((head, rel, tail))
+    return unique
 
 
 def _bfs_prefix(graph: ConceptGraph, start: int, limit: int) -> list[int]:

@@ -188,39 +188,57 @@ def sample_walks(
     max_new = 2 * max_hops + 2
     for lo in range(0, len(jobs), batch_size):
         chunk = jobs[lo : lo + batch_size]
-        # Left-pad so every prompt ends at the same position; attention mask hides the pads.
-        width = max(len(ids) for _, ids, _ in chunk)
         generators = [
             torch.Generator().manual_seed(derive_row_seed(seed, p.prompt_id, sample)) for p, _, sample in chunk
         ]
-        ids = torch.full((len(chunk), width), PAD, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, (_, prompt_ids, _) in enumerate(chunk):
-            ids[i, width - len(prompt_ids) :] = torch.tensor(prompt_ids)
-            mask[i, width - len(prompt_ids) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        position = (mask.cumsum(-1) - 1).clamp(min=0)
-        done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
-        generated = []
-        past = None
-        step_ids, step_pos = ids, position
-        for _ in range(max_new):
-            result = model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past, use_cache=True
-            )
-            past = result.past_key_values
-            logits = result.logits[:, -1, :].float().cpu()
-            logits[:, PAD] = -math.inf
-            nxt = _choose_tokens(logits, generators, decoding).to(device)
-            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
-            generated.append(nxt)
-            done |= nxt == EOS
-            if bool(done.all()):
-                break
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            step_ids = nxt.unsqueeze(1)
-            step_pos = step_pos[:, -1:] + 1
-        tokens = torch.stack(generated, dim=1).cpu().tolist()
+        ids, mask = _left_padded([prompt_ids for _, prompt_ids, _ in chunk], device)
+        tokens = _decode(model, ids, mask, generators, decoding, max_new)
         for (prompt, _, _), row in zip(chunk, tokens, strict=True):
             out.append((prompt.prompt_id, tokenizer.decode_walk(row)))
     return out
+
+
+def _left_padded(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids left-padded so every prompt ends at the same position, and the attention
+    mask that hides the pads."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), PAD, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _decode(
+    model: GPT2LMHeadModel,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    decoding: DecodingSettings,
+    max_new: int,
+) -> list[list[int]]:
+    """Up to ``max_new`` tokens after each left-padded prompt, with the key-value cache; a row
+    that has produced ``<eos>`` continues with pads until every row has."""
+    position = (mask.cumsum(-1) - 1).clamp(min=0)
+    done = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+    generated = []
+    past = None
+    step_ids, step_pos = ids, position
+    for _ in range(max_new):
+        result = model(
+            input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past, use_cache=True
+        )
+        past = result.past_key_values
+        logits = result.logits[:, -1, :].float().cpu()
+        logits[:, PAD] = -math.inf
+        nxt = _choose_tokens(logits, generators, decoding).to(ids.device)
+        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
+        generated.append(nxt)
+        done |= nxt == EOS
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        step_ids = nxt.unsqueeze(1)
+        step_pos = step_pos[:, -1:] + 1
+    return torch.stack(generated, dim=1).cpu().tolist()

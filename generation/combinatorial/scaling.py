@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from transformers import GPT2LMHeadModel
 
 from analysis.combinatorial import Prompt, WalkScorer, label_counts_from_walks, mean_ci_over_prompts
 from generation.combinatorial.graphs import ConceptGraph
@@ -137,7 +138,6 @@ def run_scaling(
     out = Path(out)
     tokenizer, seqs, seen, heldout = prepare_task(graph, spec, out)
     scorer = WalkScorer(graph.triples(), train_label_counts=label_counts_from_walks(seen))
-    by_id = {p.prompt_id: p for p in heldout}
     table_path = out / "scaling.csv"
     done = pd.read_csv(table_path) if table_path.exists() else pd.DataFrame(columns=TABLE_COLUMNS)
     for budget in spec.budgets:
@@ -163,22 +163,7 @@ def run_scaling(
             loss = heldout_loss(model, tokenizer, graph, heldout, spec, device)
             rows = []
             for temperature in spec.temperatures:
-                samples = sample_walks(
-                    model,
-                    tokenizer,
-                    list(heldout),
-                    n_samples=spec.n_samples,
-                    temperature=temperature,
-                    top_p=spec.top_p,
-                    max_hops=2 * spec.max_hops,
-                    seed=spec.seed,
-                )
-                scores = scorer.score([w for _, w in samples], [by_id[i] for i, _ in samples])
-                scores.insert(0, "prompt_id", [i for i, _ in samples])
-                with open(out / f"walks_{name}_T{temperature:g}.jsonl", "w", encoding="utf-8") as handle:
-                    for pid, walk in samples:
-                        handle.write(json.dumps({"prompt_id": pid, "walk": walk}) + "\n")
-                summary = mean_ci_over_prompts(scores)
+                walks_path = out / f"walks_{name}_T{temperature:g}.jsonl"
                 row = {
                     "budget": budget,
                     "depth": depth,
@@ -189,11 +174,7 @@ def run_scaling(
                     "temperature": temperature,
                     "loss": loss,
                     "train_seconds": round(seconds, 1),
-                    **{k: v for k, v in summary.items() if k != "n_prompts"},
-                    # E[N] counts invalid walks as 0; among valid walks it shows the trade-off.
-                    "novelty_valid": float(scores.loc[scores["valid"], "novelty"].mean()),
-                    "n_prompts": int(summary["n_prompts"]),
-                    "n_walks": len(scores),
+                    **_sampled_scores(model, tokenizer, heldout, scorer, spec, temperature, walks_path),
                 }
                 rows.append(row)
                 if on_row:
@@ -201,3 +182,40 @@ def run_scaling(
             done = pd.concat([done, pd.DataFrame(rows)], ignore_index=True) if len(done) else pd.DataFrame(rows)
             done.reindex(columns=TABLE_COLUMNS).to_csv(table_path, index=False)
     return done.reindex(columns=TABLE_COLUMNS).reset_index(drop=True)
+
+
+def _sampled_scores(
+    model: GPT2LMHeadModel,
+    tokenizer: WalkTokenizer,
+    heldout: Sequence[Prompt],
+    scorer: WalkScorer,
+    spec: ScalingSpec,
+    temperature: float,
+    walks_path: Path,
+) -> dict:
+    """Walks sampled for the held-out prompts at one temperature, written to ``walks_path``
+    and scored: the means over prompts with their CIs, the novelty of valid walks, counts."""
+    samples = sample_walks(
+        model,
+        tokenizer,
+        list(heldout),
+        n_samples=spec.n_samples,
+        temperature=temperature,
+        top_p=spec.top_p,
+        max_hops=2 * spec.max_hops,
+        seed=spec.seed,
+    )
+    by_id = {p.prompt_id: p for p in heldout}
+    scores = scorer.score([w for _, w in samples], [by_id[i] for i, _ in samples])
+    scores.insert(0, "prompt_id", [i for i, _ in samples])
+    with open(walks_path, "w", encoding="utf-8") as handle:
+        for pid, walk in samples:
+            handle.write(json.dumps({"prompt_id": pid, "walk": walk}) + "\n")
+    summary = mean_ci_over_prompts(scores)
+    return {
+        **{k: v for k, v in summary.items() if k != "n_prompts"},
+        # E[N] counts invalid walks as 0; among valid walks it shows the trade-off.
+        "novelty_valid": float(scores.loc[scores["valid"], "novelty"].mean()),
+        "n_prompts": int(summary["n_prompts"]),
+        "n_walks": len(scores),
+    }

@@ -84,27 +84,12 @@ def train(
     lengths = (data != PAD).sum(1)
     tokens_per_step = float(lengths.float().mean()) * min(config.batch_size, n)
     total_steps = max(1, math.ceil(config.max_tokens / tokens_per_step))
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "ln" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-        betas=config.betas,
-        fused=device.type == "cuda",
-    )
+    optimizer = _adamw(model, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, total_steps, config))
     start_step, tokens_seen = 0, 0
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != asdict(config) or state["total_steps"] != total_steps:
-            raise ValueError(f"{ckpt} was written by a run with other settings; remove it to start afresh")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_step, tokens_seen = state["step"], state["tokens"]
+        start_step, tokens_seen = _resume(ckpt, device, config, total_steps, model, optimizer, scheduler)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     batches_per_epoch = max(1, n // config.batch_size)
     model.train()
@@ -113,27 +98,9 @@ def train(
     bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc="train", unit="step")
     last_step = total_steps if stop_after is None else min(total_steps, start_step + stop_after)
     for step in range(start_step, last_step):
-        epoch, within = divmod(step, batches_per_epoch)
-        order = _batch_order(n, epoch, config.seed)
-        idx = order[within * config.batch_size : (within + 1) * config.batch_size]
-        batch = data[idx]
-        width = int(lengths[idx].max())
-        batch = batch[:, :width].to(device, non_blocking=True)
-        targets = batch[:, 1:].clone()
-        targets[targets == PAD] = -100
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            # Sequences are right-padded, so under the causal mask no real token sees a pad:
-            # no attention mask is needed, and the mask-free attention path is much faster.
-            logits = model(input_ids=batch[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        tokens_seen += int((targets != -100).sum())
-        loss_value = float(loss.detach())
+        batch = _batch(data, lengths, step, batches_per_epoch, config).to(device, non_blocking=True)
+        loss_value, n_targets = _optimise_on(batch, model, optimizer, scheduler, config, use_bf16)
+        tokens_seen += n_targets
         bar.update(1)
         if progress and step % 20 == 0:
             bar.set_postfix(loss=f"{loss_value:.3f}")
@@ -150,6 +117,60 @@ def train(
         tokens_per_second=(trained * tokens_per_step) / seconds if seconds > 0 else math.nan,
         resumed_from=start_step,
     )
+
+
+def _optimise_on(batch: torch.Tensor, model, optimizer, scheduler, config: TrainConfig, use_bf16: bool):
+    """One optimiser step on next-token cross-entropy over the batch's non-pad targets;
+    returns (loss, number of targets)."""
+    targets = batch[:, 1:].clone()
+    targets[targets == PAD] = -100
+    with torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        # Sequences are right-padded, so under the causal mask no real token sees a pad:
+        # no attention mask is needed, and the mask-free attention path is much faster.
+        logits = model(input_ids=batch[:, :-1]).logits
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach()), int((targets != -100).sum())
+
+
+def _adamw(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, layer norms)."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "ln" in name else decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=config.betas,
+        fused=device.type == "cuda",
+    )
+
+
+def _resume(ckpt: Path, device: torch.device, config: TrainConfig, total_steps: int, model, optimizer, scheduler):
+    """Load a checkpoint's model, optimiser and schedule; returns (step, tokens seen)."""
+    state = torch.load(ckpt, map_location=device, weights_only=False)
+    if state["config"] != asdict(config) or state["total_steps"] != total_steps:
+        raise ValueError(f"{ckpt} was written by a run with other settings; remove it to start afresh")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"], state["tokens"]
+
+
+def _batch(
+    data: torch.Tensor, lengths: torch.Tensor, step: int, batches_per_epoch: int, config: TrainConfig
+) -> torch.Tensor:
+    """The batch of ``step``: a seeded shuffle per epoch, trimmed to its longest sequence."""
+    epoch, within = divmod(step, batches_per_epoch)
+    order = _batch_order(data.shape[0], epoch, config.seed)
+    idx = order[within * config.batch_size : (within + 1) * config.batch_size]
+    return data[idx][:, : int(lengths[idx].max())]
 
 
 def _save(path: Path, model, optimizer, scheduler, step: int, tokens: int, config: TrainConfig, total: int) -> None:

@@ -121,6 +121,46 @@ def test_creativity_is_the_mean_of_u_times_n_per_prompt_then_over_prompts():
     assert summary["creativity_ci_low"] < summary["creativity"] < summary["creativity_ci_high"]
 
 
+# The paper's step condition, v_t in N(v_(t-1), l_t): the concepts joined to v by an edge
+# labelled l, written out by hand for TRIPLES (undirected, so both directions).
+NEIGHBOURS = {
+    ("A", "x"): {"B", "C"},
+    ("B", "x"): {"A"},
+    ("B", "y"): {"C"},
+    ("C", "x"): {"A"},
+    ("C", "y"): {"B"},
+    ("C", "z"): {"D"},
+    ("D", "z"): {"C"},
+}
+
+
+def test_a_step_is_valid_exactly_when_it_lands_in_the_labelled_neighbourhood():
+    concepts, labels = "ABCD", "xyz"
+    steps = [[v, lab, w] for v in concepts for lab in labels for w in concepts]
+    scores = _score(steps, [Prompt("p", "A", "A")] * len(steps))
+    expected = [w in NEIGHBOURS.get((v, lab), set()) for v, lab, w in steps]
+    assert scores["valid"].tolist() == expected
+    assert sum(expected) == 8  # 4 undirected edges, each walkable both ways
+
+
+def test_a_prompt_cannot_both_require_and_forbid_a_label():
+    with pytest.raises(ValueError, match="both included and excluded: x"):
+        Prompt("p", "A", "D", include=("x", "y"), exclude=("x",))
+
+
+def test_creativity_is_the_expectation_of_the_product_not_the_product_of_expectations():
+    # One prompt, two walks: a useful short one and a useless long one.
+    prompt = Prompt("p", "A", "C", include=("x",))
+    walks = [["A", "x", "C"], ["A", "x", "B", "y", "C", "z", "D"]]
+    scores = _score(walks, [prompt] * 2)
+    n_short, n_long = 1 + LN2, 3 + (LN2 + LN4 + LN4) / 3
+    assert scores["utility"].tolist() == [2.0, 0.0]  # the long walk ends at D, not C
+    assert scores["novelty"].tolist() == pytest.approx([n_short, n_long])
+    table = per_prompt(scores.assign(prompt_id="p")).set_index("prompt_id")
+    assert table.loc["p", "creativity"] == pytest.approx(2.0 * n_short / 2)  # E[U N]
+    assert table.loc["p", "creativity"] != pytest.approx((2.0 / 2) * (n_short + n_long) / 2)  # not E[U] E[N]
+
+
 def test_cc_walk_item_round_trip_and_answer_parsing():
     prompt = Prompt("item", "A", "D", include=("y",), exclude=("w",))
     text = render_cc_item(TRIPLES, prompt)
@@ -320,7 +360,7 @@ def test_the_fast_name_path_the_id_path_and_the_table_free_look_ups_agree(monkey
     scorer = WalkScorer(triples)
     assert scorer._names_disjoint is not overlapping_names
     from_names = scorer.score(walks, prompts)
-    from_ids = scorer.score_encoded(*scorer._encode(walks), prompts)
+    from_ids = scorer.score_encoded(*scorer.encode(walks), prompts)
     monkeypatch.setattr(combinatorial, "_DENSE_EDGE_TABLE_MAX", 0)
     monkeypatch.setattr(combinatorial, "_LABEL_BITMASK_MAX", 0)  # and I / X by the label table
     sorted_scorer = WalkScorer(triples)

@@ -19,7 +19,10 @@ from analysis.jsonout import json_safe
 
 
 class UsageError(Exception):
-    """A problem with the user's input, reported in one line."""
+    """A problem with what the user asked for: printed in one line, exit status 2.
+
+    The one CLI error type of both libraries: ``python -m generation`` raises it too.
+    """
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis._frames import require_columns
 from analysis.dat import DatScorer, dat_percentile, load_dat_norms
 from analysis.embeddings import Embedder, WordVectors
 from analysis.notices import (
@@ -46,11 +47,7 @@ def dat_answers(stimuli: pd.DataFrame) -> pd.DataFrame:
     when present, else by (model, condition, item, sample_index, text). Genuinely
     repeated answers (different samples, same text: mode collapse) are kept.
     """
-    missing = [c for c in ("condition", "text") if c not in stimuli.columns]
-    if missing:
-        raise ValueError(
-            f"stimuli is missing column(s) {', '.join(map(repr, missing))}; it has {list(stimuli.columns)}"
-        )
+    require_columns(stimuli, ["condition", "text"], "stimuli")
     df = stimuli
     if "task" in df.columns:
         df = df[df["task"].astype(str).str.lower() == "dat"]

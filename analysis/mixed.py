@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import scipy.stats as st
 from scipy.sparse.csgraph import connected_components
 
+from analysis._frames import require_columns
 from analysis._reml import fit_reml
 from analysis.notices import (
     ConvergenceWarning,
@@ -37,12 +38,6 @@ from analysis.notices import (
 )
 
 Z95 = float(st.norm.ppf(0.975))
-
-
-def _check_columns(df: pd.DataFrame, columns: Sequence[str], what: str = "ratings") -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} is missing column(s) {', '.join(map(repr, missing))}; it has {list(df.columns)}")
 
 
 def prepare_ratings(
@@ -337,7 +332,7 @@ def fit_mixed(
     ValueError
         Missing columns, NaN scores, a single condition, rater or stimulus, an unknown reference.
     """
-    _check_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col])
+    require_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col], "ratings")
     if len(ratings) == 0:
         raise ValueError("ratings is empty")
     if ratings[dimension_col].isna().any():
@@ -549,7 +544,7 @@ def fit_by(
     condition contrasts; levels where a model cannot be fitted (one condition, one
     rater) are reported with ``error`` instead of being dropped silently.
     """
-    _check_columns(ratings, [by, dimension_col])
+    require_columns(ratings, [by, dimension_col], "ratings")
     rows = []
     for level, df in ratings.groupby(by, sort=True):
         try:
@@ -597,15 +592,15 @@ def fit_pooled(
     :func:`method_contrasts`. ``item_effect`` adds ``(1 | item)``; the stimulus factor is
     ``text_id`` when present (see :func:`stimulus_factor`).
     """
-    _check_columns(
-        ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col, deployment_col, task_col]
+    require_columns(
+        ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col, deployment_col, task_col], "ratings"
     )
     results = {}
     with collect_warnings() as shared:
         stimulus_col = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
     factors = {"rater": rater_col, "stimulus": stimulus_col, "deployment": deployment_col}
     if item_effect:
-        _check_columns(ratings, [item_col])
+        require_columns(ratings, [item_col], "ratings")
         factors["item"] = item_col
     for dim, d in ratings.groupby(dimension_col, sort=True):
         _validate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.mixed import _check_columns
+from analysis._frames import require_columns
 
 MAX_PACKAGE_VALUES = 500
 
@@ -63,7 +63,7 @@ def krippendorff_alpha(
     """
     import krippendorff
 
-    _check_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col])
+    require_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col], "ratings")
     rows = []
     for dim, df in ratings.groupby(dimension_col, sort=True):
         # Duplicate ratings of one stimulus by one rater (should not happen) are averaged.

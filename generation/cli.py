@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-
-class UsageError(Exception):
-    """A problem with what the user asked for: printed in one line, exit status 2."""
+from analysis.cli import UsageError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -167,7 +167,7 @@ def prepare_artifact(
         return load_artifact(out_dir)
 
     from generation.activation_steering import compute_steering_vectors
-    from generation.weight_steering import atomic_directory
+    from generation.atomic import atomic_directory
 
     params = _activation_params(spec.params)
     vectors = compute_steering_vectors(loaded, progress=progress, **params)

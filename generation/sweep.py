@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,16 +46,6 @@ DEFAULT_WORD_LIST = Path("/usr/share/dict/words")
 METRICS = ("dat_valid_share", "dat_score", "distinct_word_share", "aut_originality", "perplexity")
 OBJECTIVES = ("aut_originality", "dat_score", "dat_valid_share", "distinct_word_share")
 ALL_LAYERS = "all"
-
-
-class DatWordScorer(Protocol):
-    """Scores one DAT answer given as a list of words."""
-
-    name: str
-
-    def __call__(self, words: Sequence[str]) -> tuple[float | None, list[str]]:
-        """Return (score or None when fewer than 7 valid words, the valid words in order)."""
-        ...
 
 
 WordScorer = Callable[[Sequence[str]], tuple[float | None, list[str]]]

@@ -253,6 +253,10 @@ def _cmd_cc_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's subcommands and options.
+
+    Long because it is one flat declaration of the CLI.
+    """
     parser = _Parser(prog="python -m analysis", description="Analysis of creativity studies.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

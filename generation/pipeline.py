@@ -221,6 +221,8 @@ def iter_samples(
 ) -> Iterator[list[Sample]]:
     """Generate one response per request under a condition, yielding one list of Samples per batch.
 
+    Long because each parameter is documented; the body is validation, then one loop over batches.
+
     The model loads once, at the first ``next()``. Each request's text depends only on
     (model, condition, item, sample index, seed), not on the batch it lands in, so a
     retried job regenerates exactly what it lost.

@@ -57,15 +57,11 @@ print(json.dumps({{"edit_s": edit_s, "save_s": save_s, "share_edited": manifest[
 
 
 def _generate(backend, prompts, seeds, decoding) -> tuple[int, float]:
-    from generation.activation_steering import steering
     from generation.sampling import generate_batch
 
     loaded = backend.loaded
     start = time.perf_counter()
-    if backend.steering_vectors:
-        with steering(loaded.model, backend.steering_vectors, backend.coeff):
-            results = generate_batch(loaded.model, loaded.tokenizer, prompts, seeds, decoding, stop_at_eos=False)
-    else:
+    with backend.steered():
         results = generate_batch(loaded.model, loaded.tokenizer, prompts, seeds, decoding, stop_at_eos=False)
     elapsed = time.perf_counter() - start
     return sum(r.n_new_tokens for r in results), elapsed

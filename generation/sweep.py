@@ -315,12 +315,8 @@ class SweepContext:
 
     def _token_nlls(self, backend: HFBackend) -> list[float]:
         # The fluency of the steered model: activation steering must be on while it reads the text too.
-        if backend.steering_vectors:
-            from generation.activation_steering import steering
-
-            with steering(self.loaded.model, backend.steering_vectors, backend.coeff):
-                return token_nlls(self.loaded.model, self.loaded.tokenizer, self.neutral_text)
-        return token_nlls(self.loaded.model, self.loaded.tokenizer, self.neutral_text)
+        with backend.steered():
+            return token_nlls(self.loaded.model, self.loaded.tokenizer, self.neutral_text)
 
     def evaluate(self, backend: HFBackend) -> dict[str, Any]:
         """Per-answer values of every metric under ``backend`` (the raw material of the bootstrap)."""

@@ -16,6 +16,7 @@ rater–stimulus graph may be nested in deployments or fully crossed: the cost i
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,62 +108,88 @@ class _Problem:
         # Right-hand sides Λ Z'[y X], split into the diagonal block and the rest.
         r1 = t1 * np.column_stack([self.Z1y, self.Z1X])
         r2 = tr[:, None] * np.column_stack([self.Zry, self.ZrX])
-        logdet = float(np.log(D).sum())
         if self.by_count:
+            logdet, quad = self._reduce_by_count(t1, tr, r2)
+        elif self.sparse_rest:
+            reduced = self._reduce_sparse(t1, tr, D, r1, r2)
+            if reduced is None:
+                return np.inf, np.full(self.p, np.nan), np.eye(self.p), np.nan
+            logdet, quad = reduced
+        elif self.k > 1:
+            logdet, quad = self._reduce_dense(t1, tr, D, r1, r2)
+        else:
+            logdet, quad = float(np.log(D).sum()), r1.T @ (r1 / D[:, None])
+        return self._profile(logdet, quad)
+
+    # Each _reduce_* returns log det M and quad = [W'y W'X]' M⁻¹ [W'y W'X], eliminating the
+    # diagonal block of the largest factor and factorising the Schur complement S of the rest.
+
+    def _reduce_by_count(self, t1: float, tr: np.ndarray, r2: np.ndarray) -> tuple[float, np.ndarray]:
+        """Dense S from the blocks pre-summed by rater count."""
+        Dc = t1 * t1 * self.counts + 1.0
+        logdet = float((self.n_per_count * np.log(Dc)).sum())
+        t1sq = t1 * t1
+        BDB = t1sq * sum(g / d for g, d in zip(self.G, Dc, strict=True))
+        BDr = t1sq * sum(h / d for h, d in zip(self.H, Dc, strict=True))
+        rDr = t1sq * sum(k / d for k, d in zip(self.K, Dc, strict=True))
+        S = tr[:, None] * (self.C - BDB) * tr[None, :] + np.eye(len(tr))
+        cf = sla.cho_factor(S, lower=True, check_finite=False)
+        logdet += 2.0 * float(np.log(np.diag(cf[0])).sum())
+        resid = r2 - tr[:, None] * BDr
+        return logdet, rDr + resid.T @ sla.cho_solve(cf, resid, check_finite=False)
+
+    def _reduce_sparse(
+        self, t1: float, tr: np.ndarray, D: np.ndarray, r1: np.ndarray, r2: np.ndarray
+    ) -> tuple[float, np.ndarray] | None:
+        """Sparse S (thousands of non-rater levels), factorised by sparse LU; ``None`` if not positive definite."""
+        Tr = sp.diags(tr)
+        if self.sparse_by_count:
             Dc = t1 * t1 * self.counts + 1.0
-            logdet = float((self.n_per_count * np.log(Dc)).sum())
             t1sq = t1 * t1
-            BDB = t1sq * sum(g / d for g, d in zip(self.G, Dc, strict=True))
+            BDB = sum((g * (t1sq / d) for g, d in zip(self.G, Dc, strict=True)), sp.csr_matrix(self.C.shape))
             BDr = t1sq * sum(h / d for h, d in zip(self.H, Dc, strict=True))
             rDr = t1sq * sum(k / d for k, d in zip(self.K, Dc, strict=True))
-            S = tr[:, None] * (self.C - BDB) * tr[None, :] + np.eye(len(tr))
-            cf = sla.cho_factor(S, lower=True, check_finite=False)
-            logdet += 2.0 * float(np.log(np.diag(cf[0])).sum())
-            resid = r2 - tr[:, None] * BDr
-            quad = rDr + resid.T @ sla.cho_solve(cf, resid, check_finite=False)
-        elif self.sparse_rest:
-            Tr = sp.diags(tr)
-            if self.sparse_by_count:
-                Dc = t1 * t1 * self.counts + 1.0
-                t1sq = t1 * t1
-                BDB = sum((g * (t1sq / d) for g, d in zip(self.G, Dc, strict=True)), sp.csr_matrix(self.C.shape))
-                BDr = t1sq * sum(h / d for h, d in zip(self.H, Dc, strict=True))
-                rDr = t1sq * sum(k / d for k, d in zip(self.K, Dc, strict=True))
-                S = (Tr @ (self.C - BDB) @ Tr + sp.identity(len(tr))).tocsc()
-            else:
-                Bs = self.B.multiply(t1).multiply(tr[None, :]).tocsc()
-                BtDinv = Bs.T.multiply(1.0 / D[None, :]).tocsr()
-                S = (Tr @ self.C @ Tr + sp.identity(len(tr)) - BtDinv @ Bs).tocsc()
-            try:
-                # S is symmetric positive definite: symmetric ordering, no pivoting, so the
-                # diagonal of U holds the pivots and log det S = sum log U_ii.
-                lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-            except RuntimeError:
-                return np.inf, np.full(self.p, np.nan), np.eye(self.p), np.nan
-            udiag = lu.U.diagonal()
-            if not (udiag > 0).all():
-                return np.inf, np.full(self.p, np.nan), np.eye(self.p), np.nan
-            logdet += float(np.log(udiag).sum())
-            if self.sparse_by_count:
-                logdet = float((self.n_per_count * np.log(Dc)).sum()) + float(np.log(udiag).sum())
-                resid = r2 - tr[:, None] * BDr
-                quad = rDr + resid.T @ lu.solve(resid)
-            else:
-                x2 = lu.solve(np.asarray(r2 - BtDinv @ r1))
-                x1 = (r1 - Bs @ x2) / D[:, None]
-                quad = r1.T @ x1 + r2.T @ x2
-        elif self.k > 1:
-            Bs = self.B.multiply(t1).multiply(tr[None, :]).tocsc()  # Λ1 Z1'Zr Λr
-            S = tr[:, None] * self.C * tr[None, :] + np.eye(len(tr))
-            BtDinv = Bs.T.multiply(1.0 / D[None, :]).tocsr()
-            S -= (BtDinv @ Bs).toarray()
-            cf = sla.cho_factor(S, lower=True, check_finite=False)
-            logdet += 2.0 * float(np.log(np.diag(cf[0])).sum())
-            x2 = sla.cho_solve(cf, r2 - BtDinv @ r1, check_finite=False)
-            x1 = (r1 - Bs @ x2) / D[:, None]
-            quad = r1.T @ x1 + r2.T @ x2  # [W'y W'X]' M⁻¹ [W'y W'X]
+            S = (Tr @ (self.C - BDB) @ Tr + sp.identity(len(tr))).tocsc()
         else:
-            quad = r1.T @ (r1 / D[:, None])
+            Bs = self.B.multiply(t1).multiply(tr[None, :]).tocsc()
+            BtDinv = Bs.T.multiply(1.0 / D[None, :]).tocsr()
+            S = (Tr @ self.C @ Tr + sp.identity(len(tr)) - BtDinv @ Bs).tocsc()
+        try:
+            # S is symmetric positive definite: symmetric ordering, no pivoting, so the
+            # diagonal of U holds the pivots and log det S = sum log U_ii.
+            lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+        except RuntimeError:
+            return None
+        udiag = lu.U.diagonal()
+        if not (udiag > 0).all():
+            return None
+        if self.sparse_by_count:
+            logdet = float((self.n_per_count * np.log(Dc)).sum()) + float(np.log(udiag).sum())
+            resid = r2 - tr[:, None] * BDr
+            return logdet, rDr + resid.T @ lu.solve(resid)
+        logdet = float(np.log(D).sum())
+        logdet += float(np.log(udiag).sum())
+        x2 = lu.solve(np.asarray(r2 - BtDinv @ r1))
+        x1 = (r1 - Bs @ x2) / D[:, None]
+        return logdet, r1.T @ x1 + r2.T @ x2
+
+    def _reduce_dense(
+        self, t1: float, tr: np.ndarray, D: np.ndarray, r1: np.ndarray, r2: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """Dense S from sparse products (many distinct rater counts)."""
+        Bs = self.B.multiply(t1).multiply(tr[None, :]).tocsc()  # Λ1 Z1'Zr Λr
+        S = tr[:, None] * self.C * tr[None, :] + np.eye(len(tr))
+        BtDinv = Bs.T.multiply(1.0 / D[None, :]).tocsr()
+        S -= (BtDinv @ Bs).toarray()
+        cf = sla.cho_factor(S, lower=True, check_finite=False)
+        logdet = float(np.log(D).sum())
+        logdet += 2.0 * float(np.log(np.diag(cf[0])).sum())
+        x2 = sla.cho_solve(cf, r2 - BtDinv @ r1, check_finite=False)
+        x1 = (r1 - Bs @ x2) / D[:, None]
+        return logdet, r1.T @ x1 + r2.T @ x2
+
+    def _profile(self, logdet: float, quad: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float]:
+        """Profile out β and σ² given log det M and the reduced normal equations ``quad``."""
         cu_cu, RzxCu, RzxRzx = quad[0, 0], quad[1:, 0], quad[1:, 1:]
         RxRx = self.XtX - RzxRzx
         rhs = self.Xty - RzxCu
@@ -219,21 +246,8 @@ def satterthwaite_df(prob: _Problem, psi: np.ndarray) -> np.ndarray:
         return q
 
     m = len(free)
-    f0 = prob.deviance_psi(psi)
-    H = np.empty((m, m))
-    for a in range(m):
-        ha = step[a]
-        H[a, a] = (prob.deviance_psi(at({a: ha})) - 2 * f0 + prob.deviance_psi(at({a: -ha}))) / ha**2
-        for b in range(a):
-            hb = step[b]
-            H[a, b] = H[b, a] = (
-                prob.deviance_psi(at({a: ha, b: hb}))
-                - prob.deviance_psi(at({a: ha, b: -hb}))
-                - prob.deviance_psi(at({a: -ha, b: hb}))
-                + prob.deviance_psi(at({a: -ha, b: -hb}))
-            ) / (4 * ha * hb)
     try:
-        A = 2.0 * np.linalg.inv(H)
+        A = 2.0 * np.linalg.inv(_deviance_hessian(prob, at, step))
     except np.linalg.LinAlgError:
         warnings.warn(
             SingularHessianWarning(
@@ -265,6 +279,28 @@ def satterthwaite_df(prob: _Problem, psi: np.ndarray) -> np.ndarray:
             stacklevel=2,
         )
     return np.where(bad, np.inf, df)
+
+
+def _deviance_hessian(prob: _Problem, at: Callable[[dict[int, float]], np.ndarray], step: np.ndarray) -> np.ndarray:
+    """Central finite-difference Hessian of the REML deviance in the free variance parameters.
+
+    ``at(delta)`` is ψ with ``delta[i]`` added to free parameter ``i``; ``step`` holds each one's step.
+    """
+    m = len(step)
+    f0 = prob.deviance_psi(at({}))
+    H = np.empty((m, m))
+    for a in range(m):
+        ha = step[a]
+        H[a, a] = (prob.deviance_psi(at({a: ha})) - 2 * f0 + prob.deviance_psi(at({a: -ha}))) / ha**2
+        for b in range(a):
+            hb = step[b]
+            H[a, b] = H[b, a] = (
+                prob.deviance_psi(at({a: ha, b: hb}))
+                - prob.deviance_psi(at({a: ha, b: -hb}))
+                - prob.deviance_psi(at({a: -ha, b: hb}))
+                + prob.deviance_psi(at({a: -ha, b: -hb}))
+            ) / (4 * ha * hb)
+    return H
 
 
 def fit_reml(y: np.ndarray, X: np.ndarray, codes: list[np.ndarray]) -> RemlFit:

@@ -19,7 +19,10 @@ from analysis.jsonout import json_safe
 
 
 class UsageError(Exception):
-    """A problem with the user's input, reported in one line."""
+    """A problem with what the user asked for: printed in one line, exit status 2.
+
+    The one CLI error type of both libraries: ``python -m generation`` raises it too.
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -250,6 +253,10 @@ def _cmd_cc_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's subcommands and options.
+
+    Long because it is one flat declaration of the CLI.
+    """
     parser = _Parser(prog="python -m analysis", description="Analysis of creativity studies.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

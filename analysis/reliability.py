@@ -1,11 +1,13 @@
-"""Inter-rater reliability: Krippendorff's alpha (via the ``krippendorff`` package)."""
+"""Inter-rater reliability: Krippendorff's alpha (via the ``krippendorff`` package) and per-rater quality checks."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.mixed import _check_columns
+from analysis._frames import require_columns
 
 MAX_PACKAGE_VALUES = 500
 
@@ -63,7 +65,7 @@ def krippendorff_alpha(
     """
     import krippendorff
 
-    _check_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col])
+    require_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col], "ratings")
     rows = []
     for dim, df in ratings.groupby(dimension_col, sort=True):
         # Duplicate ratings of one stimulus by one rater (should not happen) are averaged.
@@ -82,5 +84,35 @@ def krippendorff_alpha(
                 row[f"alpha_{level}"] = np.nan
                 row["note"] = str(exc)
         row.update({"n_raters": matrix.shape[0], "n_stimuli": matrix.shape[1], "n_ratings": len(df)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rater_quality(ratings: pd.DataFrame) -> pd.DataFrame:
+    """One row per rater: volume, speed, spread, straight-lining, agreement with the others.
+
+    ``consensus_r`` is the correlation of the rater's scores with the mean score the
+    *other* raters gave the same stimulus on the same dimension (leave-one-out).
+    """
+    df = ratings.copy()
+    key = ["stimulus", "dimension"]
+    s = df.groupby(key)["score"].transform("sum")
+    n = df.groupby(key)["score"].transform("count")
+    df["_others"] = ((s - df["score"]) / (n - 1)).where(n > 1)
+    rows = []
+    for rater, g in df.groupby("rater", sort=True):
+        ok = g[["score", "_others"]].dropna()
+        r = ok["score"].corr(ok["_others"]) if len(ok) > 2 and ok["score"].std() > 0 else np.nan
+        row: dict[str, Any] = {
+            "rater": rater,
+            "n_ratings": len(g),
+            "score_sd": g["score"].std(),
+            "share_modal_score": g["score"].value_counts(normalize=True).iloc[0],
+            "consensus_r": r,
+        }
+        if "seconds_on_page" in g:
+            row["median_seconds"] = g["seconds_on_page"].median()
+        if "attention_failed" in g:
+            row["attention_failed"] = bool(g["attention_failed"].fillna(False).astype(bool).any())
         rows.append(row)
     return pd.DataFrame(rows)

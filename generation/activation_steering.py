@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from generation.atomic import atomic_file
+from generation.hooks import hooks_registered
 from generation.loading import LoadedModel, find_decoder_layers, parse_layers
 from generation.prompt_sets import get_prompt_set
 from generation.sampling import iter_prompt_batches
@@ -58,21 +59,18 @@ class SteeringVectors:
         under a temporary name and renamed, so a reader never sees a half-written one.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             f"layer.{layer}": vector.detach().to("cpu", torch.float32).contiguous()
             for layer, vector in self.vectors.items()
         }
-        staging = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(staging), metadata={"steering": json.dumps(self.metadata, sort_keys=True)})
-        digest = hashlib.sha256(staging.read_bytes()).hexdigest()
         sidecar = path.with_suffix(".json")
-        sidecar_staging = sidecar.with_name(f".{sidecar.name}.tmp")
-        sidecar_staging.write_text(
-            json.dumps({**self.metadata, "layers": self.layers, "sha256": digest}, indent=2, sort_keys=True) + "\n"
-        )
-        os.replace(staging, path)
-        os.replace(sidecar_staging, sidecar)
+        # The vector file is renamed into place first, its sidecar (with its hash) last.
+        with atomic_file(sidecar) as sidecar_staging, atomic_file(path) as staging:
+            save_file(tensors, str(staging), metadata={"steering": json.dumps(self.metadata, sort_keys=True)})
+            digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+            sidecar_staging.write_text(
+                json.dumps({**self.metadata, "layers": self.layers, "sha256": digest}, indent=2, sort_keys=True) + "\n"
+            )
         return digest
 
     @classmethod
@@ -121,15 +119,11 @@ def last_token_activations(
 
         return hook
 
-    handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in layers]
-    try:
+    with hooks_registered(blocks[layer].register_forward_hook(make_hook(layer)) for layer in layers):
         batches = iter_prompt_batches(model, tokenizer, prompts, batch_size=batch_size, progress=progress, desc=desc)
         for input_ids, mask, position_ids in batches:
             with suppress(_StopForward):
                 model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
     return sums
 
 
@@ -234,18 +228,17 @@ def steering(model: nn.Module, vectors: Mapping[int, torch.Tensor] | SteeringVec
 
         return hook
 
-    handles = [model.register_forward_pre_hook(remember_mask, with_kwargs=True)]
-    try:
-        for layer in scaled:
-            if not 0 <= layer < len(blocks):
-                raise ValueError(f"steering vector for layer {layer}, but the model has {len(blocks)} layers")
-            if scaled[layer].shape[-1] != hidden_size:
-                raise ValueError(
-                    f"steering vector for layer {layer} has size {scaled[layer].shape[-1]}, "
-                    f"the model's hidden size is {hidden_size}: it was made for another model"
-                )
-            handles.append(blocks[layer].register_forward_hook(make_hook(layer)))
+    for layer in scaled:
+        if not 0 <= layer < len(blocks):
+            raise ValueError(f"steering vector for layer {layer}, but the model has {len(blocks)} layers")
+        if scaled[layer].shape[-1] != hidden_size:
+            raise ValueError(
+                f"steering vector for layer {layer} has size {scaled[layer].shape[-1]}, "
+                f"the model's hidden size is {hidden_size}: it was made for another model"
+            )
+    handles = [
+        model.register_forward_pre_hook(remember_mask, with_kwargs=True),
+        *(blocks[layer].register_forward_hook(make_hook(layer)) for layer in scaled),
+    ]
+    with hooks_registered(handles):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -8,6 +8,7 @@ needs forward hooks and therefore the transformers backend.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,21 +52,25 @@ class HFBackend:
         self.steering_vectors = steering_vectors
         self.coeff = coeff
 
+    def steered(self) -> AbstractContextManager[None]:
+        """The model steered by this backend's vectors (if any) while the context is open.
+
+        Hooks live only for the ``with`` block: a failure can never leave a steered model behind.
+        """
+        if not self.steering_vectors:
+            return nullcontext()
+        from generation.activation_steering import steering
+
+        return steering(self.loaded.model, self.steering_vectors, self.coeff)
+
     def generate(
         self, prompts: Sequence[str], row_seeds: Sequence[int], decoding: DecodingSettings
     ) -> list[GeneratedText]:
-        from generation.activation_steering import steering
-
         chat = self.loaded.uses_chat_template
-        if self.steering_vectors:
-            # Hooks live only for this call: a failure can never leave a steered model behind.
-            with steering(self.loaded.model, self.steering_vectors, self.coeff):
-                return generate_batch(
-                    self.loaded.model, self.tokenizer, prompts, row_seeds, decoding, add_special_tokens=not chat
-                )
-        return generate_batch(
-            self.loaded.model, self.tokenizer, prompts, row_seeds, decoding, add_special_tokens=not chat
-        )
+        with self.steered():
+            return generate_batch(
+                self.loaded.model, self.tokenizer, prompts, row_seeds, decoding, add_special_tokens=not chat
+            )
 
 
 class VLLMBackend:

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-
-class UsageError(Exception):
-    """A problem with what the user asked for: printed in one line, exit status 2."""
+from analysis.cli import UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -222,15 +220,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from generation.sweep import (
-        SweepGrid,
-        choose_settings,
-        format_table,
-        plot_gain_vs_cost,
-        run_sweep,
-        spec_snippet,
-        with_gains,
-    )
+    from generation.sweep import SweepGrid, run_sweep, with_gains
     from generation.types import DecodingSettings
 
     if args.out.suffix not in (".jsonl", ".csv"):
@@ -244,19 +234,6 @@ def _sweep(args: argparse.Namespace) -> int:
         activation_layers=args.activation_layers,
         activation_prompt_set=args.activation_prompt_set,
     )
-
-    def show(row: dict[str, Any]) -> None:
-        def value(metric: str, digits: int) -> str:
-            number = row[metric]
-            return "-" if number is None or number != number else f"{number:.{digits}f}"
-
-        print(
-            f"{row['setting']:<52} edited {row['share_edited']:.3%}  DAT valid {value('dat_valid_share', 2)}  "
-            f"DAT {value('dat_score', 1)}  distinct {value('distinct_word_share', 2)}  "
-            f"AUT orig {value('aut_originality', 3)}  perplexity {value('perplexity', 2)}  ({row['seconds']:.0f} s)",
-            flush=True,
-        )
-
     if args.threads:
         import torch
 
@@ -279,9 +256,32 @@ def _sweep(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=not args.quiet,
-        on_row=show,
+        on_row=_print_sweep_row,
     )
     rows = with_gains(rows, args.objective, n_boot=args.n_boot, seed=args.seed)
+    _write_sweep_outputs(args, rows)
+    return 0
+
+
+def _print_sweep_row(row: dict[str, Any]) -> None:
+    """One line per finished setting, so a long sweep shows its progress."""
+
+    def value(metric: str, digits: int) -> str:
+        number = row[metric]
+        return "-" if number is None or number != number else f"{number:.{digits}f}"
+
+    print(
+        f"{row['setting']:<52} edited {row['share_edited']:.3%}  DAT valid {value('dat_valid_share', 2)}  "
+        f"DAT {value('dat_score', 1)}  distinct {value('distinct_word_share', 2)}  "
+        f"AUT orig {value('aut_originality', 3)}  perplexity {value('perplexity', 2)}  ({row['seconds']:.0f} s)",
+        flush=True,
+    )
+
+
+def _write_sweep_outputs(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """The best setting per method (printed and as a spec snippet), the table and the gain-vs-cost plot."""
+    from generation.sweep import choose_settings, format_table, plot_gain_vs_cost, spec_snippet
+
     choices = choose_settings(rows, fluency_budget=args.fluency_budget)
     model_key = args.model_key or (args.model if args.model == "embedded" else Path(args.model).stem)
     command = "python -m generation sweep " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["sweep"] else [])
@@ -302,7 +302,6 @@ def _sweep(args: argparse.Namespace) -> int:
         chosen = choice.row["setting"] if choice.row else "none"
         print(f"best {choice.method} within +{args.fluency_budget:.0%} perplexity: {chosen} ({choice.reason})")
     print(f"{args.out}: {len(rows)} settings; table {table_out}; plot {plot}; spec snippet {spec_out}")
-    return 0
 
 
 def _graph_from_args(args: argparse.Namespace) -> Any:
@@ -390,6 +389,10 @@ def _add_weight_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's subcommands and options.
+
+    Long because it is one flat declaration of the CLI.
+    """
     parser = _Parser(prog="python -m generation", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

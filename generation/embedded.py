@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
@@ -60,34 +58,19 @@ def ensure_embedded_model(cache_dir: Path | None = None, *, progress: bool = Tru
 
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from generation.atomic import atomic_directory
+    from generation.loading import dequantise_gguf
 
     gguf = embedded_gguf_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    steps = ["tokenizer", "de-quantise GGUF", "copy weights", "write safetensors"]
+    steps = ["de-quantise GGUF", "write safetensors"]
     with tqdm(total=len(steps), desc="Caching SmolLM2-135M-Instruct", disable=not progress) as bar:
         bar.set_postfix_str(steps[0])
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model, tokenizer = dequantise_gguf(gguf, torch.float32)
         bar.update()
         bar.set_postfix_str(steps[1])
-        gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        bar.update()
-        bar.set_postfix_str(steps[2])
-        model = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
-        model.load_state_dict(gguf_model.state_dict())
-        model.generation_config = gguf_model.generation_config
-        del gguf_model
-        bar.update()
-        bar.set_postfix_str(steps[3])
-        staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_MODEL_NAME}-", dir=target.parent))
-        try:
-            staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared
+        with atomic_directory(target) as staging:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         bar.update()
     return target

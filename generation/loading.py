@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from generation.atomic import atomic_file
+
 EMBEDDED = "embedded"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 _MODEL_HINT = "pass 'embedded', a Hugging Face model directory (config.json + weights) or a .gguf file"
@@ -127,11 +129,9 @@ def _disk_cache_add(file: Path | None, key: str, digest: str) -> None:
     if file is None:
         return
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
         data = {**_disk_cache_read(file), key: digest}
-        staging = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        staging.write_text(json.dumps(data, sort_keys=True))
-        os.replace(staging, file)  # readers see the old or the new file, never half of one
+        with atomic_file(file) as staging:
+            staging.write_text(json.dumps(data, sort_keys=True))
     except OSError:
         pass  # an unwritable cache only costs a re-hash next time
 
@@ -174,7 +174,8 @@ def weights_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _from_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+def dequantise_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    """Model and tokenizer of a ``.gguf`` file, de-quantised to ``dtype`` as an ordinary model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -245,7 +246,7 @@ def load_model(
     try:
         with quiet_transformers():
             if path.is_file():
-                network, tokenizer = _from_gguf(path, torch_dtype)
+                network, tokenizer = dequantise_gguf(path, torch_dtype)
             else:
                 tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
                 network = AutoModelForCausalLM.from_pretrained(

@@ -13,10 +13,13 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from generation.task_families import TaskFamily, build_prompt
 from generation.types import Artifact, ConditionSpec, DecodingSettings, Sample, SampleRequest
+
+if TYPE_CHECKING:
+    from generation.loading import LoadedModel
 
 __all__ = [
     "Artifact",
@@ -153,21 +156,33 @@ def prepare_artifact(
 
     loaded = load_model(spec.model, device=device, dtype=dtype)
     if spec.method == "weight":
-        from generation.sparse_edit import save_sparse_edit
-        from generation.weight_steering import WeightSteeringConfig, compute_weight_edit, save_steered_checkpoint
+        _write_weight_edit(spec, loaded, fingerprint, out_dir, full_checkpoint=full_checkpoint, progress=progress)
+    else:
+        _write_steering_vectors(spec, loaded, fingerprint, out_dir, progress=progress)
+    return load_artifact(out_dir)
 
-        config = WeightSteeringConfig.from_params(dict(spec.params))
-        edit, manifest = compute_weight_edit(loaded, config, record_indices=not full_checkpoint, progress=progress)
-        manifest["spec_fingerprint"] = fingerprint
-        if full_checkpoint:
-            save_steered_checkpoint(loaded, manifest, out_dir)
-        else:
-            edit_dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
-            save_sparse_edit(edit, manifest, out_dir, edit_dtype=edit_dtype)
-        return load_artifact(out_dir)
 
+def _write_weight_edit(
+    spec: ConditionSpec, loaded: LoadedModel, fingerprint: str, out_dir: Path, *, full_checkpoint: bool, progress: bool
+) -> None:
+    from generation.sparse_edit import save_sparse_edit
+    from generation.weight_steering import WeightSteeringConfig, compute_weight_edit, save_steered_checkpoint
+
+    config = WeightSteeringConfig.from_params(dict(spec.params))
+    edit, manifest = compute_weight_edit(loaded, config, record_indices=not full_checkpoint, progress=progress)
+    manifest["spec_fingerprint"] = fingerprint
+    if full_checkpoint:
+        save_steered_checkpoint(loaded, manifest, out_dir)
+    else:
+        edit_dtype = str(next(loaded.model.parameters()).dtype).removeprefix("torch.")
+        save_sparse_edit(edit, manifest, out_dir, edit_dtype=edit_dtype)
+
+
+def _write_steering_vectors(
+    spec: ConditionSpec, loaded: LoadedModel, fingerprint: str, out_dir: Path, *, progress: bool
+) -> None:
     from generation.activation_steering import compute_steering_vectors
-    from generation.weight_steering import atomic_directory
+    from generation.atomic import atomic_directory
 
     params = _activation_params(spec.params)
     vectors = compute_steering_vectors(loaded, progress=progress, **params)
@@ -175,7 +190,6 @@ def prepare_artifact(
     with atomic_directory(out_dir) as staging:
         # save() records the file's hash in the sidecar; the reuse check compares the two.
         vectors.save(staging / VECTOR_FILE)
-    return load_artifact(out_dir)
 
 
 def condition_decoding(spec: ConditionSpec, decoding: DecodingSettings) -> DecodingSettings:
@@ -206,6 +220,8 @@ def iter_samples(
     dtype: str | None = None,
 ) -> Iterator[list[Sample]]:
     """Generate one response per request under a condition, yielding one list of Samples per batch.
+
+    Long because each parameter is documented; the body is validation, then one loop over batches.
 
     The model loads once, at the first ``next()``. Each request's text depends only on
     (model, condition, item, sample index, seed), not on the batch it lands in, so a
@@ -243,48 +259,16 @@ def iter_samples(
         artifact = load_artifact(spec.artifact_path)
     if spec.method in ("weight", "activation") and artifact is None:
         raise ValueError(f"the {spec.method} condition needs an artifact: call prepare_artifact first")
-    instruction = None
-    if spec.method == "prompt":
-        instruction = str(spec.params.get("instruction") or "").strip()
-        if not instruction:
-            raise ValueError("the prompt condition needs params['instruction']")
+    instruction = _instruction(spec)
     used = condition_decoding(spec, decoding)
     if not requests:
         return
 
     from tqdm.auto import tqdm
 
-    from generation.backends import make_backend
     from generation.sampling import derive_row_seed
-    from generation.sparse_edit import is_sparse_edit
 
-    vectors = None
-    coeff = 0.0
-    model_ref: str = spec.model
-    weight_edit = None
-    if spec.method == "weight":
-        assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "weight")
-        if is_sparse_edit(artifact.path):
-            weight_edit = artifact.path  # applied to the base model as it loads
-        else:
-            model_ref = artifact.path
-    elif spec.method == "activation":
-        assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "activation")
-        from generation.activation_steering import DEFAULT_COEFF, SteeringVectors
-
-        vectors = SteeringVectors.load(artifact.path).vectors
-        coeff = float(spec.params.get("coeff", DEFAULT_COEFF))
-    engine = make_backend(
-        backend, model_ref, steering_vectors=vectors, coeff=coeff, weight_edit=weight_edit, device=device, dtype=dtype
-    )
-    if spec.method == "activation" and artifact is not None:
-        made_for = artifact.manifest.get("base_model", {}).get("sha256")
-        if made_for and made_for != engine.model_sha256:
-            warnings.warn(
-                f"steering vector {artifact.path} was computed on weights {made_for[:12]}, "
-                f"sampling from {engine.model_sha256[:12]}",
-                stacklevel=2,
-            )
+    engine, coeff = _condition_backend(spec, artifact, backend, device=device, dtype=dtype)
     condition = {
         "method": spec.method,
         "params": {**dict(spec.params), **({"coeff": coeff} if spec.method == "activation" else {})},
@@ -314,6 +298,53 @@ def iter_samples(
             ]
             bar.update(len(batch))
             yield samples
+
+
+def _instruction(spec: ConditionSpec) -> str | None:
+    """The text the ``prompt`` condition appends to each task; ``None`` for the other methods."""
+    if spec.method != "prompt":
+        return None
+    instruction = str(spec.params.get("instruction") or "").strip()
+    if not instruction:
+        raise ValueError("the prompt condition needs params['instruction']")
+    return instruction
+
+
+def _condition_backend(
+    spec: ConditionSpec, artifact: Artifact | None, backend: str, *, device: str | None, dtype: str | None
+) -> tuple[Any, float]:
+    """The backend that samples under the condition (its model steered as the artifact says), and the coefficient."""
+    from generation.backends import make_backend
+    from generation.sparse_edit import is_sparse_edit
+
+    vectors = None
+    coeff = 0.0
+    model_ref: str = spec.model
+    weight_edit = None
+    if spec.method == "weight":
+        assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "weight")
+        if is_sparse_edit(artifact.path):
+            weight_edit = artifact.path  # applied to the base model as it loads
+        else:
+            model_ref = artifact.path
+    elif spec.method == "activation":
+        assert artifact is not None  # noqa: S101 (narrows the type: prepare_artifact returns one for "activation")
+        from generation.activation_steering import DEFAULT_COEFF, SteeringVectors
+
+        vectors = SteeringVectors.load(artifact.path).vectors
+        coeff = float(spec.params.get("coeff", DEFAULT_COEFF))
+    engine = make_backend(
+        backend, model_ref, steering_vectors=vectors, coeff=coeff, weight_edit=weight_edit, device=device, dtype=dtype
+    )
+    if spec.method == "activation" and artifact is not None:
+        made_for = artifact.manifest.get("base_model", {}).get("sha256")
+        if made_for and made_for != engine.model_sha256:
+            warnings.warn(
+                f"steering vector {artifact.path} was computed on weights {made_for[:12]}, "
+                f"sampling from {engine.model_sha256[:12]}",
+                stacklevel=3,  # the caller of iter_samples
+            )
+    return engine, coeff
 
 
 def generate_samples(

@@ -151,6 +151,9 @@ def generate_batch(
 ) -> list[GeneratedText]:
     """Generate one response per prompt, left-padded in one batch, each row from its own seed.
 
+    Long because each parameter is documented, and the decoding loop keeps its state
+    (cache, mask, positions) in one place.
+
     Parameters
     ----------
     model, tokenizer

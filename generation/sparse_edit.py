@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from generation.atomic import atomic_directory
 from generation.loading import LoadedModel, load_model, quiet_transformers, weights_sha256
-from generation.weight_steering import MANIFEST_NAME, WeightEdit, atomic_directory, save_steered_checkpoint
+from generation.weight_steering import MANIFEST_NAME, WeightEdit, save_steered_checkpoint
 
 SPARSE_FORMAT = "sparse-weight-edit-v1"
 EDIT_FILE = "edit.safetensors"

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,16 +46,6 @@ DEFAULT_WORD_LIST = Path("/usr/share/dict/words")
 METRICS = ("dat_valid_share", "dat_score", "distinct_word_share", "aut_originality", "perplexity")
 OBJECTIVES = ("aut_originality", "dat_score", "dat_valid_share", "distinct_word_share")
 ALL_LAYERS = "all"
-
-
-class DatWordScorer(Protocol):
-    """Scores one DAT answer given as a list of words."""
-
-    name: str
-
-    def __call__(self, words: Sequence[str]) -> tuple[float | None, list[str]]:
-        """Return (score or None when fewer than 7 valid words, the valid words in order)."""
-        ...
 
 
 WordScorer = Callable[[Sequence[str]], tuple[float | None, list[str]]]
@@ -325,12 +315,8 @@ class SweepContext:
 
     def _token_nlls(self, backend: HFBackend) -> list[float]:
         # The fluency of the steered model: activation steering must be on while it reads the text too.
-        if backend.steering_vectors:
-            from generation.activation_steering import steering
-
-            with steering(self.loaded.model, backend.steering_vectors, backend.coeff):
-                return token_nlls(self.loaded.model, self.loaded.tokenizer, self.neutral_text)
-        return token_nlls(self.loaded.model, self.loaded.tokenizer, self.neutral_text)
+        with backend.steered():
+            return token_nlls(self.loaded.model, self.loaded.tokenizer, self.neutral_text)
 
     def evaluate(self, backend: HFBackend) -> dict[str, Any]:
         """Per-answer values of every metric under ``backend`` (the raw material of the bootstrap)."""
@@ -428,6 +414,8 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Score the base model and every setting of ``grid``; one dict per setting, base first.
 
+    Long because it documents every option of a sweep; the body is its steps in order.
+
     Parameters
     ----------
     model
@@ -481,13 +469,7 @@ def run_sweep(
         neutral=hashlib.sha256(neutral_text.encode()).hexdigest(),
         **scorer_names,
     )
-    done = {row["setting"]: row for row in read_rows(out)} if out else {}
-    stale = sorted({row["fingerprint"] for row in done.values()} - {fingerprint})
-    if stale:
-        raise ValueError(
-            f"{out} holds rows of a different sweep (fingerprint {stale[0]}, this one {fingerprint}): "
-            "use another --out, or delete the file to start again"
-        )
+    done = _rows_to_reuse(out, fingerprint)
     dat_family, aut_family = get_task_family("dat"), get_task_family("aut")
     context = SweepContext(
         loaded=loaded,
@@ -501,105 +483,151 @@ def run_sweep(
         batch_size=batch_size,
         neutral_text=neutral_text,
     )
-    n_layers = len(find_decoder_layers(loaded.model))
-    norms: dict[str, WandaNorms] = {}
-    vectors: dict[str, dict[int, torch.Tensor]] = {}
-
-    def wanda_norms(prompt_set: str) -> WandaNorms:
-        if prompt_set not in norms:
-            config = WeightSteeringConfig(
-                prompt_set=prompt_set, prompt_file=prompt_file, ranking=ranking, module_patterns=tuple(module_patterns)
-            )
-            norms[prompt_set] = compute_norms(loaded, config, progress=progress)
-        return norms[prompt_set]
-
-    def steering_vector(prompt_set: str, layer: int) -> torch.Tensor:
-        if prompt_set not in vectors:
-            from generation.activation_steering import compute_steering_vectors
-
-            layers = sorted(set(grid.activation_layers))
-            made = compute_steering_vectors(
-                loaded, prompt_set=prompt_set, layers=layers, prompt_file=prompt_file, progress=progress
-            )
-            vectors[prompt_set] = made.vectors
-        return vectors[prompt_set][layer]
-
-    def measure(setting: Setting) -> dict[str, Any]:
-        values = setting.values
-        share, considered = 0.0, 0
-        if setting.method == "weight":
-            wanda = wanda_norms(values["prompt_set"])
-            selection = None if values["layers"] == ALL_LAYERS else values["layers"]
-            chosen = set(parse_layers(selection, n_layers))
-            targets = [t for t in wanda.targets if t.layer in chosen]
-            if not targets:
-                raise ValueError(f"no weights to edit in layers {values['layers']!r} with modules {module_patterns}")
-            edit = apply_weight_edit(
-                targets,
-                wanda.divergent,
-                wanda.convergent,
-                rho=values["rho"],
-                alpha=values["alpha"],
-                ranking=ranking,
-                keep_undo=True,
-            )
-            try:
-                answers = context.evaluate(HFBackend(loaded))
-            finally:
-                edit.undo()
-            share, considered = edit.share_edited, edit.n_considered
-        elif setting.method == "activation":
-            vector = steering_vector(values["prompt_set"], values["layers"])
-            answers = context.evaluate(HFBackend(loaded, {values["layers"]: vector}, values["coeff"]))
-        else:
-            answers = context.evaluate(HFBackend(loaded))
-        return {"share_edited": share, "n_weights_considered": considered, "answers": answers}
-
+    steerer = _Steerer(loaded, grid, ranking, module_patterns, prompt_file, progress)
     settings = grid.settings()
-    for setting in settings[1:]:
-        if setting.method == "weight":
-            parse_layers(None if setting.values["layers"] == ALL_LAYERS else setting.values["layers"], n_layers)
-        elif setting.method == "activation":
-            parse_layers(setting.values["layers"], n_layers)
+    steerer.check_layers(settings)
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(settings), desc="sweep", disable=not progress)
-    for setting in settings:
+    for setting in tqdm(settings, desc="sweep", disable=not progress):
         row = done.get(setting.key)
         if row is None:
             started = time.perf_counter()
-            measured = measure(setting)
-            answers = measured["answers"]
-            row = {
-                "setting": setting.key,
-                "method": setting.method,
-                "rho": None,
-                "alpha": None,
-                "prompt_set": None,
-                "layers": None,
-                "coeff": None,
-                **{name: value for name, value in setting.values.items()},
-                "share_edited": measured["share_edited"],
-                "n_weights_considered": measured["n_weights_considered"],
-                "n_dat": len(answers["dat_valid"]),
-                "n_aut": len(answers["aut_originality"]),
-                "n_tokens": len(answers["token_nll"]),
-                **summarise(answers, n_boot=n_boot, seed=seed),
-                "seconds": round(time.perf_counter() - started, 2),
-                "fingerprint": fingerprint,
-                **scorer_names,
-                "example_dat": answers.pop("example_dat"),
-                "example_aut": answers.pop("example_aut"),
-                "answers": answers,
-            }
-            row["layers"] = None if row["layers"] is None else str(row["layers"])
+            measured = steerer.measure(setting, context)
+            row = _result_row(setting, measured, n_boot=n_boot, seed=seed)
+            row.update(seconds=round(time.perf_counter() - started, 2), fingerprint=fingerprint, **scorer_names)
             if out:
                 append_row(out, row)
         rows.append(row)
         if on_row:
             on_row(row)
-        bar.update()
-    bar.close()
     return rows
+
+
+def _rows_to_reuse(out: Path | None, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """Rows of ``out`` by setting, written by an interrupted run of this same sweep; an error for another sweep's."""
+    done = {row["setting"]: row for row in read_rows(out)} if out else {}
+    stale = sorted({row["fingerprint"] for row in done.values()} - {fingerprint})
+    if stale:
+        raise ValueError(
+            f"{out} holds rows of a different sweep (fingerprint {stale[0]}, this one {fingerprint}): "
+            "use another --out, or delete the file to start again"
+        )
+    return done
+
+
+@dataclass
+class _Steerer:
+    """Puts each setting on the loaded model; the norms and vectors it needs are computed once per prompt set."""
+
+    loaded: LoadedModel
+    grid: SweepGrid
+    ranking: str
+    module_patterns: Sequence[str]
+    prompt_file: str | None
+    progress: bool
+    _norms: dict[str, WandaNorms] = field(default_factory=dict)
+    _vectors: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return len(find_decoder_layers(self.loaded.model))
+
+    def check_layers(self, settings: Sequence[Setting]) -> None:
+        """Raise ``ValueError`` for a layer selection the model lacks, before any setting runs."""
+        n_layers = self.n_layers
+        for setting in settings:
+            if setting.method == "weight":
+                parse_layers(None if setting.values["layers"] == ALL_LAYERS else setting.values["layers"], n_layers)
+            elif setting.method == "activation":
+                parse_layers(setting.values["layers"], n_layers)
+
+    def wanda_norms(self, prompt_set: str) -> WandaNorms:
+        if prompt_set not in self._norms:
+            config = WeightSteeringConfig(
+                prompt_set=prompt_set,
+                prompt_file=self.prompt_file,
+                ranking=self.ranking,
+                module_patterns=tuple(self.module_patterns),
+            )
+            self._norms[prompt_set] = compute_norms(self.loaded, config, progress=self.progress)
+        return self._norms[prompt_set]
+
+    def steering_vector(self, prompt_set: str, layer: int) -> torch.Tensor:
+        if prompt_set not in self._vectors:
+            from generation.activation_steering import compute_steering_vectors
+
+            made = compute_steering_vectors(
+                self.loaded,
+                prompt_set=prompt_set,
+                layers=sorted(set(self.grid.activation_layers)),
+                prompt_file=self.prompt_file,
+                progress=self.progress,
+            )
+            self._vectors[prompt_set] = made.vectors
+        return self._vectors[prompt_set][layer]
+
+    def measure(self, setting: Setting, context: SweepContext) -> dict[str, Any]:
+        """The answers under ``setting``, and the share of weights it edited; the model is left unsteered."""
+        values = setting.values
+        if setting.method == "weight":
+            return self._measure_weight_edit(values, context)
+        if setting.method == "activation":
+            vector = self.steering_vector(values["prompt_set"], values["layers"])
+            answers = context.evaluate(HFBackend(self.loaded, {values["layers"]: vector}, values["coeff"]))
+        else:
+            answers = context.evaluate(HFBackend(self.loaded))
+        return {"share_edited": 0.0, "n_weights_considered": 0, "answers": answers}
+
+    def _measure_weight_edit(self, values: dict[str, Any], context: SweepContext) -> dict[str, Any]:
+        wanda = self.wanda_norms(values["prompt_set"])
+        selection = None if values["layers"] == ALL_LAYERS else values["layers"]
+        chosen = set(parse_layers(selection, self.n_layers))
+        targets = [t for t in wanda.targets if t.layer in chosen]
+        if not targets:
+            raise ValueError(f"no weights to edit in layers {values['layers']!r} with modules {self.module_patterns}")
+        edit = apply_weight_edit(
+            targets,
+            wanda.divergent,
+            wanda.convergent,
+            rho=values["rho"],
+            alpha=values["alpha"],
+            ranking=self.ranking,
+            keep_undo=True,
+        )
+        try:
+            answers = context.evaluate(HFBackend(self.loaded))
+        finally:
+            edit.undo()
+        return {"share_edited": edit.share_edited, "n_weights_considered": edit.n_considered, "answers": answers}
+
+
+def _result_row(setting: Setting, measured: dict[str, Any], *, n_boot: int, seed: int) -> dict[str, Any]:
+    """One row of the sweep's output (without timing, fingerprint and scorer names): parameters, metrics, answers."""
+    answers = measured["answers"]
+    row = {
+        "setting": setting.key,
+        "method": setting.method,
+        "rho": None,
+        "alpha": None,
+        "prompt_set": None,
+        "layers": None,
+        "coeff": None,
+        **setting.values,
+        "share_edited": measured["share_edited"],
+        "n_weights_considered": measured["n_weights_considered"],
+        "n_dat": len(answers["dat_valid"]),
+        "n_aut": len(answers["aut_originality"]),
+        "n_tokens": len(answers["token_nll"]),
+        **summarise(answers, n_boot=n_boot, seed=seed),
+        "seconds": None,
+        "fingerprint": None,
+        "dat_scorer": None,
+        "aut_scorer": None,
+        "example_dat": answers.pop("example_dat"),
+        "example_aut": answers.pop("example_aut"),
+        "answers": answers,
+    }
+    row["layers"] = None if row["layers"] is None else str(row["layers"])
+    return row
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +28,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from generation.atomic import atomic_directory
+from generation.hooks import hooks_registered
 from generation.loading import LoadedModel, find_decoder_layers, parse_layers, quiet_transformers, weights_sha256
 from generation.prompt_sets import PromptSet, get_prompt_set
 from generation.sampling import iter_prompt_batches
@@ -173,15 +171,11 @@ def collect_input_norms(
 
         return hook
 
-    handles = [t.module.register_forward_pre_hook(make_hook(t.name)) for t in targets]
-    try:
+    with hooks_registered(t.module.register_forward_pre_hook(make_hook(t.name)) for t in targets):
         batches = iter_prompt_batches(model, tokenizer, prompts, batch_size=batch_size, progress=progress, desc=desc)
         for input_ids, mask, position_ids in batches:
             current_mask[:] = [mask]
             model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
     return {name: total.sqrt() for name, total in sums.items()}
 
 
@@ -392,31 +386,6 @@ def _versions() -> dict[str, str]:
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__}
-
-
-@contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a staging directory beside ``target``; on success rename it into place.
-
-    A killed process leaves only a hidden staging directory, never a half-written
-    ``target``. An existing ``target`` is replaced only after the new one is complete.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private; artifacts are shared with workers
-        yield staging
-        if target.exists():
-            # Two renames so readers see either the old or the new artifact, never neither for long.
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, trash / "old")
-            os.replace(staging, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_steered_checkpoint(loaded: LoadedModel, manifest: dict[str, Any], out_dir: str | Path) -> str:

@@ -64,3 +64,32 @@ def test_generated_files_are_git_ignored() -> None:
     ignored = (Path(REPO_ROOT) / ".gitignore").read_text().split()
     for entry in (".venv/", "var/"):
         assert entry in ignored
+
+
+# What `generation` may use of `analysis` (docs/generation.md lists the same): answer
+# parsing, the DAT and AUT scorers and their embeddings, the graph-walk task's scoring,
+# and the CLI error type. Anything else would tie the libraries together by accident.
+GENERATION_USES_OF_ANALYSIS = {
+    "analysis.parsers",
+    "analysis.dat",
+    "analysis.aut",
+    "analysis.embeddings",
+    "analysis.combinatorial",
+    "analysis.cli",
+}
+
+
+def test_analysis_never_imports_generation() -> None:
+    offenders = sorted(
+        f"{path}: {module}" for path, module in _imported_modules("analysis") if module.split(".")[0] == "generation"
+    )
+    assert offenders == []
+
+
+def test_generation_uses_analysis_only_through_its_entry_points() -> None:
+    offenders = sorted(
+        f"{path}: {module}"
+        for path, module in _imported_modules("generation")
+        if module.split(".")[0] == "analysis" and module not in GENERATION_USES_OF_ANALYSIS
+    )
+    assert offenders == []

@@ -25,6 +25,7 @@ from studyapp.rating.models import (
     Slot,
     SlotStimulus,
 )
+from studyapp.rating.page_sequence import CONTINUE_PAGES, ENDINGS, step_after
 from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
 
@@ -356,19 +357,19 @@ def participant_consent(*, participant: Participant, agree: bool) -> str:
         if slot is None:
             _step_set(participant, Step.STUDY_FULL)
         else:
-            _step_set(participant, Step.INSTRUCTIONS, consented_at=timezone.now())
+            _step_set(participant, step_after(Step.CONSENT), consented_at=timezone.now())
     return participant.step
 
 
 def participant_advance(*, participant: Participant, from_step: str) -> str:
-    """Instructions -> practice -> rating; a repeated submit of an earlier page is a no-op."""
-    following: dict[str, str] = {Step.INSTRUCTIONS: Step.PRACTICE, Step.PRACTICE: Step.RATING}
-    if participant.step == from_step and from_step in following:
+    """Leave a page that only continues (instructions, practice); a repeated submit is a no-op."""
+    if participant.step == from_step and from_step in CONTINUE_PAGES:
+        following = step_after(from_step)
         updated = Participant.objects.filter(pk=participant.pk, step=from_step).update(
-            step=following[from_step], last_seen_at=timezone.now()
+            step=following, last_seen_at=timezone.now()
         )
         if updated:
-            participant.step = following[from_step]
+            participant.step = following
         else:
             participant.refresh_from_db(fields=["step"])
     return participant.step
@@ -415,15 +416,20 @@ def _page_finish(participant: Participant, slot: Slot, plan: selectors.RaterPlan
     if len(plan.done | {page_index}) == len(plan.pages):
         now = timezone.now()
         Slot.objects.filter(pk=slot.pk).update(status=Slot.Status.COMPLETE, completed_at=now)
-        _step_set(participant, Step.DEBRIEF)
+        _step_set(participant, step_after(Step.RATING))
     else:
         participant_touch(participant=participant)
 
 
-def _classify(
+def page_classify(
     plan: selectors.RaterPlan, page_index: int, *, stimulus_token: str | None = None, check_index: int | None = None
 ) -> tuple[PageOutcome | None, selectors.Page | None]:
-    """Where a submitted page stands in the rater's plan: (outcome or None to store, page)."""
+    """Where a submitted page stands in the rater's plan: (outcome or None to store, page).
+
+    The one place of the rules: a page not of this plan is FOREIGN, an answered one
+    ALREADY_SAVED (a double submission), any other but the current one NOT_CURRENT. The
+    plan's ``done`` must be read: under the slot's row lock before a store.
+    """
     page = next((p for p in plan.pages if p.index == page_index), None)
     if page is None:
         return PageOutcome.FOREIGN, None
@@ -450,14 +456,14 @@ def rating_page_submit(
 ) -> PageResult:
     """Store one page's ratings, all dimensions at once or none."""
     if participant.step != Step.RATING:
-        return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
+        return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     with transaction.atomic():
         locked = _locked_plan(participant, plan)
         if locked is None:
             return PageResult(PageOutcome.SLOT_LOST, participant.step)
         slot, plan = locked
-        outcome, page = _classify(plan, page_index, stimulus_token=stimulus_token)
+        outcome, page = page_classify(plan, page_index, stimulus_token=stimulus_token)
         if outcome is not None or page is None or page.stimulus is None:
             return PageResult(outcome or PageOutcome.FOREIGN, participant.step)
         dimensions = {dimension.key: (position, dimension) for position, dimension in enumerate(plan.dimensions)}
@@ -486,9 +492,6 @@ def rating_page_submit(
     return PageResult(PageOutcome.SAVED, participant.step)
 
 
-_ENDED = {Step.DECLINED, Step.SCREENED_OUT, Step.TIMED_OUT, Step.STUDY_FULL}
-
-
 def attention_check_submit(
     *,
     participant: Participant,
@@ -499,7 +502,7 @@ def attention_check_submit(
 ) -> PageResult:
     """Record an instructed-response item; screen out after the study's K failures."""
     if participant.step != Step.RATING:
-        return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
+        return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     study = participant.study
     with transaction.atomic():
@@ -507,7 +510,7 @@ def attention_check_submit(
         if locked is None:
             return PageResult(PageOutcome.SLOT_LOST, participant.step)
         slot, plan = locked
-        outcome, page = _classify(plan, page_index, check_index=check_index)
+        outcome, page = page_classify(plan, page_index, check_index=check_index)
         if outcome is not None or page is None or page.check is None:
             return PageResult(outcome or PageOutcome.FOREIGN, participant.step)
         passed = page.check.passes(response)
@@ -545,11 +548,12 @@ def attention_check_submit(
 def participant_debrief_submit(*, participant: Participant, answers: dict) -> str:
     """Store the debrief answers and complete the participation (once)."""
     now = timezone.now()
+    following = step_after(Step.DEBRIEF)
     updated = Participant.objects.filter(pk=participant.pk, step=Step.DEBRIEF).update(
-        debrief=answers, step=Step.COMPLETE, completed_at=now, last_seen_at=now
+        debrief=answers, step=following, completed_at=now, last_seen_at=now
     )
     if updated:
-        participant.debrief, participant.step, participant.completed_at = answers, Step.COMPLETE, now
+        participant.debrief, participant.step, participant.completed_at = answers, following, now
     else:
         participant.refresh_from_db(fields=["step"])
     return participant.step

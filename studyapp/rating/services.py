@@ -392,23 +392,14 @@ class PageResult:
     step: str
 
 
-def _locked_plan(participant: Participant, plan: selectors.RaterPlan | None) -> tuple[Slot, selectors.RaterPlan] | None:
-    """The rater's plan with what is answered re-read under the slot's row lock.
-
-    A plan the caller read before the lock is reused for its pages (they never change
-    for a slot); only the answered set must be read again, inside the lock.
-    """
-    slot = (
-        Slot.objects.select_for_update()
-        .filter(participant=participant, status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE])
-        .first()
-    )
-    if slot is None:
+def _locked_plan(
+    participant: Participant, dimensions: list[RatingDimension] | None
+) -> tuple[Slot, selectors.RaterPlan] | None:
+    """The rater's plan read under their slot's row lock; None when they hold no slot any more."""
+    plan = selectors.participant_plan(participant=participant, dimensions=dimensions, lock=True)
+    if plan.slot is None:
         return None
-    if plan is None or plan.slot is None or plan.slot.pk != slot.pk:
-        return slot, selectors.participant_plan(participant=participant, slot=slot)
-    done = selectors.pages_done(participant=participant, slot=slot, pages=plan.pages)
-    return slot, selectors.RaterPlan(slot=slot, pages=plan.pages, done=done, dimensions=plan.dimensions)
+    return plan.slot, plan
 
 
 def _page_finish(participant: Participant, slot: Slot, plan: selectors.RaterPlan, page_index: int) -> None:
@@ -452,14 +443,17 @@ def rating_page_submit(
     stimulus_token: str,
     scores: dict[str, float],
     seconds_on_page: float | None,
-    plan: selectors.RaterPlan | None = None,
+    dimensions: list[RatingDimension] | None = None,
 ) -> PageResult:
-    """Store one page's ratings, all dimensions at once or none."""
+    """Store one page's ratings, all dimensions at once or none.
+
+    ``dimensions``: the rater's, as the caller read them to check the form (read here if not given).
+    """
     if participant.step != Step.RATING:
         return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     with transaction.atomic():
-        locked = _locked_plan(participant, plan)
+        locked = _locked_plan(participant, dimensions)
         if locked is None:
             return PageResult(PageOutcome.SLOT_LOST, participant.step)
         slot, plan = locked
@@ -498,15 +492,18 @@ def attention_check_submit(
     page_index: int,
     check_index: int,
     response: str,
-    plan: selectors.RaterPlan | None = None,
+    dimensions: list[RatingDimension] | None = None,
 ) -> PageResult:
-    """Record an instructed-response item; screen out after the study's K failures."""
+    """Record an instructed-response item; screen out after the study's K failures.
+
+    ``dimensions``: as for ``rating_page_submit`` (the plan carries them; given, they are not read again).
+    """
     if participant.step != Step.RATING:
         return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     study = participant.study
     with transaction.atomic():
-        locked = _locked_plan(participant, plan)
+        locked = _locked_plan(participant, dimensions)
         if locked is None:
             return PageResult(PageOutcome.SLOT_LOST, participant.step)
         slot, plan = locked

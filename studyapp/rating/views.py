@@ -8,7 +8,7 @@ writes nothing to the database.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -24,6 +24,7 @@ from studyapp.rating.forms import (
     AttentionCheckForm,
     ConsentForm,
     DebriefForm,
+    PageTicket,
     RatingPageForm,
     ScoresForm,
     page_ticket_load,
@@ -381,9 +382,9 @@ def _scales(form, dimensions, typical: dict | None = None) -> list[dict]:
     return scales
 
 
-def _plan(rater: Rater, *, answered: bool = True) -> selectors.RaterPlan:
+def _plan(rater: Rater) -> selectors.RaterPlan:
     if rater.participant is not None:
-        return selectors.participant_plan(participant=rater.participant, answered=answered)
+        return selectors.participant_plan(participant=rater.participant)
     return selectors.preview_plan(study=rater.study, done=set((rater.preview or {}).get("done", [])))
 
 
@@ -432,41 +433,48 @@ def _out_of_date(request: HttpRequest, rater: Rater, status: int = 400) -> HttpR
 def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
     if request.method == "GET":
         return _rate_show(request, rater)
-    # A valid POST has its answered pages read by the service under the slot's row lock;
-    # reading them here too would only be read again. An invalid one reads them itself.
-    plan = _plan(rater, answered=False)
+    # The signed ticket names the page and its kind, so the form is checked before the
+    # plan is read: a valid answer has its plan read once, under the slot's row lock.
     ticket = page_ticket_load(value=request.POST.get("page", ""), rater_token=rater.token)
-    page = next((p for p in plan.pages if ticket is not None and p.index == ticket.index), None)
-    if ticket is None or page is None or (page.check is None) != (ticket.check_index is None):
+    dimensions = _dimensions(rater)
+    form = _page_form(request, rater, ticket, dimensions) if ticket is not None else None
+    if ticket is None or form is None:
         return _out_of_date(request, rater)
-    form: AttentionCheckForm | RatingPageForm
-    if page.check is not None:
-        form = AttentionCheckForm(request.POST, rater_token=rater.token, check=page.check)
-    else:
-        form = RatingPageForm(request.POST, dimensions=plan.dimensions, rater_token=rater.token)
     if not form.is_valid():
-        return _rate_invalid(request, rater, plan, page, form)
+        return _rate_invalid(request, rater, ticket, form)
     if rater.participant is None:
-        return _preview_page_done(request, rater, plan, page, form)
+        return _preview_page_done(request, rater, ticket, form)
     if isinstance(form, AttentionCheckForm):
-        assert page.check is not None  # noqa: S101 (narrows the type: the form was chosen by the page)
+        assert ticket.check_index is not None  # noqa: S101 (narrows the type: the form was chosen by the ticket)
         result = services.attention_check_submit(
             participant=rater.participant,
-            page_index=page.index,
-            check_index=page.check.index,
+            page_index=ticket.index,
+            check_index=ticket.check_index,
             response=str(form.cleaned_data["response"]),
-            plan=plan,
+            dimensions=dimensions,
         )
     else:
         result = services.rating_page_submit(
             participant=rater.participant,
-            page_index=page.index,
+            page_index=ticket.index,
             stimulus_token=form.cleaned_data["stimulus"],
             scores=form.scores(),
             seconds_on_page=form.cleaned_data["page"].seconds_on_page,
-            plan=plan,
+            dimensions=dimensions,
         )
     return _outcome_response(request, rater, result.outcome)
+
+
+def _page_form(
+    request: HttpRequest, rater: Rater, ticket: PageTicket, dimensions
+) -> AttentionCheckForm | RatingPageForm | None:
+    """The form of the page the ticket names; None for a check the study does not have."""
+    if ticket.check_index is None:
+        return RatingPageForm(request.POST, dimensions=dimensions, rater_token=rater.token)
+    checks = selectors.study_attention_checks(study=rater.study)
+    if not 0 <= ticket.check_index < len(checks):
+        return None
+    return AttentionCheckForm(request.POST, rater_token=rater.token, check=checks[ticket.check_index])
 
 
 def _rate_show(request: HttpRequest, rater: Rater) -> HttpResponse:
@@ -481,19 +489,22 @@ def _rate_show(request: HttpRequest, rater: Rater) -> HttpResponse:
     return _render_page(request, rater, plan, page)
 
 
-def _rate_invalid(request: HttpRequest, rater: Rater, plan, page, form) -> HttpResponse:
+def _ticket_classify(request: HttpRequest, plan: selectors.RaterPlan, ticket: PageTicket):
+    """``services.page_classify`` of the page a ticket names, with the answer's stimulus."""
+    stimulus_token = request.POST.get("stimulus", "") if ticket.check_index is None else None
+    return services.page_classify(plan, ticket.index, stimulus_token=stimulus_token, check_index=ticket.check_index)
+
+
+def _rate_invalid(request: HttpRequest, rater: Rater, ticket: PageTicket, form) -> HttpResponse:
     """The page again with its form errors, when it is still the one to answer."""
-    outcome, _ = services.page_classify(
-        _answered(rater, plan),
-        page.index,
-        stimulus_token=request.POST.get("stimulus", "") if page.stimulus is not None else None,
-    )
-    if outcome is not None:
-        return _outcome_response(request, rater, outcome)
+    plan = _plan(rater)
+    outcome, page = _ticket_classify(request, plan, ticket)
+    if outcome is not None or page is None:
+        return _outcome_response(request, rater, outcome or services.PageOutcome.FOREIGN)
     return _render_page(request, rater, plan, page, form=form, status=400, ticket=request.POST["page"])
 
 
-def _outcome_response(request: HttpRequest, rater: Rater, outcome: services.PageOutcome | None) -> HttpResponse:
+def _outcome_response(request: HttpRequest, rater: Rater, outcome: services.PageOutcome) -> HttpResponse:
     """What the rater sees after a page was submitted: their current page, or why not."""
     if outcome is services.PageOutcome.FOREIGN:
         return _out_of_date(request, rater)
@@ -502,23 +513,15 @@ def _outcome_response(request: HttpRequest, rater: Rater, outcome: services.Page
     return _redirect(rater)  # saved, saved before (a double submission), or the slot is gone
 
 
-def _answered(rater: Rater, plan: selectors.RaterPlan) -> selectors.RaterPlan:
-    """The plan with its answered pages read (a participant's POST plan is read without them)."""
-    if rater.participant is None or plan.slot is None:
-        return plan
-    done = selectors.pages_done(participant=rater.participant, slot=plan.slot, pages=plan.pages)
-    return replace(plan, done=done)
-
-
-def _preview_page_done(request, rater: Rater, plan, page, form) -> HttpResponse:
+def _preview_page_done(request: HttpRequest, rater: Rater, ticket: PageTicket, form) -> HttpResponse:
     """A preview keeps its answered pages in the session; the same rules as a participant's."""
-    stimulus_token = form.cleaned_data["stimulus"] if page.check is None else None
-    outcome, _ = services.page_classify(plan, page.index, stimulus_token=stimulus_token)
+    plan = _plan(rater)
+    outcome, _ = _ticket_classify(request, plan, ticket)
     if outcome is None:
-        done = sorted(plan.done | {page.index})
+        done = sorted(plan.done | {ticket.index})
         step = step_after(Step.RATING) if len(done) == len(plan.pages) else Step.RATING
         _preview_update(request, rater, done=done, step=step)
-    return _outcome_response(request, rater, outcome)
+    return _outcome_response(request, rater, outcome or services.PageOutcome.SAVED)
 
 
 @require_http_methods(["GET", "POST"])

@@ -403,13 +403,15 @@ def _locked_plan(
 
 
 def _page_finish(participant: Participant, slot: Slot, plan: selectors.RaterPlan, page_index: int) -> None:
-    """After a page is stored: move on to the debrief when it was the last one."""
+    """After a page is stored: move on to the debrief when it was the last one.
+
+    Any other page needs no write of ``last_seen_at`` here: the GET this POST redirects to
+    touches it a moment later, as did the page's own GET and its heartbeat while it was open.
+    """
     if len(plan.done | {page_index}) == len(plan.pages):
         now = timezone.now()
         Slot.objects.filter(pk=slot.pk).update(status=Slot.Status.COMPLETE, completed_at=now)
         _step_set(participant, step_after(Step.RATING))
-    else:
-        participant_touch(participant=participant)
 
 
 def page_classify(

@@ -198,17 +198,25 @@ def participant_slot_stimuli(*, participant: Participant, lock: bool = False) ->
 
     A slot always has planned stimuli once built; should none come back, the slot is read on
     its own, so the answer is the same as the two selectors'. ``lock`` (inside a
-    transaction) also takes the slot's row lock, in the same query.
+    transaction, a page being stored) also takes the slot's row lock, in the same query, and
+    reads of each stimulus only what a stored answer is checked against (id and token), not
+    the text and prompt a page shows.
     """
-    planned = (
-        SlotStimulus.objects.filter(
-            slot__participant=participant, slot__status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE]
+    planned = SlotStimulus.objects.filter(
+        slot__participant=participant, slot__status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE]
+    ).order_by("-slot__claimed_at", "slot_id", "position")
+    slot_fields = [f"slot__{f.attname}" for f in Slot._meta.concrete_fields]
+    if lock:
+        planned = (
+            planned.select_related("slot", "stimulus")
+            .only("position", *slot_fields, "stimulus__id", "stimulus__token")
+            .select_for_update(of=("slot",))
         )
-        .select_related("slot", "stimulus__item__task")
-        .only("position", *(f"slot__{f.attname}" for f in Slot._meta.concrete_fields), *STIMULUS_FIELDS)
-        .order_by("-slot__claimed_at", "slot_id", "position")
-    )
-    planned = list(planned.select_for_update(of=("slot",)) if lock else planned)
+    else:
+        planned = planned.select_related("slot", "stimulus__item__task").only(
+            "position", *slot_fields, *STIMULUS_FIELDS
+        )
+    planned = list(planned)
     if not planned:
         slot = participant_slot(participant=participant, lock=lock)
         return slot, slot_stimuli(slot=slot) if slot is not None else []

@@ -216,12 +216,12 @@ def participant_slot_stimuli(*, participant: Participant, lock: bool = False) ->
         planned = planned.select_related("slot", "stimulus__item__task").only(
             "position", *slot_fields, *STIMULUS_FIELDS
         )
-    planned = list(planned)
-    if not planned:
+    rows = list(planned)
+    if not rows:
         slot = participant_slot(participant=participant, lock=lock)
         return slot, slot_stimuli(slot=slot) if slot is not None else []
-    slot = planned[0].slot
-    return slot, [entry.stimulus for entry in planned if entry.slot_id == slot.pk]
+    slot = rows[0].slot
+    return slot, [entry.stimulus for entry in rows if entry.slot_id == slot.pk]
 
 
 def participant_plan(

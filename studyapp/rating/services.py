@@ -462,8 +462,8 @@ def rating_page_submit(
         outcome, page = page_classify(plan, page_index, stimulus_token=stimulus_token)
         if outcome is not None or page is None or page.stimulus is None:
             return PageResult(outcome or PageOutcome.FOREIGN, participant.step)
-        dimensions = {dimension.key: (position, dimension) for position, dimension in enumerate(plan.dimensions)}
-        if set(scores) != set(dimensions):
+        by_key = {dimension.key: (position, dimension) for position, dimension in enumerate(plan.dimensions)}
+        if set(scores) != set(by_key):
             raise ValueError("scores must cover exactly the study's dimensions")
         Rating.objects.bulk_create(
             [
@@ -478,7 +478,7 @@ def rating_page_submit(
                     seconds_on_page=seconds_on_page,
                     pilot=participant.pilot,
                 )
-                for key, (position, dimension) in dimensions.items()
+                for key, (position, dimension) in by_key.items()
             ]
         )
         minimum = participant.study.min_seconds_per_page

@@ -8,6 +8,7 @@ writes nothing to the database.
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import urlencode
@@ -124,7 +125,7 @@ def _preview_update(request: HttpRequest, rater: Rater, **changes) -> None:
     request.session[_preview_key(rater.study.slug)] = rater.preview
 
 
-def rater_page(step_names: set[str]):
+def rater_page(step_names: AbstractSet[str]):
     """Load the study and the rater; send anyone on another step to their own page."""
 
     def decorate(view):

@@ -342,7 +342,7 @@ def _count_queries(slug: str) -> None:
     print(json.dumps({name: max(values) for name, values in counts.items() if values}))
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 150])
     parser.add_argument("--deployments", type=int, default=24)
@@ -352,56 +352,75 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "load_raters.json")
     args = parser.parse_args()
+    if (args.raters * STIMULI_PER_RATER // 2) % ITEMS:
+        parser.error(f"--raters x {STIMULI_PER_RATER // 2} must be a multiple of {ITEMS} for a balanced design")
+    return args
+
+
+def _start_redis() -> tuple[subprocess.Popen, int, str]:
+    """A redis-server of the run's own on a free port: (process, port, its data directory)."""
     redis_binary = shutil.which("redis-server")
     if redis_binary is None:
         sys.exit("redis-server is not installed")
-    if (args.raters * STIMULI_PER_RATER // 2) % ITEMS:
-        sys.exit(f"--raters x {STIMULI_PER_RATER // 2} must be a multiple of {ITEMS} for a balanced design")
-    target = args.raters * (STIMULI_PER_RATER // 2) // ITEMS
-
-    redis_port = pages._free_port()
-    redis_dir = tempfile.mkdtemp(prefix="load-redis-")
+    port = pages._free_port()
+    data_dir = tempfile.mkdtemp(prefix="load-redis-")
     redis = subprocess.Popen(
-        [redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", redis_dir, "--save", "",
+        [redis_binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir, "--save", "",
          "--appendonly", "yes"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
+    return redis, port, data_dir
+
+
+def _seed_levels(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """One fresh study per concurrency level, seeded in a child process with Django set up."""
+    for concurrency in args.concurrency:
+        design = {
+            "slug": f"load-c{concurrency}",
+            "deployments": args.deployments,
+            "items": ITEMS,
+            "raters_per_deployment": args.raters,
+            "stimuli_per_rater": STIMULI_PER_RATER,
+            "slot_timeout_minutes": 1,
+            "slot_hold_minutes": 1,
+        }
+        subprocess.run(
+            [sys.executable, __file__, "_seed", json.dumps(design)],
+            cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def _run_levels(args: argparse.Namespace, base: str, target: int) -> dict:
+    """Each level against the running server; concurrency 1 walks raters in turn for the latency target."""
+    levels = {}
+    n_slots = args.deployments * args.raters
+    for concurrency in args.concurrency:
+        slug = f"load-c{concurrency}"
+        sequential = concurrency == 1
+        print(f"concurrency {concurrency}: {'sequential raters' if sequential else f'{n_slots} slots'} ...")
+        walk_only = args.sequential_raters if sequential else None
+        stats = run_level(base, slug, concurrency, n_slots, args.seed + concurrency, walk_only)
+        checks = None if sequential else db_checks(slug, stats, target)
+        levels[concurrency] = {"stats": stats, "checks": checks}
+        if stats.errors:
+            print(f"  {len(stats.errors)} bot errors, first: {stats.errors[0]}")
+    return levels
+
+
+def main() -> None:
+    args = _parse_args()
+    target = args.raters * (STIMULI_PER_RATER // 2) // ITEMS
+    redis, redis_port, redis_dir = _start_redis()
     env = _env(redis_port)
     pages._admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
     pages._admin(f"CREATE DATABASE {DB_NAME}")
     gunicorn = None
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
-        levels = {}
-        for concurrency in args.concurrency:
-            slug = f"load-c{concurrency}"
-            design = {
-                "slug": slug,
-                "deployments": args.deployments,
-                "items": ITEMS,
-                "raters_per_deployment": args.raters,
-                "stimuli_per_rater": STIMULI_PER_RATER,
-                "slot_timeout_minutes": 1,
-                "slot_hold_minutes": 1,
-            }
-            subprocess.run(
-                [sys.executable, __file__, "_seed", json.dumps(design)],
-                cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+        _seed_levels(args, env)
         queries = queries_per_request(env, f"load-c{args.concurrency[0]}")
         gunicorn, base = pages.start_gunicorn(env, args.workers)
-        for concurrency in args.concurrency:
-            slug = f"load-c{concurrency}"
-            n_slots = args.deployments * args.raters
-            sequential = concurrency == 1
-            print(f"concurrency {concurrency}: {'sequential raters' if sequential else f'{n_slots} slots'} ...")
-            walk_only = args.sequential_raters if sequential else None
-            stats = run_level(base, slug, concurrency, n_slots, args.seed + concurrency, walk_only)
-            checks = None if sequential else db_checks(slug, stats, target)
-            levels[concurrency] = {"stats": stats, "checks": checks}
-            if stats.errors:
-                print(f"  {len(stats.errors)} bot errors, first: {stats.errors[0]}")
-        report(levels, queries, args)
+        report(_run_levels(args, base, target), queries, args)
     finally:
         if gunicorn is not None:
             gunicorn.terminate()

@@ -169,12 +169,9 @@ def pages_build(*, seed: str, stimuli: list[Stimulus], checks: list[AttentionChe
     return [Page(index=i, stimulus=s, check=c) for i, (s, c) in enumerate(entries)]
 
 
-def participant_slot(*, participant: Participant) -> Slot | None:
-    return (
-        Slot.objects.filter(participant=participant, status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE])
-        .order_by("-claimed_at")
-        .first()
-    )
+def participant_slot(*, participant: Participant, lock: bool = False) -> Slot | None:
+    slots = Slot.objects.filter(participant=participant, status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE])
+    return (slots.select_for_update() if lock else slots).order_by("-claimed_at").first()
 
 
 STIMULUS_FIELDS = (
@@ -196,43 +193,56 @@ def slot_stimuli(*, slot: Slot) -> list[Stimulus]:
     return [entry.stimulus for entry in planned]
 
 
-def participant_slot_stimuli(*, participant: Participant) -> tuple[Slot | None, list[Stimulus]]:
+def participant_slot_stimuli(*, participant: Participant, lock: bool = False) -> tuple[Slot | None, list[Stimulus]]:
     """``participant_slot`` and its ``slot_stimuli`` in one query (the slot rides on each row).
 
     A slot always has planned stimuli once built; should none come back, the slot is read on
-    its own, so the answer is the same as the two selectors'.
+    its own, so the answer is the same as the two selectors'. ``lock`` (inside a
+    transaction, a page being stored) also takes the slot's row lock, in the same query, and
+    reads of each stimulus only what a stored answer is checked against (id and token), not
+    the text and prompt a page shows.
     """
-    planned = list(
-        SlotStimulus.objects.filter(
-            slot__participant=participant, slot__status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE]
+    planned = SlotStimulus.objects.filter(
+        slot__participant=participant, slot__status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE]
+    ).order_by("-slot__claimed_at", "slot_id", "position")
+    slot_fields = [f"slot__{f.attname}" for f in Slot._meta.concrete_fields]
+    if lock:
+        planned = (
+            planned.select_related("slot", "stimulus")
+            .only("position", *slot_fields, "stimulus__id", "stimulus__token")
+            .select_for_update(of=("slot",))
         )
-        .select_related("slot", "stimulus__item__task")
-        .only("position", *(f"slot__{f.attname}" for f in Slot._meta.concrete_fields), *STIMULUS_FIELDS)
-        .order_by("-slot__claimed_at", "slot_id", "position")
-    )
-    if not planned:
-        slot = participant_slot(participant=participant)
+    else:
+        planned = planned.select_related("slot", "stimulus__item__task").only(
+            "position", *slot_fields, *STIMULUS_FIELDS
+        )
+    rows = list(planned)
+    if not rows:
+        slot = participant_slot(participant=participant, lock=lock)
         return slot, slot_stimuli(slot=slot) if slot is not None else []
-    slot = planned[0].slot
-    return slot, [entry.stimulus for entry in planned if entry.slot_id == slot.pk]
+    slot = rows[0].slot
+    return slot, [entry.stimulus for entry in rows if entry.slot_id == slot.pk]
 
 
-def participant_plan(*, participant: Participant, slot: Slot | None = None, answered: bool = True) -> RaterPlan:
+def participant_plan(
+    *, participant: Participant, dimensions: list[RatingDimension] | None = None, lock: bool = False
+) -> RaterPlan:
     """Every page of this participant and which are answered: a fixed number of queries.
 
-    ``answered=False`` leaves ``done`` empty, for a caller that reads it itself under the
-    slot's row lock (a rating POST): the pages and dimensions never change for a slot.
+    ``lock=True``, inside a transaction (a page being stored): the query that reads the
+    rater's slot also takes its row lock, and what is answered is read after it in a
+    statement of its own, so that it sees a page a concurrent request stored while this one
+    waited for the lock. ``dimensions`` the caller already read (``rater_dimensions``) are
+    not read again.
     """
     study = participant.study
-    if slot is None:
-        slot, stimuli = participant_slot_stimuli(participant=participant)
-    else:
-        stimuli = slot_stimuli(slot=slot)
-    dimensions = rater_dimensions(study=study, seed=participant.token)
+    slot, stimuli = participant_slot_stimuli(participant=participant, lock=lock)
+    if dimensions is None:
+        dimensions = rater_dimensions(study=study, seed=participant.token)
     if slot is None:
         return RaterPlan(slot=None, pages=[], dimensions=dimensions)
     pages = pages_build(seed=participant.token, stimuli=stimuli, checks=study_attention_checks(study=study))
-    done = pages_done(participant=participant, slot=slot, pages=pages) if answered else set()
+    done = pages_done(participant=participant, slot=slot, pages=pages)
     return RaterPlan(slot=slot, pages=pages, done=done, dimensions=dimensions)
 
 

@@ -25,8 +25,9 @@ from studyapp.rating.models import (
     Rating,
     Slot,
 )
+from studyapp.rating.page_sequence import CONTINUE_PAGES, ENDINGS, step_after
 from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
-from studyapp.studies.models import Deployment, Study
+from studyapp.studies.models import Deployment, RatingDimension, Study
 
 Step = Participant.Step
 
@@ -253,19 +254,19 @@ def participant_consent(*, participant: Participant, agree: bool) -> str:
         if slot is None:
             _step_set(participant, Step.STUDY_FULL)
         else:
-            _step_set(participant, Step.INSTRUCTIONS, consented_at=timezone.now())
+            _step_set(participant, step_after(Step.CONSENT), consented_at=timezone.now())
     return participant.step
 
 
 def participant_advance(*, participant: Participant, from_step: str) -> str:
-    """Instructions -> practice -> rating; a repeated submit of an earlier page is a no-op."""
-    following: dict[str, str] = {Step.INSTRUCTIONS: Step.PRACTICE, Step.PRACTICE: Step.RATING}
-    if participant.step == from_step and from_step in following:
+    """Leave a page that only continues (instructions, practice); a repeated submit is a no-op."""
+    if participant.step == from_step and from_step in CONTINUE_PAGES:
+        following = step_after(from_step)
         updated = Participant.objects.filter(pk=participant.pk, step=from_step).update(
-            step=following[from_step], last_seen_at=timezone.now()
+            step=following, last_seen_at=timezone.now()
         )
         if updated:
-            participant.step = following[from_step]
+            participant.step = following
         else:
             participant.refresh_from_db(fields=["step"])
     return participant.step
@@ -288,39 +289,37 @@ class PageResult:
     step: str
 
 
-def _locked_plan(participant: Participant, plan: selectors.RaterPlan | None) -> tuple[Slot, selectors.RaterPlan] | None:
-    """The rater's plan with what is answered re-read under the slot's row lock.
-
-    A plan the caller read before the lock is reused for its pages (they never change
-    for a slot); only the answered set must be read again, inside the lock.
-    """
-    slot = (
-        Slot.objects.select_for_update()
-        .filter(participant=participant, status__in=[Slot.Status.ACTIVE, Slot.Status.COMPLETE])
-        .first()
-    )
-    if slot is None:
+def _locked_plan(
+    participant: Participant, dimensions: list[RatingDimension] | None
+) -> tuple[Slot, selectors.RaterPlan] | None:
+    """The rater's plan read under their slot's row lock; None when they hold no slot any more."""
+    plan = selectors.participant_plan(participant=participant, dimensions=dimensions, lock=True)
+    if plan.slot is None:
         return None
-    if plan is None or plan.slot is None or plan.slot.pk != slot.pk:
-        return slot, selectors.participant_plan(participant=participant, slot=slot)
-    done = selectors.pages_done(participant=participant, slot=slot, pages=plan.pages)
-    return slot, selectors.RaterPlan(slot=slot, pages=plan.pages, done=done, dimensions=plan.dimensions)
+    return plan.slot, plan
 
 
 def _page_finish(participant: Participant, slot: Slot, plan: selectors.RaterPlan, page_index: int) -> None:
-    """After a page is stored: move on to the debrief when it was the last one."""
+    """After a page is stored: move on to the debrief when it was the last one.
+
+    Any other page needs no write of ``last_seen_at`` here: the GET this POST redirects to
+    touches it a moment later, as did the page's own GET and its heartbeat while it was open.
+    """
     if len(plan.done | {page_index}) == len(plan.pages):
         now = timezone.now()
         Slot.objects.filter(pk=slot.pk).update(status=Slot.Status.COMPLETE, completed_at=now)
-        _step_set(participant, Step.DEBRIEF)
-    else:
-        participant_touch(participant=participant)
+        _step_set(participant, step_after(Step.RATING))
 
 
-def _classify(
+def page_classify(
     plan: selectors.RaterPlan, page_index: int, *, stimulus_token: str | None = None, check_index: int | None = None
 ) -> tuple[PageOutcome | None, selectors.Page | None]:
-    """Where a submitted page stands in the rater's plan: (outcome or None to store, page)."""
+    """Where a submitted page stands in the rater's plan: (outcome or None to store, page).
+
+    The one place of the rules: a page not of this plan is FOREIGN, an answered one
+    ALREADY_SAVED (a double submission), any other but the current one NOT_CURRENT. The
+    plan's ``done`` must be read: under the slot's row lock before a store.
+    """
     page = next((p for p in plan.pages if p.index == page_index), None)
     if page is None:
         return PageOutcome.FOREIGN, None
@@ -343,22 +342,25 @@ def rating_page_submit(
     stimulus_token: str,
     scores: dict[str, float],
     seconds_on_page: float | None,
-    plan: selectors.RaterPlan | None = None,
+    dimensions: list[RatingDimension] | None = None,
 ) -> PageResult:
-    """Store one page's ratings, all dimensions at once or none."""
+    """Store one page's ratings, all dimensions at once or none.
+
+    ``dimensions``: the rater's, as the caller read them to check the form (read here if not given).
+    """
     if participant.step != Step.RATING:
-        return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
+        return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     with transaction.atomic():
-        locked = _locked_plan(participant, plan)
+        locked = _locked_plan(participant, dimensions)
         if locked is None:
             return PageResult(PageOutcome.SLOT_LOST, participant.step)
         slot, plan = locked
-        outcome, page = _classify(plan, page_index, stimulus_token=stimulus_token)
+        outcome, page = page_classify(plan, page_index, stimulus_token=stimulus_token)
         if outcome is not None or page is None or page.stimulus is None:
             return PageResult(outcome or PageOutcome.FOREIGN, participant.step)
-        dimensions = {dimension.key: (position, dimension) for position, dimension in enumerate(plan.dimensions)}
-        if set(scores) != set(dimensions):
+        by_key = {dimension.key: (position, dimension) for position, dimension in enumerate(plan.dimensions)}
+        if set(scores) != set(by_key):
             raise ValueError("scores must cover exactly the study's dimensions")
         Rating.objects.bulk_create(
             [
@@ -373,7 +375,7 @@ def rating_page_submit(
                     seconds_on_page=seconds_on_page,
                     pilot=participant.pilot,
                 )
-                for key, (position, dimension) in dimensions.items()
+                for key, (position, dimension) in by_key.items()
             ]
         )
         minimum = participant.study.min_seconds_per_page
@@ -383,28 +385,28 @@ def rating_page_submit(
     return PageResult(PageOutcome.SAVED, participant.step)
 
 
-_ENDED = {Step.DECLINED, Step.SCREENED_OUT, Step.TIMED_OUT, Step.STUDY_FULL}
-
-
 def attention_check_submit(
     *,
     participant: Participant,
     page_index: int,
     check_index: int,
     response: str,
-    plan: selectors.RaterPlan | None = None,
+    dimensions: list[RatingDimension] | None = None,
 ) -> PageResult:
-    """Record an instructed-response item; screen out after the study's K failures."""
+    """Record an instructed-response item; screen out after the study's K failures.
+
+    ``dimensions``: as for ``rating_page_submit`` (the plan carries them; given, they are not read again).
+    """
     if participant.step != Step.RATING:
-        return PageResult(PageOutcome.SLOT_LOST if participant.step in _ENDED else PageOutcome.ALREADY_SAVED,
+        return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
                           participant.step)  # fmt: skip
     study = participant.study
     with transaction.atomic():
-        locked = _locked_plan(participant, plan)
+        locked = _locked_plan(participant, dimensions)
         if locked is None:
             return PageResult(PageOutcome.SLOT_LOST, participant.step)
         slot, plan = locked
-        outcome, page = _classify(plan, page_index, check_index=check_index)
+        outcome, page = page_classify(plan, page_index, check_index=check_index)
         if outcome is not None or page is None or page.check is None:
             return PageResult(outcome or PageOutcome.FOREIGN, participant.step)
         passed = page.check.passes(response)
@@ -442,11 +444,12 @@ def attention_check_submit(
 def participant_debrief_submit(*, participant: Participant, answers: dict) -> str:
     """Store the debrief answers and complete the participation (once)."""
     now = timezone.now()
+    following = step_after(Step.DEBRIEF)
     updated = Participant.objects.filter(pk=participant.pk, step=Step.DEBRIEF).update(
-        debrief=answers, step=Step.COMPLETE, completed_at=now, last_seen_at=now
+        debrief=answers, step=following, completed_at=now, last_seen_at=now
     )
     if updated:
-        participant.debrief, participant.step, participant.completed_at = answers, Step.COMPLETE, now
+        participant.debrief, participant.step, participant.completed_at = answers, following, now
     else:
         participant.refresh_from_db(fields=["step"])
     return participant.step

@@ -30,6 +30,7 @@ from django.urls import reverse
 
 from studyapp.rating.forms import page_ticket_load
 from studyapp.rating.models import Participant, Rating
+from studyapp.rating.page_sequence import IN_PROGRESS
 from studyapp.rating.selectors import study_attention_checks
 from studyapp.studies.models import Condition, RatingDimension, Stimulus, Study
 
@@ -134,7 +135,8 @@ class _SimulatedRater:
     def walk(self) -> str:
         """Walk the flow from the Prolific link to the end (or to where this rater leaves)."""
         returning = Participant.objects.filter(study=self.study, prolific_pid=self.pid).first()
-        if returning is not None and (self.abandons or returning.step not in _RESUMABLE):
+        # One interrupted by a crash (not by its own leaving) comes back to a page in progress.
+        if returning is not None and (self.abandons or returning.step not in IN_PROGRESS):
             return returning.step  # finished, or left for good: a second run changes nothing
         query = urlencode(
             {
@@ -227,16 +229,6 @@ class _SimulatedRater:
             far = 0.0 if expected >= 50 else 100.0
             data["response"] = str(int(far if self.inattentive else expected))
         return data
-
-
-# Steps a simulated rater interrupted by a crash (not by its own abandonment) comes back to.
-_RESUMABLE = {
-    Participant.Step.CONSENT,
-    Participant.Step.INSTRUCTIONS,
-    Participant.Step.PRACTICE,
-    Participant.Step.RATING,
-    Participant.Step.DEBRIEF,
-}
 
 
 def _host() -> str:

@@ -8,7 +8,8 @@ writes nothing to the database.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -24,6 +25,7 @@ from studyapp.rating.forms import (
     AttentionCheckForm,
     ConsentForm,
     DebriefForm,
+    PageTicket,
     RatingPageForm,
     ScoresForm,
     page_ticket_load,
@@ -31,32 +33,18 @@ from studyapp.rating.forms import (
     score_field_name,
 )
 from studyapp.rating.models import Participant
+from studyapp.rating.page_sequence import ENDINGS, IN_PROGRESS, step_after, step_url_name
 from studyapp.rating.quality import PARTIAL_FLAG, study_time_estimate
 from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.access import user_can_view_study
-from studyapp.studies.models import Study
+from studyapp.studies.models import Deployment, Study
 
 Step = Participant.Step
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
 # Prolific ids are 24 hex characters; anything in this set is accepted so that test
 # links work, while an unfilled placeholder such as {{%PROLIFIC_PID%}} is refused.
 PROLIFIC_PARAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-STEP_VIEW: dict[str, str] = {
-    Step.CONSENT: "rating:consent",
-    Step.INSTRUCTIONS: "rating:instructions",
-    Step.PRACTICE: "rating:practice",
-    Step.RATING: "rating:rate",
-    Step.DEBRIEF: "rating:debrief",
-    Step.COMPLETE: "rating:done",
-    Step.DECLINED: "rating:ended",
-    Step.SCREENED_OUT: "rating:ended",
-    Step.STUDY_FULL: "rating:ended",
-    Step.TIMED_OUT: "rating:ended",
-}
-PREVIEW_NEXT: dict[str, str] = {
-    Step.INSTRUCTIONS: Step.PRACTICE,
-    Step.PRACTICE: Step.RATING,
-}
+PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
 
 def _session_key(study_slug: str) -> str:
@@ -101,7 +89,7 @@ class Rater:
         return self.participant.step if self.participant else (self.preview or {})["step"]
 
     def step_url(self) -> str:
-        return reverse(STEP_VIEW[self.step], args=[self.study.slug])
+        return reverse(step_url_name(self.step), args=[self.study.slug])
 
 
 def _rater(request: HttpRequest, study: Study) -> Rater | None:
@@ -138,7 +126,7 @@ def _preview_update(request: HttpRequest, rater: Rater, **changes) -> None:
     request.session[_preview_key(rater.study.slug)] = rater.preview
 
 
-def rater_page(step_names: set[str]):
+def rater_page(step_names: AbstractSet[str]):
     """Load the study and the rater; send anyone on another step to their own page."""
 
     def decorate(view):
@@ -177,21 +165,53 @@ def _redirect(rater: Rater) -> HttpResponse:
 @require_GET
 @never_cache
 def entry(request: HttpRequest, study_slug: str, deployment_ref: str | None = None) -> HttpResponse:
+    """A Prolific link: resume from the session, or check the link and enter (or resume) its participation."""
     study = _study(study_slug)
     if study is None:
         return _not_found(request)
-    params = {key: request.GET.get(key, "").strip() for key in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")}
+    params = {key: request.GET.get(key, "").strip() for key in PROLIFIC_PARAMS}
     if not any(params.values()):
-        rater = _rater(request, study)
-        if rater is not None:
-            return HttpResponseRedirect(rater.step_url())
-        return message(
-            request,
-            "Your study link is incomplete",
-            "This link is missing your Prolific details. Please open the study from Prolific again "
-            "using the button there, so that your participation can be recorded.",
-            status=400,
-        )
+        return _entry_from_session(request, study)
+    problem = _link_problem(request, study, params)
+    if problem is not None:
+        return problem
+    pinned = None
+    if deployment_ref is not None:
+        pinned = selectors.deployment_by_ref(study=study, ref=deployment_ref)
+        if pinned is None:
+            return _not_found(request)
+    refusal = _new_entry_refusal(request, study, params, pinned)
+    if refusal is not None:
+        return refusal
+    participant = services.participant_enter(
+        study=study,
+        prolific_pid=params["PROLIFIC_PID"],
+        prolific_study_id=params["STUDY_ID"],
+        prolific_session_id=params["SESSION_ID"],
+        pinned_deployment=pinned,
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    request.session.pop(_preview_key(study.slug), None)
+    request.session[_session_key(study.slug)] = participant.token
+    return HttpResponseRedirect(Rater(study=study, participant=participant).step_url())
+
+
+def _entry_from_session(request: HttpRequest, study: Study) -> HttpResponse:
+    """A link without Prolific details: back to the rater's page when this browser has one."""
+    rater = _rater(request, study)
+    if rater is not None:
+        return HttpResponseRedirect(rater.step_url())
+    return message(
+        request,
+        "Your study link is incomplete",
+        "This link is missing your Prolific details. Please open the study from Prolific again "
+        "using the button there, so that your participation can be recorded.",
+        status=400,
+    )
+
+
+def _link_problem(request: HttpRequest, study: Study, params: dict[str, str]) -> HttpResponse | None:
+    """A page saying what is wrong with the link's Prolific details; None when they are fine."""
     bad = [key for key, value in params.items() if not PROLIFIC_PARAM.match(value)]
     if bad:
         return message(
@@ -208,43 +228,39 @@ def entry(request: HttpRequest, study_slug: str, deployment_ref: str | None = No
             "The study details in this link do not match this study. Please open the study again from Prolific.",
             status=400,
         )
-    pinned = None
-    if deployment_ref is not None:
-        pinned = selectors.deployment_by_ref(study=study, ref=deployment_ref)
-        if pinned is None:
-            return _not_found(request)
+    return None
+
+
+def _new_entry_refusal(
+    request: HttpRequest, study: Study, params: dict[str, str], pinned: Deployment | None
+) -> HttpResponse | None:
+    """Why a new participation cannot start now (rate limit, closed, full); None when it can.
+
+    A returning rater (the same Prolific session) always resumes, whatever these say.
+    """
     returning = Participant.objects.filter(
         study=study, prolific_pid=params["PROLIFIC_PID"], prolific_session_id=params["SESSION_ID"]
     ).exists()
-    if not returning:
-        if not entry_rate_allow(request=request):
-            return message(
-                request,
-                "Too many new entries",
-                "Too many new participations were started from your network in the last hour. "
-                "Please try again later, or return the study on Prolific.",
-                status=429,
-            )
-        if not study.is_open:
-            return message(
-                request,
-                "This study is closed",
-                "This study is not accepting participants at the moment. Thank you for your interest; "
-                "please return the study on Prolific.",
-            )
-        if not selectors.study_has_room(study=study, deployment=pinned):
-            return _study_full(request)
-    participant = services.participant_enter(
-        study=study,
-        prolific_pid=params["PROLIFIC_PID"],
-        prolific_study_id=params["STUDY_ID"],
-        prolific_session_id=params["SESSION_ID"],
-        pinned_deployment=pinned,
-        user_agent=request.headers.get("User-Agent", ""),
-    )
-    request.session.pop(_preview_key(study.slug), None)
-    request.session[_session_key(study.slug)] = participant.token
-    return HttpResponseRedirect(Rater(study=study, participant=participant).step_url())
+    if returning:
+        return None
+    if not entry_rate_allow(request=request):
+        return message(
+            request,
+            "Too many new entries",
+            "Too many new participations were started from your network in the last hour. "
+            "Please try again later, or return the study on Prolific.",
+            status=429,
+        )
+    if not study.is_open:
+        return message(
+            request,
+            "This study is closed",
+            "This study is not accepting participants at the moment. Thank you for your interest; "
+            "please return the study on Prolific.",
+        )
+    if not selectors.study_has_room(study=study, deployment=pinned):
+        return _study_full(request)
+    return None
 
 
 def _study_full(request: HttpRequest) -> HttpResponse:
@@ -286,9 +302,6 @@ def alive(request: HttpRequest, study_slug: str) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-IN_PROGRESS = {Step.CONSENT, Step.INSTRUCTIONS, Step.PRACTICE, Step.RATING, Step.DEBRIEF}
-
-
 # --- Steps -------------------------------------------------------------------------------
 
 
@@ -303,7 +316,7 @@ def consent(request: HttpRequest, rater: Rater) -> HttpResponse:
         if rater.participant is not None:
             services.participant_consent(participant=rater.participant, agree=agree)
         else:
-            _preview_update(request, rater, step=Step.INSTRUCTIONS if agree else Step.DECLINED)
+            _preview_update(request, rater, step=step_after(Step.CONSENT) if agree else Step.DECLINED)
         return _redirect(rater)
     return render(request, "rating/consent.html", _consent_context(rater, form))
 
@@ -316,7 +329,7 @@ def _advance(request: HttpRequest, rater: Rater, from_step: str) -> HttpResponse
     if rater.participant is not None:
         services.participant_advance(participant=rater.participant, from_step=from_step)
     else:
-        _preview_update(request, rater, step=PREVIEW_NEXT[from_step])
+        _preview_update(request, rater, step=step_after(from_step))
     return _redirect(rater)
 
 
@@ -371,9 +384,9 @@ def _scales(form, dimensions, typical: dict | None = None) -> list[dict]:
     return scales
 
 
-def _plan(rater: Rater, *, answered: bool = True) -> selectors.RaterPlan:
+def _plan(rater: Rater) -> selectors.RaterPlan:
     if rater.participant is not None:
-        return selectors.participant_plan(participant=rater.participant, answered=answered)
+        return selectors.participant_plan(participant=rater.participant)
     return selectors.preview_plan(study=rater.study, done=set((rater.preview or {}).get("done", [])))
 
 
@@ -420,81 +433,97 @@ def _out_of_date(request: HttpRequest, rater: Rater, status: int = 400) -> HttpR
 @require_http_methods(["GET", "POST"])
 @rater_page({Step.RATING})
 def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
-    # A valid POST has its answered pages read by the service under the slot's row lock;
-    # reading them here too would only be read again. An invalid one reads them below.
-    plan = _plan(rater, answered=request.method == "GET")
     if request.method == "GET":
-        page = plan.current
-        if page is None and rater.participant is None:
-            # A preview of a study without slots yet: nothing to rate, go on to the debrief.
-            _preview_update(request, rater, step=Step.DEBRIEF)
-            return HttpResponseRedirect(rater.step_url())
-        if page is None:
-            return _out_of_date(request, rater, status=409)
-        return _render_page(request, rater, plan, page)
-
+        return _rate_show(request, rater)
+    # The signed ticket names the page and its kind, so the form is checked before the
+    # plan is read: a valid answer has its plan read once, under the slot's row lock.
     ticket = page_ticket_load(value=request.POST.get("page", ""), rater_token=rater.token)
-    page = next((p for p in plan.pages if ticket is not None and p.index == ticket.index), None)
-    if ticket is None or page is None or (page.check is None) != (ticket.check_index is None):
+    dimensions = _dimensions(rater)
+    form = _page_form(request, rater, ticket, dimensions) if ticket is not None else None
+    if ticket is None or form is None:
         return _out_of_date(request, rater)
-    form: AttentionCheckForm | RatingPageForm
-    if page.check is not None:
-        form = AttentionCheckForm(request.POST, rater_token=rater.token, check=page.check)
-    else:
-        form = RatingPageForm(request.POST, dimensions=plan.dimensions, rater_token=rater.token)
     if not form.is_valid():
-        plan = _answered(rater, plan)
-        if page.index in plan.done:
-            return _redirect(rater)  # a double submission of a saved page
-        if page.stimulus is not None and request.POST.get("stimulus") != page.stimulus.token:
-            return _out_of_date(request, rater)
-        if plan.current is None or plan.current.index != page.index:
-            return _out_of_date(request, rater, status=409)
-        return _render_page(request, rater, plan, page, form=form, status=400, ticket=request.POST["page"])
-
+        return _rate_invalid(request, rater, ticket, form)
     if rater.participant is None:
-        return _preview_page_done(request, rater, plan, page, form)
+        return _preview_page_done(request, rater, ticket, form)
     if isinstance(form, AttentionCheckForm):
-        assert page.check is not None  # noqa: S101 (narrows the type: the form was chosen by the page)
+        assert ticket.check_index is not None  # noqa: S101 (narrows the type: the form was chosen by the ticket)
         result = services.attention_check_submit(
             participant=rater.participant,
-            page_index=page.index,
-            check_index=page.check.index,
+            page_index=ticket.index,
+            check_index=ticket.check_index,
             response=str(form.cleaned_data["response"]),
-            plan=plan,
+            dimensions=dimensions,
         )
     else:
         result = services.rating_page_submit(
             participant=rater.participant,
-            page_index=page.index,
+            page_index=ticket.index,
             stimulus_token=form.cleaned_data["stimulus"],
             scores=form.scores(),
             seconds_on_page=form.cleaned_data["page"].seconds_on_page,
-            plan=plan,
+            dimensions=dimensions,
         )
-    if result.outcome is services.PageOutcome.FOREIGN:
-        return _out_of_date(request, rater)
-    if result.outcome is services.PageOutcome.NOT_CURRENT:
+    return _outcome_response(request, rater, result.outcome)
+
+
+def _page_form(
+    request: HttpRequest, rater: Rater, ticket: PageTicket, dimensions
+) -> AttentionCheckForm | RatingPageForm | None:
+    """The form of the page the ticket names; None for a check the study does not have."""
+    if ticket.check_index is None:
+        return RatingPageForm(request.POST, dimensions=dimensions, rater_token=rater.token)
+    checks = selectors.study_attention_checks(study=rater.study)
+    if not 0 <= ticket.check_index < len(checks):
+        return None
+    return AttentionCheckForm(request.POST, rater_token=rater.token, check=checks[ticket.check_index])
+
+
+def _rate_show(request: HttpRequest, rater: Rater) -> HttpResponse:
+    plan = _plan(rater)
+    page = plan.current
+    if page is None and rater.participant is None:
+        # A preview of a study without slots yet: nothing to rate, go on to the debrief.
+        _preview_update(request, rater, step=step_after(Step.RATING))
+        return HttpResponseRedirect(rater.step_url())
+    if page is None:
         return _out_of_date(request, rater, status=409)
-    return _redirect(rater)
+    return _render_page(request, rater, plan, page)
 
 
-def _answered(rater: Rater, plan: selectors.RaterPlan) -> selectors.RaterPlan:
-    """The plan with its answered pages read (a participant's POST plan is read without them)."""
-    if rater.participant is None or plan.slot is None:
-        return plan
-    done = selectors.pages_done(participant=rater.participant, slot=plan.slot, pages=plan.pages)
-    return replace(plan, done=done)
+def _ticket_classify(request: HttpRequest, plan: selectors.RaterPlan, ticket: PageTicket):
+    """``services.page_classify`` of the page a ticket names, with the answer's stimulus."""
+    stimulus_token = request.POST.get("stimulus", "") if ticket.check_index is None else None
+    return services.page_classify(plan, ticket.index, stimulus_token=stimulus_token, check_index=ticket.check_index)
 
 
-def _preview_page_done(request, rater: Rater, plan, page, form) -> HttpResponse:
-    if page.check is None and form.cleaned_data["stimulus"] != page.stimulus.token:
+def _rate_invalid(request: HttpRequest, rater: Rater, ticket: PageTicket, form) -> HttpResponse:
+    """The page again with its form errors, when it is still the one to answer."""
+    plan = _plan(rater)
+    outcome, page = _ticket_classify(request, plan, ticket)
+    if outcome is not None or page is None:
+        return _outcome_response(request, rater, outcome or services.PageOutcome.FOREIGN)
+    return _render_page(request, rater, plan, page, form=form, status=400, ticket=request.POST["page"])
+
+
+def _outcome_response(request: HttpRequest, rater: Rater, outcome: services.PageOutcome) -> HttpResponse:
+    """What the rater sees after a page was submitted: their current page, or why not."""
+    if outcome is services.PageOutcome.FOREIGN:
         return _out_of_date(request, rater)
-    if plan.current is None or plan.current.index != page.index:
-        return _redirect(rater)
-    done = sorted(plan.done | {page.index})
-    _preview_update(request, rater, done=done, step=Step.DEBRIEF if len(done) == len(plan.pages) else Step.RATING)
-    return _redirect(rater)
+    if outcome is services.PageOutcome.NOT_CURRENT:
+        return _out_of_date(request, rater, status=409)
+    return _redirect(rater)  # saved, saved before (a double submission), or the slot is gone
+
+
+def _preview_page_done(request: HttpRequest, rater: Rater, ticket: PageTicket, form) -> HttpResponse:
+    """A preview keeps its answered pages in the session; the same rules as a participant's."""
+    plan = _plan(rater)
+    outcome, _ = _ticket_classify(request, plan, ticket)
+    if outcome is None:
+        done = sorted(plan.done | {ticket.index})
+        step = step_after(Step.RATING) if len(done) == len(plan.pages) else Step.RATING
+        _preview_update(request, rater, done=done, step=step)
+    return _outcome_response(request, rater, outcome or services.PageOutcome.SAVED)
 
 
 @require_http_methods(["GET", "POST"])
@@ -506,7 +535,7 @@ def debrief(request: HttpRequest, rater: Rater) -> HttpResponse:
             if rater.participant is not None:
                 services.participant_debrief_submit(participant=rater.participant, answers=form.answers())
             else:
-                _preview_update(request, rater, step=Step.COMPLETE)
+                _preview_update(request, rater, step=step_after(Step.DEBRIEF))
             return _redirect(rater)
         return render(request, "rating/debrief.html", {"rater": rater, "form": form}, status=400)
     return render(request, "rating/debrief.html", {"rater": rater, "form": form})
@@ -525,7 +554,7 @@ def done(request: HttpRequest, rater: Rater) -> HttpResponse:
 
 
 @require_GET
-@rater_page({Step.DECLINED, Step.SCREENED_OUT, Step.STUDY_FULL, Step.TIMED_OUT})
+@rater_page(ENDINGS)
 def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
     """Every ending but completion; each with its code from the spec and Prolific's redirect."""
     study = rater.study

@@ -16,17 +16,10 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
+from studyapp.rating.page_sequence import IN_PROGRESS
 from studyapp.studies.exports import flags_text
 from studyapp.studies.models import DiversityMetric, GenerationJob, Stimulus, Study, StudyReport
 from studyapp.studies.reports import latest_ready_report
-
-IN_PROGRESS_STEPS = (
-    Participant.Step.CONSENT,
-    Participant.Step.INSTRUCTIONS,
-    Participant.Step.PRACTICE,
-    Participant.Step.RATING,
-    Participant.Step.DEBRIEF,
-)
 
 
 @dataclass
@@ -182,7 +175,7 @@ def _participant_figures(*, study: Study) -> ParticipantFigures:
     participants = study.participants.all()
     by_step = dict(participants.values_list("step").annotate(n=Count("pk")).values_list("step", "n"))
     stale_before = timezone.now() - timedelta(minutes=study.slot_timeout_minutes)
-    dropped = (Q(step=Participant.Step.TIMED_OUT) | Q(step__in=IN_PROGRESS_STEPS, last_seen_at__lt=stale_before)) & ~Q(
+    dropped = (Q(step=Participant.Step.TIMED_OUT) | Q(step__in=IN_PROGRESS, last_seen_at__lt=stale_before)) & ~Q(
         step=Participant.Step.CONSENT, consented_at__isnull=True, last_seen_at__gte=stale_before
     )
     counts = participants.aggregate(

@@ -58,7 +58,7 @@ class ConditionFactory(factory.django.DjangoModelFactory):
     study = factory.SelfAttribute("model.study")
     model = factory.SubFactory(LanguageModelFactory)
     key = factory.Sequence(lambda n: f"condition-{n}")
-    method = studies.Condition.Method.BASE
+    method = "base"
 
 
 class TaskFamilyFactory(factory.django.DjangoModelFactory):

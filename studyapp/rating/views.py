@@ -34,6 +34,7 @@ from studyapp.rating.models import Participant
 from studyapp.rating.quality import PARTIAL_FLAG, study_time_estimate
 from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.models import Study
+from studyapp.studies.vocabulary import SLIDER
 
 Step = Participant.Step
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
@@ -360,7 +361,7 @@ def _scales(form, dimensions, typical: dict | None = None) -> list[dict]:
             {
                 "name": name,
                 "dimension": dimension,
-                "slider": dimension.scale == dimension.Scale.SLIDER_100,
+                "slider": dimension.scale == SLIDER,
                 "choices": [str(v) for v in range(low, high + 1)],
                 "value": "" if value is None else str(value),
                 "errors": form[name].errors if form.is_bound else [],

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
 from studyapp.studies.models import DiversityMetric, GenerationJob, Stimulus, Study, StudyReport
+from studyapp.studies.vocabulary import SCALE_RANGES
 
 # --- Access -----------------------------------------------------------------------------
 
@@ -291,7 +292,6 @@ STIMULUS_COLUMNS = [
     "exclusion_reason",
     "replaces",
 ]
-SCALE_RANGES = {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}
 
 
 def export_ratings_frame(*, study: Study):

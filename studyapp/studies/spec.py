@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
+from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
+
 SUPPORTED_SPEC_VERSIONS = ("1",)
-METHODS = ("base", "weight", "activation", "prompt", "temperature")
-SCALES = ("slider_0_100", "likert_5", "likert_7")
 PARSERS = ("dat_words", "aut_uses", "cc_walk")
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 
@@ -571,7 +571,7 @@ def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
         return [
             dict(
                 d,
-                scale="slider_0_100",
+                scale=SLIDER,
                 low_label="Not at all",
                 high_label="Extremely",
                 definition=DEFAULT_DEFINITIONS[d["key"]],
@@ -594,7 +594,7 @@ def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
                 "question": check.text(entry.get("question"), f"{path}.question", max_length=300)
                 if "question" in entry
                 else "",
-                "scale": check.choice(entry.get("scale"), f"{path}.scale", SCALES, default="slider_0_100"),
+                "scale": check.choice(entry.get("scale"), f"{path}.scale", tuple(SCALES), default=SLIDER),
                 "low_label": check.text(
                     entry.get("low_label"), f"{path}.low_label", default="Not at all", max_length=64
                 ),
@@ -687,9 +687,8 @@ def _check_deployments(
 def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_conditions: int, n_samples: int) -> None:
     """The balanced slot design (studyapp.rating) must exist for this deployment; say why not, early.
 
-    Every rater sees each condition equally often, and every stimulus gets the same number
-    of ratings: stimuli_per_rater splits evenly over the conditions, and the ratings per
-    condition are a whole multiple of its stimuli.
+    The slot planner applies the same rule (:func:`studyapp.studies.vocabulary.balance_problem`)
+    once the stimuli exist.
     """
     rated = study["rated_samples_per_item"]
     if rated is not None and rated > n_samples:
@@ -701,27 +700,12 @@ def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_cond
     per_condition = n_items * (rated or n_samples)
     raters, per_rater = study["raters_per_deployment"], study["stimuli_per_rater"]
     if not (per_condition and n_conditions and raters > 0 and per_rater > 0):
-        return
-    if per_rater % n_conditions:
-        check.problem(
-            path,
-            f"raters.stimuli_per_rater ({per_rater}) must be a multiple of the deployment's {n_conditions} "
-            "conditions, so every rater sees each condition equally often",
-        )
-        return
-    take = per_rater // n_conditions
-    if take > per_condition:
-        check.problem(
-            path,
-            f"raters.stimuli_per_rater ({per_rater}) asks for {take} stimuli per condition, but each condition "
-            f"has only {per_condition} (items x rated samples per item)",
-        )
-    elif (raters * take) % per_condition:
-        check.problem(
-            path,
-            f"raters.per_deployment x stimuli_per_rater / conditions = {raters * take} ratings per condition, "
-            f"not a multiple of its {per_condition} stimuli: stimuli would get unequal numbers of ratings",
-        )
+        return  # already reported where the number is given
+    problem = balance_problem(
+        n_conditions=n_conditions, per_condition=per_condition, raters=raters, per_rater=per_rater
+    )
+    if problem:
+        check.problem(path, problem)
 
 
 def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from studyapp.celery import app
-from studyapp.studies.models import Condition, DiversityMetric, GenerationJob, Stimulus
+from studyapp.studies.models import DiversityMetric, GenerationJob, Stimulus
 from studyapp.studies.selectors import export_stimuli_frame
 from studyapp.studies.services import generation_job_retry, generation_start, sample_seed, study_load
 from studyapp.studies.tasks import generation_run_job
@@ -26,7 +26,7 @@ def _assert_traceable(stimuli) -> None:
             item_key=stimulus.item.key,
             sample_index=stimulus.sample_index,
         )
-        if condition.method == Condition.Method.WEIGHT:
+        if condition.method == "weight":
             assert stimulus.artifact_sha256 == condition.artifact_sha256 and len(stimulus.artifact_sha256) == 64
         else:
             assert stimulus.artifact_sha256 == ""

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from studyapp.rating.models import AttentionCheckResponse, Participant, Slot
-from studyapp.studies.models import Condition, Deployment, GenerationJob, Stimulus, Study
+from studyapp.studies.models import Deployment, GenerationJob, Stimulus, Study
 from studyapp.studies.selectors import RATING_COLUMNS, export_ratings_frame, export_stimuli_frame
 from studyapp.studies.services import export_write
 from tests.factories import (
@@ -39,8 +39,8 @@ def build_design(*, n_deployments: int, raters_per_deployment: int, items: int =
     task_items = [ItemFactory(task=task) for _ in range(items)]
     for d in range(n_deployments):
         model = LanguageModelFactory(study=study)
-        base = ConditionFactory(study=study, model=model, method=Condition.Method.BASE)
-        steered = ConditionFactory(study=study, model=model, method=Condition.Method.WEIGHT, params={"rho": 0.1})
+        base = ConditionFactory(study=study, model=model, method="base")
+        steered = ConditionFactory(study=study, model=model, method="weight", params={"rho": 0.1})
         deployment = DeploymentFactory(study=study, model=model, task=task, slug=f"dep-{d}")
         deployment.conditions.set([base, steered])
         stimuli = []

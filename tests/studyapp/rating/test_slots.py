@@ -112,7 +112,7 @@ def test_the_build_slots_command(capsys):
         call_command("build_slots", "nope")
     built.study.stimuli_per_rater = 3
     built.study.save()
-    with pytest.raises(CommandError, match="must be a multiple of the deployment.s 2 conditions"):
+    with pytest.raises(CommandError, match="must be a multiple of the deployment's 2 conditions"):
         call_command("build_slots", built.study.slug)
 
 

@@ -10,7 +10,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-METHODS = ("base", "weight", "activation", "prompt", "temperature")
+# Every steering method a condition can use, with what it does (the platform's choices and
+# labels derive from this; studyapp.studies.vocabulary).
+METHOD_DESCRIPTIONS = {
+    "base": "Unsteered base model",
+    "weight": "CreativityNeuro weight steering",
+    "activation": "Contrastive activation addition",
+    "prompt": "Prompted to be creative",
+    "temperature": "Higher sampling temperature",
+}
+METHODS = tuple(METHOD_DESCRIPTIONS)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""CreativityNeuro: data-free contrastive weight steering (docs/generation.md, "Weight steering").
+"""CreativityNeuro: data-free contrastive weight steering (docs/generation.md, "CreativityNeuro weight steering").
 
 For every selected linear layer of the decoder blocks:
 

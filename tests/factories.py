@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from studyapp.rating import models as rating
 from studyapp.rating.models import AttentionCheckResponse
 from studyapp.studies import models as studies
-from studyapp.studies.models import Condition, GenerationJob, Study
+from studyapp.studies.models import GenerationJob, Study
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -63,7 +63,7 @@ class ConditionFactory(factory.django.DjangoModelFactory):
     study = factory.SelfAttribute("model.study")
     model = factory.SubFactory(LanguageModelFactory)
     key = factory.Sequence(lambda n: f"condition-{n}")
-    method = studies.Condition.Method.BASE
+    method = "base"
 
 
 class TaskFamilyFactory(factory.django.DjangoModelFactory):
@@ -226,8 +226,8 @@ def study_with_ratings(*, n_deployments: int, raters_per_deployment: int, items:
     task_items = [ItemFactory(task=task) for _ in range(items)]
     for d in range(n_deployments):
         model = LanguageModelFactory(study=study)
-        base = ConditionFactory(study=study, model=model, method=Condition.Method.BASE)
-        steered = ConditionFactory(study=study, model=model, method=Condition.Method.WEIGHT, params={"rho": 0.1})
+        base = ConditionFactory(study=study, model=model, method="base")
+        steered = ConditionFactory(study=study, model=model, method="weight", params={"rho": 0.1})
         deployment = DeploymentFactory(study=study, model=model, task=task, slug=f"dep-{d}")
         deployment.conditions.set([base, steered])
         stimuli = []

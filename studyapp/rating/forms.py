@@ -10,6 +10,7 @@ from django.core import signing
 
 from studyapp.rating.selectors import AttentionCheck, DebriefQuestion
 from studyapp.studies.models import RatingDimension
+from studyapp.studies.vocabulary import SLIDER
 
 PAGE_SALT = "rating.page"
 # A page left open longer than this is answered from a fresh copy; it bounds replays too.
@@ -58,8 +59,8 @@ def score_field_name(dimension: RatingDimension) -> str:
 
 def _score_field(dimension: RatingDimension) -> forms.Field:
     low, high = dimension.scale_range
-    messages = {"required": MOVE_SLIDER if dimension.scale == RatingDimension.Scale.SLIDER_100 else "Please choose."}
-    if dimension.scale == RatingDimension.Scale.SLIDER_100:
+    messages = {"required": MOVE_SLIDER if dimension.scale == SLIDER else "Please choose."}
+    if dimension.scale == SLIDER:
         return forms.IntegerField(min_value=low, max_value=high, error_messages=messages)
     return forms.TypedChoiceField(
         choices=[(str(v), str(v)) for v in range(low, high + 1)], coerce=int, error_messages=messages

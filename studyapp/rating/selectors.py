@@ -83,18 +83,18 @@ class RaterPlan:
 
 
 def study_attention_checks(*, study: Study) -> list[AttentionCheck]:
-    """The study's instructed-response items, tolerant of the spellings a spec may use."""
+    """The study's instructed-response items, in the fields the spec loader checks (studies/spec.py)."""
     checks = []
     for index, raw in enumerate(study.attention_checks or []):
-        raw = raw if isinstance(raw, dict) else {"text": str(raw)}
-        options = tuple(str(option) for option in (raw.get("options") or raw.get("choices") or ()))
-        expected = raw.get("expected", raw.get("answer", options[0] if options else 100))
+        raw = raw if isinstance(raw, dict) else {"text": str(raw)}  # the admin edits this field as free JSON
+        options = tuple(str(option) for option in (raw.get("options") or ()))
+        expected = raw.get("expected", options[0] if options else 100)
         checks.append(
             AttentionCheck(
                 index=index,
-                after=max(0, int(raw.get("position", raw.get("after", 0)) or 0)),
-                text=str(raw.get("text") or raw.get("prompt") or ""),
-                question=str(raw.get("question") or raw.get("instruction") or "Your answer"),
+                after=max(0, int(raw.get("position", 0) or 0)),
+                text=str(raw.get("text") or ""),
+                question=str(raw.get("question") or "Your answer"),
                 options=options,
                 expected=str(expected),
                 tolerance=float(raw.get("tolerance", 5)),

@@ -28,6 +28,7 @@ from studyapp.rating.models import (
 from studyapp.rating.page_sequence import CONTINUE_PAGES, ENDINGS, step_after
 from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
 from studyapp.studies.models import Deployment, RatingDimension, Study
+from studyapp.studies.vocabulary import balance_problem
 
 Step = Participant.Step
 
@@ -65,23 +66,12 @@ def slot_plan_compute(
     n_per_condition = next(iter(sizes.values()))
     if raters <= 0 or per_rater <= 0:
         raise SlotPlanError("raters_per_deployment and stimuli_per_rater must be positive")
-    if per_rater % n_conditions:
-        raise SlotPlanError(
-            f"stimuli_per_rater={per_rater} is not a multiple of the {n_conditions} conditions: "
-            "a rater could not see every condition equally often"
-        )
+    problem = balance_problem(
+        n_conditions=n_conditions, per_condition=n_per_condition, raters=raters, per_rater=per_rater
+    )
+    if problem:
+        raise SlotPlanError(problem)
     take = per_rater // n_conditions
-    if take > n_per_condition:
-        raise SlotPlanError(
-            f"stimuli_per_rater={per_rater} asks for {take} stimuli per condition, but each condition has only "
-            f"{n_per_condition}: a rater would see a stimulus twice"
-        )
-    if (raters * take) % n_per_condition:
-        raise SlotPlanError(
-            f"raters_per_deployment x stimuli_per_rater / conditions = {raters} x {per_rater} / {n_conditions} = "
-            f"{raters * take} ratings per condition, not a multiple of its {n_per_condition} stimuli: "
-            "stimuli would get unequal numbers of ratings"
-        )
     rng = random.Random(seed)  # noqa: S311 (the design must be reproducible from the seed; nothing secret)
     rings = {}
     for key in sorted(stimuli_by_condition):

@@ -32,7 +32,7 @@ from studyapp.rating.forms import page_ticket_load
 from studyapp.rating.models import Participant, Rating
 from studyapp.rating.page_sequence import IN_PROGRESS
 from studyapp.rating.selectors import study_attention_checks
-from studyapp.studies.models import Condition, RatingDimension, Stimulus, Study
+from studyapp.studies.models import RatingDimension, Stimulus, Study
 
 
 class SimulationError(ValueError):
@@ -191,7 +191,7 @@ class _SimulatedRater:
         if "stimulus" not in data:
             return self._attention(form, data)
         stimulus = Stimulus.objects.select_related("condition").get(token=data["stimulus"])
-        steered = stimulus.condition.method != Condition.Method.BASE
+        steered = stimulus.condition.method != "base"
         # The same for every rater and run: drawn from the text, not from the order raters meet it.
         # Seeded simulation noise, never a secret.
         text_effect = random.Random(f"{self.model.seed}:text:{stimulus.text_id}").gauss(0, self.model.text_sd)  # noqa: S311

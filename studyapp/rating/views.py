@@ -38,6 +38,7 @@ from studyapp.rating.quality import PARTIAL_FLAG, study_time_estimate
 from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.access import user_can_view_study
 from studyapp.studies.models import Deployment, Study
+from studyapp.studies.vocabulary import SLIDER
 
 Step = Participant.Step
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
@@ -374,7 +375,7 @@ def _scales(form, dimensions, typical: dict | None = None) -> list[dict]:
             {
                 "name": name,
                 "dimension": dimension,
-                "slider": dimension.scale == dimension.Scale.SLIDER_100,
+                "slider": dimension.scale == SLIDER,
                 "choices": [str(v) for v in range(low, high + 1)],
                 "value": "" if value is None else str(value),
                 "errors": form[name].errors if form.is_bound else [],

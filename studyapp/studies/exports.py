@@ -14,6 +14,7 @@ from studyapp.rating.models import Participant, Rating
 from studyapp.studies.design import SampleRow, rated_stimulus_ids
 from studyapp.studies.metrics import GROUP_PREFIX
 from studyapp.studies.models import DiversityMetric, Stimulus, Study
+from studyapp.studies.vocabulary import SCALE_RANGES
 
 RATING_COLUMNS = [
     "rater",
@@ -75,7 +76,6 @@ STIMULUS_COLUMNS = [
     "exclusion_reason",
     "replaces",
 ]
-SCALE_RANGES = {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}
 
 
 def export_ratings_frame(*, study: Study):

@@ -15,6 +15,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+from studyapp.studies import vocabulary
 from studyapp.studies.provenance import ProvenanceGuarded
 
 
@@ -117,17 +118,10 @@ class LanguageModel(ProvenanceGuarded, models.Model):
 class Condition(ProvenanceGuarded, models.Model):
     provenance_fields = ("method", "params", "model")
 
-    class Method(models.TextChoices):
-        BASE = "base", "Unsteered base model"
-        WEIGHT = "weight", "CreativityNeuro weight steering"
-        ACTIVATION = "activation", "Contrastive activation addition"
-        PROMPT = "prompt", "Prompted to be creative"
-        TEMPERATURE = "temperature", "Higher sampling temperature"
-
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="conditions")
     model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="conditions")
     key = models.SlugField(max_length=64)
-    method = models.CharField(max_length=16, choices=Method.choices)
+    method = models.CharField(max_length=16, choices=vocabulary.METHOD_DESCRIPTIONS)
     # What analysis compares across models: "base", "weight", ... The key is unique per study
     # (e.g. "llama31-8b-base"); the label is shared by the same arm of every model's deployments.
     label = models.SlugField(max_length=64, blank=True, help_text="Arm name in the export; defaults to the method.")
@@ -178,15 +172,14 @@ class Item(models.Model):
 
 
 class RatingDimension(models.Model):
-    class Scale(models.TextChoices):
-        SLIDER_100 = "slider_0_100", "0-100 slider (must be moved)"
-        LIKERT_5 = "likert_5", "1-5 Likert"
-        LIKERT_7 = "likert_7", "1-7 Likert"
-
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="dimensions")
     key = models.SlugField(max_length=64)
     question = models.CharField(max_length=300)
-    scale = models.CharField(max_length=16, choices=Scale.choices, default=Scale.SLIDER_100)
+    scale = models.CharField(
+        max_length=16,
+        choices={name: scale.label for name, scale in vocabulary.SCALES.items()},
+        default=vocabulary.SLIDER,
+    )
     low_label = models.CharField(max_length=64, default="Not at all")
     high_label = models.CharField(max_length=64, default="Extremely")
     definition = models.TextField(blank=True, help_text="What the scale means, shown to raters.")
@@ -201,7 +194,7 @@ class RatingDimension(models.Model):
 
     @property
     def scale_range(self) -> tuple[int, int]:
-        return {"slider_0_100": (0, 100), "likert_5": (1, 5), "likert_7": (1, 7)}[self.scale]
+        return vocabulary.SCALE_RANGES[self.scale]
 
 
 class Deployment(models.Model):

@@ -108,13 +108,13 @@ def study_plan(*, study: Study, tokens_per_second: float | None = None) -> list[
         artifact_bytes: int | None = 0
         full_bytes: int | None = 0
         for condition in {conditions[p.condition_id] for p in mine}:
-            if condition.method == Condition.Method.WEIGHT:
+            if condition.method == "weight":
                 if n_parameters is None:
                     artifact_bytes = full_bytes = None
                 elif artifact_bytes is not None and full_bytes is not None:
                     artifact_bytes += _weight_edit_bytes(n_parameters, condition)
                     full_bytes += n_parameters * steering_bytes
-            elif condition.method == Condition.Method.ACTIVATION and artifact_bytes is not None:
+            elif condition.method == "activation" and artifact_bytes is not None:
                 artifact_bytes += 64 * 1024  # a few float32 vectors of the hidden size, plus metadata
         measured = (
             GenerationJob.objects.filter(condition__model__source=model.source, tokens_per_second__isnull=False)

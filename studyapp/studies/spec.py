@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
+from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
+
 SUPPORTED_SPEC_VERSIONS = ("1",)
-METHODS = ("base", "weight", "activation", "prompt", "temperature")
-SCALES = ("slider_0_100", "likert_5", "likert_7")
 PARSERS = ("dat_words", "aut_uses", "cc_walk")
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 
@@ -268,6 +268,7 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
 
 
 def _check_study(check: _Checker, top: dict) -> dict:
+    """The study's own settings, as Study fields: top-level fields, then each section in turn."""
     study: dict[str, Any] = {
         "slug": check.slug(top.get("slug"), "slug") if "slug" in top else "",
         "title": check.text(top.get("title"), "title", max_length=200) if "title" in top else "",
@@ -277,6 +278,18 @@ def _check_study(check: _Checker, top: dict) -> dict:
         "consent_text": check.text(top.get("consent"), "consent", default=""),
         "instructions_text": check.text(top.get("instructions"), "instructions", default=""),
     }
+    study["decoding"] = _check_decoding(check, top)
+    generation = check.mapping(top.get("generation", {}), "generation", allowed={"batch_size"})
+    study["generation_batch_size"] = check.integer(
+        generation.get("batch_size"), "generation.batch_size", default=16, minimum=1
+    )
+    _check_raters(check, top, study)
+    _check_prolific(check, top, study)
+    _check_rater_pages(check, top, study)
+    return study
+
+
+def _check_decoding(check: _Checker, top: dict) -> dict:
     decoding = check.mapping(top.get("decoding", {}), "decoding", allowed=set(DECODING_FIELDS))
     for key, value in decoding.items():
         types = DECODING_FIELDS.get(key)
@@ -288,25 +301,23 @@ def _check_study(check: _Checker, top: dict) -> dict:
         check.problem("decoding.temperature", "must be at least 0")
     if isinstance(decoding.get("top_p"), int | float) and not 0 < decoding["top_p"] <= 1:
         check.problem("decoding.top_p", "must be in (0, 1]")
-    study["decoding"] = decoding
+    return decoding
 
-    generation = check.mapping(top.get("generation", {}), "generation", allowed={"batch_size"})
-    study["generation_batch_size"] = check.integer(
-        generation.get("batch_size"), "generation.batch_size", default=16, minimum=1
-    )
-    raters = check.mapping(
-        top.get("raters", {}),
-        "raters",
-        allowed={
-            "per_deployment",
-            "stimuli_per_rater",
-            "slot_timeout_minutes",
-            "samples_per_item",
-            "slot_hold_minutes",
-            "min_seconds_per_page",
-            "expected_seconds_per_page",
-        },
-    )
+
+RATER_FIELDS = {
+    "per_deployment",
+    "stimuli_per_rater",
+    "slot_timeout_minutes",
+    "samples_per_item",
+    "slot_hold_minutes",
+    "min_seconds_per_page",
+    "expected_seconds_per_page",
+}
+
+
+def _check_raters(check: _Checker, top: dict, study: dict) -> None:
+    """The ``raters`` section: how many raters, how much each rates, how long slots are held."""
+    raters = check.mapping(top.get("raters", {}), "raters", allowed=RATER_FIELDS)
     # None: raters see every sample; k: a seeded subset of k samples per item (studyapp.studies.design).
     study["rated_samples_per_item"] = (
         None
@@ -326,6 +337,10 @@ def _check_study(check: _Checker, top: dict) -> dict:
         raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1
     )
     _check_rater_timing(check, raters, study)
+
+
+def _check_prolific(check: _Checker, top: dict, study: dict) -> None:
+    """The ``prolific`` section: the study's id there and the code for each way a participation ends."""
     prolific = check.mapping(
         top.get("prolific", {}), "prolific", allowed={"study_id", *(f"{name}_code" for name in PROLIFIC_ENDINGS)}
     )
@@ -336,6 +351,10 @@ def _check_study(check: _Checker, top: dict) -> dict:
         study[f"prolific_{name}_code"] = check.text(
             prolific.get(f"{name}_code"), f"prolific.{name}_code", default="", max_length=64
         )
+
+
+def _check_rater_pages(check: _Checker, top: dict, study: dict) -> None:
+    """Pilot mode, and the practice and debrief pages (their content is free-form)."""
     pilot = top.get("pilot", False)
     if not isinstance(pilot, bool):
         check.problem("pilot", f"expected true or false, got {_kind(pilot)}")
@@ -347,7 +366,6 @@ def _check_study(check: _Checker, top: dict) -> dict:
     study["practice"] = dict(practice)
     debrief = check.listing(top.get("debrief_questions"), "debrief_questions", required=False)
     study["debrief_questions"] = list(debrief)
-    return study
 
 
 # Every way a rater's participation can end with a code for Prolific (docs/rating.md).
@@ -495,75 +513,80 @@ def _check_tasks(check: _Checker, value: Any) -> list[dict]:
     from generation.task_families import shipped_task_families
 
     shipped = shipped_task_families()
-    tasks = []
-    for index, entry in enumerate(check.listing(value, "tasks") if value is not None else []):
-        path = f"tasks[{index}]"
-        entry = check.mapping(
-            entry,
-            path,
-            allowed={"key", "template", "items", "system_prompt", "parser", "description"},
-            required={"key"},
-        )
-        key = check.slug(entry.get("key"), f"{path}.key") if "key" in entry else ""
-        base = shipped.get(key)
-        if base is None and key and "template" not in entry:
-            check.problem(
-                f"{path}.template",
-                f"required for a task that is not shipped (shipped: {', '.join(sorted(shipped))})",
-            )
-        task: dict[str, Any] = {
-            "key": key,
-            "template": check.text(entry.get("template"), f"{path}.template")
-            if "template" in entry
-            else (base.template if base else ""),
-            "system_prompt": base.system_prompt
-            if base and "system_prompt" not in entry
-            else entry.get("system_prompt"),
-            "parser": (base.parser or "") if base and "parser" not in entry else (entry.get("parser") or ""),
-            "description": check.text(entry.get("description"), f"{path}.description", default="")
-            or (base.description if base else ""),
-            "items": [],
-        }
-        if task["system_prompt"] is not None:
-            task["system_prompt"] = check.text(task["system_prompt"], f"{path}.system_prompt")
-        if task["parser"] and task["parser"] not in PARSERS:
-            check.problem(
-                f"{path}.parser", f"unknown parser {task['parser']!r} (expected one of: {', '.join(PARSERS)})"
-            )
-        if "items" not in entry:
-            if base is None:
-                if key:
-                    check.problem(f"{path}.items", "required for a task that is not shipped")
-            else:
-                task["items"] = [{"key": item.key, "text": item.text} for item in base.items]
-        else:
-            for item_index, item in enumerate(check.listing(entry["items"], f"{path}.items")):
-                item_path = f"{path}.items[{item_index}]"
-                if isinstance(item, str):
-                    # A bare string names an item of the shipped family of the same key.
-                    shipped_texts = {i.key: i.text for i in base.items} if base else {}
-                    known = list(shipped_texts)
-                    if base is None:
-                        check.problem(item_path, "a bare item key needs a shipped task; give {key, text}")
-                    elif item not in known:
-                        check.problem(
-                            item_path, f"unknown item {item!r} of shipped task {key!r}{_closest(item, known)}"
-                        )
-                    else:
-                        task["items"].append({"key": item, "text": shipped_texts[item]})
-                    continue
-                item = check.mapping(item, item_path, allowed={"key", "text"}, required={"key", "text"})
-                if item:
-                    task["items"].append(
-                        {
-                            "key": check.slug(item.get("key"), f"{item_path}.key") if "key" in item else "",
-                            "text": check.text(item.get("text"), f"{item_path}.text") if "text" in item else "",
-                        }
-                    )
-            check.unique_keys(task["items"], f"{path}.items")
-        tasks.append(task)
+    tasks = [
+        _check_task(check, entry, f"tasks[{index}]", shipped)
+        for index, entry in enumerate(check.listing(value, "tasks") if value is not None else [])
+    ]
     check.unique_keys(tasks, "tasks")
     return tasks
+
+
+def _check_task(check: _Checker, entry: Any, path: str, shipped: Mapping[str, Any]) -> dict:
+    """One task: a shipped family (by key) with optional overrides, or a task written out in full."""
+    entry = check.mapping(
+        entry,
+        path,
+        allowed={"key", "template", "items", "system_prompt", "parser", "description"},
+        required={"key"},
+    )
+    key = check.slug(entry.get("key"), f"{path}.key") if "key" in entry else ""
+    base = shipped.get(key)
+    if base is None and key and "template" not in entry:
+        check.problem(
+            f"{path}.template",
+            f"required for a task that is not shipped (shipped: {', '.join(sorted(shipped))})",
+        )
+    task: dict[str, Any] = {
+        "key": key,
+        "template": check.text(entry.get("template"), f"{path}.template")
+        if "template" in entry
+        else (base.template if base else ""),
+        "system_prompt": base.system_prompt if base and "system_prompt" not in entry else entry.get("system_prompt"),
+        "parser": (base.parser or "") if base and "parser" not in entry else (entry.get("parser") or ""),
+        "description": check.text(entry.get("description"), f"{path}.description", default="")
+        or (base.description if base else ""),
+        "items": [],
+    }
+    if task["system_prompt"] is not None:
+        task["system_prompt"] = check.text(task["system_prompt"], f"{path}.system_prompt")
+    if task["parser"] and task["parser"] not in PARSERS:
+        check.problem(f"{path}.parser", f"unknown parser {task['parser']!r} (expected one of: {', '.join(PARSERS)})")
+    if "items" not in entry:
+        if base is None:
+            if key:
+                check.problem(f"{path}.items", "required for a task that is not shipped")
+        else:
+            task["items"] = [{"key": item.key, "text": item.text} for item in base.items]
+    else:
+        task["items"] = _check_task_items(check, entry["items"], f"{path}.items", key, base)
+    return task
+
+
+def _check_task_items(check: _Checker, value: Any, path: str, task_key: str, base: Any) -> list[dict]:
+    """A task's items: ``{key, text}`` mappings, or bare keys naming items of the shipped family."""
+    items = []
+    for item_index, item in enumerate(check.listing(value, path)):
+        item_path = f"{path}[{item_index}]"
+        if isinstance(item, str):
+            shipped_texts = {i.key: i.text for i in base.items} if base else {}
+            known = list(shipped_texts)
+            if base is None:
+                check.problem(item_path, "a bare item key needs a shipped task; give {key, text}")
+            elif item not in known:
+                check.problem(item_path, f"unknown item {item!r} of shipped task {task_key!r}{_closest(item, known)}")
+            else:
+                items.append({"key": item, "text": shipped_texts[item]})
+            continue
+        item = check.mapping(item, item_path, allowed={"key", "text"}, required={"key", "text"})
+        if item:
+            items.append(
+                {
+                    "key": check.slug(item.get("key"), f"{item_path}.key") if "key" in item else "",
+                    "text": check.text(item.get("text"), f"{item_path}.text") if "text" in item else "",
+                }
+            )
+    check.unique_keys(items, path)
+    return items
 
 
 def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
@@ -571,7 +594,7 @@ def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
         return [
             dict(
                 d,
-                scale="slider_0_100",
+                scale=SLIDER,
                 low_label="Not at all",
                 high_label="Extremely",
                 definition=DEFAULT_DEFINITIONS[d["key"]],
@@ -594,7 +617,7 @@ def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
                 "question": check.text(entry.get("question"), f"{path}.question", max_length=300)
                 if "question" in entry
                 else "",
-                "scale": check.choice(entry.get("scale"), f"{path}.scale", SCALES, default="slider_0_100"),
+                "scale": check.choice(entry.get("scale"), f"{path}.scale", tuple(SCALES), default=SLIDER),
                 "low_label": check.text(
                     entry.get("low_label"), f"{path}.low_label", default="Not at all", max_length=64
                 ),
@@ -614,62 +637,12 @@ def _check_deployments(
     check: _Checker, value: Any, models: list[dict], conditions: list[dict], tasks: list[dict], study: dict
 ) -> list[dict]:
     model_keys = [m["key"] for m in models if m["key"]]
-    condition_models = {c["key"]: c["model"] for c in conditions if c["key"]}
-    condition_labels = {c["key"]: c["label"] for c in conditions if c["key"]}
     task_items = {t["key"]: len(t["items"]) for t in tasks if t["key"]}
     deployments = []
     for index, entry in enumerate(check.listing(value, "deployments")):
         path = f"deployments[{index}]"
-        entry = check.mapping(
-            entry,
-            path,
-            allowed={"slug", "model", "task", "conditions", "samples_per_item", "automatic_only"},
-            required={"slug", "model", "task", "conditions"},
-        )
-        deployment: dict[str, Any] = {
-            "slug": check.slug(entry.get("slug"), f"{path}.slug") if "slug" in entry else "",
-            "model": check.text(entry.get("model"), f"{path}.model") if "model" in entry else "",
-            "task": check.text(entry.get("task"), f"{path}.task") if "task" in entry else "",
-            "conditions": [],
-            "samples_per_item": None
-            if entry.get("samples_per_item") is None
-            else check.integer(entry["samples_per_item"], f"{path}.samples_per_item", minimum=1),
-            "automatic_only": entry.get("automatic_only", False),
-        }
-        if not isinstance(deployment["automatic_only"], bool):
-            check.problem(f"{path}.automatic_only", "expected true or false")
-            deployment["automatic_only"] = False
-        if deployment["model"] and deployment["model"] not in model_keys:
-            check.problem(
-                f"{path}.model", f"unknown model {deployment['model']!r}{_closest(deployment['model'], model_keys)}"
-            )
-        if deployment["task"] and deployment["task"] not in task_items:
-            check.problem(
-                f"{path}.task", f"unknown task {deployment['task']!r}{_closest(deployment['task'], list(task_items))}"
-            )
-        listed = check.listing(entry["conditions"], f"{path}.conditions") if "conditions" in entry else []
-        for c_index, key in enumerate(listed):
-            c_path = f"{path}.conditions[{c_index}]"
-            key = check.text(key, c_path)
-            if not key:
-                continue
-            if key not in condition_models:
-                check.problem(c_path, f"unknown condition {key!r}{_closest(key, list(condition_models))}")
-            elif deployment["model"] and condition_models[key] != deployment["model"]:
-                check.problem(
-                    c_path,
-                    f"condition {key!r} uses model {condition_models[key]!r}, "
-                    f"but the deployment's model is {deployment['model']!r}",
-                )
-            elif key in deployment["conditions"]:
-                check.problem(c_path, f"condition {key!r} is listed twice")
-            elif condition_labels[key] in {condition_labels[k] for k in deployment["conditions"]}:
-                # The export (and analysis) tells conditions apart by label within a deployment.
-                check.problem(
-                    c_path, f"two conditions labelled {condition_labels[key]!r}; give one of them another label"
-                )
-            else:
-                deployment["conditions"].append(key)
+        deployment = _check_deployment(check, entry, path, model_keys, list(task_items))
+        deployment["conditions"] = _check_deployment_conditions(check, deployment, path, conditions)
         if not deployment["automatic_only"]:
             _check_balance(
                 check,
@@ -684,12 +657,71 @@ def _check_deployments(
     return deployments
 
 
+def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[str], task_keys: list[str]) -> dict:
+    """One deployment's own fields; its ``conditions`` holds the listed keys, checked next."""
+    entry = check.mapping(
+        entry,
+        path,
+        allowed={"slug", "model", "task", "conditions", "samples_per_item", "automatic_only"},
+        required={"slug", "model", "task", "conditions"},
+    )
+    deployment: dict[str, Any] = {
+        "slug": check.slug(entry.get("slug"), f"{path}.slug") if "slug" in entry else "",
+        "model": check.text(entry.get("model"), f"{path}.model") if "model" in entry else "",
+        "task": check.text(entry.get("task"), f"{path}.task") if "task" in entry else "",
+        "conditions": [],
+        "samples_per_item": None
+        if entry.get("samples_per_item") is None
+        else check.integer(entry["samples_per_item"], f"{path}.samples_per_item", minimum=1),
+        "automatic_only": entry.get("automatic_only", False),
+    }
+    if not isinstance(deployment["automatic_only"], bool):
+        check.problem(f"{path}.automatic_only", "expected true or false")
+        deployment["automatic_only"] = False
+    if deployment["model"] and deployment["model"] not in model_keys:
+        check.problem(
+            f"{path}.model", f"unknown model {deployment['model']!r}{_closest(deployment['model'], model_keys)}"
+        )
+    if deployment["task"] and deployment["task"] not in task_keys:
+        check.problem(f"{path}.task", f"unknown task {deployment['task']!r}{_closest(deployment['task'], task_keys)}")
+    if "conditions" in entry:
+        deployment["conditions"] = check.listing(entry["conditions"], f"{path}.conditions")
+    return deployment
+
+
+def _check_deployment_conditions(check: _Checker, deployment: dict, path: str, conditions: list[dict]) -> list[str]:
+    """The condition keys a deployment lists: known, of its model, each once, with distinct labels."""
+    condition_models = {c["key"]: c["model"] for c in conditions if c["key"]}
+    condition_labels = {c["key"]: c["label"] for c in conditions if c["key"]}
+    keys: list[str] = []
+    for c_index, key in enumerate(deployment["conditions"]):
+        c_path = f"{path}.conditions[{c_index}]"
+        key = check.text(key, c_path)
+        if not key:
+            continue
+        if key not in condition_models:
+            check.problem(c_path, f"unknown condition {key!r}{_closest(key, list(condition_models))}")
+        elif deployment["model"] and condition_models[key] != deployment["model"]:
+            check.problem(
+                c_path,
+                f"condition {key!r} uses model {condition_models[key]!r}, "
+                f"but the deployment's model is {deployment['model']!r}",
+            )
+        elif key in keys:
+            check.problem(c_path, f"condition {key!r} is listed twice")
+        elif condition_labels[key] in {condition_labels[k] for k in keys}:
+            # The export (and analysis) tells conditions apart by label within a deployment.
+            check.problem(c_path, f"two conditions labelled {condition_labels[key]!r}; give one of them another label")
+        else:
+            keys.append(key)
+    return keys
+
+
 def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_conditions: int, n_samples: int) -> None:
     """The balanced slot design (studyapp.rating) must exist for this deployment; say why not, early.
 
-    Every rater sees each condition equally often, and every stimulus gets the same number
-    of ratings: stimuli_per_rater splits evenly over the conditions, and the ratings per
-    condition are a whole multiple of its stimuli.
+    The slot planner applies the same rule (:func:`studyapp.studies.vocabulary.balance_problem`)
+    once the stimuli exist.
     """
     rated = study["rated_samples_per_item"]
     if rated is not None and rated > n_samples:
@@ -701,27 +733,12 @@ def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_cond
     per_condition = n_items * (rated or n_samples)
     raters, per_rater = study["raters_per_deployment"], study["stimuli_per_rater"]
     if not (per_condition and n_conditions and raters > 0 and per_rater > 0):
-        return
-    if per_rater % n_conditions:
-        check.problem(
-            path,
-            f"raters.stimuli_per_rater ({per_rater}) must be a multiple of the deployment's {n_conditions} "
-            "conditions, so every rater sees each condition equally often",
-        )
-        return
-    take = per_rater // n_conditions
-    if take > per_condition:
-        check.problem(
-            path,
-            f"raters.stimuli_per_rater ({per_rater}) asks for {take} stimuli per condition, but each condition "
-            f"has only {per_condition} (items x rated samples per item)",
-        )
-    elif (raters * take) % per_condition:
-        check.problem(
-            path,
-            f"raters.per_deployment x stimuli_per_rater / conditions = {raters * take} ratings per condition, "
-            f"not a multiple of its {per_condition} stimuli: stimuli would get unequal numbers of ratings",
-        )
+        return  # already reported where the number is given
+    problem = balance_problem(
+        n_conditions=n_conditions, per_condition=per_condition, raters=raters, per_rater=per_rater
+    )
+    if problem:
+        check.problem(path, problem)
 
 
 def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
@@ -784,7 +801,7 @@ def _check_attention_early(check: _Checker, study: dict, items: list[dict]) -> N
     """
     after = study.get("attention_screen_out_after")
     positions = sorted(item["position"] for item in items if isinstance(item.get("position"), int))
-    if not after or len(positions) < after:
+    if not after or after < 1 or len(positions) < after:  # below 1: reported where it is given
         return
     deciding = positions[after - 1]
     half = study["stimuli_per_rater"] // 2

@@ -9,7 +9,6 @@ from html.parser import HTMLParser
 from urllib.parse import urlencode, urlsplit
 
 from studyapp.rating.slots import slots_build
-from studyapp.studies.models import Condition
 from tests.factories import (
     ConditionFactory,
     DeploymentFactory,
@@ -41,7 +40,7 @@ def build_rating_study(
     samples: int = 1,
     raters: int = 4,
     per_rater: int = 4,
-    methods: tuple[str, ...] = (Condition.Method.BASE, Condition.Method.ACTIVATION),
+    methods: tuple[str, ...] = ("base", "activation"),
     scales: tuple[str, ...] | None = None,
     build_slots: bool = True,
     dimension_keys: tuple[str, ...] = DIMENSIONS,

@@ -25,6 +25,7 @@ from studyapp.studies.models import (
     Study,
     TaskFamily,
 )
+from studyapp.studies.vocabulary import METHOD_DESCRIPTIONS
 from tests.studyapp.rating.helpers import Bot, build_rating_study
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +70,7 @@ def _forbidden_words(study) -> set[str]:
         words.add(deployment.slug)
     for stimulus in Stimulus.objects.filter(deployment__study=study):
         words |= {stimulus.model_source, stimulus.model_sha256}
-    words |= {method.value for method in Condition.Method} | {method.label for method in Condition.Method}
+    words |= set(METHOD_DESCRIPTIONS) | set(METHOD_DESCRIPTIONS.values())
     # Method names a condition key could be built from, and the paper's own words for them.
     words |= {"steered", "steering", "unsteered", "CreativityNeuro", "smollm2"}
     return {w for w in words if w}

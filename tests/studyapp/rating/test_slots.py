@@ -60,8 +60,8 @@ def test_the_plan_is_deterministic_for_a_seed():
     [
         ({}, 4, 4, "no stimuli"),
         ({"a": [1, 2], "b": [3]}, 4, 2, "different numbers of stimuli"),
-        (_conditions(2, 10), 30, 9, "not a multiple of the 2 conditions"),
-        (_conditions(2, 3), 3, 8, "a rater would see a stimulus twice"),
+        (_conditions(2, 10), 30, 9, "must be a multiple of the deployment's 2 conditions"),
+        (_conditions(2, 3), 3, 8, "asks for 4 stimuli per condition, but each condition has only 3"),
         (_conditions(2, 10), 7, 4, "not a multiple of its 10 stimuli"),
         (_conditions(2, 10), 0, 4, "must be positive"),
     ],
@@ -113,7 +113,7 @@ def test_the_build_slots_command(capsys):
         call_command("build_slots", "nope")
     built.study.stimuli_per_rater = 3
     built.study.save()
-    with pytest.raises(CommandError, match="not a multiple"):
+    with pytest.raises(CommandError, match="must be a multiple of the deployment's 2 conditions"):
         call_command("build_slots", built.study.slug)
 
 

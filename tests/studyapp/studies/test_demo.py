@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+from unittest.mock import Mock
+
 import pytest
+import yaml
+from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from studyapp.rating.models import Participant, Rating, Slot
+from studyapp.studies.management.commands import demo
 from studyapp.studies.models import GenerationJob, Stimulus, Study
 from tests.studyapp.studies.conftest import tiny_spec
+
+DEMO_YAML = django_settings.BASE_DIR / "studies" / "demo.yaml"
 
 
 def demo_spec(model_dir) -> str:
@@ -87,8 +95,23 @@ def test_demo_command_runs_end_to_end_and_again(tiny_model_dir, tmp_path, settin
     assert Participant.objects.filter(study=study).count() == participants.count()
 
 
-@pytest.mark.django_db
-def test_demo_spec_is_the_default() -> None:
-    from studyapp.studies.management.commands import demo
+class _StopBeforeGenerating(Exception):
+    pass
 
-    assert demo.DEMO_SPEC.name == "demo.yaml" and demo.DEMO_SPEC.is_file()
+
+@pytest.mark.django_db
+def test_demo_spec_is_the_default(monkeypatch, capsys) -> None:
+    # Without --spec the command builds the study of studies/demo.yaml; stopped before the
+    # (minutes-long) generation with the embedded model, which the test above runs.
+    started = Mock(side_effect=_StopBeforeGenerating)
+    monkeypatch.setattr(demo, "generation_start", started)
+    with pytest.raises(_StopBeforeGenerating):
+        call_command("demo")
+    shipped = DEMO_YAML.read_bytes()
+    study = Study.objects.get()
+    assert started.call_args.kwargs == {"study": study}
+    assert f"Study 'demo' loaded from {DEMO_YAML}." in capsys.readouterr().out
+    assert study.spec_sha256 == hashlib.sha256(shipped).hexdigest()
+    assert study.slug == "demo" and study.spec == yaml.safe_load(shipped)
+    deployments = yaml.safe_load(shipped)["deployments"]
+    assert sorted(study.deployments.values_list("slug", flat=True)) == sorted(d["slug"] for d in deployments)

@@ -9,7 +9,7 @@ import pytest
 from studyapp.celery import app
 from studyapp.studies.exports import export_stimuli_frame
 from studyapp.studies.generation_jobs import generation_job_retry, generation_start, sample_seed
-from studyapp.studies.models import Condition, DiversityMetric, GenerationJob, Stimulus
+from studyapp.studies.models import DiversityMetric, GenerationJob, Stimulus
 from studyapp.studies.study_loading import study_load
 from studyapp.studies.tasks import generation_job_run_task
 from tests.studyapp.studies.conftest import tiny_spec, wait_for_jobs
@@ -27,7 +27,7 @@ def _assert_traceable(stimuli) -> None:
             item_key=stimulus.item.key,
             sample_index=stimulus.sample_index,
         )
-        if condition.method == Condition.Method.WEIGHT:
+        if condition.method == "weight":
             assert stimulus.artifact_sha256 == condition.artifact_sha256 and len(stimulus.artifact_sha256) == 64
         else:
             assert stimulus.artifact_sha256 == ""

@@ -287,3 +287,11 @@ def test_a_non_finite_number_anywhere_is_a_listed_spec_problem() -> None:
     with pytest.raises(SpecError) as raised:
         spec_parse(text)
     assert any(problem.startswith("slug: inf is not a finite number") for problem in raised.value.problems)
+
+
+def test_a_negative_screen_out_count_is_a_problem_not_a_crash() -> None:
+    # Found by comparing the checker before and after its split on mutated specs: -3 indexed
+    # the check positions from the end and raised IndexError (a 500 on upload).
+    with pytest.raises(SpecError) as raised:
+        spec_parse(DEMO.read_text().replace("screen_out_after: 2", "screen_out_after: -3"))
+    assert raised.value.problems == ["attention_checks.screen_out_after: must be at least 1, got -3"]

@@ -8,8 +8,9 @@ Measures, in one run on one device (CreativityNeuro rho 0.1, alpha 1.0, prompt s
   lazily: ``from_pretrained`` returns before the weights are read, and the first touch of
   each page reads it. Both figures therefore count the model as loaded once every weight
   has been read (what a job pays before its first token anyway), and the edit is applied
-  to such a model. The naive figures (apply on a freshly mapped model, whose scattered
-  writes fault in most pages of the file) are reported too;
+  to such a model; applying copies each edited matrix out of the file mapping, which the
+  full checkpoint never does. The naive figures (apply on a freshly mapped model) are
+  reported too;
 * identical text: the same requests sampled through both paths;
 * end-to-end job time: ``iter_samples`` over the same requests (model loading, applying
   the edit, sampling) with the sparse artifact against the full checkpoint, interleaved over
@@ -100,7 +101,9 @@ def _read_all(loaded) -> None:
 
     with torch.no_grad():
         for parameter in loaded.model.parameters():
-            parameter.data.add_(0)  # touches every page of the mapped weights
+            # Reads every page of the mapped weights. A write (add_(0) until 2026-12-02) would
+            # also copy every page out of the file mapping and count that copy as loading.
+            parameter.data.sum()
 
 
 def _measure_apply(sparse, full, rounds: int, device: str) -> dict[str, Any]:

@@ -67,6 +67,19 @@ def test_applied_edit_equals_the_full_checkpoint_bit_for_bit(both, tiny_model_di
     assert not all(torch.equal(ours[key], base[key]) for key in ours)  # the edit did something
 
 
+def test_applying_copies_each_edited_matrix_instead_of_writing_into_the_loaded_weights(both, tiny_model_dir) -> None:
+    _spec, sparse, _full = both
+    loaded = load_model(tiny_model_dir, device="cpu")
+    matrices = {name: module.weight for name, module in loaded.model.named_modules() if hasattr(module, "weight")}
+    before = {name: weight.data for name, weight in matrices.items()}
+    untouched = {name: tensor.clone() for name, tensor in before.items()}
+    apply_sparse_edit(loaded, sparse.path)
+    changed = [name for name, weight in matrices.items() if not torch.equal(weight.data, untouched[name])]
+    assert changed  # the edit did something, through the same Parameter objects (ties kept)
+    # The tensors the model held before (on the CPU a mapping of the model file) are left as they were.
+    assert all(torch.equal(before[name], untouched[name]) for name in matrices)
+
+
 def test_sparse_and_full_checkpoint_paths_generate_identical_text(both, tiny_model_dir: Path) -> None:
     spec, sparse, full = both
     from_sparse = _texts(spec, sparse)

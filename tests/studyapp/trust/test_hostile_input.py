@@ -11,7 +11,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from studyapp.rating.forms import PAGE_SALT
+from studyapp.rating.forms import PAGE_SALT, ScoresForm
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating
 from studyapp.rating.selectors import participant_plan
 from studyapp.studies.models import Study
@@ -97,8 +97,12 @@ def test_rating_page_post_with_arbitrary_forged_or_foreign_fields(rater_on_page,
         if name.startswith("score-"):
             fields[name] = data.draw(st.one_of(ANY_VALUE, st.just(good[name])))
     fields.update(data.draw(st.dictionaries(TEXT, ANY_VALUE, max_size=3)))
-    if all(fields.get(k) == v for k, v in good.items()):
-        fields["page"] = foreign["page"]  # this test is about bad input only
+    dimensions = list(rater_on_page["participant"].study.dimensions.all())
+    answers_current_page = fields.get("page") == good["page"] and fields.get("stimulus") == good["stimulus"]
+    if answers_current_page and ScoresForm(fields, dimensions=dimensions).is_valid():
+        # A well-formed answer to the current page (e.g. "0.0", which is the integer 0) is
+        # not bad input; this test is about bad input only.
+        fields["page"] = foreign["page"]
     before = _counts()
     response = bot.client.post(page.request["PATH_INFO"], fields)
     assert response.status_code in (303, 400, 409), response.status_code

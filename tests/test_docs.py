@@ -48,3 +48,29 @@ def test_no_project_file_cites_a_file_outside_the_repository() -> None:
         if re.search(r"RESEARCH\.md|DESIGN\.md|/work/shared", path.read_text(errors="replace"))
     ]
     assert outside == []
+
+
+def test_readme_layout_table_names_every_module() -> None:
+    """The README's layout table matches the tree: each package's row names each of its modules."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    rows = {line.split(" | ")[0].strip("| `"): line for line in layout.splitlines() if line.startswith("| `")}
+    missing = []
+    for package in (
+        "generation",
+        "generation/combinatorial",
+        "analysis",
+        "studyapp",
+        "studyapp/studies",
+        "studyapp/rating",
+    ):
+        row = rows[package + "/"]
+        for module in sorted((ROOT / package).glob("*.py")):
+            if module.stem in {"__init__", "__main__", "apps", "asgi", "wsgi"}:
+                continue
+            if f"`{module.stem}`" not in row:
+                missing.append(f"{package}/{module.name}")
+        for command in sorted((ROOT / package / "management" / "commands").glob("[!_]*.py")):
+            if f"`{command.stem}`" not in row:
+                missing.append(f"{package}/management/commands/{command.name}")
+    assert missing == []

@@ -3,7 +3,7 @@
 :func:`spec_parse` checks a spec completely and returns either a :class:`StudySpec` (plain
 data, nothing written) or raises :class:`SpecError` listing *every* problem with its path in
 the file, e.g. ``deployments[3].conditions[1]: unknown condition 'weigth'``. Writing the
-checked spec to the database is :func:`studyapp.studies.services.study_load`.
+checked spec to the database is :func:`studyapp.studies.study_loading.study_load`.
 
 The format is documented in ``studies/demo.yaml`` and ``studies/creativityneuro.yaml``.
 Torch-free: the web process validates specs too.

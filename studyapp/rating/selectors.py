@@ -104,22 +104,17 @@ def study_attention_checks(*, study: Study) -> list[AttentionCheck]:
 
 
 def study_debrief_questions(*, study: Study) -> list[DebriefQuestion]:
-    questions = []
-    for index, raw in enumerate(study.debrief_questions or []):
-        if not isinstance(raw, dict):
-            raw = {"text": str(raw)}
-        options = tuple(str(option) for option in (raw.get("options") or raw.get("choices") or ()))
-        kind = raw.get("type") or raw.get("kind") or ("choice" if options else "text")
-        questions.append(
-            DebriefQuestion(
-                key=str(raw.get("key") or f"q{index + 1}"),
-                text=str(raw.get("text") or raw.get("question") or ""),
-                kind=kind if kind in {"text", "choice", "number"} else "text",
-                options=options,
-                required=bool(raw.get("required", False)),
-            )
+    """The debrief questions, stored in the one form the spec loader writes (``spec._check_debrief_question``)."""
+    return [
+        DebriefQuestion(
+            key=question["key"],
+            text=question["question"],
+            kind=question.get("type", "text"),
+            options=tuple(question.get("options", ())),
+            required=bool(question.get("required", False)),
         )
-    return questions
+        for question in study.debrief_questions or []
+    ]
 
 
 def study_practice(*, study: Study) -> dict:
@@ -129,7 +124,7 @@ def study_practice(*, study: Study) -> dict:
     typical: dict = given if isinstance(given, dict) else {}
     return {
         "prompt": str(practice.get("prompt") or DEFAULT_PRACTICE["prompt"]),
-        "text": str(practice.get("text") or practice.get("response") or DEFAULT_PRACTICE["text"]),
+        "text": str(practice.get("text") or DEFAULT_PRACTICE["text"]),
         "typical": {
             str(key): value
             for key, value in typical.items()

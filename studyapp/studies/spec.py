@@ -354,18 +354,72 @@ def _check_prolific(check: _Checker, top: dict, study: dict) -> None:
 
 
 def _check_rater_pages(check: _Checker, top: dict, study: dict) -> None:
-    """Pilot mode, and the practice and debrief pages (their content is free-form)."""
+    """Pilot mode, and the practice and debrief pages."""
     pilot = top.get("pilot", False)
     if not isinstance(pilot, bool):
         check.problem("pilot", f"expected true or false, got {_kind(pilot)}")
     study["pilot_mode"] = pilot is True
-    practice = top.get("practice", {})
-    if not isinstance(practice, Mapping):
-        check.problem("practice", f"expected a mapping, got {_kind(practice)}")
-        practice = {}
-    study["practice"] = dict(practice)
+    practice = check.mapping(top.get("practice", {}), "practice", allowed={"prompt", "text", "typical"})
+    if not isinstance(practice.get("typical", {}), Mapping):
+        check.problem(
+            "practice.typical", f"expected a mapping of dimension to rating, got {_kind(practice['typical'])}"
+        )
+    study["practice"] = practice
     debrief = check.listing(top.get("debrief_questions"), "debrief_questions", required=False)
-    study["debrief_questions"] = list(debrief)
+    study["debrief_questions"] = _check_debrief_questions(check, debrief)
+
+
+DEBRIEF_TYPES = ("text", "choice", "number")
+
+
+def debrief_questions_stored(entries: list) -> list[dict]:
+    """A spec's ``debrief_questions`` in their stored form; ``SpecError`` listing every problem."""
+    check = _Checker()
+    stored = _check_debrief_questions(check, entries)
+    if check.problems:
+        raise SpecError(check.problems)
+    return stored
+
+
+def _check_debrief_questions(check: _Checker, entries: list) -> list[dict]:
+    stored = [
+        _check_debrief_question(check, entry, f"debrief_questions[{index}]", index)
+        for index, entry in enumerate(entries)
+    ]
+    check.unique_keys(stored, "debrief_questions")
+    return stored
+
+
+def _check_debrief_question(check: _Checker, entry: Any, path: str, index: int) -> dict:
+    """One debrief question in its one stored form: ``{key, question, type, options, required}``.
+
+    A plain string is a free-text question; a mapping spells it out. The rater pages read
+    only this form (``studyapp.rating.selectors.study_debrief_questions``).
+    """
+    if isinstance(entry, str):
+        entry = {"question": entry}
+    fields = check.mapping(
+        entry, path, allowed={"key", "question", "type", "options", "required"}, required={"question"}
+    )
+    options = [
+        check.text(option, f"{path}.options[{i}]")
+        for i, option in enumerate(check.listing(fields.get("options"), f"{path}.options", required=False))
+    ]
+    kind = check.choice(fields.get("type"), f"{path}.type", DEBRIEF_TYPES, default="choice" if options else "text")
+    if kind == "choice" and len(options) < 2:
+        check.problem(f"{path}.options", "a choice question needs at least two options")
+    if kind != "choice" and options:
+        check.problem(f"{path}.options", f"options belong to a choice question, not a {kind} one")
+    required = fields.get("required", False)
+    if not isinstance(required, bool):
+        check.problem(f"{path}.required", f"expected true or false, got {_kind(required)}")
+    return {
+        "key": check.slug(fields["key"], f"{path}.key") if "key" in fields else f"q{index + 1}",
+        "question": check.text(fields.get("question", ""), f"{path}.question", max_length=1000),
+        "type": kind,
+        "options": options,
+        "required": required is True,
+    }
 
 
 # Every way a rater's participation can end with a code for Prolific (docs/rating.md).

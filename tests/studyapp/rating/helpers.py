@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlencode, urlsplit
 
 from studyapp.rating.slots import slots_build
+from studyapp.studies.spec import debrief_questions_stored
 from tests.factories import (
     ConditionFactory,
     DeploymentFactory,
@@ -49,6 +50,8 @@ def build_rating_study(
     """A study whose names are deliberately revealing, so the blinding crawl has something to find."""
     # Bots answer at once: speeding flags only where a test asks for a minimum time.
     study_fields.setdefault("min_seconds_per_page", 0)
+    # Stored as the spec loader stores them.
+    study_fields["debrief_questions"] = debrief_questions_stored(study_fields.get("debrief_questions", []))
     study = StudyFactory(raters_per_deployment=raters, stimuli_per_rater=per_rater, **study_fields)
     built = RatingStudy(study=study)
     for position, key in enumerate(dimension_keys):

@@ -161,7 +161,7 @@ def test_a_rater_of_one_study_cannot_post_into_another():
 
 def test_bad_consent_and_debrief_posts_are_form_errors():
     built = build_rating_study(
-        debrief_questions=[{"key": "age", "text": "Your age?", "type": "number", "required": True}, "Comments?"]
+        debrief_questions=[{"key": "age", "question": "Your age?", "type": "number", "required": True}, "Comments?"]
     )
     bot = Bot(Client(), built.study.slug, "5f0000000000000000002200")
     consent = bot.follow(bot.enter())

@@ -1,4 +1,4 @@
-"""The text_id migration gives a base text and its twin copies one id, and every other text its own."""
+"""Data migrations: each moves stored rows to the new form and loses nothing."""
 
 from __future__ import annotations
 
@@ -47,5 +47,30 @@ def test_text_ids_of_existing_stimuli_follow_the_twin_copies() -> None:
     ids = dict(Stimulus.objects.values_list("token", "text_id"))
     assert ids["twin-a-0"] == ids["twin-b-0"] and ids["twin-a-1"] == ids["twin-b-1"]
     assert ids["twin-a-0"] != ids["twin-a-1"] and all(ids.values())
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # leave the database as the other tests expect it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stored_debrief_questions_and_practice_move_to_the_one_form() -> None:
+    before = [("studies", "0010_study_rater_quality_endings_pilot")]
+    after = [("studies", "0011_debrief_questions_one_form")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    Study = executor.loader.project_state(before).apps.get_model("studies", "Study")
+    Study.objects.create(
+        slug="old-debrief",
+        title="Old",
+        debrief_questions=["Comments?", {"key": "dev", "text": "Device?", "choices": ["phone", "pc"]}],
+        practice={"prompt": "p", "response": "r"},
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    study = executor.loader.project_state(after).apps.get_model("studies", "Study").objects.get(slug="old-debrief")
+    assert study.debrief_questions == [
+        {"key": "q1", "question": "Comments?", "type": "text", "options": [], "required": False},
+        {"key": "dev", "question": "Device?", "type": "choice", "options": ["phone", "pc"], "required": False},
+    ]
+    assert study.practice == {"prompt": "p", "text": "r"}
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())  # leave the database as the other tests expect it

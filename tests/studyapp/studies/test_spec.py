@@ -295,3 +295,41 @@ def test_a_negative_screen_out_count_is_a_problem_not_a_crash() -> None:
     with pytest.raises(SpecError) as raised:
         spec_parse(DEMO.read_text().replace("screen_out_after: 2", "screen_out_after: -3"))
     assert raised.value.problems == ["attention_checks.screen_out_after: must be at least 1, got -3"]
+
+
+def test_debrief_questions_are_checked_and_stored_in_one_form() -> None:
+    text = DEMO.read_text()
+    start = text.index("debrief_questions:")
+    end = text.index("\n", text.index("question:", start))
+    debrief = """debrief_questions:
+  - How did you decide?
+  - {key: device, question: "Which device did you use?", options: [phone, computer], required: true}"""
+    spec = spec_parse(text[:start] + debrief + text[end:])
+    assert spec.study["debrief_questions"] == [
+        {"key": "q1", "question": "How did you decide?", "type": "text", "options": [], "required": False},
+        {
+            "key": "device",
+            "question": "Which device did you use?",
+            "type": "choice",
+            "options": ["phone", "computer"],
+            "required": True,
+        },
+    ]
+
+
+def test_debrief_questions_in_another_spelling_or_half_made_are_listed_problems() -> None:
+    text = DEMO.read_text()
+    start = text.index("debrief_questions:")
+    end = text.index("\n", text.index("question:", start))
+    debrief = """debrief_questions:
+  - {key: a, text: Spelled as the old docs said}
+  - {key: a, question: Pick one, type: choice, options: [only]}
+  - {question: "How old are you?", type: number, options: ["18", "99"]}"""
+    with pytest.raises(SpecError) as raised:
+        spec_parse(text[:start] + debrief + text[end:])
+    problems = raised.value.problems
+    assert any(p.startswith("debrief_questions[0].text: unknown field") for p in problems)
+    assert "debrief_questions[0].question: required field is missing" in problems
+    assert "debrief_questions[1].options: a choice question needs at least two options" in problems
+    assert "debrief_questions[1].key: duplicate key 'a' (first at debrief_questions[0])" in problems
+    assert "debrief_questions[2].options: options belong to a choice question, not a number one" in problems

@@ -12,29 +12,30 @@ Main entry points:
 - :func:`analysis.report.write_report` and :func:`analysis.report.format_result_tables`
 """
 
-from analysis.dat_table import dat_table
-from analysis.metrics import diversity_by_group, diversity_summary, stimulus_metrics
-from analysis.mixed import condition_effects, fit_mixed, prepare_ratings
-from analysis.mode_collapse import diversity_differences
+import importlib
+from typing import Any
 
-__all__ = [
-    "condition_effects",
-    "dat_table",
-    "diversity_by_group",
-    "diversity_differences",
-    "diversity_summary",
-    "fit_mixed",
-    "format_result_tables",
-    "prepare_ratings",
-    "stimulus_metrics",
-    "write_report",
-]
+# Each public name and the module that defines it. Imported on first use, so that importing
+# one small part (``analysis.parsers`` from the generation library, ``analysis.cli``'s
+# ``UsageError``) does not load pandas, scipy and statsmodels with it.
+_EXPORTS = {
+    "condition_effects": "analysis.mixed",
+    "dat_table": "analysis.dat_results",
+    "diversity_by_group": "analysis.metrics",
+    "diversity_differences": "analysis.mode_collapse",
+    "diversity_summary": "analysis.metrics",
+    "fit_mixed": "analysis.mixed",
+    "format_result_tables": "analysis.report",
+    "prepare_ratings": "analysis.mixed",
+    "stimulus_metrics": "analysis.metrics",
+    "write_report": "analysis.report",
+}
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    # matplotlib is only needed for the report: import it on first use.
-    if name in ("write_report", "format_result_tables"):
-        from analysis import report
-
-        return getattr(report, name)
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

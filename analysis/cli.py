@@ -11,11 +11,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from analysis.jsonout import json_safe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class UsageError(Exception):
@@ -32,6 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV, Parquet or JSONL export."""
+    import pandas as pd  # here, not at the top: `python -m generation` imports this module for UsageError
+
     path = Path(path)
     if not path.exists():
         raise UsageError(f"file not found: {path}")
@@ -138,7 +141,7 @@ def _cmd_diversity(args: argparse.Namespace) -> int:
 
 
 def _cmd_dat_table(args: argparse.Namespace) -> int:
-    from analysis.dat_table import dat_table
+    from analysis.dat_results import dat_table
 
     _require_files(("--vectors", args.vectors), ("--words-file", args.words_file), ("--norms", args.norms))
     table = dat_table(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.dat import dat_summary
-from analysis.dat_table import dat_table
+from analysis.dat_results import dat_table
 from analysis.diversity import bootstrap_by
 from analysis.jsonout import json_safe
 from analysis.metrics import METRIC_COLUMNS, stimulus_metrics

@@ -93,3 +93,15 @@ def test_generation_uses_analysis_only_through_its_entry_points() -> None:
         if module.split(".")[0] == "analysis" and module not in GENERATION_USES_OF_ANALYSIS
     )
     assert offenders == []
+
+
+def test_the_command_lines_start_without_the_heavy_libraries() -> None:
+    """`python -m generation --help` loads neither pandas nor torch: the shared UsageError lives in
+    analysis.cli, and importing the analysis package loads its submodules only on first use."""
+    probe = (
+        "import sys, generation.cli, analysis.cli, analysis.parsers; "
+        "print(','.join(m for m in ('pandas', 'scipy', 'statsmodels', 'torch') if m in sys.modules) or 'none')"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "none"

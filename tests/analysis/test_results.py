@@ -18,7 +18,7 @@ import pytest
 
 import analysis
 from analysis.dat import DatScorer
-from analysis.dat_table import dat_table
+from analysis.dat_results import dat_table
 from analysis.diversity import diversity_metrics
 from analysis.embeddings import WordVectors, cosine_similarity_matrix
 from analysis.metrics import diversity_by_group

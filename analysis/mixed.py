@@ -40,6 +40,12 @@ from analysis.notices import (
 Z95 = float(st.norm.ppf(0.975))
 
 
+def wald_interval(estimate: float, se: float) -> dict[str, float]:
+    """95% Wald interval and two-sided p of ``estimate`` with standard error ``se`` (p NaN when se is 0)."""
+    p = float(2 * st.norm.sf(abs(estimate / se))) if se > 0 else float("nan")
+    return {"ci_low": estimate - Z95 * se, "ci_high": estimate + Z95 * se, "p": p}
+
+
 def prepare_ratings(
     ratings: pd.DataFrame,
     *,
@@ -683,9 +689,7 @@ def method_contrasts(fit: dict[str, Any], cov: np.ndarray) -> list[dict[str, Any
                 "contrast": contrast,
                 "estimate": est,
                 "se": se,
-                "ci_low": est - Z95 * se,
-                "ci_high": est + Z95 * se,
-                "p": float(2 * st.norm.sf(abs(est / se))) if se > 0 else float("nan"),
+                **wald_interval(est, se),
             }
         )
     return rows

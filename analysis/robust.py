@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats as st
 
 from analysis._frames import require_columns
-from analysis.mixed import Z95, fit_mixed
+from analysis.mixed import fit_mixed, wald_interval
 
 
 def to_ordinal(scores: pd.Series, *, scale_min: float | None = None, scale_max: float | None = None, n_levels: int = 7):
@@ -83,9 +82,7 @@ def ordinal_sensitivity(
                     "term": term,
                     "log_odds": b,
                     "se": se,
-                    "ci_low": b - Z95 * se,
-                    "ci_high": b + Z95 * se,
-                    "p": float(2 * st.norm.sf(abs(b / se))),
+                    **wald_interval(b, se),
                     "odds_ratio": float(np.exp(b)),
                     "n_levels": len(y.cat.categories),
                 }

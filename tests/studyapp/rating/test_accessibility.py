@@ -89,7 +89,8 @@ def test_every_rater_page_passes_axe_and_the_flow_works_with_the_keyboard_alone(
         page.keyboard.press("Enter")
 
         for n in range(5):  # four stimuli and the attention check after the first
-            page.wait_for_function(f"document.querySelector('.progress').innerText.startsWith('Page {n + 1} of 5')")
+            # `?.`: while the next page loads, the page on screen may have no progress line.
+            page.wait_for_function(f"document.querySelector('.progress')?.innerText.startsWith('Page {n + 1} of 5')")
             audit("attention check" if n == 1 else f"rating page {n + 1}")
             sliders = page.locator("input[type=range]")
             for s in range(sliders.count()):

@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Property-based tests draw the same examples on every run, so that `make test` (and CI)
+# gives one verdict for one tree; HYPOTHESIS_PROFILE=explore draws new examples each run,
+# to hunt for inputs nobody has tried (a failure it finds is then pinned by a plain test).
+hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 # One key prefix per test session: concurrent runs on one Redis never share a queue.
 CELERY_KEYPREFIX = f"test-{uuid.uuid4().hex[:12]}:"
 

@@ -19,8 +19,9 @@ It then checks from the database: no rating the server acknowledged is missing (
 slot complete, every stimulus rated by exactly its target number of complete raters, and
 no 5xx answer. Latency percentiles of the rating page GET and POST are printed next to the
 trivial ``/healthz`` view measured in the same run, plus concurrency 1 (sequential raters)
-for the "POST at most 3x the trivial view's p50" target, and the queries per request
-(counted in-process with Django's test client on the same database).
+for the "POST at most 3x the trivial view's p50" target, and the queries per request with
+the time spent in them, next to one database round trip (in-process with Django's test
+client on the same database): how much of a request is the database's.
 
     nice -n 10 .venv/bin/python benchmarks/load_raters.py                       # 24 x 30, c = 1, 50, 150
     .venv/bin/python benchmarks/load_raters.py --deployments 2 --raters 6 --concurrency 1 5   # a smoke run
@@ -37,6 +38,7 @@ import platform
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -298,48 +300,91 @@ def db_checks(slug: str, stats: Stats, target: int) -> dict[str, int]:
     return checks
 
 
-def queries_per_request(env: dict[str, str], slug: str) -> dict[str, float]:
+def queries_per_request(env: dict[str, str], slug: str) -> dict[str, dict[str, float]]:
+    """``_count_queries`` in a child process (Django set up against the run's database)."""
     result = subprocess.run(
         [sys.executable, __file__, "_queries", slug], cwd=REPO, env=env, check=True, capture_output=True, text=True
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+class _QueryRecorder:
+    """Counts the queries of one request and times each inside Django's cursor (``execute_wrapper``):
+    the round trip, PostgreSQL's planning and execution, and psycopg adapting parameters; not
+    Django building the SQL or the model instances."""
+
+    def __init__(self) -> None:
+        self.count, self.seconds = 0, 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.count += 1
+            self.seconds += time.perf_counter() - started
+
+
+def _round_trip_ms(connection, n: int = 100) -> float:
+    """Median of ``SELECT 1`` on the raw psycopg connection: what one query costs at the least."""
+    connection.ensure_connection()
+    seconds = []
+    with connection.connection.cursor() as cursor:
+        for _ in range(n):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds) * 1000
+
+
 def _count_queries(slug: str) -> None:
-    """In a child process: one rater walked with Django's test client, queries counted per request."""
+    """In a child process: one rater walked with Django's test client; per kind of request the
+    most queries and the median time spent in them, and one database round trip."""
     import django
 
     django.setup()
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
-    counts: dict[str, list[int]] = {"entry GET": [], "rating page GET": [], "rating POST": [], "heartbeat POST": []}
+    recorded: dict[str, list[_QueryRecorder]] = {
+        "entry GET": [], "rating page GET": [], "rating POST": [], "heartbeat POST": [],
+    }  # fmt: skip
+
+    def request(name: str | None, method, *args):
+        recorder = _QueryRecorder()
+        with connection.execute_wrapper(recorder):
+            response = method(*args)
+        if name is not None:
+            recorded[name].append(recorder)
+        return response
+
     client = Client()
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(f"/r/{slug}/", {"PROLIFIC_PID": "queries0", "STUDY_ID": "q", "SESSION_ID": "q"})
-    counts["entry GET"].append(len(captured))
-    location = response["Location"]
+    entry = {"PROLIFIC_PID": "queries0", "STUDY_ID": "q", "SESSION_ID": "q"}
+    location = request("entry GET", client.get, f"/r/{slug}/", entry)["Location"]
     rng = random.Random(0)
     for _ in range(40):
         if location.endswith("/-/done/"):
             break
         rating = location.endswith("/-/rate/")
-        with CaptureQueriesContext(connection) as captured:
-            page = client.get(location)
+        page = request("rating page GET" if rating else None, client.get, location)
         if rating:
-            counts["rating page GET"].append(len(captured))
-            with CaptureQueriesContext(connection) as captured:
-                client.post(f"/r/{slug}/-/alive/")
-            counts["heartbeat POST"].append(len(captured))
+            request("heartbeat POST", client.post, f"/r/{slug}/-/alive/")
         data = dict(HIDDEN.findall(page.content.decode())) | {"choice": "agree"}
         data = {k: (str(rng.randint(0, 100)) if k.startswith("score-") else v) for k, v in data.items()}
-        with CaptureQueriesContext(connection) as captured:
-            answer = client.post(location, data)
-        if rating:
-            counts["rating POST"].append(len(captured))
-        location = answer["Location"]
-    print(json.dumps({name: max(values) for name, values in counts.items() if values}))
+        location = request("rating POST" if rating else None, client.post, location, data)["Location"]
+    kinds = {name: runs for name, runs in recorded.items() if runs}
+    print(
+        json.dumps(
+            {
+                "most": {name: max(r.count for r in runs) for name, runs in kinds.items()},
+                "median_ms_in_queries": {
+                    name: round(statistics.median(r.seconds for r in runs) * 1000, 2) for name, runs in kinds.items()
+                },
+                "round_trip_ms": round(_round_trip_ms(connection), 3),
+            }
+        )
+    )
 
 
 def _parse_args() -> argparse.Namespace:
@@ -431,7 +476,7 @@ def main() -> None:
         pages._admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
-def report(levels: dict, queries: dict[str, float], args) -> None:
+def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
     rows = []
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{when}; {platform.node()}: {os.cpu_count()} CPUs; gunicorn sync workers: {args.workers}")
@@ -463,7 +508,9 @@ def report(levels: dict, queries: dict[str, float], args) -> None:
             checks[concurrency] = level["checks"]
             for name, value in level["checks"].items():
                 print(f"  {name}: {value}")
-    print(f"queries per request (max over one rater): {queries}")
+    print(f"queries per request (most over one rater's walk, in-process): {queries['most']}")
+    print(f"  median time in those queries, ms: {queries['median_ms_in_queries']}")
+    print(f"  one database round trip (SELECT 1), ms: {queries['round_trip_ms']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -209,3 +209,12 @@ class Bot:
 
 def text_of(response) -> str:
     return re.sub(r"\s+", " ", response.content.decode())
+
+
+def wait_for_progress(page, prefix: str) -> None:
+    """Wait (Playwright) until the rater page's progress line starts with ``prefix``, e.g. "Page 2 of 4".
+
+    ``?.``: while the next page loads, the page still on screen may have no progress line, and
+    a predicate that throws fails the wait at once instead of waiting on.
+    """
+    page.wait_for_function("(prefix) => document.querySelector('.progress')?.innerText.startsWith(prefix)", arg=prefix)

@@ -11,7 +11,7 @@ import pytest
 
 from studyapp.rating.models import Participant
 from tests.conftest import REPO_ROOT
-from tests.studyapp.rating.helpers import build_rating_study, prolific_query
+from tests.studyapp.rating.helpers import build_rating_study, prolific_query, wait_for_progress
 from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -89,8 +89,7 @@ def test_every_rater_page_passes_axe_and_the_flow_works_with_the_keyboard_alone(
         page.keyboard.press("Enter")
 
         for n in range(5):  # four stimuli and the attention check after the first
-            # `?.`: while the next page loads, the page on screen may have no progress line.
-            page.wait_for_function(f"document.querySelector('.progress')?.innerText.startsWith('Page {n + 1} of 5')")
+            wait_for_progress(page, f"Page {n + 1} of 5")
             audit("attention check" if n == 1 else f"rating page {n + 1}")
             sliders = page.locator("input[type=range]")
             for s in range(sliders.count()):

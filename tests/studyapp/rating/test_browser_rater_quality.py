@@ -8,7 +8,7 @@ import io
 import pytest
 
 from studyapp.rating.models import Participant
-from tests.studyapp.rating.helpers import build_rating_study, prolific_query
+from tests.studyapp.rating.helpers import build_rating_study, prolific_query, wait_for_progress
 from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -90,7 +90,7 @@ def test_sliders_have_no_anchor_pages_explain_the_scales_and_speeding_gets_a_gen
         assert page.locator(".progress").inner_text().startswith("Page 1 of 4")
         message.wait_for(state="hidden", timeout=5_000)
         save.click()
-        page.wait_for_function("document.querySelector('.progress')?.innerText.startsWith('Page 2 of 4')")
+        wait_for_progress(page, "Page 2 of 4")
         browser.close()
 
     participant = Participant.objects.get(prolific_pid="5f0000000000000000013100")

@@ -18,7 +18,9 @@ It then checks from the database: no rating the server acknowledged is missing (
 (rater, stimulus, dimension) twice (duplicated), no participant holding two slots, every
 slot complete, every stimulus rated by exactly its target number of complete raters, and
 no 5xx answer. Latency percentiles of the rating page GET and POST are printed next to the
-trivial ``/healthz`` view measured in the same run, plus concurrency 1 (sequential raters)
+trivial ``/healthz`` view measured in the same run and next to the rater page's heartbeat
+(the lightest request that reads the rater from the database: session, participant, one
+UPDATE; each bot sends one per rating page), plus concurrency 1 (sequential raters)
 for the "POST at most 3x the trivial view's p50" target, and the queries per request with
 the time spent in them, next to one database round trip (in-process with Django's test
 client on the same database): how much of a request is the database's.
@@ -78,7 +80,9 @@ def _env(redis_port: int) -> dict[str, str]:
 class Stats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.samples: dict[str, list[float]] = {"rating page GET": [], "rating POST": [], "/healthz GET": []}
+        self.samples: dict[str, list[float]] = {
+            "rating page GET": [], "rating POST": [], "heartbeat POST": [], "/healthz GET": [],
+        }  # fmt: skip
         self.statuses: Counter[int] = Counter()
         self.kinds: Counter[str] = Counter()
         self.acknowledged: list[tuple[str, str, str]] = []  # (pid, session, stimulus token) answered 303
@@ -108,13 +112,27 @@ class LoadRater:
         self.stats.record(name, time.perf_counter() - started, response.status_code)
         return response
 
-    def _post(self, path: str, data: dict[str, str], name: str | None = None):
+    def _post(self, path: str, data: dict[str, str], name: str | None = None, headers: dict[str, str] | None = None):
         started = time.perf_counter()
         response = self.session.post(
-            self.base + path, data=data, timeout=TIMEOUT_S, allow_redirects=False, headers={"Referer": self.base}
+            self.base + path,
+            data=data,
+            timeout=TIMEOUT_S,
+            allow_redirects=False,
+            headers={"Referer": self.base, **(headers or {})},
         )
         self.stats.record(name, time.perf_counter() - started, response.status_code)
         return response
+
+    def heartbeat(self, html: str) -> None:
+        """What an open rating page sends (``templates/rating/_heartbeat.html``): a POST with the
+        page's CSRF token in a header. Sent once per page here; a real page sends one a minute."""
+        csrf = CSRF.search(html)
+        if csrf is None:
+            raise RuntimeError(f"{self.kind} {self.pid}: a rating page without a CSRF token")
+        answer = self._post(f"/r/{self.slug}/-/alive/", {}, "heartbeat POST", {"X-CSRFToken": csrf.group(1)})
+        if answer.status_code != 204:
+            self._fail("heartbeat", answer)
 
     def _form(self, html: str) -> dict[str, str]:
         data = dict(HIDDEN.findall(html))
@@ -163,6 +181,8 @@ class LoadRater:
                 self._fail(f"GET {location}", page)
             if rating and self.rng.random() < 0.1:  # a reload
                 page = self._get(location, "rating page GET")
+            if rating:
+                self.heartbeat(page.text)
             data = self._form(page.text) | {"choice": "agree"}
             answer = self._post(location, data, "rating POST" if rating else None)
             if answer.status_code != 303:
@@ -486,7 +506,7 @@ def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
     for concurrency, level in levels.items():
         samples = level["stats"].samples
         health = pages.percentile(samples["/healthz GET"], 50)
-        for name in ("rating page GET", "rating POST", "/healthz GET"):
+        for name in ("rating page GET", "rating POST", "heartbeat POST", "/healthz GET"):
             values = samples[name]
             p = {q: pages.percentile(values, q) * 1000 for q in (50, 95, 99)}
             row = {"concurrency": concurrency, "request": name, "n": len(values)}

@@ -65,7 +65,7 @@ worker: setup
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy generation analysis studyapp
+	$(VENV)/bin/mypy generation analysis studyapp benchmarks
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

@@ -40,6 +40,7 @@ import platform
 import random
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,24 +50,119 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
-import bench_rater_pages as pages  # the rater-page benchmark's seeding, gunicorn and percentiles
-
-REPO = pages.REPO
+REPO = Path(__file__).resolve().parent.parent
 DB_NAME = "creativity_load"
 STIMULI_PER_RATER = 10
 ITEMS = 25
-DIMENSIONS = len(pages.DIMENSIONS)
+DIMENSIONS = ("originality", "surprise", "creativity")
 TIMEOUT_S = 120.0
-HIDDEN = pages.HIDDEN
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 KINDS = (("plain", 0.55), ("double", 0.15), ("resume", 0.15), ("abandon", 0.15))
+
+
+def _pg_server_url() -> str:
+    return os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+
+
+def _admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{_pg_server_url()}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def seed(
+    *, slug: str, deployments: int, items: int, raters_per_deployment: int, stimuli_per_rater: int, **study_fields
+) -> None:
+    """A study of ``deployments`` x (base, activation) x ``items``, slots built (in a child process)."""
+    import django
+
+    django.setup()
+    from studyapp.rating.slots import slots_build
+    from studyapp.studies import models as m
+
+    study = m.Study.objects.create(
+        slug=slug,
+        title="Benchmark study",
+        is_open=True,
+        raters_per_deployment=raters_per_deployment,
+        stimuli_per_rater=stimuli_per_rater,
+        prolific_completion_code="BENCH",
+        **study_fields,
+    )
+    for position, key in enumerate(DIMENSIONS):
+        m.RatingDimension.objects.create(study=study, key=key, question=f"How {key}?", position=position)
+    task = m.TaskFamily.objects.create(study=study, key="aut", template="What is an unusual use for a {item}?")
+    task_items = [m.Item.objects.create(task=task, key=f"i{i}", text=f"object {i}") for i in range(items)]
+    for d in range(deployments):
+        model = m.LanguageModel.objects.create(study=study, key=f"model-{d}", source="embedded")
+        deployment = m.Deployment.objects.create(study=study, slug=f"dep-{d}", model=model, task=task)
+        for method in ("base", "activation"):
+            condition = m.Condition.objects.create(study=study, model=model, key=f"{method}-{d}", method=method)
+            deployment.conditions.add(condition)
+            job = m.GenerationJob.objects.create(deployment=deployment, condition=condition, status="succeeded")
+            m.Stimulus.objects.bulk_create(
+                [
+                    m.Stimulus(
+                        job=job,
+                        deployment=deployment,
+                        condition=condition,
+                        item=item,
+                        sample_index=0,
+                        prompt=f"What is an unusual use for a {item.text}?",
+                        text=f"A response about {item.text}, about two sentences long. " * 3,
+                        seed=0,
+                        model_source="embedded",
+                        model_sha256="0" * 64,
+                    )
+                    for item in task_items
+                ]
+            )
+    print(json.dumps({slug: len(slots) for slug, slots in slots_build(study=study).items()}))
+
+
+def start_gunicorn(env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
+    """gunicorn (sync workers) on a free loopback port, once /healthz answers."""
+    import requests
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    gunicorn = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "studyapp.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--log-level", "warning", "--backlog", "2048"],
+        cwd=REPO, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return gunicorn, base
+        except requests.RequestException:  # still booting
+            pass
+        if time.monotonic() > deadline or gunicorn.poll() is not None:
+            gunicorn.kill()
+            sys.exit("gunicorn did not come up")
+        time.sleep(0.3)
+
+
+def percentile(values: list[float], q: int) -> float:
+    ordered = sorted(values)
+    return statistics.quantiles(ordered, n=100, method="inclusive")[q - 1] if len(ordered) > 1 else ordered[0]
 
 
 def _env(redis_port: int) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": f"{pages._pg_server_url()}/{DB_NAME}",
+        "DATABASE_URL": f"{_pg_server_url()}/{DB_NAME}",
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
         "CACHE_URL": f"redis://127.0.0.1:{redis_port}/1",
         # Every bot comes from 127.0.0.1: the per-IP entry limit would stop the run, not test it.
@@ -147,11 +243,13 @@ class LoadRater:
         """Open the Prolific link; the path of the rater's page, or None when the study is full."""
         query = f"PROLIFIC_PID={self.pid}&STUDY_ID=load&SESSION_ID={self.session_id}"
         response = self._get(f"/r/{self.slug}/?{query}")
-        if response.status_code != 302:
-            return None if "This study is full" in response.text else self._fail("entry", response)
-        return response.headers["Location"]
+        if response.status_code == 302:
+            return response.headers["Location"]
+        if "This study is full" in response.text:
+            return None
+        self._fail("entry", response)
 
-    def _fail(self, where: str, response) -> None:
+    def _fail(self, where: str, response) -> NoReturn:
         raise RuntimeError(f"{self.kind} {self.pid}: {where} -> {response.status_code}")
 
     def run(self) -> bool:
@@ -212,11 +310,18 @@ def _complete_slots(slug: str) -> int:
     )
 
 
+def _count(row: tuple | None) -> int:
+    """The single number a ``SELECT count(*)`` row holds."""
+    if row is None:
+        raise RuntimeError("a count query returned no row")
+    return int(row[0])
+
+
 def _scalar(sql: str, params: list) -> int:
     import psycopg
 
-    with psycopg.connect(f"{pages._pg_server_url()}/{DB_NAME}") as conn:
-        return int(conn.execute(sql, params).fetchone()[0])
+    with psycopg.connect(f"{_pg_server_url()}/{DB_NAME}") as conn:
+        return _count(conn.execute(sql, params).fetchone())
 
 
 def run_level(base: str, slug: str, concurrency: int, n_slots: int, seed: int, max_raters: int | None) -> Stats:
@@ -271,10 +376,10 @@ def db_checks(slug: str, stats: Stats, target: int) -> dict[str, int]:
     import psycopg
 
     study = "JOIN rating_participant p ON p.id = r.participant_id JOIN studies_study t ON t.id = p.study_id"
-    with psycopg.connect(f"{pages._pg_server_url()}/{DB_NAME}") as conn:
+    with psycopg.connect(f"{_pg_server_url()}/{DB_NAME}") as conn:
 
         def one(sql: str, params: list | None = None) -> int:
-            return int(conn.execute(sql, params or [slug]).fetchone()[0])
+            return _count(conn.execute(sql, params or [slug]).fetchone())
 
         stored = {
             (pid, session, token)
@@ -295,7 +400,7 @@ def db_checks(slug: str, stats: Stats, target: int) -> dict[str, int]:
             "ratings of incomplete pages": one(
                 "SELECT count(*) FROM (SELECT 1 FROM rating_rating r "
                 f"{study} WHERE t.slug = %s GROUP BY r.participant_id, r.stimulus_id "
-                f"HAVING count(*) <> {DIMENSIONS}) x"
+                f"HAVING count(*) <> {len(DIMENSIONS)}) x"
             ),
             "participants holding two slots": one(
                 "SELECT count(*) FROM (SELECT s.participant_id FROM rating_slot s JOIN rating_participant p "
@@ -427,7 +532,7 @@ def _start_redis() -> tuple[subprocess.Popen, int, str]:
     redis_binary = shutil.which("redis-server")
     if redis_binary is None:
         sys.exit("redis-server is not installed")
-    port = pages._free_port()
+    port = _free_port()
     data_dir = tempfile.mkdtemp(prefix="load-redis-")
     redis = subprocess.Popen(
         [redis_binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir, "--save", "",
@@ -477,14 +582,14 @@ def main() -> None:
     target = args.raters * (STIMULI_PER_RATER // 2) // ITEMS
     redis, redis_port, redis_dir = _start_redis()
     env = _env(redis_port)
-    pages._admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    pages._admin(f"CREATE DATABASE {DB_NAME}")
+    _admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    _admin(f"CREATE DATABASE {DB_NAME}")
     gunicorn = None
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
         _seed_levels(args, env)
         queries = queries_per_request(env, f"load-c{args.concurrency[0]}")
-        gunicorn, base = pages.start_gunicorn(env, args.workers)
+        gunicorn, base = start_gunicorn(env, args.workers)
         report(_run_levels(args, base, target), queries, args)
     finally:
         if gunicorn is not None:
@@ -493,7 +598,7 @@ def main() -> None:
         redis.terminate()
         redis.wait(timeout=30)
         shutil.rmtree(redis_dir, ignore_errors=True)
-        pages._admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        _admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
 def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
@@ -505,10 +610,10 @@ def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for concurrency, level in levels.items():
         samples = level["stats"].samples
-        health = pages.percentile(samples["/healthz GET"], 50)
+        health = percentile(samples["/healthz GET"], 50)
         for name in ("rating page GET", "rating POST", "heartbeat POST", "/healthz GET"):
             values = samples[name]
-            p = {q: pages.percentile(values, q) * 1000 for q in (50, 95, 99)}
+            p = {q: percentile(values, q) * 1000 for q in (50, 95, 99)}
             row = {"concurrency": concurrency, "request": name, "n": len(values)}
             row |= {f"p{q}_ms": round(v, 1) for q, v in p.items()}
             row["p50_ratio"] = round(p[50] / 1000 / health, 2)
@@ -552,7 +657,7 @@ def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["_seed"]:
         sys.path.insert(0, str(REPO))
-        pages.seed(**json.loads(sys.argv[2]))
+        seed(**json.loads(sys.argv[2]))
     elif sys.argv[1:2] == ["_queries"]:
         sys.path.insert(0, str(REPO))
         _count_queries(sys.argv[2])

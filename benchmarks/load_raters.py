@@ -647,6 +647,13 @@ def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
                 "rows": rows,
                 "checks": checks,
                 "queries": queries,
+                "levels": {
+                    concurrency: {
+                        "bot_errors": len(level["stats"].errors),
+                        "statuses": dict(sorted(level["stats"].statuses.items())),
+                    }
+                    for concurrency, level in levels.items()
+                },
             },
             indent=2,
         )

@@ -184,6 +184,13 @@ class Stats:
         self.acknowledged: list[tuple[str, str, str]] = []  # (pid, session, stimulus token) answered 303
         self.errors: list[str] = []
 
+    def failures(self) -> dict[str, int]:
+        """What went wrong as the bots saw it, at any level: 5xx answers and bot errors."""
+        return {
+            "5xx answers": sum(n for status, n in self.statuses.items() if status >= 500),
+            "bot errors": len(self.errors),
+        }
+
     def record(self, name: str | None, seconds: float, status: int) -> None:
         with self.lock:
             self.statuses[status] += 1
@@ -419,8 +426,6 @@ def db_checks(slug: str, stats: Stats, target: int) -> dict[str, int]:
                 "(SELECT s.id FROM rating_slot s WHERE s.status = 'complete' AND s.participant_id = r.participant_id) "
                 "WHERE t.slug = %s GROUP BY st.id) x WHERE n <> " + str(target)
             ),
-            "5xx answers": sum(n for status, n in stats.statuses.items() if status >= 500),
-            "bot errors": len(stats.errors),
         }
     return checks
 
@@ -570,7 +575,7 @@ def _run_levels(args: argparse.Namespace, base: str, target: int) -> dict:
         print(f"concurrency {concurrency}: {'sequential raters' if sequential else f'{n_slots} slots'} ...")
         walk_only = args.sequential_raters if sequential else None
         stats = run_level(base, slug, concurrency, n_slots, args.seed + concurrency, walk_only)
-        checks = None if sequential else db_checks(slug, stats, target)
+        checks = ({} if sequential else db_checks(slug, stats, target)) | stats.failures()
         levels[concurrency] = {"stats": stats, "checks": checks}
         if stats.errors:
             print(f"  {len(stats.errors)} bot errors, first: {stats.errors[0]}")
@@ -629,10 +634,9 @@ def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
             f"concurrency {concurrency}: {stats.samples['_wall'][0]:.0f} s, raters by kind {dict(stats.kinds)}, "
             f"answers by status {dict(sorted(stats.statuses.items()))}"
         )
-        if level["checks"] is not None:
-            checks[concurrency] = level["checks"]
-            for name, value in level["checks"].items():
-                print(f"  {name}: {value}")
+        checks[concurrency] = level["checks"]
+        for name, value in level["checks"].items():
+            print(f"  {name}: {value}")
     print(f"queries per request (most over one rater's walk, in-process): {queries['most']}")
     print(f"  median time in those queries, ms: {queries['median_ms_in_queries']}")
     print(f"  one database round trip (SELECT 1), ms: {queries['round_trip_ms']}")
@@ -647,13 +651,6 @@ def report(levels: dict, queries: dict[str, dict[str, float]], args) -> None:
                 "rows": rows,
                 "checks": checks,
                 "queries": queries,
-                "levels": {
-                    concurrency: {
-                        "bot_errors": len(level["stats"].errors),
-                        "statuses": dict(sorted(level["stats"].statuses.items())),
-                    }
-                    for concurrency, level in levels.items()
-                },
             },
             indent=2,
         )

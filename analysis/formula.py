@@ -46,7 +46,9 @@ class RandomTerm:
 
     def __str__(self) -> str:
         lhs = " + ".join(self.effects) if self.has_intercept else " + ".join(("0", *self.slopes))
-        bar = "|" if self.correlated or len(self.effects) == 1 else "||"
+        # One column needs no correlation mark; `condition` is one column per arm, so it does.
+        one_column = len(self.effects) == 1 and self.effects[0] != CONDITION
+        bar = "|" if self.correlated or one_column else "||"
         return f"({lhs} {bar} {self.group})"
 
     def without(self, effect: str) -> RandomTerm | None:
@@ -73,6 +75,14 @@ def parse_formula(text: str) -> ModelFormula:
     if text.count("~") != 1:
         raise ValueError(f"formula {text!r}: write it as 'score ~ condition + (1 | rater) + ...' (one '~')")
     response, rhs = (part.strip() for part in text.split("~"))
+    depth = 0
+    for char in rhs:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth > 1:
+            raise ValueError(
+                f"formula {text!r}: random terms take column names, 'steered' or 'condition', not functions of "
+                "them (add the transformed variable as a column)"
+            )
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", response):
         raise ValueError(f"formula {text!r}: the response {response!r} must be one column name")
     random = tuple(_parse_term(m.group(1), m.group(2), m.group(3), text) for m in _TERM.finditer(rhs))

@@ -245,7 +245,11 @@ def _unbalanced_blocks(seed: int):
     y = rng.normal(size=n) + codes[1] * 0.05 + slope * rng.normal(0, 0.5, 5)[codes[2]]
     columns = np.column_stack([np.ones(n), slope])
     full = np.tril(np.ones((2, 2), bool))
-    blocks = [RandomBlock(codes[0], columns, full), RandomBlock.intercept(codes[1]), RandomBlock(codes[2], columns, full)]
+    blocks = [
+        RandomBlock(codes[0], columns, full),
+        RandomBlock.intercept(codes[1]),
+        RandomBlock(codes[2], columns, full),
+    ]
     return y, X, blocks
 
 
@@ -290,9 +294,7 @@ def test_reml_deviance_equals_the_dense_formula():
     beta = np.linalg.solve(XtViX, X.T @ Vinv @ y)
     r = y - X @ beta
     n, p = X.shape
-    expected = (
-        np.linalg.slogdet(V)[1] + np.linalg.slogdet(XtViX)[1] + r @ Vinv @ r + (n - p) * np.log(2 * np.pi)
-    )
+    expected = np.linalg.slogdet(V)[1] + np.linalg.slogdet(XtViX)[1] + r @ Vinv @ r + (n - p) * np.log(2 * np.pi)
     assert prob.deviance_varpar(np.append(theta, np.sqrt(sigma2))) == pytest.approx(expected, rel=1e-10)
     np.testing.assert_allclose(prob.solve(theta)[1], beta, rtol=1e-9)
 

@@ -132,6 +132,7 @@ class _Problem:
         self.y_var = float(np.var(y))
         self.n_eval = 0
         self.last_logdets = np.inf
+        self._memo: dict[bytes, tuple[float, np.ndarray, float]] = {}
         if not blocks:
             return
         # The block with most levels goes first: its part of M is block diagonal.
@@ -363,17 +364,27 @@ class _Problem:
     # Variance parameters as lmerTest takes them, varpar = (θ, σ): the Satterthwaite
     # approximation needs derivatives with σ not profiled out.
 
+    def _at_theta(self, theta: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """(log dets, R_X'R_X, r²) at θ, remembered: the finite differences in σ repeat each θ."""
+        key = theta.tobytes()
+        if key not in self._memo:
+            _, _, RxRx, r2sum = self.solve(theta)
+            if len(self._memo) > 64:
+                self._memo.clear()
+            self._memo[key] = (self.last_logdets, RxRx, r2sum)
+        return self._memo[key]
+
     def deviance_varpar(self, varpar: np.ndarray) -> float:
         """REML deviance (-2 log restricted likelihood) at (θ, σ)."""
         sigma = varpar[-1]
         if not sigma > 0:
             return np.inf
-        _, _, _, r2sum = self.solve(varpar[:-1])
+        logdets, _, r2sum = self._at_theta(varpar[:-1])
         df = self.n - self.p
-        return float(self.last_logdets + df * np.log(2.0 * np.pi * sigma**2) + r2sum / sigma**2)
+        return float(logdets + df * np.log(2.0 * np.pi * sigma**2) + r2sum / sigma**2)
 
     def cov_beta_varpar(self, varpar: np.ndarray) -> np.ndarray:
-        _, _, RxRx, _ = self.solve(varpar[:-1])
+        _, RxRx, _ = self._at_theta(varpar[:-1])
         return varpar[-1] ** 2 * np.linalg.inv(RxRx)
 
 
@@ -464,18 +475,31 @@ def _df_per_coefficient(sat: Satterthwaite | None, p: int) -> np.ndarray:
     return np.where(bad, np.inf, df)
 
 
-def fit_reml(y: np.ndarray, X: np.ndarray, blocks: list[RandomBlock]) -> RemlFit:
-    """Fit by REML: ``blocks`` are the random effects, one :class:`RandomBlock` per grouping factor."""
+def fit_reml(
+    y: np.ndarray,
+    X: np.ndarray,
+    blocks: list[RandomBlock],
+    *,
+    start: np.ndarray | None = None,
+    optimise: bool = True,
+    inference: bool = True,
+) -> RemlFit:
+    """Fit by REML: ``blocks`` are the random effects, one :class:`RandomBlock` per grouping factor.
+
+    ``start``: θ to start from (default lme4's: unit relative SDs, no correlation); with
+    ``optimise=False`` it is taken as the optimum found before (to add inference to a fit).
+    ``inference``: compute the Satterthwaite df (a fit only used to choose a model needs none).
+    """
     prob = _Problem(np.asarray(y, float), np.asarray(X, float), blocks)
     # Each evaluation factorises a matrix of a few hundred rows: BLAS threads cost far more
     # in start-up than they save (40x slower on a busy 2-core machine), so use one.
     if threadpool_limits is None:
-        return _optimise(prob)
+        return _optimise(prob, start, optimise, inference)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _optimise(prob)
+        return _optimise(prob, start, optimise, inference)
 
 
-def _minimise(prob: _Problem) -> tuple[np.ndarray, bool, str]:
+def _minimise(prob: _Problem, start: np.ndarray) -> tuple[np.ndarray, bool, str]:
     """Minimise the profiled deviance over θ, diagonals of each T bounded below by zero.
 
     BOBYQA from NLopt, lme4's default optimiser: derivative-free, bounds kept exactly (a
@@ -484,7 +508,7 @@ def _minimise(prob: _Problem) -> tuple[np.ndarray, bool, str]:
     tighter than lme4's defaults, so that variance parameters are found to ~1e-6.
     Returns (θ, converged, the optimiser's message).
     """
-    best = {"deviance": np.inf, "theta": prob.theta_start()}
+    best = {"deviance": np.inf, "theta": start}
 
     def objective(theta: np.ndarray, _gradient: np.ndarray) -> float:
         deviance = prob.solve(theta)[0]
@@ -500,7 +524,7 @@ def _minimise(prob: _Problem) -> tuple[np.ndarray, bool, str]:
     opt.set_xtol_abs(1e-10)
     opt.set_maxeval(MAX_EVALUATIONS)
     try:
-        opt.optimize(prob.theta_start())
+        opt.optimize(start)
     except nlopt.RoundoffLimited:
         # Rounding noise stopped the search: the best point found is kept, as lme4 keeps it.
         return best["theta"], False, "stopped by rounding errors (NLopt roundoff-limited)"
@@ -509,9 +533,11 @@ def _minimise(prob: _Problem) -> tuple[np.ndarray, bool, str]:
     return best["theta"], code in _NLOPT_CONVERGED, message
 
 
-def _optimise(prob: _Problem) -> RemlFit:
-    if prob.n_theta:
-        theta, converged, message = _minimise(prob)
+def _optimise(prob: _Problem, start: np.ndarray | None, optimise: bool, inference: bool) -> RemlFit:
+    if not optimise and start is not None:
+        theta, converged, message = np.asarray(start, float), True, "converged"
+    elif prob.n_theta:
+        theta, converged, message = _minimise(prob, prob.theta_start() if start is None else start)
     else:
         theta, converged, message = np.zeros(0), True, "no variance parameters"
     dev, beta, RxRx, r2sum = prob.solve(theta)
@@ -524,7 +550,7 @@ def _optimise(prob: _Problem) -> RemlFit:
             "all scores equal, or copies of one rater"
         )
     cov_beta = sigma2 * np.linalg.inv(RxRx)
-    sat = satterthwaite(prob, theta, float(np.sqrt(sigma2)))
+    sat = satterthwaite(prob, theta, float(np.sqrt(sigma2))) if inference else None
     covariances = []
     for j in range(len(prob.blocks)):
         T = prob.factor(theta, j)

@@ -137,19 +137,21 @@ def design_terms(
     condition) gets an intercept only.
     """
     condition = data[condition_col].astype(str)
+    is_arm = condition != reference
     out = []
     for name, col in groups.items():
-        per_level = condition.groupby(data[col].to_numpy(), sort=False).agg(lambda s: frozenset(s.unique()))
-        mixed = per_level[per_level.map(len) > 1]
+        level = data[col].to_numpy()
+        conditions_per_level = condition.groupby(level, sort=False).nunique()
+        mixed = conditions_per_level[conditions_per_level > 1]
         if mixed.empty:
             out.append(DerivedTerm(RandomTerm(name, ("1",)), f"condition is constant within each {name}"))
             continue
-        arms_per_level = mixed.map(lambda s: len(s - {reference}))
-        if arms_per_level.max() <= 1:
+        arms_per_level = condition[is_arm].groupby(level[is_arm.to_numpy()], sort=False).nunique()
+        if arms_per_level.reindex(mixed.index, fill_value=0).max() <= 1:
             term = RandomTerm(name, ("1", STEERED))
             why = f"condition varies within {name} (each sees {reference} and at most one other condition)"
         else:
             term = RandomTerm(name, ("1", CONDITION))
             why = f"several conditions vary within {name}: one slope per condition"
-        out.append(DerivedTerm(term, f"{why}: {len(mixed)} of {len(per_level)} {name} levels see several"))
+        out.append(DerivedTerm(term, f"{why}: {len(mixed)} of {len(conditions_per_level)} {name} levels see several"))
     return out

@@ -49,6 +49,8 @@ from analysis.random_effects import (
     simplify_once,
     singular_effects,
     t_interval,
+    warm_start,
+    with_inference,
 )
 
 Z95 = float(st.norm.ppf(0.975))
@@ -310,15 +312,19 @@ def _fit_model(data: pd.DataFrame, spec: ModelSpec, *, engine: str) -> FittedMod
     with warnings.catch_warnings():
         # The rule's intermediate fits are not results: only the final fit's warnings count.
         warnings.simplefilter("ignore", AnalysisWarning)
+        start = None
         while spec.simplify and engine == "reml":
-            fit = fit_frame(frame)
+            fit = fit_frame(frame, start=start, inference=False)
             simpler = simplify_once(frame, fit)
             if simpler is None:
                 break
             terms, taken = simpler
             steps += [{"formula": str(formula), **s} for s in taken]
             formula = formula.with_random(terms)
-            frame, fit = model_frame(data, formula, reference=spec.reference), None
+            previous, frame = frame, model_frame(data, formula, reference=spec.reference)
+            start, fit = warm_start(previous, fit, frame), None
+    if fit is not None:  # the rule's last fit is the final model: add its inference only
+        fit = with_inference(frame, fit)
     parts, cov, fit = _fit_engine(frame, engine, fit)
     if not parts["converged"]:
         message = f"the optimiser did not report convergence: {parts['optimizer']}"

@@ -153,8 +153,8 @@ def _check_term(
     for name, column in zip(names, columns.T, strict=True):
         if name == "(Intercept)":
             continue
-        spread = pd.Series(column).groupby(codes).agg(lambda s: s.max() - s.min())
-        if not (spread > 0).any():
+        by_level = pd.Series(column).groupby(codes)
+        if not (by_level.max() > by_level.min()).any():
             raise ValueError(
                 f"formula {formula}: {name} does not vary within any {term.group} (each {term.group} sits in one "
                 f"value of it), so {term} cannot estimate its slope; write {RandomTerm(term.group, ('1',))} instead"
@@ -170,8 +170,36 @@ def _check_term(
 # --------------------------------------------------------------------------- one fit
 
 
-def fit_frame(frame: ModelFrame) -> RemlFit:
-    return fit_reml(frame.y, frame.X.to_numpy(), frame.blocks)
+def fit_frame(frame: ModelFrame, *, start: np.ndarray | None = None, inference: bool = True) -> RemlFit:
+    return fit_reml(frame.y, frame.X.to_numpy(), frame.blocks, start=start, inference=inference)
+
+
+def with_inference(frame: ModelFrame, fit: RemlFit) -> RemlFit:
+    """The same fit with its Satterthwaite df (for the fit the simplification rule ended on)."""
+    found = fit_reml(frame.y, frame.X.to_numpy(), frame.blocks, start=fit.theta, optimise=False)
+    found.converged, found.optimizer_message = fit.converged, fit.optimizer_message
+    found.n_evaluations += fit.n_evaluations
+    return found
+
+
+def warm_start(previous: ModelFrame, fit: RemlFit, frame: ModelFrame) -> np.ndarray:
+    """θ for ``frame`` from the fit of a larger model: each kept effect starts at its estimated
+    relative covariance (a simplification step refits from near its optimum, not from scratch)."""
+    old = {t.group: j for j, t in enumerate(previous.terms)}
+    theta = []
+    for term, names, block in zip(frame.terms, frame.effect_names, frame.blocks, strict=True):
+        j = old[term.group]
+        keep = [previous.effect_names[j].index(n) for n in names]
+        relative = fit.covariances[j][np.ix_(keep, keep)] / fit.sigma2
+        if term.correlated:
+            T = np.linalg.cholesky(relative + 1e-8 * np.eye(len(keep)))
+        else:
+            T = np.diag(np.sqrt(np.clip(np.diag(relative), 0.0, None)))
+        # Away from the boundary, so that the search can still move every variance.
+        T[np.diag_indices_from(T)] = np.maximum(np.diag(T), 0.05)
+        rows, cols = block.theta_positions()
+        theta.append(T[rows, cols])
+    return np.concatenate(theta) if theta else np.zeros(0)
 
 
 def random_effects_table(frame: ModelFrame, fit: RemlFit) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

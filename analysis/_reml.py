@@ -510,12 +510,12 @@ def _minimise(prob: _Problem, start: np.ndarray) -> tuple[np.ndarray, bool, str]
     tighter than lme4's defaults, so that variance parameters are found to ~1e-6.
     Returns (θ, converged, the optimiser's message).
     """
-    best = {"deviance": np.inf, "theta": start}
+    best_deviance, best_theta = [np.inf], [start]
 
     def objective(theta: np.ndarray, _gradient: np.ndarray) -> float:
         deviance = prob.solve(theta)[0]
-        if deviance < best["deviance"]:
-            best.update(deviance=deviance, theta=theta.copy())
+        if deviance < best_deviance[0]:
+            best_deviance[0], best_theta[0] = deviance, theta.copy()
         return deviance
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, prob.n_theta)
@@ -529,10 +529,10 @@ def _minimise(prob: _Problem, start: np.ndarray) -> tuple[np.ndarray, bool, str]
         opt.optimize(start)
     except nlopt.RoundoffLimited:
         # Rounding noise stopped the search: the best point found is kept, as lme4 keeps it.
-        return best["theta"], False, "stopped by rounding errors (NLopt roundoff-limited)"
+        return best_theta[0], False, "stopped by rounding errors (NLopt roundoff-limited)"
     code = opt.last_optimize_result()
     message = _NLOPT_MESSAGES.get(code, f"NLopt stopped with result code {code}")
-    return best["theta"], code in _NLOPT_CONVERGED, message
+    return best_theta[0], code in _NLOPT_CONVERGED, message
 
 
 def _optimise(prob: _Problem, start: np.ndarray | None, optimise: bool, inference: bool) -> RemlFit:

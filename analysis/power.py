@@ -293,21 +293,21 @@ def design_advice(
         raise ValueError(f"method must be 'analytic' or 'simulation', not {method!r}")
     rows = []
     for raters, n_items in itertools.product(raters_per_deployment, items):
-        design = {"n_deployments": n_deployments, "raters_per_deployment": raters}
-        cost = {"ratings_per_dimension": raters * n_deployments * 2 * n_items, "effect_points": effect_points}
+        cell: dict[str, Any] = {"n_deployments": n_deployments, "raters_per_deployment": raters, "items": n_items}
+        cell |= {"ratings_per_dimension": raters * n_deployments * 2 * n_items, "effect_points": effect_points}
         if method == "analytic":
             found = analytic_power(
-                components=components, effect_points=effect_points, items=n_items, alpha=alpha, seed=seed, **design
-            )
-            rows.append({**design, "items": n_items, **cost, **found})
+                components=components, effect_points=effect_points, n_deployments=n_deployments,
+                raters_per_deployment=raters, items=n_items, alpha=alpha, seed=seed,
+            )  # fmt: skip
+            rows.append(cell | found)
             continue
         sim = power_by_simulation(
-            effect_d=effect_points / components.total_sd, stimuli_per_condition=n_items, components=components,
-            alpha=alpha, n_sim=n_sim, seed=seed, **design,
+            effect_d=effect_points / components.total_sd, n_deployments=n_deployments,
+            raters_per_deployment=raters, stimuli_per_condition=n_items, components=components, alpha=alpha,
+            n_sim=n_sim, seed=seed,
         ).iloc[0]  # fmt: skip
-        rows.append(
-            {**design, "items": n_items, **cost, **{k: sim[k] for k in ("power", "power_ci_low", "power_ci_high")}}
-        )
+        rows.append(cell | {k: sim[k] for k in ("power", "power_ci_low", "power_ci_high")})
     table = pd.DataFrame(rows).sort_values(["ratings_per_dimension", "items"], ignore_index=True)
     table["reaches_target"] = table["power"] >= target
     return table

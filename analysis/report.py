@@ -336,7 +336,7 @@ def _effects_section(page: _Page, ratings: pd.DataFrame, *, reference: str, opti
     page.h("1. Rated effects (main table)")
     main = condition_effects(ratings, fits=fits, reference=reference, **options)
     # The other models derive their own structure: a formula's fixed part is the main model's.
-    derived = {k: options[k] for k in ("random", "simplify", "item_effect") if k in options}
+    derived: dict[str, Any] = {k: options[k] for k in ("random", "simplify", "item_effect") if k in options}
     pooled_fits, pooled_error = _pooled_fits(ratings, reference, derived)
     main = _with_method_contrasts(main, pooled_fits)
     effect_warnings = sorted({w for fit in fits.values() for w in fit.get("warnings", [])})

@@ -66,10 +66,11 @@ def run(n_sim: int, effect_d: float, design: dict, jobs: int, seed: int) -> pd.D
 
 def summary(fits: pd.DataFrame) -> list[dict]:
     rows = []
-    for (setting, d), g in fits.groupby(["setting", "effect_d"], sort=False):
-        truth = d * SETTINGS[setting].total_sd
-        for row in summarise_fits(g, truth=truth).to_dict("records"):
-            rows.append({"setting": setting, "effect_d": d, "truth_points": truth, **row})
+    for setting in SETTINGS:
+        for d, g in fits[fits["setting"] == setting].groupby("effect_d", sort=True):
+            truth = float(str(d)) * SETTINGS[setting].total_sd
+            for row in summarise_fits(g, truth=truth).to_dict("records"):
+                rows.append({"setting": setting, "effect_d": d, "truth_points": truth, **row})
     return rows
 
 

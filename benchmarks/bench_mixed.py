@@ -30,6 +30,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,9 @@ from analysis.mixed import fit_mixed
 from analysis.simulate import simulate_ratings
 
 MAXIMAL = "score ~ condition + (1 + steered | rater) + (1 | stimulus) + (1 + steered | item)"
-DESIGN = {"sd_rater": 10.0, "sd_stimulus": 8.0, "sd_residual": 15.0, "sd_rater_slope": 10.0, "sd_item_slope": 5.0}
+DESIGN: dict[str, Any] = {
+    "sd_rater": 10.0, "sd_stimulus": 8.0, "sd_residual": 15.0, "sd_rater_slope": 10.0, "sd_item_slope": 5.0,
+}  # fmt: skip
 
 
 def _peak_mb() -> float:

@@ -24,10 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_mixed import DESIGN, MAXIMAL, agreement  # the same design and checks as the paper-size benchmark
+
 from analysis.lme4 import fit_lme4, lme4_available
 from analysis.mixed import fit_mixed
 from analysis.simulate import simulate_ratings
-from benchmarks.bench_mixed import DESIGN, MAXIMAL, agreement
 
 
 def _peak_mb() -> float:

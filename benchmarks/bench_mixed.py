@@ -82,7 +82,11 @@ def agreement(ours: dict, ref: dict) -> dict[str, float]:
     def worst(key: str, ref_key: str) -> float:
         return max(abs(t[key] / ref[ref_key][name[t["term"]]] - 1) for t in ours["fixed_effects"])
 
-    variances = [abs(r["variance"] / variance_of(ref, r["group"], r["term"]) - 1) for r in ours["random_effects"]]
+    variances = [
+        abs(r["variance"] - variance_of(ref, r["group"], r["term"]))
+        / max(variance_of(ref, r["group"], r["term"]), 1e-9)
+        for r in ours["random_effects"]
+    ]
     return {
         "max_rel_diff_fixed": worst("estimate", "fixed"),
         "max_rel_diff_se": worst("se", "se"),

@@ -132,7 +132,14 @@ CACHES = {
     "default": (
         env.cache_url("CACHE_URL")
         if env.str("CACHE_URL", default="")
-        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "django_cache",
+            # Over MAX_ENTRIES the table is culled (a third of it, whatever it is), which
+            # would forget entry tokens: far above the live keys of a study (two per address
+            # and hour, up to the limit's number for a busy one).
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
     )
 }
 # New participations one IP address may start per hour (a resume never counts). Raters of

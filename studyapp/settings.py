@@ -3,27 +3,34 @@
 Nothing set: a zero-setup laptop mode (SQLite under ``var/``, Celery tasks run in
 the calling process) so that ``make demo`` needs no services.  With ``DATABASE_URL``
 and ``CELERY_BROKER_URL`` set: PostgreSQL through psycopg 3 and Redis as broker and
-result backend.  ``PRODUCTION=1`` switches on the hardening that
-``manage.py check --deploy`` asks for and refuses to start without a real secret key.
+result backend.
+
+Safe by default: ``DEBUG`` is on only when set (``manage.py runserver`` sets it), the
+secret key is the install's own (``var/secret_key``) unless ``SECRET_KEY`` is given, and
+an install served under host names of its own (``ALLOWED_HOSTS`` set) gets the HTTPS
+hardening that ``manage.py check --deploy`` asks for (``PRODUCTION``, which may also be
+set either way).
 """
 
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+
+from studyapp.secret_key import secret_key_of_install
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 
-PRODUCTION = env.bool("PRODUCTION", default=False)
-DEBUG = env.bool("DEBUG", default=not PRODUCTION)
-
-_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105 (refused when PRODUCTION=1)
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
-if PRODUCTION and SECRET_KEY == _DEV_SECRET_KEY:
-    raise ImproperlyConfigured("PRODUCTION=1 needs SECRET_KEY set to a long random value.")
+# Debug pages show settings, paths and code to whoever triggers an error: never by default.
+DEBUG = env.bool("DEBUG", default=False)
+# Given host names, the install is reachable under them: HTTPS-only cookies, HSTS, redirect.
+# Unset, only the loopback names answer (a laptop, the tests' own servers) over plain HTTP.
+PRODUCTION = env.bool("PRODUCTION", default=bool(env.str("ALLOWED_HOSTS", default="")))
+# Per install, never a constant: with a public key anyone could forge sessions and tickets.
+# More than one machine serving the same site must share one: set SECRET_KEY then.
+SECRET_KEY = env.str("SECRET_KEY", default="") or secret_key_of_install(VAR_DIR / "secret_key")
 
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]

@@ -52,7 +52,10 @@ def test_debug_is_off_and_the_key_is_the_installs_own_when_nothing_is_set() -> N
     assert key not in (REPO_ROOT / "studyapp" / "settings.py").read_text()
 
 
-GENERATE = "import sys; from pathlib import Path; from studyapp.secret_key import secret_key_of_install as k; print(k(Path(sys.argv[1])))"
+GENERATE = (
+    "import sys; from pathlib import Path; from studyapp.secret_key import secret_key_of_install;"
+    "print(secret_key_of_install(Path(sys.argv[1])))"
+)
 
 
 def _generate_at_once(path: Path, n: int) -> set[str]:

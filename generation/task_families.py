@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from generation.parsers import PARSERS, get_parser
+from generation.safe_yaml import yaml_load_limited
 
 SHIPPED_TASKS_FILE = Path(__file__).with_name("tasks.yaml")
 ITEM_PLACEHOLDER = "{item}"
@@ -161,7 +162,7 @@ def read_yaml_file(path: str | Path, *, what: str) -> Any:
     """A researcher's YAML file, with one-line errors that name it (``what``: "task file", ...)."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml_load_limited(path.read_bytes())
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as error:

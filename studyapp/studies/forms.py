@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from django import forms
 
+from generation.safe_yaml import MAX_BYTES as SPEC_MAX_BYTES
+
 
 class SpecUploadForm(forms.Form):
     spec = forms.FileField(help_text="A study spec (YAML), e.g. studies/demo.yaml.")
 
-    MAX_BYTES = 1_000_000
-
     def clean_spec(self):
         upload = self.cleaned_data["spec"]
-        if upload.size > self.MAX_BYTES:
-            raise forms.ValidationError("A spec is a short text file; this one is larger than 1 MB.")
+        if upload.size > SPEC_MAX_BYTES:
+            raise forms.ValidationError(
+                f"A spec is a short text file; this one is larger than {SPEC_MAX_BYTES // 1000} kB."
+            )
         return upload
 
 

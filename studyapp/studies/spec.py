@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from generation.safe_yaml import YamlLimitError, yaml_load_limited
 from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
 
 SUPPORTED_SPEC_VERSIONS = ("1",)
@@ -221,12 +222,13 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     """Check a YAML spec and return it as plain data; raise :class:`SpecError` listing every problem."""
     raw_bytes = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        data = yaml.safe_load(raw_bytes)
+        data = yaml_load_limited(raw_bytes)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpecError([f"{where}: not valid YAML ({problem})"], source) from None
+        kind = "YAML beyond the loader's limits" if isinstance(error, YamlLimitError) else "not valid YAML"
+        raise SpecError([f"{where}: {kind} ({problem})"], source) from None
     check = _Checker()
     for path, problem in _unstorable(data, ""):
         # The spec is stored as JSON in PostgreSQL: say so here rather than fail on save.

@@ -166,7 +166,11 @@ def read_yaml_file(path: str | Path, *, what: str) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
+        # The problem and where, never the text at that place: the file is not the reader's to see.
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(f"{path}: not valid YAML{where} ({problem})") from None
 
 
 @cache

@@ -203,6 +203,20 @@ if env.str("CELERY_BROKER_KEYPREFIX", default=""):
 # the CLI and a worker agree: MODEL_CACHE_DIR (generation/embedded.py) and
 # EMBEDDING_MODEL_PATH (analysis/embeddings.py). Steering artifacts are the platform's:
 ARTIFACT_DIR = env.path("ARTIFACT_DIR", default=VAR_DIR / "artifacts")
+# Where a spec's paths may point (studies/paths.py): a researcher's path elsewhere is refused
+# at spec load, admin save and job start, before anything is opened. A study's artifacts lie
+# under ARTIFACT_DIR/<its slug>. The defaults hold the embedded model's cache, the shipped
+# task and prompt files and the paper's spec (/models).
+MODEL_ROOTS = [
+    Path(p)
+    for p in env.list("MODEL_ROOTS", default=[env.str("MODEL_CACHE_DIR", default=str(VAR_DIR / "models")), "/models"])
+]
+DATA_ROOTS = [
+    Path(p)
+    for p in env.list(
+        "DATA_ROOTS", default=[str(VAR_DIR / "data"), str(BASE_DIR / "generation"), str(BASE_DIR / "studies")]
+    )
+]
 
 # --- Production hardening (what ``check --deploy`` asks for) ------------------------
 if PRODUCTION:

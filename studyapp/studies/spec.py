@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from generation.safe_yaml import YamlLimitError, yaml_load_limited
+from studyapp.studies import paths
 from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
 
 SUPPORTED_SPEC_VERSIONS = ("1",)
@@ -252,6 +253,7 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     dimensions = _check_dimensions(check, top.get("dimensions"))
     deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study)
     attention = _check_attention(check, top.get("attention_checks"), study)
+    _check_paths(check, study, models, conditions)
 
     if check.problems:
         raise SpecError(check.problems, source)
@@ -540,6 +542,23 @@ def _check_conditions(
         conditions.append(condition)
     check.unique_keys(conditions, "conditions")
     return conditions
+
+
+def _check_paths(check: _Checker, study: dict, models: list[dict], conditions: list[dict]) -> None:
+    """Paths on the workers' disks lie under the configured roots (studies/paths.py); checked
+    before anything is opened, and the problem says nothing about what lies at the path."""
+    for index, model in enumerate(models):
+        problem = paths.model_source_problem(model["source"]) if model["source"] else None
+        if problem:
+            check.problem(f"models[{index}].source", problem)
+    for index, condition in enumerate(conditions):
+        prompt_file = condition["params"].get("prompt_file")
+        problem = paths.prompt_file_problem(prompt_file) if isinstance(prompt_file, str) else None
+        if problem:  # (another type is reported with the parameters)
+            check.problem(f"conditions[{index}].params.prompt_file", problem)
+        problem = paths.artifact_path_problem(condition["artifact_path"], study_slug=study["slug"] or "<slug>")
+        if problem:
+            check.problem(f"conditions[{index}].artifact_path", problem)
 
 
 def _check_param_ranges(check: _Checker, path: str, params: Mapping) -> None:

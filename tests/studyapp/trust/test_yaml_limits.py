@@ -91,3 +91,12 @@ def test_the_shipped_files_and_specs_are_well_within_the_limits() -> None:
         assert yaml_load_limited(path.read_bytes())
     # Aliases that expand within the limits are ordinary YAML.
     assert yaml_load_limited("a: &a [1, 2]\nb: [*a, *a]\n") == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+
+
+def test_a_yaml_error_names_the_place_but_never_the_text_there(tmp_path: Path) -> None:
+    """A worker's error reaches the dashboard: it must not show the file's lines."""
+    broken = tmp_path / "prompts.yaml"
+    broken.write_text("dat:\n  pairs: [\nSECRET_LINE: value: other\n")
+    with pytest.raises(ValueError) as error:
+        read_yaml_file(broken, what="prompt file")
+    assert "SECRET_LINE" not in str(error.value) and "line 3" in str(error.value)

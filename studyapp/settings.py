@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # NUL in the query, oversized anonymous bodies: refused before any view reads them.
+    "studyapp.guards.RequestGuardsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -131,6 +133,10 @@ STORAGES = {
 
 LOGIN_URL = "admin:login"
 CSRF_FAILURE_VIEW = "studyapp.errors.csrf_failure"
+
+# A POST from someone not logged in (a rater page, the login form) carries a few kB; a larger
+# one is refused before its body is read (studyapp/guards.py).
+ANONYMOUS_POST_MAX_BYTES = env.int("ANONYMOUS_POST_MAX_BYTES", default=128 * 1024)
 
 # --- Cache (entry rate limits) ----------------------------------------------------------
 # CACHE_URL (e.g. redis://127.0.0.1:6379/1): Redis. Unset: a table in the platform's own

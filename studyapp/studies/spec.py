@@ -72,6 +72,13 @@ DECODING_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+# The largest values the study's columns hold: PostgreSQL's integer (PositiveIntegerField) and
+# bigint (the seed). Minutes are capped at a week: a slot timeout is read as a time span.
+INTEGER_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+MINUTES_MAX = 7 * 24 * 60
+
+
 class SpecError(ValueError):
     """A spec with problems; ``problems`` holds every one as ``"path: message"``."""
 
@@ -145,7 +152,17 @@ class _Checker:
             self.problem(path, f"{value!r} is not a valid key (letters, digits, '-' and '_', at most 64)")
         return value
 
-    def integer(self, value: Any, path: str, *, default: int | None = None, minimum: int | None = None) -> int:
+    def integer(
+        self,
+        value: Any,
+        path: str,
+        *,
+        default: int | None = None,
+        minimum: int | None = None,
+        maximum: int = INTEGER_MAX,
+    ) -> int:
+        """A whole number within [minimum, maximum]; the default maximum is what the database's
+        integer columns hold (a larger one failed on save, a 500)."""
         if value is None and default is not None:
             return default
         if not isinstance(value, int) or isinstance(value, bool):
@@ -153,6 +170,9 @@ class _Checker:
             return default or 0
         if minimum is not None and value < minimum:
             self.problem(path, f"must be at least {minimum}, got {value}")
+        if value > maximum:
+            self.problem(path, f"must be at most {maximum:,}, got {value:,}")
+            return default or 0
         return value
 
     def choice(self, value: Any, path: str, choices: tuple[str, ...], *, default: str | None = None) -> str:
@@ -199,7 +219,7 @@ TOP_LEVEL = {
 }  # fmt: skip
 
 
-def _unstorable(value: object, path: str) -> Iterator[tuple[str, str]]:
+def unstorable_values(value: object, path: str) -> Iterator[tuple[str, str]]:
     """(path, problem) for what PostgreSQL cannot store in text or JSON: NUL characters, non-finite numbers."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -213,10 +233,10 @@ def _unstorable(value: object, path: str) -> Iterator[tuple[str, str]]:
             if isinstance(key, str) and "\x00" in key:
                 yield item_path.replace("\x00", "\\x00"), "contains a NUL character (\\x00), which cannot be stored"
             else:
-                yield from _unstorable(item, item_path)
+                yield from unstorable_values(item, item_path)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _unstorable(item, f"{path}[{index}]")
+            yield from unstorable_values(item, f"{path}[{index}]")
 
 
 def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
@@ -231,7 +251,7 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
         kind = "YAML beyond the loader's limits" if isinstance(error, YamlLimitError) else "not valid YAML"
         raise SpecError([f"{where}: {kind} ({problem})"], source) from None
     check = _Checker()
-    for path, problem in _unstorable(data, ""):
+    for path, problem in unstorable_values(data, ""):
         # The spec is stored as JSON in PostgreSQL: say so here rather than fail on save.
         check.problem(path or "spec", problem)
     top = check.mapping(data, "", allowed=TOP_LEVEL, required={"spec_version", "slug", "title", "models", "tasks"})
@@ -277,7 +297,7 @@ def _check_study(check: _Checker, top: dict) -> dict:
         "slug": check.slug(top.get("slug"), "slug") if "slug" in top else "",
         "title": check.text(top.get("title"), "title", max_length=200) if "title" in top else "",
         "description": check.text(top.get("description"), "description", default=""),
-        "seed": check.integer(top.get("seed"), "seed", default=0, minimum=0),
+        "seed": check.integer(top.get("seed"), "seed", default=0, minimum=0, maximum=BIGINT_MAX),
         "samples_per_item": check.integer(top.get("samples_per_item"), "samples_per_item", default=1, minimum=1),
         "consent_text": check.text(top.get("consent"), "consent", default=""),
         "instructions_text": check.text(top.get("instructions"), "instructions", default=""),
@@ -335,10 +355,10 @@ def _check_raters(check: _Checker, top: dict, study: dict) -> None:
         raters.get("stimuli_per_rater"), "raters.stimuli_per_rater", default=10, minimum=1
     )
     study["slot_timeout_minutes"] = check.integer(
-        raters.get("slot_timeout_minutes"), "raters.slot_timeout_minutes", default=30, minimum=1
+        raters.get("slot_timeout_minutes"), "raters.slot_timeout_minutes", default=30, minimum=1, maximum=MINUTES_MAX
     )
     study["slot_hold_minutes"] = check.integer(
-        raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1
+        raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1, maximum=MINUTES_MAX
     )
     _check_rater_timing(check, raters, study)
 

@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, Q, Value
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.task_families import template_render
 from studyapp.rating.models import (
     AttentionCheckResponse,
     DeploymentLink,
@@ -140,11 +141,7 @@ def stimulus_display_prompt(*, stimulus: Stimulus) -> str:
     condition such as "prompt" (told to be creative) changes the prompt the model saw,
     and showing it would unblind the rater.
     """
-    template = stimulus.item.task.template
-    try:
-        return template.format(item=stimulus.item.text)
-    except (KeyError, IndexError, ValueError):
-        return stimulus.item.text
+    return template_render(stimulus.item.task.template, stimulus.item.text)
 
 
 def rater_dimensions(*, study: Study, seed: str) -> list[RatingDimension]:

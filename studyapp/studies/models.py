@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from generation.task_families import template_problem
 from studyapp.studies import paths, vocabulary
 from studyapp.studies.provenance import ProvenanceGuarded
 
@@ -178,6 +179,12 @@ class TaskFamily(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def clean(self) -> None:
+        """Only plain ``{item}`` is substituted (``generation.task_families.template_render``)."""
+        problem = template_problem(self.template)
+        if problem:
+            raise ValidationError({"template": problem})
 
 
 class Item(models.Model):

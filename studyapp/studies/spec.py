@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from generation.safe_yaml import YamlLimitError, yaml_load_limited
+from generation.task_families import template_problem
 from studyapp.studies import paths
 from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
 
@@ -642,6 +643,9 @@ def _check_task(check: _Checker, entry: Any, path: str, shipped: Mapping[str, An
         or (base.description if base else ""),
         "items": [],
     }
+    problem = template_problem(task["template"]) if isinstance(task["template"], str) else None
+    if problem:
+        check.problem(f"{path}.template", problem)
     if task["system_prompt"] is not None:
         task["system_prompt"] = check.text(task["system_prompt"], f"{path}.system_prompt")
     if task["parser"] and task["parser"] not in PARSERS:

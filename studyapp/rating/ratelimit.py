@@ -1,9 +1,8 @@
 """Per-address limit on new participations, kept in Django's cache (Redis or a database table).
 
 Only a *new* participation counts: a rater resuming (same PROLIFIC_PID and SESSION_ID) is
-never refused. A fixed one-hour window per address. An IPv6 address counts by its /64
-network: one subscriber is usually given a whole /64, so keying single IPv6 addresses
-would give one machine 2^64 limits.
+never refused. A fixed one-hour window per address, an IPv6 address by its /64 network
+(``studyapp.addresses``).
 
 Atomic on every cache backend: the window's N allowed entries are N numbered tokens, and
 an entry takes the first free one with the cache's ``add`` (store only if absent), which
@@ -17,7 +16,6 @@ logged: a rater must never be turned away because a protection is unavailable.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import time
 
@@ -25,31 +23,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from studyapp.addresses import client_address, client_network
+
 logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 3600
-IPV6_PREFIX = 64
-
-
-def client_address(request: HttpRequest) -> str:
-    if settings.USE_X_FORWARDED_FOR:
-        forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
-        if forwarded:
-            return forwarded[-1]  # the hop our own proxy appended; earlier ones are the client's word
-    return request.META.get("REMOTE_ADDR", "")
-
-
-def address_key(address: str) -> str:
-    """What one limit counts: an IPv4 address, an IPv6 address's /64 network (IPv4-mapped
-    IPv6 as its IPv4 address), anything unparsable as given."""
-    try:
-        parsed = ipaddress.ip_address(address.split("%", 1)[0])  # a zone index (fe80::1%eth0) names no network
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX), strict=False))
-    return str(parsed)
 
 
 def entry_rate_allow(*, request: HttpRequest) -> bool:
@@ -59,7 +36,8 @@ def entry_rate_allow(*, request: HttpRequest) -> bool:
         return True
     window = int(time.time()) // WINDOW_SECONDS
     # Hashed: the cache never holds raters' IP addresses in clear.
-    address = hashlib.sha256(address_key(client_address(request)).encode()).hexdigest()[:32]
+    address = client_address(request)
+    address = hashlib.sha256((client_network(address) or address).encode()).hexdigest()[:32]
     prefix = f"rating:entry:{window}:{address}"
     timeout = WINDOW_SECONDS + 60
     try:

@@ -11,8 +11,8 @@ import pytest
 import requests
 from django.test import Client
 
+from studyapp.addresses import client_network
 from studyapp.rating.models import Participant
-from studyapp.rating.ratelimit import address_key
 from tests.conftest import _test_database_url
 from tests.studyapp.rating.helpers import Bot, build_rating_study, text_of
 from tests.studyapp.trust.servers import clean_env, start_gunicorn
@@ -21,11 +21,11 @@ LIMIT = 20
 
 
 def test_an_ipv6_address_counts_by_its_64_network() -> None:
-    assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff:ffff:ffff:fffe") == "2001:db8:1:2::/64"
-    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
-    assert address_key("::ffff:203.0.113.7") == address_key("203.0.113.7") == "203.0.113.7"
-    assert address_key("fe80::1%eth0") == "fe80::/64"
-    assert address_key("not an address") == "not an address"
+    assert client_network("2001:db8:1:2::1") == client_network("2001:db8:1:2:ffff:ffff:ffff:fffe") == "2001:db8:1:2::"
+    assert client_network("2001:db8:1:3::1") != client_network("2001:db8:1:2::1")
+    assert client_network("::ffff:203.0.113.7") == client_network("203.0.113.7") == "203.0.113.7"
+    assert client_network("fe80::1%eth0") == "fe80::"
+    assert client_network("not an address") is None
 
 
 @pytest.mark.django_db

@@ -14,6 +14,7 @@ set either way).
 
 from pathlib import Path
 
+import csp.constants as csp
 import environ
 
 from studyapp.secret_key import secret_key_of_install
@@ -51,7 +52,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost: rater URLs get the project's own error pages even with DEBUG on (errors.py).
+    # Outermost, so that every response carries the policy, the error pages below included.
+    "csp.middleware.CSPMiddleware",
+    # Rater URLs get the project's own error pages even with DEBUG on (errors.py).
     "studyapp.errors.RaterErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -66,6 +69,24 @@ MIDDLEWARE = [
     # Last, as django-axes asks: turns a locked-out login into its lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------
+# Scripts only from the site's own static files or inline with the response's nonce
+# (templates: <script nonce="{{ request.csp_nonce }}">), so text that slipped into a page
+# cannot run. Styles may be inline (the pages' own <style> blocks, Django's admin).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.SELF],
+        "base-uri": [csp.SELF],
+        "object-src": [csp.NONE],
+    }
+}
 
 ROOT_URLCONF = "studyapp.urls"
 

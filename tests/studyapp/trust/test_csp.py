@@ -4,7 +4,6 @@ files or inline with the response's nonce; and the pages still work under it in 
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 from django.test import Client
@@ -53,15 +52,6 @@ def test_every_kind_of_page_carries_the_policy_and_its_inline_scripts_the_nonce(
         _assert_policy(response)
 
 
-def _in_thread(function):
-    """Django's ORM refuses to run inside Playwright's event loop: run it in a thread."""
-    result: list = []
-    thread = threading.Thread(target=lambda: result.append(function()))
-    thread.start()
-    thread.join(timeout=60)
-    return result[0] if result else None
-
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_no_page_breaks_the_policy_in_chromium(live_server) -> None:
@@ -105,7 +95,7 @@ def test_no_page_breaks_the_policy_in_chromium(live_server) -> None:
         )
         page.goto(f"{live_server.url}/panel/{slug}/")
         page.get_by_role("button", name=re.compile("Copy the link")).first.click()
-        page.goto(f"{live_server.url}/admin/studies/study/{_in_thread(lambda: built.study.pk)}/change/")
+        page.goto(f"{live_server.url}/admin/studies/study/{built.study.pk}/change/")
         assert page.locator("#id_researchers_from, #id_researchers").count() >= 1
         browser.close()
     assert violations == []

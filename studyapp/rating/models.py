@@ -73,6 +73,9 @@ class Slot(models.Model):
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="slots")
     index = models.PositiveIntegerField()
+    # A pilot rater's slot: a copy of one design slot's plan, made when the pilot rater consents,
+    # outside the balanced design (docs/rating.md, "Pilot mode"). Pilot slots have their own indices.
+    pilot = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.FREE)
     participant = models.ForeignKey(Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="slots")
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -82,11 +85,11 @@ class Slot(models.Model):
 
     class Meta:
         ordering = ["deployment", "index"]
-        constraints = [models.UniqueConstraint(fields=["deployment", "index"], name="unique_slot_index")]
+        constraints = [models.UniqueConstraint(fields=["deployment", "pilot", "index"], name="unique_slot_index")]
         indexes = [models.Index(fields=["deployment", "status", "index"])]
 
     def __str__(self) -> str:
-        return f"{self.deployment.slug}#{self.index}"
+        return f"{self.deployment.slug}#{'pilot-' if self.pilot else ''}{self.index}"
 
 
 class SlotStimulus(models.Model):

@@ -256,19 +256,24 @@ def pages_done(*, participant: Participant, slot: Slot, pages: list[Page]) -> se
 
 def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
     """What a researcher's preview shows: the lowest slot of the study, nothing claimed."""
-    slot = Slot.objects.filter(deployment__study=study).order_by("index", "deployment_id").first()
+    slot = Slot.objects.filter(deployment__study=study, pilot=False).order_by("index", "deployment_id").first()
     stimuli = slot_stimuli(slot=slot) if slot else []
     pages = pages_build(seed="preview", stimuli=stimuli, checks=study_attention_checks(study=study))
     return RaterPlan(slot=slot, pages=pages, done=set(done), dimensions=rater_dimensions(study=study, seed="preview"))
 
 
-def claimable_slots(*, study: Study, deployment: Deployment | None = None):
+def claimable_slots(*, study: Study, deployment: Deployment | None = None, pilot: bool | None = False):
     """Free slots, and slots whose rater has been silent past the study's timeout, or past
-    the (shorter) hold while no rating of theirs is saved yet."""
+    the (shorter) hold while no rating of theirs is saved yet.
+
+    ``pilot``: False, the balanced design's slots; True, pilot raters' copies; None, both.
+    """
     now = timezone.now()
     cutoff = now - timedelta(minutes=study.slot_timeout_minutes)
     hold_cutoff = now - timedelta(minutes=min(study.slot_hold_minutes, study.slot_timeout_minutes))
     slots = Slot.objects.filter(deployment__study=study)
+    if pilot is not None:
+        slots = slots.filter(pilot=pilot)
     if deployment is not None:
         slots = slots.filter(deployment=deployment)
     rated = Exists(Rating.objects.filter(slot=OuterRef("pk"), participant=OuterRef("participant")))
@@ -279,7 +284,12 @@ def claimable_slots(*, study: Study, deployment: Deployment | None = None):
     )
 
 
-def study_has_room(*, study: Study, deployment: Deployment | None = None) -> bool:
+def study_has_room(*, study: Study, deployment: Deployment | None = None, pilot: bool = False) -> bool:
+    """Whether a new rater can get a slot now. A pilot rater always can once the design is
+    built: their slot is a fresh copy of a design slot's plan (``services.slot_claim``)."""
+    if pilot:
+        design = Slot.objects.filter(deployment__study=study, pilot=False)
+        return (design.filter(deployment=deployment) if deployment is not None else design).exists()
     return claimable_slots(study=study, deployment=deployment).exists()
 
 

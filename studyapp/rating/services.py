@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from studyapp.rating import selectors
@@ -24,6 +24,7 @@ from studyapp.rating.models import (
     Participant,
     Rating,
     Slot,
+    SlotStimulus,
 )
 from studyapp.rating.page_sequence import CONTINUE_PAGES, ENDINGS, step_after
 from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
@@ -128,7 +129,7 @@ def participant_enter(
     if (
         not created
         and participant.step == Step.STUDY_FULL
-        and selectors.study_has_room(study=study, deployment=participant.pinned_deployment)
+        and selectors.study_has_room(study=study, deployment=participant.pinned_deployment, pilot=participant.pilot)
     ):
         # Someone timed out since: this rater may try again.
         Participant.objects.filter(pk=participant.pk, step=Step.STUDY_FULL).update(step=Step.CONSENT)
@@ -159,11 +160,13 @@ def slot_claim(*, participant: Participant) -> Slot | None:
         if current is not None:
             return current
         slot = (
-            selectors.claimable_slots(study=study, deployment=participant.pinned_deployment)
+            selectors.claimable_slots(study=study, deployment=participant.pinned_deployment, pilot=participant.pilot)
             .order_by("index", "deployment_id")
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )
+        if slot is None and participant.pilot:
+            slot = _pilot_slot_create(study=study, deployment=participant.pinned_deployment)
         if slot is None:
             return None
         now = timezone.now()
@@ -179,12 +182,47 @@ def slot_claim(*, participant: Participant) -> Slot | None:
         return slot
 
 
+def _pilot_slot_create(*, study: Study, deployment: Deployment | None) -> Slot | None:
+    """A new pilot slot: a copy of one design slot's plan, outside the balanced design.
+
+    The deployment is the pinned one, or the one with the fewest pilot slots; the copied
+    plan is design slot ``n mod R`` for the deployment's n-th pilot slot, so pilots rate the
+    real stimuli in the real combinations and spread over the design. None when the design
+    has no slots yet. The deployment's row lock numbers concurrent pilots' slots one by one.
+    """
+    design = Slot.objects.filter(deployment__study=study, pilot=False)
+    if deployment is not None:
+        design = design.filter(deployment=deployment)
+    deployment_ids = set(design.values_list("deployment_id", flat=True))
+    if not deployment_ids:
+        return None
+    pilots = dict(
+        Slot.objects.filter(deployment_id__in=deployment_ids, pilot=True)
+        .values("deployment_id")
+        .annotate(n=Count("pk"))
+        .values_list("deployment_id", "n")
+    )
+    chosen = min(sorted(deployment_ids), key=lambda pk: pilots.get(pk, 0))
+    Deployment.objects.select_for_update().filter(pk=chosen).first()
+    n_pilot = Slot.objects.filter(deployment_id=chosen, pilot=True).count()
+    plan = list(design.filter(deployment_id=chosen).order_by("index"))
+    source = plan[n_pilot % len(plan)]
+    slot = Slot.objects.create(deployment_id=chosen, index=n_pilot, pilot=True)
+    SlotStimulus.objects.bulk_create(
+        [
+            SlotStimulus(slot=slot, stimulus_id=stimulus_id, position=position)
+            for stimulus_id, position in source.planned.values_list("stimulus_id", "position")
+        ]
+    )
+    return slot
+
+
 def slots_release_stale(*, study: Study) -> int:
     """Free the slots of raters silent past the timeout (the claim does this lazily too)."""
     released = 0
     with transaction.atomic():
         stale = list(
-            selectors.claimable_slots(study=study)
+            selectors.claimable_slots(study=study, pilot=None)
             .filter(status=Slot.Status.ACTIVE)
             .select_for_update(skip_locked=True, of=("self",))
         )

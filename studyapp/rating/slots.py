@@ -63,11 +63,12 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
         )
         if not RatingDimension.objects.filter(study=study).exists():
             raise SlotPlanError("the study has no rating dimensions: a rating page would have nothing to ask")
-        existing = list(Slot.objects.filter(deployment=deployment).order_by("index"))
+        # The balanced design only: pilot slots are copies outside it and never block a rebuild.
+        existing = list(Slot.objects.filter(deployment=deployment, pilot=False).order_by("index"))
         if existing:
             planned: dict[int, list[int]] = {slot.id: [] for slot in existing}
             for slot_id, stimulus_id in (
-                SlotStimulus.objects.filter(slot__deployment=deployment)
+                SlotStimulus.objects.filter(slot__deployment=deployment, slot__pilot=False)
                 .order_by("slot_id", "position")
                 .values_list("slot_id", "stimulus_id")
             ):
@@ -76,11 +77,11 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
                 DeploymentLink.objects.get_or_create(deployment=deployment)
                 return existing
             used = any(slot.status != Slot.Status.FREE or slot.times_released for slot in existing)
-            if used or Rating.objects.filter(slot__deployment=deployment).exists():
+            if used or Rating.objects.filter(slot__deployment=deployment, slot__pilot=False).exists():
                 raise SlotPlanError(
                     "its slots are already in use by raters and the stimuli or settings changed; they cannot be rebuilt"
                 )
-            Slot.objects.filter(deployment=deployment).delete()
+            Slot.objects.filter(deployment=deployment, pilot=False).delete()
         slots = Slot.objects.bulk_create([Slot(deployment=deployment, index=j) for j in range(len(plan.slots))])
         SlotStimulus.objects.bulk_create(
             [

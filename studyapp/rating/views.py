@@ -259,7 +259,7 @@ def _new_entry_refusal(
             "This study is not accepting participants at the moment. Thank you for your interest; "
             "please return the study on Prolific.",
         )
-    if not selectors.study_has_room(study=study, deployment=pinned):
+    if not selectors.study_has_room(study=study, deployment=pinned, pilot=study.pilot_mode):
         return _study_full(request)
     return None
 

@@ -239,8 +239,8 @@ class ParticipantAdmin(ReadOnlyAdmin):
 
 @admin.register(rating.Slot)
 class SlotAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "status", "participant", "claimed_at", "completed_at", "times_released")
-    list_filter = ("status", "deployment__study")
+    list_display = ("__str__", "status", "pilot", "participant", "claimed_at", "completed_at", "times_released")
+    list_filter = ("status", "pilot", "deployment__study")
     list_select_related = ("deployment", "participant")
 
 

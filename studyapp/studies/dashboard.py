@@ -37,6 +37,17 @@ class DeploymentRow:
     raters_timed_out: int = 0
     raters_screened_out: int = 0
     raters_attention_failed: int = 0
+    # The pilot, apart from the design (docs/rating.md, "Pilot mode"): its own slots and ratings.
+    pilot_slots: dict[str, int] = field(default_factory=dict)
+    pilot_ratings: int = 0
+
+    @property
+    def pilot_summary(self) -> str:
+        if not self.pilot_slots and not self.pilot_ratings:
+            return ""
+        total = sum(self.pilot_slots.values())
+        complete = self.pilot_slots.get("complete", 0)
+        return f"{total} slots, {complete} complete, {self.pilot_ratings} ratings"
 
     @property
     def completion_rate(self) -> float | None:
@@ -119,14 +130,22 @@ def _deployment_rows(*, study: Study) -> list[DeploymentRow]:
         if key:
             rows[deployment_id].conditions.append(key)
     for slot_row in (
-        Slot.objects.filter(deployment__study=study).values("deployment_id", "status").annotate(n=Count("pk"))
+        Slot.objects.filter(deployment__study=study).values("deployment_id", "pilot", "status").annotate(n=Count("pk"))
     ):
-        rows[slot_row["deployment_id"]].slots[slot_row["status"]] = slot_row["n"]
+        row = rows[slot_row["deployment_id"]]
+        (row.pilot_slots if slot_row["pilot"] else row.slots)[slot_row["status"]] = slot_row["n"]
     for deployment_id, n in _rows_per_deployment(Stimulus.objects.filter(deployment__study=study), "deployment_id"):
         rows[deployment_id].stimuli = n
-    ratings = Rating.objects.filter(stimulus__deployment__study=study)
-    for deployment_id, n in _rows_per_deployment(ratings, "stimulus__deployment_id"):
-        rows[deployment_id].ratings = n
+    for rating_row in (
+        Rating.objects.filter(stimulus__deployment__study=study)
+        .values("stimulus__deployment_id", "pilot")
+        .annotate(n=Count("pk"))
+    ):
+        row = rows[rating_row["stimulus__deployment_id"]]
+        if rating_row["pilot"]:
+            row.pilot_ratings = rating_row["n"]
+        else:
+            row.ratings = rating_row["n"]
     _count_raters(study=study, rows=rows)
     return list(rows.values())
 
@@ -139,7 +158,7 @@ def _rows_per_deployment(queryset: QuerySet, deployment_field: str) -> QuerySet:
 def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:
     """Raters per deployment through their slots (a released slot keeps no participant)."""
     for rater_row in (
-        Slot.objects.filter(deployment__study=study, participant__isnull=False)
+        Slot.objects.filter(deployment__study=study, participant__isnull=False, pilot=False)
         .values("deployment_id")
         .annotate(
             raters=Count("participant", distinct=True),
@@ -158,8 +177,9 @@ def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:
 
 
 def _ratings_per_condition(*, study: Study) -> list[Any]:
+    """The design's ratings per condition (the pilot's are counted apart, per deployment)."""
     return list(
-        Rating.objects.filter(stimulus__deployment__study=study)
+        Rating.objects.filter(stimulus__deployment__study=study, pilot=False)
         .values(condition=F("stimulus__condition__key"), method=F("stimulus__condition__method"))
         .annotate(ratings=Count("pk"), raters=Count("participant", distinct=True))
         .order_by("condition")

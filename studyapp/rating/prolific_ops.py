@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import transaction
-from django.db.models import F
-
-from studyapp.rating.models import Participant, Slot
+from studyapp.rating.models import Participant
 from studyapp.rating.prolific_api import ProlificClient, Submission
-from studyapp.rating.services import participants_time_out
+from studyapp.rating.services import participant_slot_release
 from studyapp.studies.models import Study
 
 Step = Participant.Step
@@ -82,26 +79,6 @@ def prolific_plan(*, study: Study, submissions: list[Submission], reject_failed_
     return plan
 
 
-def participant_slot_free(*, participant: Participant) -> bool:
-    """A rater returned the study on Prolific: their slot goes back to the pool now.
-
-    Their ratings stay (flagged partial if there are any); returns False when they had no
-    slot left to free.
-    """
-    with transaction.atomic():
-        slot = Slot.objects.select_for_update().filter(participant=participant, status=Slot.Status.ACTIVE).first()
-        participants_time_out(participant_ids=[participant.pk])
-        flags = list(Participant.objects.values_list("flags", flat=True).get(pk=participant.pk) or [])
-        if RETURNED_FLAG not in flags:
-            Participant.objects.filter(pk=participant.pk).update(flags=[*flags, RETURNED_FLAG])
-        if slot is None:
-            return False
-        Slot.objects.filter(pk=slot.pk).update(
-            status=Slot.Status.FREE, participant=None, claimed_at=None, times_released=F("times_released") + 1
-        )
-    return True
-
-
 def prolific_plan_apply(*, plan: Plan, client: ProlificClient) -> None:
     if plan.approve:
         client.submissions_approve([s.id for s in plan.approve])
@@ -110,4 +87,4 @@ def prolific_plan_apply(*, plan: Plan, client: ProlificClient) -> None:
     for submission, reason in plan.request_return:
         client.submission_request_return(submission.id, reasons=[reason])
     for _, participant in plan.free_slots:
-        participant_slot_free(participant=participant)
+        participant_slot_release(participant=participant, flag=RETURNED_FLAG)

@@ -235,6 +235,26 @@ def slots_release_stale(*, study: Study) -> int:
     return released
 
 
+def participant_slot_release(*, participant: Participant, flag: str) -> bool:
+    """The rater is gone for good (returned on Prolific, a simulated rater that could not go on):
+    their slot goes back to the pool now, not after the study's timeout.
+
+    The participation ends as timed out, flagged ``flag``; their ratings stay (flagged partial if
+    there are any). Returns False when they held no slot any more.
+    """
+    with transaction.atomic():
+        slot = Slot.objects.select_for_update().filter(participant=participant, status=Slot.Status.ACTIVE).first()
+        participants_time_out(participant_ids=[participant.pk])
+        flags = list(Participant.objects.values_list("flags", flat=True).get(pk=participant.pk) or [])
+        _flag_add(participant.pk, flags, flag)
+        if slot is None:
+            return False
+        Slot.objects.filter(pk=slot.pk).update(
+            status=Slot.Status.FREE, participant=None, claimed_at=None, times_released=F("times_released") + 1
+        )
+    return True
+
+
 def _flag_add(participant_id: int, flags: list, flag: str) -> list:
     if flag in flags:
         return flags

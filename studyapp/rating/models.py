@@ -117,6 +117,9 @@ class Rating(models.Model):
     page_index = models.PositiveIntegerField(help_text="Position of the page in this rater's sequence.")
     dimension_position = models.PositiveIntegerField(default=0, help_text="Position of the dimension on the page.")
     seconds_on_page = models.FloatField(null=True, blank=True)
+    # Clicks on "Save and continue" that the page held back for being faster than the study's
+    # minimum time per page (counted by the page's script, sent with the answer): speeding.
+    held_back = models.PositiveSmallIntegerField(default=0)
     pilot = models.BooleanField(default=False, help_text="Given by a pilot participant.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -137,6 +140,7 @@ class AttentionCheckResponse(models.Model):
     page_index = models.PositiveIntegerField()
     response = models.CharField(max_length=200)
     passed = models.BooleanField()
+    held_back = models.PositiveSmallIntegerField(default=0)  # as Rating.held_back
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

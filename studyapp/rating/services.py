@@ -27,7 +27,7 @@ from studyapp.rating.models import (
     SlotStimulus,
 )
 from studyapp.rating.page_sequence import CONTINUE_PAGES, ENDINGS, step_after
-from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
+from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG, page_speeding
 from studyapp.studies.models import Deployment, RatingDimension, Study
 from studyapp.studies.vocabulary import balance_problem
 
@@ -391,10 +391,13 @@ def rating_page_submit(
     scores: dict[str, float],
     seconds_on_page: float | None,
     dimensions: list[RatingDimension] | None = None,
+    held_back: int = 0,
 ) -> PageResult:
     """Store one page's ratings, all dimensions at once or none.
 
     ``dimensions``: the rater's, as the caller read them to check the form (read here if not given).
+    ``held_back``: clicks the page held back as too fast; any, or a time below the study's
+    minimum, flags the rater ``speeding``.
     """
     if participant.step != Step.RATING:
         return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
@@ -421,13 +424,13 @@ def rating_page_submit(
                     page_index=page.index,
                     dimension_position=position,
                     seconds_on_page=seconds_on_page,
+                    held_back=held_back,
                     pilot=participant.pilot,
                 )
                 for key, (position, dimension) in by_key.items()
             ]
         )
-        minimum = participant.study.min_seconds_per_page
-        if minimum and seconds_on_page is not None and seconds_on_page < minimum:
+        if page_speeding(study=participant.study, seconds_on_page=seconds_on_page, held_back=held_back):
             participant.flags = _flag_add(participant.pk, list(participant.flags or []), SPEEDING_FLAG)
         _page_finish(participant, slot, plan, page.index)
     return PageResult(PageOutcome.SAVED, participant.step)
@@ -440,6 +443,7 @@ def attention_check_submit(
     check_index: int,
     response: str,
     dimensions: list[RatingDimension] | None = None,
+    held_back: int = 0,
 ) -> PageResult:
     """Record an instructed-response item; screen out after the study's K failures.
 
@@ -464,7 +468,10 @@ def attention_check_submit(
             page_index=page.index,
             response=response[:200],
             passed=passed,
+            held_back=held_back,
         )
+        if page_speeding(study=study, seconds_on_page=None, held_back=held_back):
+            participant.flags = _flag_add(participant.pk, list(participant.flags or []), SPEEDING_FLAG)
         if not passed:
             participant.attention_failures += 1
             flags = list(participant.flags or [])

@@ -455,6 +455,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
             check_index=ticket.check_index,
             response=str(form.cleaned_data["response"]),
             dimensions=dimensions,
+            held_back=form.held_back_count(),
         )
     else:
         result = services.rating_page_submit(
@@ -464,6 +465,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
             scores=form.scores(),
             seconds_on_page=form.cleaned_data["page"].seconds_on_page,
             dimensions=dimensions,
+            held_back=form.held_back_count(),
         )
     return _outcome_response(request, rater, result.outcome)
 

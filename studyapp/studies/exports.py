@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from studyapp.rating.models import Participant, Rating
+from studyapp.rating.quality import page_speeding
 from studyapp.studies.design import SampleRow, rated_stimulus_ids
 from studyapp.studies.metrics import GROUP_PREFIX
 from studyapp.studies.models import DiversityMetric, Stimulus, Study
@@ -36,6 +37,7 @@ RATING_COLUMNS = [
     "page_index",
     "dimension_position",
     "seconds_on_page",
+    "held_back",
     "rated_at",
     "slot",
     "rater_status",
@@ -103,6 +105,7 @@ def export_ratings_frame(*, study: Study):
             "page_index",
             "dimension_position",
             "seconds_on_page",
+            "held_back",
             "created_at",
             "slot__index",
             "participant__step",
@@ -113,20 +116,19 @@ def export_ratings_frame(*, study: Study):
         )
     )
     records = []
-    # A page faster than the spec's minimum (0: off) is marked on each of its rows.
-    minimum = study.min_seconds_per_page
+    # A speeding page (quality.page_speeding) is marked on each of its rows.
     for (
         rater, deployment, condition, condition_key, method, model, task, item, stimulus, text_id, sample_index,
-        dimension, score, scale, page_index, dimension_position, seconds, rated_at, slot, step, failures, flags,
-        simulated, pilot,
+        dimension, score, scale, page_index, dimension_position, seconds, held_back, rated_at, slot, step, failures,
+        flags, simulated, pilot,
     ) in rows:  # fmt: skip
         low, high = SCALE_RANGES.get(scale, (None, None))
         records.append(
             (
                 rater, deployment, condition or method, condition_key, method, model, task, item, stimulus, text_id,
-                sample_index, dimension, score, scale, low, high, page_index, dimension_position, seconds, rated_at,
-                slot, step, step == Participant.Step.COMPLETE, failures, failures > 0, flags_text(flags), simulated,
-                bool(minimum and seconds is not None and seconds < minimum), pilot,
+                sample_index, dimension, score, scale, low, high, page_index, dimension_position, seconds, held_back,
+                rated_at, slot, step, step == Participant.Step.COMPLETE, failures, failures > 0, flags_text(flags),
+                simulated, page_speeding(study=study, seconds_on_page=seconds, held_back=held_back), pilot,
             )
         )  # fmt: skip
     frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)

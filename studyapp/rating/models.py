@@ -44,6 +44,9 @@ class Participant(models.Model):
     pilot = models.BooleanField(default=False, help_text="Entered while the study ran in pilot mode.")
     debrief = models.JSONField(default=dict, blank=True)
     flags = models.JSONField(default=list, blank=True)
+    # When each step was reached: {step: ISO time}, written with every change of ``step``
+    # (the participants export's ``<step>_at`` columns).
+    step_times = models.JSONField(default=dict, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     # Driven by `manage.py simulate_raters`, never a person: exported as `simulated`.
     simulated = models.BooleanField(default=False)

@@ -23,6 +23,7 @@ from studyapp.rating.models import (
     Slot,
     SlotStimulus,
 )
+from studyapp.rating.quality import PARTIAL_FLAG
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
 
 DEFAULT_PRACTICE = {
@@ -131,6 +132,23 @@ def study_practice(*, study: Study) -> dict:
             if isinstance(value, int | float) and not isinstance(value, bool)
         },
     }
+
+
+def participant_ending_code(*, study: Study, step: str, flags: list | None) -> str:
+    """The Prolific code a participation ending on ``step`` is given ("" for none).
+
+    Completed: the completion code; declined: the no-consent code; screened out: the
+    screen-out code; timed out after saving ratings (flag ``timed_out_partial``): the
+    partial-completion code. Any other ending is asked to return the study.
+    """
+    if step == Participant.Step.TIMED_OUT:
+        return study.prolific_timed_out_code if PARTIAL_FLAG in (flags or []) else ""
+    codes: dict[str, str] = {
+        Participant.Step.COMPLETE: study.prolific_completion_code,
+        Participant.Step.DECLINED: study.prolific_no_consent_code,
+        Participant.Step.SCREENED_OUT: study.prolific_screen_out_code,
+    }
+    return codes.get(step, "")
 
 
 def stimulus_display_prompt(*, stimulus: Stimulus) -> str:

@@ -118,6 +118,7 @@ def participant_enter(
                     "prolific_study_id": prolific_study_id,
                     "pinned_deployment": pinned_deployment,
                     "user_agent": user_agent[:300],
+                    "step_times": _times_with(None, Step.CONSENT, timezone.now()),
                 },
             )
             if created and Participant.objects.filter(study=study, prolific_pid=prolific_pid).count() > 1:
@@ -269,7 +270,11 @@ def participants_time_out(*, participant_ids: list) -> None:
     Their ratings stay in the data (flagged), and their ending page gives the spec's
     partial-completion code instead of asking them to return the study.
     """
-    Participant.objects.filter(pk__in=participant_ids).update(step=Step.TIMED_OUT)
+    now = timezone.now()
+    for participant_id, times in Participant.objects.filter(pk__in=participant_ids).values_list("pk", "step_times"):
+        Participant.objects.filter(pk=participant_id).update(
+            step=Step.TIMED_OUT, step_times=_times_with(times, Step.TIMED_OUT, now)
+        )
     worked = set(
         Rating.objects.filter(participant_id__in=participant_ids).values_list("participant_id", flat=True).distinct()
     )
@@ -277,8 +282,17 @@ def participants_time_out(*, participant_ids: list) -> None:
         _flag_add(participant_id, list(flags or []), PARTIAL_FLAG)
 
 
+def _times_with(times: dict | None, step: str, now) -> dict:
+    """``Participant.step_times`` with ``step`` reached ``now`` (the first time counts)."""
+    times = dict(times or {})
+    times.setdefault(str(step), now.isoformat())
+    return times
+
+
 def _step_set(participant: Participant, step: str, **fields) -> None:
-    Participant.objects.filter(pk=participant.pk).update(step=step, last_seen_at=timezone.now(), **fields)
+    now = timezone.now()
+    fields["step_times"] = _times_with(participant.step_times, step, now)
+    Participant.objects.filter(pk=participant.pk).update(step=step, last_seen_at=now, **fields)
     participant.step = step
     for name, value in fields.items():
         setattr(participant, name, value)
@@ -310,11 +324,13 @@ def participant_advance(*, participant: Participant, from_step: str) -> str:
     """Leave a page that only continues (instructions, practice); a repeated submit is a no-op."""
     if participant.step == from_step and from_step in CONTINUE_PAGES:
         following = step_after(from_step)
+        now = timezone.now()
+        times = _times_with(participant.step_times, following, now)
         updated = Participant.objects.filter(pk=participant.pk, step=from_step).update(
-            step=following, last_seen_at=timezone.now()
+            step=following, last_seen_at=now, step_times=times
         )
         if updated:
-            participant.step = following
+            participant.step, participant.step_times = following, times
         else:
             participant.refresh_from_db(fields=["step"])
     return participant.step
@@ -501,7 +517,11 @@ def participant_debrief_submit(*, participant: Participant, answers: dict) -> st
     now = timezone.now()
     following = step_after(Step.DEBRIEF)
     updated = Participant.objects.filter(pk=participant.pk, step=Step.DEBRIEF).update(
-        debrief=answers, step=following, completed_at=now, last_seen_at=now
+        debrief=answers,
+        step=following,
+        completed_at=now,
+        last_seen_at=now,
+        step_times=_times_with(participant.step_times, following, now),
     )
     if updated:
         participant.debrief, participant.step, participant.completed_at = answers, following, now

@@ -34,7 +34,7 @@ from studyapp.rating.forms import (
 )
 from studyapp.rating.models import Participant
 from studyapp.rating.page_sequence import ENDINGS, IN_PROGRESS, step_after, step_url_name
-from studyapp.rating.quality import PARTIAL_FLAG, study_time_estimate
+from studyapp.rating.quality import study_time_estimate
 from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.access import user_can_view_study
 from studyapp.studies.models import Deployment, Study
@@ -551,7 +551,7 @@ def prolific_return_url(code: str) -> str:
 @require_GET
 @rater_page({Step.COMPLETE})
 def done(request: HttpRequest, rater: Rater) -> HttpResponse:
-    code = rater.study.prolific_completion_code
+    code = selectors.participant_ending_code(study=rater.study, step=rater.step, flags=[])
     context = {"rater": rater, "code": code, "return_url": prolific_return_url(code) if code else ""}
     return render(request, "rating/done.html", context)
 
@@ -563,14 +563,13 @@ def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
     study = rater.study
     if rater.step == Step.STUDY_FULL:
         return _study_full(request)
+    flags = rater.participant.flags if rater.participant is not None else []
+    code = selectors.participant_ending_code(study=study, step=rater.step, flags=flags)
     if rater.step == Step.DECLINED:
-        code = study.prolific_no_consent_code
         title, text = "Thank you", "You chose not to take part. No ratings were recorded."
         if not code:
             text += " Please return the study on Prolific."
     elif rater.step == Step.TIMED_OUT:
-        worked = rater.participant is not None and PARTIAL_FLAG in (rater.participant.flags or [])
-        code = study.prolific_timed_out_code if worked else ""
         if code:
             title = "Thank you for the work you did"
             text = (
@@ -584,7 +583,6 @@ def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
                 "Please return the study on Prolific."
             )
     else:
-        code = study.prolific_screen_out_code
         title = "Thank you for your time"
         text = "Some answers to the attention questions did not match the instructions, so this session ends here."
     return message(request, title, text, code=code, return_url=prolific_return_url(code) if code else "")

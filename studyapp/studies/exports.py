@@ -10,8 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from studyapp.rating.models import Participant, Rating
-from studyapp.rating.quality import page_speeding
+from django.db.models import Count
+
+from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
+from studyapp.rating.prolific_ops import RETURNED_FLAG
+from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG, page_speeding
+from studyapp.rating.selectors import participant_ending_code, study_attention_checks, study_debrief_questions
 from studyapp.studies.design import SampleRow, rated_stimulus_ids
 from studyapp.studies.metrics import GROUP_PREFIX
 from studyapp.studies.models import DiversityMetric, Stimulus, Study
@@ -233,6 +237,118 @@ def _metric_columns(record: dict[str, Any], metrics: dict | None, group_metrics:
         yield GROUP_PREFIX + name, value
 
 
+# The participants table's fixed columns (README.md, "Launching a study on Prolific", step 7);
+# then one ``check_<n>_response`` / ``check_<n>_passed`` pair per attention check and one
+# ``debrief_<key>`` column per debrief question. ``rater`` is the ratings table's ``rater``: the join key.
+PARTICIPANT_COLUMNS = [
+    "rater",
+    "prolific_pid",
+    "prolific_study_id",
+    "prolific_session_id",
+    "deployment",
+    "step",
+    "started_at",
+    *(f"{step}_at" for step in Participant.Step.values if step != Participant.Step.CONSENT),
+    "last_seen_at",
+    "pages_rated",
+    "ratings",
+    "pilot",
+    "simulated",
+    "speeding",
+    "partial",
+    "returned",
+    "attention_failures",
+    "flags",
+    "completion_code",
+]
+
+
+def export_participants_frame(*, study: Study):
+    """One row per participation: Prolific ids, steps and their times, flags, attention-check
+    and debrief answers, the code given. Four queries whatever the study's size."""
+    import pandas as pd
+
+    participants = list(Participant.objects.filter(study=study).order_by("started_at", "pk"))
+    deployments = dict(
+        Slot.objects.filter(participant__study=study)
+        .order_by("claimed_at")
+        .values_list("participant_id", "deployment__slug")
+    )
+    counts = {
+        row["participant_id"]: row
+        for row in Rating.objects.filter(participant__study=study)
+        .values("participant_id")
+        .annotate(ratings=Count("pk"), pages=Count("page_index", distinct=True))
+    }
+    answers: dict[tuple[int, int], tuple[str, bool]] = {
+        (participant_id, index): (response, passed)
+        for participant_id, index, response, passed in AttentionCheckResponse.objects.filter(
+            participant__study=study
+        ).values_list("participant_id", "check_index", "response", "passed")
+    }
+    checks = [check.index for check in study_attention_checks(study=study)]
+    questions = {question.key: question.kind for question in study_debrief_questions(study=study)}
+    for participant in participants:
+        for key in participant.debrief or {}:
+            questions.setdefault(str(key), "text")  # answered under a question since removed
+    records = []
+    for p in participants:
+        flags = list(p.flags or [])
+        times = p.step_times or {}
+        count: dict[str, int] = counts.get(p.pk, {})
+        record: dict[str, Any] = {
+            "rater": p.token,
+            "prolific_pid": p.prolific_pid,
+            "prolific_study_id": p.prolific_study_id,
+            "prolific_session_id": p.prolific_session_id,
+            "deployment": deployments.get(p.pk, ""),
+            "step": p.step,
+            "started_at": p.started_at,
+            **{f"{step}_at": times.get(step) for step in Participant.Step.values if step != Participant.Step.CONSENT},
+            "last_seen_at": p.last_seen_at,
+            "pages_rated": count.get("pages", 0),
+            "ratings": count.get("ratings", 0),
+            "pilot": p.pilot,
+            "simulated": p.simulated,
+            "speeding": SPEEDING_FLAG in flags,
+            "partial": PARTIAL_FLAG in flags,
+            "returned": RETURNED_FLAG in flags,
+            "attention_failures": p.attention_failures,
+            "flags": flags_text(flags),
+            "completion_code": participant_ending_code(study=study, step=p.step, flags=flags),
+        }
+        for index in checks:
+            response, passed = answers.get((p.pk, index), (None, None))
+            record[f"check_{index + 1}_response"] = response
+            record[f"check_{index + 1}_passed"] = passed
+        for key, kind in questions.items():
+            value = (p.debrief or {}).get(key)
+            record[f"debrief_{key}"] = _debrief_cell(value, kind)
+        records.append(record)
+    check_columns = [f"check_{index + 1}_{part}" for index in checks for part in ("response", "passed")]
+    frame = pd.DataFrame.from_records(
+        records, columns=[*PARTICIPANT_COLUMNS, *check_columns, *(f"debrief_{key}" for key in questions)]
+    )
+    for column in (c for c in PARTICIPANT_COLUMNS if c.endswith("_at")):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    for key, kind in questions.items():
+        if kind == "number":  # a float column even when nobody answered (Parquet keeps the type)
+            frame[f"debrief_{key}"] = pd.to_numeric(frame[f"debrief_{key}"]).astype(float)
+    return frame
+
+
+def _debrief_cell(value: Any, kind: str) -> Any:
+    """A debrief answer in its question's column type: a number question's as a float, others as text."""
+    if value is None or value == "":
+        return None
+    if kind == "number":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+    return str(value)
+
+
 def flags_text(flags: Any) -> str:
     """A rater's flags as one export cell ("speeding;partial")."""
     if not flags:
@@ -244,19 +360,35 @@ def flags_text(flags: Any) -> str:
     return str(flags)
 
 
+# The export's tables, by name: what the dashboard's export links and ``manage.py export_study`` give.
+EXPORT_FRAMES = {
+    "ratings": export_ratings_frame,
+    "stimuli": export_stimuli_frame,
+    "participants": export_participants_frame,
+}
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def export_frame_write(frame, target: Any, *, fmt: str) -> None:
+    """One export table written as CSV or Parquet to a path or a binary file: the one writer of
+    every table, for the dashboard's downloads and ``manage.py export_study`` alike."""
+    if fmt == "csv":
+        frame.to_csv(target, index=False)
+    else:
+        frame.to_parquet(target, index=False)
+
+
 def export_write(*, study: Study, out_dir: str | Path) -> dict[str, Path]:
-    """Write ratings and stimuli as CSV and Parquet into ``out_dir`` (documented in README.md, "The export")."""
+    """Write every export table as CSV and Parquet into ``out_dir`` (documented in README.md, "The export")."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, frame in (("ratings", export_ratings_frame(study=study)), ("stimuli", export_stimuli_frame(study=study))):
-        for fmt in ("csv", "parquet"):
+    for name, build in EXPORT_FRAMES.items():
+        frame = build(study=study)
+        for fmt in EXPORT_FORMATS:
             path = out_dir / f"{study.slug}-{name}.{fmt}"
             staging = path.with_name(f".{path.name}.tmp")
-            if fmt == "csv":
-                frame.to_csv(staging, index=False)
-            else:
-                frame.to_parquet(staging, index=False)
+            export_frame_write(frame, staging, fmt=fmt)
             staging.replace(path)  # atomic: a reader never sees half a file
             paths[f"{name}_{fmt}"] = path
     return paths

@@ -26,13 +26,12 @@ from studyapp.studies import generation_jobs, metrics, reports
 from studyapp.studies.access import studies_visible_to, user_is_researcher_staff
 from studyapp.studies.control import study_control_room
 from studyapp.studies.dashboard import study_dashboard
-from studyapp.studies.exports import export_ratings_frame, export_stimuli_frame
+from studyapp.studies.exports import EXPORT_FORMATS, EXPORT_FRAMES, export_frame_write
 from studyapp.studies.models import GenerationJob, Study, StudyReport
 from studyapp.studies.reports import latest_ready_report, report_result_tables
 from studyapp.studies.study_loading import StudyLoadError
 
-EXPORT_TABLES = ("ratings", "stimuli")
-EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
 def researcher_required(view):
@@ -154,16 +153,12 @@ def slots_build(request: HttpRequest, study: Study) -> HttpResponse:
 @require_GET
 @researcher_required
 def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResponse:
-    if table not in EXPORT_TABLES or fmt not in EXPORT_FORMATS:
+    if table not in EXPORT_FRAMES or fmt not in EXPORT_FORMATS:
         raise Http404("No such export.")
-    frame = export_ratings_frame(study=study) if table == "ratings" else export_stimuli_frame(study=study)
     buffer = io.BytesIO()
-    if fmt == "csv":
-        buffer.write(frame.to_csv(index=False).encode("utf-8"))
-    else:
-        frame.to_parquet(buffer, index=False)
+    export_frame_write(EXPORT_FRAMES[table](study=study), buffer, fmt=fmt)
     stamp = timezone.now().strftime("%Y%m%dT%H%M")
-    response = HttpResponse(buffer.getvalue(), content_type=EXPORT_FORMATS[fmt])
+    response = HttpResponse(buffer.getvalue(), content_type=CONTENT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{table}-{stamp}.{fmt}"'
     return response
 

@@ -230,6 +230,8 @@ def test_export_study_command_writes_csv_and_parquet(study, tmp_path) -> None:
     assert len(ratings) == len(pd.read_csv(tmp_path / f"{study.slug}-ratings.csv")) == 36
     assert len(pd.read_csv(tmp_path / f"{study.slug}-stimuli.csv")) == 16
     assert sorted(export_write(study=study, out_dir=tmp_path)) == [
+        "participants_csv",
+        "participants_parquet",
         "ratings_csv",
         "ratings_parquet",
         "stimuli_csv",

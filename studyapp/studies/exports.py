@@ -274,11 +274,12 @@ def export_participants_frame(*, study: Study):
         .order_by("claimed_at")
         .values_list("participant_id", "deployment__slug")
     )
-    counts = {
-        row["participant_id"]: row
-        for row in Rating.objects.filter(participant__study=study)
+    counts: dict[int, tuple[int, int]] = {
+        participant_id: (n_ratings, n_pages)
+        for participant_id, n_ratings, n_pages in Rating.objects.filter(participant__study=study)
         .values("participant_id")
         .annotate(ratings=Count("pk"), pages=Count("page_index", distinct=True))
+        .values_list("participant_id", "ratings", "pages")
     }
     answers: dict[tuple[int, int], tuple[str, bool]] = {
         (participant_id, index): (response, passed)
@@ -295,7 +296,7 @@ def export_participants_frame(*, study: Study):
     for p in participants:
         flags = list(p.flags or [])
         times = p.step_times or {}
-        count: dict[str, int] = counts.get(p.pk, {})
+        n_ratings, n_pages = counts.get(p.pk, (0, 0))
         record: dict[str, Any] = {
             "rater": p.token,
             "prolific_pid": p.prolific_pid,
@@ -306,8 +307,8 @@ def export_participants_frame(*, study: Study):
             "started_at": p.started_at,
             **{f"{step}_at": times.get(step) for step in Participant.Step.values if step != Participant.Step.CONSENT},
             "last_seen_at": p.last_seen_at,
-            "pages_rated": count.get("pages", 0),
-            "ratings": count.get("ratings", 0),
+            "pages_rated": n_pages,
+            "ratings": n_ratings,
             "pilot": p.pilot,
             "simulated": p.simulated,
             "speeding": SPEEDING_FLAG in flags,

@@ -52,8 +52,10 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
     with transaction.atomic():
         # Serialises concurrent builders of the same deployment.
         Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        rated = rated_stimuli(deployment=deployment)
+        _truncation_check(deployment=deployment, rated=rated)
         stimuli_by_condition: dict[str, list[int]] = {}
-        for stimulus_id, condition_key in rated_stimuli(deployment=deployment).values_list("id", "condition__key"):
+        for stimulus_id, condition_key in rated.values_list("id", "condition__key"):
             stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
         plan = slot_plan_compute(
             stimuli_by_condition=stimuli_by_condition,
@@ -94,13 +96,25 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
     return slots
 
 
+def _truncation_check(*, deployment: Deployment, rated) -> None:
+    """A text cut mid-word is never shown to raters unless the deployment accepts truncation."""
+    if deployment.accept_truncation:
+        return
+    n_cut = rated.filter(ends_mid_word=True).count()
+    if n_cut:
+        raise SlotPlanError(
+            f"{n_cut} of its rated texts end mid-word, cut by max_new_tokens: exclude and regenerate them "
+            "(its texts page), raise max_new_tokens (a new generation round), or accept truncation for it"
+        )
+
+
 def rated_stimuli(*, deployment: Deployment):
     """The deployment's stimuli that enter the rater design (``studies.design.rated_stimulus_ids``)."""
     from studyapp.studies.design import SampleRow, rated_stimulus_ids
 
     study = deployment.study
     n_samples = deployment.generated_samples_per_item
-    stimuli = Stimulus.objects.filter(deployment=deployment)
+    stimuli = Stimulus.objects.current().filter(deployment=deployment)
     rows = (
         SampleRow(stimulus_id, task_key, item_key, n_samples, sample_index, replaces_id, excluded_at is not None)
         for stimulus_id, task_key, item_key, sample_index, replaces_id, excluded_at in stimuli.values_list(

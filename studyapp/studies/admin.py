@@ -181,7 +181,7 @@ class RatingDimensionAdmin(StudyScopedAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(StudyScopedAdmin):
-    list_display = ("slug", "study", "model", "task", "samples_per_item", "automatic_only")
+    list_display = ("slug", "study", "model", "task", "samples_per_item", "automatic_only", "accept_truncation")
     list_filter = ("study", "automatic_only")
     filter_horizontal = ("conditions",)
 
@@ -209,8 +209,11 @@ class GenerationJobAdmin(StudyScopedAdmin):
 
 @admin.register(Stimulus)
 class StimulusAdmin(ReadOnlyAdmin):
-    list_display = ("token", "deployment", "condition", "item", "sample_index", "n_new_tokens", "short_text")
-    list_filter = ("deployment__study", "condition__method")
+    list_display = (
+        "token", "deployment", "condition", "item", "sample_index", "generation_round", "n_new_tokens",
+        "ends_mid_word", "short_text",
+    )  # fmt: skip
+    list_filter = ("deployment__study", "condition__method", "generation_round", "ends_mid_word")
     list_select_related = ("deployment", "condition", "item__task")
     search_fields = ("token", "text")
 

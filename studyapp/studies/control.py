@@ -83,7 +83,8 @@ def study_control_room(*, study: Study, base_url: str, dashboard: Dashboard) -> 
     rated: Counter[int] = Counter()
     target = 0
     for n_rated, n_planned in (
-        Stimulus.objects.filter(deployment__study=study)
+        Stimulus.objects.current()
+        .filter(deployment__study=study)
         .annotate(
             n_rated=Count("ratings__participant", distinct=True, filter=Q(ratings__pilot=False)),
             n_planned=Count("planned_in", distinct=True, filter=Q(planned_in__slot__pilot=False)),

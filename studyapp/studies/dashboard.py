@@ -134,7 +134,8 @@ def _deployment_rows(*, study: Study) -> list[DeploymentRow]:
     ):
         row = rows[slot_row["deployment_id"]]
         (row.pilot_slots if slot_row["pilot"] else row.slots)[slot_row["status"]] = slot_row["n"]
-    for deployment_id, n in _rows_per_deployment(Stimulus.objects.filter(deployment__study=study), "deployment_id"):
+    stimuli = Stimulus.objects.current().filter(deployment__study=study)
+    for deployment_id, n in _rows_per_deployment(stimuli, "deployment_id"):
         rows[deployment_id].stimuli = n
     for rating_row in (
         Rating.objects.filter(stimulus__deployment__study=study)

@@ -76,7 +76,9 @@ STIMULUS_COLUMNS = [
     "model_sha256",
     "artifact_sha256",
     "created_at",
+    "generation_round",
     "finished",
+    "ends_mid_word",
     "length_words",
     "excluded",
     "exclusion_reason",
@@ -148,7 +150,8 @@ def export_stimuli_frame(*, study: Study):
     import pandas as pd
 
     stimuli = list(
-        Stimulus.objects.filter(deployment__study=study)
+        Stimulus.objects.current()
+        .filter(deployment__study=study)
         .select_related("deployment", "condition__model", "item__task", "replaces")
         .order_by("deployment__slug", "condition__key", "item__key", "sample_index")
     )
@@ -218,7 +221,9 @@ def _stimulus_record(s: Stimulus, *, rated: bool) -> dict[str, Any]:
         "model_sha256": s.model_sha256,
         "artifact_sha256": s.artifact_sha256,
         "created_at": s.created_at,
+        "generation_round": s.generation_round,
         "finished": s.finished,
+        "ends_mid_word": s.ends_mid_word,
         "length_words": s.n_words,
         "excluded": s.excluded_at is not None,
         "exclusion_reason": s.exclusion_reason,

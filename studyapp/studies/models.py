@@ -45,6 +45,10 @@ class Study(ProvenanceGuarded, models.Model):
         null=True, blank=True, help_text="Samples per item and condition that raters see; empty: all of them."
     )
     decoding = models.JSONField(default=dict, help_text="Decoding settings shared by all conditions.")
+    # Changing the decoding before any slot exists starts a new round (generation_jobs.generation_round_start):
+    # every text is generated again with it; earlier rounds' stimuli stay, with their own decoding,
+    # but only this round's are screened, rated, scored and exported.
+    generation_round = models.PositiveIntegerField(default=1)
     # Sequences generated together; progress is saved after each batch, so a smaller batch
     # loses less work when a worker dies and shows progress more often.
     generation_batch_size = models.PositiveIntegerField(default=16)
@@ -91,7 +95,8 @@ class Study(ProvenanceGuarded, models.Model):
         return self.title or self.slug
 
     def provenance_stimuli(self):
-        return Stimulus.objects.filter(deployment__study=self)
+        # Seed and decoding made this round's stimuli; a new round may change them (a new round, new texts).
+        return Stimulus.objects.filter(deployment__study=self, generation_round=self.generation_round)
 
 
 class LanguageModel(ProvenanceGuarded, models.Model):
@@ -210,6 +215,9 @@ class Deployment(models.Model):
     )
     # Generated and scored, never rated: no slots, no entry link (the paper's DAT evaluation).
     automatic_only = models.BooleanField(default=False)
+    # A text cut by max_new_tokens in the middle of a word is never rated unless this is set
+    # (spec: deployments[].accept_truncation, or the dashboard's screening section).
+    accept_truncation = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["study", "slug"]
@@ -256,6 +264,12 @@ class GenerationJob(models.Model):
         return f"{self.deployment.slug}/{self.condition.key}"
 
 
+class StimulusQuerySet(models.QuerySet):
+    def current(self) -> StimulusQuerySet:
+        """The stimuli of their study's current generation round: what is screened, rated and exported."""
+        return self.filter(generation_round=models.F("deployment__study__generation_round"))
+
+
 class Stimulus(models.Model):
     """One generated response, traceable to the exact weights, seed and decoding settings."""
 
@@ -280,6 +294,11 @@ class Stimulus(models.Model):
     # or did max_new_tokens cut it off (None: stored before this was recorded); its length in words.
     finished = models.BooleanField(null=True, blank=True)
     n_words = models.PositiveIntegerField(null=True, blank=True)
+    # Cut by max_new_tokens right after a letter or digit: perhaps in the middle of a word
+    # (generation_jobs.ends_mid_word); never rated unless the deployment accepts truncation.
+    ends_mid_word = models.BooleanField(default=False)
+    # The study's generation round that made it (Study.generation_round).
+    generation_round = models.PositiveIntegerField(default=1)
     # A researcher may exclude a stimulus before slots are built; a replacement (new sample
     # index, hence a new seed) can be generated in its place.
     excluded_at = models.DateTimeField(null=True, blank=True)
@@ -288,10 +307,15 @@ class Stimulus(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = StimulusQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "stimuli"
         constraints = [
-            models.UniqueConstraint(fields=["job", "item", "sample_index"], name="one_stimulus_per_job_item_sample")
+            models.UniqueConstraint(
+                fields=["job", "generation_round", "item", "sample_index"],
+                name="one_stimulus_per_job_round_item_sample",
+            )
         ]
         indexes = [models.Index(fields=["deployment", "condition"])]
 

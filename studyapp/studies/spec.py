@@ -304,6 +304,13 @@ def _check_decoding(check: _Checker, top: dict) -> dict:
     return decoding
 
 
+def decoding_problems(decoding: Any) -> list[str]:
+    """What is wrong with a ``decoding`` mapping, by the spec's own rule (empty when it is fine)."""
+    check = _Checker()
+    _check_decoding(check, {"decoding": decoding})
+    return check.problems
+
+
 RATER_FIELDS = {
     "per_deployment",
     "stimuli_per_rater",
@@ -716,7 +723,7 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
     entry = check.mapping(
         entry,
         path,
-        allowed={"slug", "model", "task", "conditions", "samples_per_item", "automatic_only"},
+        allowed={"slug", "model", "task", "conditions", "samples_per_item", "automatic_only", "accept_truncation"},
         required={"slug", "model", "task", "conditions"},
     )
     deployment: dict[str, Any] = {
@@ -728,10 +735,13 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
         if entry.get("samples_per_item") is None
         else check.integer(entry["samples_per_item"], f"{path}.samples_per_item", minimum=1),
         "automatic_only": entry.get("automatic_only", False),
+        # Texts cut mid-word by max_new_tokens may be rated (docs/generation.md, "Screening stimuli").
+        "accept_truncation": entry.get("accept_truncation", False),
     }
-    if not isinstance(deployment["automatic_only"], bool):
-        check.problem(f"{path}.automatic_only", "expected true or false")
-        deployment["automatic_only"] = False
+    for flag in ("automatic_only", "accept_truncation"):
+        if not isinstance(deployment[flag], bool):
+            check.problem(f"{path}.{flag}", "expected true or false")
+            deployment[flag] = False
     if deployment["model"] and deployment["model"] not in model_keys:
         check.problem(
             f"{path}.model", f"unknown model {deployment['model']!r}{_closest(deployment['model'], model_keys)}"

@@ -55,7 +55,10 @@ def tiny_spec(
     conditions: tuple[str, ...] = ("base", "weight"),
     deployments: int = 1,
     raters: int | None = None,
+    accept_truncation: bool = True,
 ) -> str:
+    """A spec for the tiny model. ``accept_truncation``: its few-token texts are nearly all cut
+    mid-word, so tests about anything else accept them, or no slot could be built."""
     params = {
         "base": "{}",
         "weight": "{rho: 0.1, alpha: 1.0, prompt_set: dat}",
@@ -64,7 +67,8 @@ def tiny_spec(
     }
     condition_lines = "\n".join(f"  - {{key: {c}, model: tiny, method: {c}, params: {params[c]}}}" for c in conditions)
     deployment_lines = "\n".join(
-        f"  - {{slug: aut-{index}, model: tiny, task: aut, conditions: [{', '.join(conditions)}]}}"
+        f"  - {{slug: aut-{index}, model: tiny, task: aut, conditions: [{', '.join(conditions)}],"
+        f" accept_truncation: {str(accept_truncation).lower()}}}"
         for index in range(deployments)
     )
     return f"""

@@ -77,7 +77,8 @@ class Slot(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="slots")
     index = models.PositiveIntegerField()
     # A pilot rater's slot: a copy of one design slot's plan, made when the pilot rater consents,
-    # outside the balanced design (docs/rating.md, "Pilot mode"). Pilot slots have their own indices.
+    # outside the balanced design (docs/rating.md, "Rater experience and Prolific operations",
+    # pilot mode). Pilot slots have their own indices.
     pilot = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.FREE)
     participant = models.ForeignKey(Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="slots")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from studyapp.rating.models import Participant, Rating
-from studyapp.studies.models import Study
+from studyapp.studies.models import Deployment, Study
 
 # Fewer measured pages than this and the spec's expected time is used instead: a handful
 # of pilot pages says little about the median.
@@ -71,18 +71,34 @@ class TimeEstimate:
         return self.measured_pages >= MIN_MEASURED_PAGES
 
 
-def study_time_estimate(*, study: Study, pages: list[PageTime] | None = None) -> TimeEstimate:
+def study_rating_pages(*, study: Study, deployment: Deployment | None = None) -> int:
+    """Rating pages of one rater: the deployment's stimuli per rater and the attention checks.
+
+    Without a deployment (a rater not yet given a slot), the most any rated deployment asks.
+    """
+    if deployment is not None:
+        per_rater = deployment.per_rater
+    else:
+        own = Deployment.objects.filter(study=study, automatic_only=False).values_list("stimuli_per_rater", flat=True)
+        per_rater = max((n or study.stimuli_per_rater for n in own), default=study.stimuli_per_rater)
+    return per_rater + len(study.attention_checks or [])
+
+
+def study_time_estimate(
+    *, study: Study, pages: list[PageTime] | None = None, deployment: Deployment | None = None
+) -> TimeEstimate:
     """Minutes a rater needs: pages of the design x the median time per page so far.
 
-    The design gives the pages (stimuli per rater, attention checks, plus consent,
-    instructions, practice and debrief); the median comes from the study's own rated pages
-    once there are enough of them, before that from the spec's ``expected_seconds_per_page``.
-    ``pages``: the study's page times when the caller has read them already.
+    The design gives the pages (``study_rating_pages``: the rater's deployment's, or the most
+    any deployment asks, plus consent, instructions, practice and debrief); the median comes
+    from the study's own rated pages once there are enough of them, before that from the
+    spec's ``expected_seconds_per_page``. ``pages``: the study's page times when the caller has
+    read them already.
     """
     seconds = [page.seconds for page in (study_page_times(study=study) if pages is None else pages)]
     measured = len(seconds) >= MIN_MEASURED_PAGES
     per_page = statistics.median(seconds) if measured else study.expected_seconds_per_page
-    n_pages = study.stimuli_per_rater + len(study.attention_checks or []) + OVERHEAD_PAGES
+    n_pages = study_rating_pages(study=study, deployment=deployment) + OVERHEAD_PAGES
     return TimeEstimate(
         minutes=max(1, math.ceil(n_pages * per_page / 60)),
         seconds_per_page=float(per_page),

@@ -34,6 +34,7 @@ from studyapp.rating import services
 from studyapp.rating.forms import page_ticket_load
 from studyapp.rating.models import Participant, Rating
 from studyapp.rating.page_sequence import IN_PROGRESS
+from studyapp.rating.quality import study_rating_pages
 from studyapp.rating.selectors import study_attention_checks
 from studyapp.studies.models import RatingDimension, Stimulus, Study
 
@@ -178,7 +179,7 @@ class _SimulatedRater:
                 data = {"choice": "agree"}
             elif step == "rate":
                 if self.abandons and stop_after is None:
-                    n_pages = len(self.study.attention_checks or []) + self.study.stimuli_per_rater
+                    n_pages = study_rating_pages(study=self.study)
                     stop_after = self.rng.randrange(max(1, n_pages))
                 if stop_after is not None and stop_after <= 0:
                     break  # gone: the tab stays open, the slot times out

@@ -14,6 +14,7 @@ from django.db import transaction
 from studyapp.rating.models import DeploymentLink, Rating, Slot, SlotStimulus
 from studyapp.rating.services import SlotPlanError, slot_plan_compute
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
+from studyapp.studies.vocabulary import pairing_problem
 
 
 def slots_build(*, study: Study, deployments: Iterable[Deployment] | None = None) -> dict[str, list[Slot]]:
@@ -59,10 +60,11 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
             stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
         plan = slot_plan_compute(
             stimuli_by_condition=stimuli_by_condition,
-            raters=study.raters_per_deployment,
-            per_rater=study.stimuli_per_rater,
+            raters=deployment.raters_planned,
+            per_rater=deployment.per_rater,
             seed=f"{study.seed}:{deployment.slug}",
         )
+        _pairing_check(deployment=deployment, rated=rated, n_conditions=len(stimuli_by_condition))
         if not RatingDimension.objects.filter(study=study).exists():
             raise SlotPlanError("the study has no rating dimensions: a rating page would have nothing to ask")
         # The balanced design only: pilot slots are copies outside it and never block a rebuild.
@@ -96,6 +98,21 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
     return slots
 
 
+def _pairing_check(*, deployment: Deployment, rated, n_conditions: int) -> None:
+    """The loader's rule (``vocabulary.pairing_problem``) on the numbers as they are now (the admin edits them)."""
+    if deployment.allow_paired_items or n_conditions < 2:
+        return
+    n_items = rated.values("item_id").distinct().count()
+    problem = pairing_problem(
+        n_conditions=n_conditions,
+        n_items=n_items,
+        rated_samples=deployment.rated_samples or deployment.generated_samples_per_item,
+        per_rater=deployment.per_rater,
+    )
+    if problem:
+        raise SlotPlanError(problem)
+
+
 def _truncation_check(*, deployment: Deployment, rated) -> None:
     """A text cut mid-word is never shown to raters unless the deployment accepts truncation."""
     if deployment.accept_truncation:
@@ -121,7 +138,7 @@ def rated_stimuli(*, deployment: Deployment):
             "id", "item__task__key", "item__key", "sample_index", "replaces_id", "excluded_at"
         )
     )
-    ids = rated_stimulus_ids(rows=rows, study_seed=study.seed, n_rated=study.rated_samples_per_item)
+    ids = rated_stimulus_ids(rows=rows, study_seed=study.seed, n_rated=deployment.rated_samples)
     return stimuli.filter(id__in=ids)
 
 

@@ -323,7 +323,8 @@ def consent(request: HttpRequest, rater: Rater) -> HttpResponse:
 
 
 def _consent_context(rater: Rater, form: ConsentForm) -> dict:
-    return {"rater": rater, "form": form, "estimate": study_time_estimate(study=rater.study)}
+    pinned = rater.participant.pinned_deployment if rater.participant is not None else None
+    return {"rater": rater, "form": form, "estimate": study_time_estimate(study=rater.study, deployment=pinned)}
 
 
 def _advance(request: HttpRequest, rater: Rater, from_step: str) -> HttpResponse:

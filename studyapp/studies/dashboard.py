@@ -29,6 +29,7 @@ class DeploymentRow:
     task: str
     conditions: list[str]
     automatic_only: bool = False  # generated and scored, never rated
+    design: str = ""  # the deployment's rater design: raters x stimuli per rater
     slots: dict[str, int] = field(default_factory=dict)
     stimuli: int = 0
     ratings: int = 0
@@ -37,7 +38,8 @@ class DeploymentRow:
     raters_timed_out: int = 0
     raters_screened_out: int = 0
     raters_attention_failed: int = 0
-    # The pilot, apart from the design (docs/rating.md, "Pilot mode"): its own slots and ratings.
+    # The pilot, apart from the design: its own slots and ratings (pilot mode in
+    # docs/rating.md, "Rater experience and Prolific operations").
     pilot_slots: dict[str, int] = field(default_factory=dict)
     pilot_ratings: int = 0
 
@@ -122,7 +124,12 @@ def _deployment_rows(*, study: Study) -> list[DeploymentRow]:
     """One row per deployment: its conditions, slots by status, stimuli, ratings and raters."""
     rows = {
         d.pk: DeploymentRow(
-            slug=d.slug, model=d.model.key, task=d.task.key, conditions=[], automatic_only=d.automatic_only
+            slug=d.slug,
+            model=d.model.key,
+            task=d.task.key,
+            conditions=[],
+            automatic_only=d.automatic_only,
+            design=f"{d.raters_planned} raters x {d.per_rater} stimuli",
         )
         for d in study.deployments.select_related("model", "task").order_by("slug")
     }

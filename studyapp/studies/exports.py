@@ -176,24 +176,33 @@ def export_stimuli_frame(*, study: Study):
 
 
 def _rated_ids(*, study: Study, stimuli: list[Stimulus]) -> set[int]:
-    """The same rule as the slot builder (``rating.slots.rated_stimuli``), on rows already read."""
-    return rated_stimulus_ids(
-        rows=(
-            SampleRow(
-                s.pk,
-                s.item.task.key,
-                s.item.key,
-                s.deployment.samples_per_item or study.samples_per_item,
-                s.sample_index,
-                s.replaces_id,
-                s.excluded_at is not None,
-            )
-            for s in stimuli
-            if not s.deployment.automatic_only
-        ),
-        study_seed=study.seed,
-        n_rated=study.rated_samples_per_item,
-    )
+    """The same rule as the slot builder (``rating.slots.rated_stimuli``), on rows already read,
+    each deployment with its own rated samples per item."""
+    by_deployment: dict[int, list[Stimulus]] = {}
+    for s in stimuli:
+        if not s.deployment.automatic_only:
+            by_deployment.setdefault(s.deployment_id, []).append(s)
+    rated: set[int] = set()
+    for rows in by_deployment.values():
+        deployment = rows[0].deployment
+        deployment.study = study
+        rated |= rated_stimulus_ids(
+            rows=(
+                SampleRow(
+                    s.pk,
+                    s.item.task.key,
+                    s.item.key,
+                    deployment.generated_samples_per_item,
+                    s.sample_index,
+                    s.replaces_id,
+                    s.excluded_at is not None,
+                )
+                for s in rows
+            ),
+            study_seed=study.seed,
+            n_rated=deployment.rated_samples,
+        )
+    return rated
 
 
 def _stimulus_record(s: Stimulus, *, rated: bool) -> dict[str, Any]:
@@ -297,40 +306,13 @@ def export_participants_frame(*, study: Study):
     for participant in participants:
         for key in participant.debrief or {}:
             questions.setdefault(str(key), "text")  # answered under a question since removed
-    records = []
-    for p in participants:
-        flags = list(p.flags or [])
-        times = p.step_times or {}
-        n_ratings, n_pages = counts.get(p.pk, (0, 0))
-        record: dict[str, Any] = {
-            "rater": p.token,
-            "prolific_pid": p.prolific_pid,
-            "prolific_study_id": p.prolific_study_id,
-            "prolific_session_id": p.prolific_session_id,
-            "deployment": deployments.get(p.pk, ""),
-            "step": p.step,
-            "started_at": p.started_at,
-            **{f"{step}_at": times.get(step) for step in Participant.Step.values if step != Participant.Step.CONSENT},
-            "last_seen_at": p.last_seen_at,
-            "pages_rated": n_pages,
-            "ratings": n_ratings,
-            "pilot": p.pilot,
-            "simulated": p.simulated,
-            "speeding": SPEEDING_FLAG in flags,
-            "partial": PARTIAL_FLAG in flags,
-            "returned": RETURNED_FLAG in flags,
-            "attention_failures": p.attention_failures,
-            "flags": flags_text(flags),
-            "completion_code": participant_ending_code(study=study, step=p.step, flags=flags),
-        }
-        for index in checks:
-            response, passed = answers.get((p.pk, index), (None, None))
-            record[f"check_{index + 1}_response"] = response
-            record[f"check_{index + 1}_passed"] = passed
-        for key, kind in questions.items():
-            value = (p.debrief or {}).get(key)
-            record[f"debrief_{key}"] = _debrief_cell(value, kind)
-        records.append(record)
+    records = [
+        _participant_record(
+            p, study=study, deployment=deployments.get(p.pk, ""), counts=counts.get(p.pk, (0, 0)),
+            checks={index: answers.get((p.pk, index), (None, None)) for index in checks}, questions=questions,
+        )
+        for p in participants
+    ]  # fmt: skip
     check_columns = [f"check_{index + 1}_{part}" for index in checks for part in ("response", "passed")]
     frame = pd.DataFrame.from_records(
         records, columns=[*PARTICIPANT_COLUMNS, *check_columns, *(f"debrief_{key}" for key in questions)]
@@ -341,6 +323,48 @@ def export_participants_frame(*, study: Study):
         if kind == "number":  # a float column even when nobody answered (Parquet keeps the type)
             frame[f"debrief_{key}"] = pd.to_numeric(frame[f"debrief_{key}"]).astype(float)
     return frame
+
+
+def _participant_record(
+    p: Participant,
+    *,
+    study: Study,
+    deployment: str,
+    counts: tuple[int, int],
+    checks: dict[int, tuple[str | None, bool | None]],
+    questions: dict[str, str],
+) -> dict[str, Any]:
+    """One row of the participants table (``PARTICIPANT_COLUMNS``, then checks and debrief answers)."""
+    flags = list(p.flags or [])
+    times = p.step_times or {}
+    n_ratings, n_pages = counts
+    record: dict[str, Any] = {
+        "rater": p.token,
+        "prolific_pid": p.prolific_pid,
+        "prolific_study_id": p.prolific_study_id,
+        "prolific_session_id": p.prolific_session_id,
+        "deployment": deployment,
+        "step": p.step,
+        "started_at": p.started_at,
+        **{f"{step}_at": times.get(step) for step in Participant.Step.values if step != Participant.Step.CONSENT},
+        "last_seen_at": p.last_seen_at,
+        "pages_rated": n_pages,
+        "ratings": n_ratings,
+        "pilot": p.pilot,
+        "simulated": p.simulated,
+        "speeding": SPEEDING_FLAG in flags,
+        "partial": PARTIAL_FLAG in flags,
+        "returned": RETURNED_FLAG in flags,
+        "attention_failures": p.attention_failures,
+        "flags": flags_text(flags),
+        "completion_code": participant_ending_code(study=study, step=p.step, flags=flags),
+    }
+    for index, (response, passed) in checks.items():
+        record[f"check_{index + 1}_response"] = response
+        record[f"check_{index + 1}_passed"] = passed
+    for key, kind in questions.items():
+        record[f"debrief_{key}"] = _debrief_cell((p.debrief or {}).get(key), kind)
+    return record
 
 
 def _debrief_cell(value: Any, kind: str) -> Any:

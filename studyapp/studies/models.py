@@ -213,6 +213,14 @@ class Deployment(models.Model):
     samples_per_item = models.PositiveIntegerField(
         null=True, blank=True, help_text="Samples per item and condition; empty: the study's."
     )
+    # The rater design of this deployment (spec: deployments[].raters); empty: the study's.
+    raters_per_deployment = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the study's.")
+    stimuli_per_rater = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the study's.")
+    rated_samples_per_item = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Samples per item and condition that raters see; empty: the study's."
+    )
+    # A design in which every rater sees one item under two conditions is refused unless set.
+    allow_paired_items = models.BooleanField(default=False)
     # Generated and scored, never rated: no slots, no entry link (the paper's DAT evaluation).
     automatic_only = models.BooleanField(default=False)
     # A text cut by max_new_tokens in the middle of a word is never rated unless this is set
@@ -229,6 +237,23 @@ class Deployment(models.Model):
     @property
     def generated_samples_per_item(self) -> int:
         return self.samples_per_item or self.study.samples_per_item
+
+    @property
+    def raters_planned(self) -> int:
+        return self.raters_per_deployment or self.study.raters_per_deployment
+
+    @property
+    def per_rater(self) -> int:
+        return self.stimuli_per_rater or self.study.stimuli_per_rater
+
+    @property
+    def rated_samples(self) -> int | None:
+        """Rated samples per item and condition; None: every generated sample."""
+        return (
+            self.rated_samples_per_item
+            if self.rated_samples_per_item is not None
+            else self.study.rated_samples_per_item
+        )
 
 
 class GenerationJob(models.Model):

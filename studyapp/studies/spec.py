@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
+from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem, pairing_problem
 
 SUPPORTED_SPEC_VERSIONS = ("1",)
 PARSERS = ("dat_words", "aut_uses", "cc_walk")
@@ -248,8 +248,8 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     conditions = _check_conditions(check, top.get("conditions"), model_keys, vllm_models)
     tasks = _check_tasks(check, top.get("tasks"))
     dimensions = _check_dimensions(check, top.get("dimensions"))
-    deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study)
-    attention = _check_attention(check, top.get("attention_checks"), study)
+    deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study, top)
+    attention = _check_attention(check, top.get("attention_checks"), study, deployments)
 
     if check.problems:
         raise SpecError(check.problems, source)
@@ -312,6 +312,7 @@ def decoding_problems(decoding: Any) -> list[str]:
 
 
 RATER_FIELDS = {
+    "allow_paired_items",
     "per_deployment",
     "stimuli_per_rater",
     "slot_timeout_minutes",
@@ -343,6 +344,8 @@ def _check_raters(check: _Checker, top: dict, study: dict) -> None:
     study["slot_hold_minutes"] = check.integer(
         raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1
     )
+    if not isinstance(raters.get("allow_paired_items", False), bool):
+        check.problem("raters.allow_paired_items", "expected true or false")
     _check_rater_timing(check, raters, study)
 
 
@@ -695,20 +698,29 @@ def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
 
 
 def _check_deployments(
-    check: _Checker, value: Any, models: list[dict], conditions: list[dict], tasks: list[dict], study: dict
+    check: _Checker,
+    value: Any,
+    models: list[dict],
+    conditions: list[dict],
+    tasks: list[dict],
+    study: dict,
+    top: dict,
 ) -> list[dict]:
     model_keys = [m["key"] for m in models if m["key"]]
     task_items = {t["key"]: len(t["items"]) for t in tasks if t["key"]}
+    raters = top.get("raters")
+    paired_default = isinstance(raters, Mapping) and raters.get("allow_paired_items") is True
     deployments = []
     for index, entry in enumerate(check.listing(value, "deployments")):
         path = f"deployments[{index}]"
         deployment = _check_deployment(check, entry, path, model_keys, list(task_items))
+        deployment["raters"] = _check_deployment_raters(check, entry, path, paired_default)
         deployment["conditions"] = _check_deployment_conditions(check, deployment, path, conditions)
         if not deployment["automatic_only"]:
             _check_balance(
                 check,
                 path,
-                study,
+                _design_of(study, deployment),
                 task_items.get(deployment["task"], 0),
                 len(deployment["conditions"]),
                 deployment["samples_per_item"] or study["samples_per_item"],
@@ -723,7 +735,16 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
     entry = check.mapping(
         entry,
         path,
-        allowed={"slug", "model", "task", "conditions", "samples_per_item", "automatic_only", "accept_truncation"},
+        allowed={
+            "slug",
+            "model",
+            "task",
+            "conditions",
+            "samples_per_item",
+            "automatic_only",
+            "accept_truncation",
+            "raters",
+        },
         required={"slug", "model", "task", "conditions"},
     )
     deployment: dict[str, Any] = {
@@ -751,6 +772,44 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
     if "conditions" in entry:
         deployment["conditions"] = check.listing(entry["conditions"], f"{path}.conditions")
     return deployment
+
+
+DEPLOYMENT_RATER_FIELDS = {
+    "per_deployment": "raters_per_deployment",
+    "stimuli_per_rater": "stimuli_per_rater",
+    "samples_per_item": "rated_samples_per_item",
+}
+
+
+def _check_deployment_raters(check: _Checker, entry: Any, path: str, paired_default: bool) -> dict:
+    """A deployment's own rater design (``deployments[].raters``), as Deployment fields: a number
+    given overrides the study's ``raters`` (None: the study's); ``allow_paired_items`` defaults
+    to the study's."""
+    given = entry.get("raters", {}) if isinstance(entry, Mapping) else {}
+    raters = check.mapping(given, f"{path}.raters", allowed={*DEPLOYMENT_RATER_FIELDS, "allow_paired_items"})
+    design: dict[str, Any] = {
+        field: None if raters.get(key) is None else check.integer(raters[key], f"{path}.raters.{key}", minimum=1)
+        for key, field in DEPLOYMENT_RATER_FIELDS.items()
+    }
+    paired = raters.get("allow_paired_items", paired_default)
+    if not isinstance(paired, bool):
+        check.problem(f"{path}.raters.allow_paired_items", "expected true or false")
+        paired = False
+    design["allow_paired_items"] = paired
+    return design
+
+
+def _design_of(study: dict, deployment: dict) -> dict:
+    """The rater numbers that apply to a deployment: its own where given, else the study's."""
+    own = deployment["raters"]
+    return {
+        "raters_per_deployment": own["raters_per_deployment"] or study["raters_per_deployment"],
+        "stimuli_per_rater": own["stimuli_per_rater"] or study["stimuli_per_rater"],
+        "rated_samples_per_item": own["rated_samples_per_item"]
+        if own["rated_samples_per_item"] is not None
+        else study["rated_samples_per_item"],
+        "allow_paired_items": own["allow_paired_items"],
+    }
 
 
 def _check_deployment_conditions(check: _Checker, deployment: dict, path: str, conditions: list[dict]) -> list[str]:
@@ -781,13 +840,15 @@ def _check_deployment_conditions(check: _Checker, deployment: dict, path: str, c
     return keys
 
 
-def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_conditions: int, n_samples: int) -> None:
-    """The balanced slot design (studyapp.rating) must exist for this deployment; say why not, early.
+def _check_balance(check: _Checker, path: str, design: dict, n_items: int, n_conditions: int, n_samples: int) -> None:
+    """The balanced slot design (studyapp.rating) must exist for this deployment, and must not put
+    one item's texts of two conditions before every rater unless allowed; say why not, early.
 
-    The slot planner applies the same rule (:func:`studyapp.studies.vocabulary.balance_problem`)
-    once the stimuli exist.
+    ``design``: the deployment's rater numbers (``_design_of``). The slot builder applies the
+    same rules (:func:`studyapp.studies.vocabulary.balance_problem`, ``pairing_problem``) once
+    the stimuli exist.
     """
-    rated = study["rated_samples_per_item"]
+    rated = design["rated_samples_per_item"]
     if rated is not None and rated > n_samples:
         check.problem(
             path,
@@ -795,17 +856,21 @@ def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_cond
         )
         return
     per_condition = n_items * (rated or n_samples)
-    raters, per_rater = study["raters_per_deployment"], study["stimuli_per_rater"]
+    raters, per_rater = design["raters_per_deployment"], design["stimuli_per_rater"]
     if not (per_condition and n_conditions and raters > 0 and per_rater > 0):
         return  # already reported where the number is given
     problem = balance_problem(
         n_conditions=n_conditions, per_condition=per_condition, raters=raters, per_rater=per_rater
     )
+    if problem is None and n_conditions > 1 and not design["allow_paired_items"]:
+        problem = pairing_problem(
+            n_conditions=n_conditions, n_items=n_items, rated_samples=rated or n_samples, per_rater=per_rater
+        )
     if problem:
         check.problem(path, problem)
 
 
-def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
+def _check_attention(check: _Checker, value: Any, study: dict, deployments: list[dict]) -> list[dict]:
     section = check.mapping(
         value if value is not None else {}, "attention_checks", allowed={"screen_out_after", "items"}
     )
@@ -853,26 +918,30 @@ def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
                 item["tolerance"] = tolerance
         items.append(item)
     study["attention_checks"] = items
-    _check_attention_early(check, study, items)
+    per_rater = [
+        _design_of(study, d)["stimuli_per_rater"] for d in deployments if not d["automatic_only"] and d.get("raters")
+    ]
+    _check_attention_early(check, study, items, min(per_rater, default=study["stimuli_per_rater"]))
     return items
 
 
-def _check_attention_early(check: _Checker, study: dict, items: list[dict]) -> None:
+def _check_attention_early(check: _Checker, study: dict, items: list[dict], per_rater: int) -> None:
     """A screen-out must not come after most of a rater's work (issue: fairness to raters).
 
     The check that can screen a rater out (the ``screen_out_after``-th by position) is
-    shown within the first half of the rating pages.
+    shown within the first half of the rating pages of the deployment with the fewest
+    (``per_rater``: its stimuli per rater).
     """
     after = study.get("attention_screen_out_after")
     positions = sorted(item["position"] for item in items if isinstance(item.get("position"), int))
     if not after or after < 1 or len(positions) < after:  # below 1: reported where it is given
         return
     deciding = positions[after - 1]
-    half = study["stimuli_per_rater"] // 2
+    half = per_rater // 2
     if deciding > half:
         check.problem(
             "attention_checks.items",
-            f"the check that can screen a rater out comes after {deciding} of {study['stimuli_per_rater']} "
+            f"the check that can screen a rater out comes after {deciding} of {per_rater} "
             f"rating pages; place the first {after} check(s) at position {half} or earlier, so a screen-out "
             "never follows most of the work",
         )

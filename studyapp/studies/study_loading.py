@@ -190,6 +190,7 @@ def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
             samples_per_item=d["samples_per_item"],
             automatic_only=d["automatic_only"],
             accept_truncation=d["accept_truncation"],
+            **d["raters"],
         )
         deployment.conditions.set([conditions[key] for key in d["conditions"]])
     return study

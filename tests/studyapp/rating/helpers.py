@@ -62,7 +62,11 @@ def build_rating_study(
     for d in range(n_deployments):
         model = LanguageModelFactory(study=study, key=f"smollm2-135m-d{d}", source="embedded")
         built.models.append(model)
-        deployment = DeploymentFactory(study=study, slug=f"smollm2-aut-activation-d{d}", model=model, task=task)
+        # The small designs of these tests put one item under both conditions before each rater
+        # (the loader refuses that unless allowed: tests/studyapp/rating/test_per_deployment_design.py).
+        deployment = DeploymentFactory(
+            study=study, slug=f"smollm2-aut-activation-d{d}", model=model, task=task, allow_paired_items=True
+        )
         for method in methods:
             condition = ConditionFactory(study=study, model=model, key=f"{method}-cond-d{d}", method=method)
             deployment.conditions.add(condition)

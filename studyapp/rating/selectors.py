@@ -7,6 +7,7 @@ being stored, and differ between raters.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,6 +26,8 @@ from studyapp.rating.models import (
 )
 from studyapp.rating.quality import PARTIAL_FLAG
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PRACTICE = {
     "prompt": "List an unusual use for a paperclip.",
@@ -84,38 +87,59 @@ class RaterPlan:
 
 
 def study_attention_checks(*, study: Study) -> list[AttentionCheck]:
-    """The study's instructed-response items, in the fields the spec loader checks (studies/spec.py)."""
+    """The study's instructed-response items, in the fields the spec loader checks (studies/spec.py).
+
+    The admin checks them on save; one stored otherwise that a page could not show (a position
+    that is not a whole number, say) is left out, never a server error on a rater's page, and
+    the dashboard lists the problem (``spec.rater_pages_check``).
+    """
     checks = []
-    for index, raw in enumerate(study.attention_checks or []):
-        raw = raw if isinstance(raw, dict) else {"text": str(raw)}  # the admin edits this field as free JSON
-        options = tuple(str(option) for option in (raw.get("options") or ()))
-        expected = raw.get("expected", options[0] if options else 100)
-        checks.append(
-            AttentionCheck(
-                index=index,
-                after=max(0, int(raw.get("position", 0) or 0)),
-                text=str(raw.get("text") or ""),
-                question=str(raw.get("question") or "Your answer"),
-                options=options,
-                expected=str(expected),
-                tolerance=float(raw.get("tolerance", 5)),
+    raws = study.attention_checks if isinstance(study.attention_checks, list) else []
+    for index, raw in enumerate(raws):
+        try:
+            options = tuple(str(option) for option in (raw.get("options") or ()))
+            checks.append(
+                AttentionCheck(
+                    index=index,
+                    after=max(0, int(raw.get("position", 0) or 0)),
+                    text=str(raw.get("text") or ""),
+                    question=str(raw.get("question") or "Your answer"),
+                    options=options,
+                    expected=str(raw.get("expected", options[0] if options else 100)),
+                    tolerance=float(raw.get("tolerance", 5)),
+                )
             )
-        )
+        except (AttributeError, TypeError, ValueError):
+            logger.warning("study %s: attention check %d cannot be shown and is left out", study.slug, index)
     return checks
 
 
 def study_debrief_questions(*, study: Study) -> list[DebriefQuestion]:
-    """The debrief questions, stored in the one form the spec loader writes (``spec._check_debrief_question``)."""
-    return [
-        DebriefQuestion(
-            key=question["key"],
-            text=question["question"],
-            kind=question.get("type", "text"),
-            options=tuple(question.get("options", ())),
-            required=bool(question.get("required", False)),
+    """The debrief questions, stored in the one form the spec loader writes (``spec._check_debrief_question``).
+
+    One stored otherwise is read as the spec reads it (a question without a key gets ``q<n>``),
+    or left out when even that fails, never a server error on a rater's page.
+    """
+    from studyapp.studies.spec import SpecError, debrief_question_stored
+
+    questions = []
+    raws = study.debrief_questions if isinstance(study.debrief_questions, list) else []
+    for index, raw in enumerate(raws):
+        try:
+            question = debrief_question_stored(raw, index=index)
+        except SpecError:
+            logger.warning("study %s: debrief question %d cannot be shown and is left out", study.slug, index)
+            continue
+        questions.append(
+            DebriefQuestion(
+                key=question["key"],
+                text=question["question"],
+                kind=question["type"],
+                options=tuple(question["options"]),
+                required=question["required"],
+            )
         )
-        for question in study.debrief_questions or []
-    ]
+    return questions
 
 
 def study_practice(*, study: Study) -> dict:

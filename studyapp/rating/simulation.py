@@ -248,7 +248,7 @@ class _SimulatedRater:
     def _attention(self, form: _Form, data: dict[str, str]) -> dict[str, str]:
         assert self.participant is not None  # noqa: S101 (narrows the type: set by walk() before any page)
         ticket = page_ticket_load(value=data.get("page", ""), rater_token=self.participant.token)
-        check = self.checks[ticket.check_index] if ticket and ticket.check_index is not None else None
+        check = next((c for c in self.checks if ticket is not None and c.index == ticket.check_index), None)
         options = form.radios.get("response", [])
         if check is None:
             data["response"] = options[0] if options else "50"

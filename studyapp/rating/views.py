@@ -477,10 +477,12 @@ def _page_form(
     """The form of the page the ticket names; None for a check the study does not have."""
     if ticket.check_index is None:
         return RatingPageForm(request.POST, dimensions=dimensions, rater_token=rater.token)
-    checks = selectors.study_attention_checks(study=rater.study)
-    if not 0 <= ticket.check_index < len(checks):
+    check = next(
+        (c for c in selectors.study_attention_checks(study=rater.study) if c.index == ticket.check_index), None
+    )
+    if check is None:
         return None
-    return AttentionCheckForm(request.POST, rater_token=rater.token, check=checks[ticket.check_index])
+    return AttentionCheckForm(request.POST, rater_token=rater.token, check=check)
 
 
 def _rate_show(request: HttpRequest, rater: Rater) -> HttpResponse:

@@ -6,6 +6,8 @@ definitions are edited here after loading; the stored spec keeps what was loaded
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -15,7 +17,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from studyapp.rating import models as rating
-from studyapp.studies.admin_scoping import ScopedChoicesMixin, ScopedInline, ScopedListFiltersMixin, scoped
+from studyapp.studies.admin_scoping import (
+    SameStudyForm,
+    ScopedChoicesMixin,
+    ScopedInline,
+    ScopedListFiltersMixin,
+    scoped,
+)
 from studyapp.studies.forms import SpecUploadForm
 from studyapp.studies.generation_jobs import generation_job_retry, generation_start
 from studyapp.studies.models import (
@@ -32,7 +40,7 @@ from studyapp.studies.models import (
     TaskFamily,
 )
 from studyapp.studies.provenance import NEW_VERSION_ADVICE
-from studyapp.studies.spec import SpecError
+from studyapp.studies.spec import RATER_PAGE_FIELDS, SpecError, rater_pages_check
 from studyapp.studies.study_loading import StudyLoadError, study_load
 
 
@@ -72,6 +80,32 @@ class ReadOnlyAdmin(StudyScopedAdmin):
         return False
 
 
+class StudyAdminForm(SameStudyForm):
+    """The rater pages read the practice item, attention checks and debrief questions as stored:
+    each is checked with the spec's rules on save (a form error, nothing saved) and saved in the
+    form the spec loader writes."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        fields = [name for name in RATER_PAGE_FIELDS if name in cleaned]
+        if not fields:
+            return cleaned
+        per_rater = self.instance.fewest_stimuli_per_rater(cleaned.get("stimuli_per_rater"))
+        problems, stored = rater_pages_check(
+            practice=cleaned.get("practice", self.instance.practice),
+            attention_checks=cleaned.get("attention_checks", self.instance.attention_checks),
+            screen_out_after=cleaned.get("attention_screen_out_after", self.instance.attention_screen_out_after),
+            debrief_questions=cleaned.get("debrief_questions", self.instance.debrief_questions),
+            per_rater=per_rater,
+        )
+        for name in fields:
+            if name in problems:
+                self.add_error(name, problems[name])
+            else:
+                cleaned[name] = stored[name]
+        return cleaned
+
+
 class LanguageModelInline(ScopedInline):
     model = LanguageModel
     extra = 0
@@ -89,6 +123,7 @@ class RatingDimensionInline(ScopedInline):
 
 @admin.register(Study)
 class StudyAdmin(ProvenanceReadOnlyMixin, StudyScopedAdmin):
+    form = StudyAdminForm
     list_display = ("slug", "title", "spec_version", "is_open", "dashboard_link", "created_at")
     search_fields = ("slug", "title")
     readonly_fields = ("spec_version", "spec_sha256", "spec", "created_at")
@@ -213,7 +248,7 @@ class StimulusAdmin(ReadOnlyAdmin):
         "token", "deployment", "condition", "item", "sample_index", "generation_round", "n_new_tokens",
         "ends_mid_word", "short_text",
     )  # fmt: skip
-    list_filter = ("deployment__study", "condition__method", "generation_round", "ends_mid_word")
+    list_filter = ("deployment__study", "condition__method", "ends_mid_word")
     list_select_related = ("deployment", "condition", "item__task")
     search_fields = ("token", "text")
 

@@ -94,6 +94,29 @@ class Study(ProvenanceGuarded, models.Model):
     def __str__(self) -> str:
         return self.title or self.slug
 
+    def fewest_stimuli_per_rater(self, study_default: int | None = None) -> int:
+        """The fewest rating pages (stimuli) any rated deployment gives a rater: where a check that
+        can screen out must come within the first half. ``study_default``: the study's number as
+        edited (the admin's form), else the stored one."""
+        default = study_default or self.stimuli_per_rater
+        if self.pk is None:
+            return default
+        own = self.deployments.filter(automatic_only=False).values_list("stimuli_per_rater", flat=True)
+        return min((n or default for n in own), default=default)
+
+    def rater_pages_problems(self) -> dict[str, list[str]]:
+        """What the spec's rules find wrong with the stored practice, attention checks and debrief."""
+        from studyapp.studies.spec import rater_pages_check
+
+        problems, _ = rater_pages_check(
+            practice=self.practice,
+            attention_checks=self.attention_checks,
+            screen_out_after=self.attention_screen_out_after,
+            debrief_questions=self.debrief_questions,
+            per_rater=self.fewest_stimuli_per_rater(),
+        )
+        return problems
+
     def provenance_stimuli(self):
         # Seed and decoding made this round's stimuli; a new round may change them (a new round, new texts).
         return Stimulus.objects.filter(deployment__study=self, generation_round=self.generation_round)

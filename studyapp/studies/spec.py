@@ -369,14 +369,64 @@ def _check_rater_pages(check: _Checker, top: dict, study: dict) -> None:
     if not isinstance(pilot, bool):
         check.problem("pilot", f"expected true or false, got {_kind(pilot)}")
     study["pilot_mode"] = pilot is True
-    practice = check.mapping(top.get("practice", {}), "practice", allowed={"prompt", "text", "typical"})
-    if not isinstance(practice.get("typical", {}), Mapping):
-        check.problem(
-            "practice.typical", f"expected a mapping of dimension to rating, got {_kind(practice['typical'])}"
-        )
-    study["practice"] = practice
+    study["practice"] = _check_practice(check, top.get("practice", {}))
     debrief = check.listing(top.get("debrief_questions"), "debrief_questions", required=False)
     study["debrief_questions"] = _check_debrief_questions(check, debrief)
+
+
+def _check_practice(check: _Checker, value: Any) -> dict:
+    """The practice item: ``{prompt, text, typical: {dimension: rating}}``, every part optional."""
+    practice = check.mapping(value, "practice", allowed={"prompt", "text", "typical"})
+    for key in ("prompt", "text"):
+        if key in practice:
+            check.text(practice[key], f"practice.{key}")
+    typical = practice.get("typical", {})
+    if not isinstance(typical, Mapping):
+        check.problem("practice.typical", f"expected a mapping of dimension to rating, got {_kind(typical)}")
+    else:
+        for key, rating in typical.items():
+            if not isinstance(rating, int | float) or isinstance(rating, bool):
+                check.problem(f"practice.typical.{key}", f"expected a rating (a number), got {_kind(rating)}")
+    return practice
+
+
+# The study fields the rater pages read, as stored (the admin edits them): checked on save by
+# :func:`rater_pages_check`, with the spec's own rules.
+RATER_PAGE_FIELDS = ("practice", "attention_checks", "debrief_questions")
+
+
+def rater_pages_check(
+    *, practice: Any, attention_checks: Any, screen_out_after: int | None, debrief_questions: Any, per_rater: int
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Check the stored practice item, attention checks and debrief questions as the spec loader
+    checks them: ``(problems per field, each field's stored form)``.
+
+    The stored form of ``attention_checks`` is the spec's ``attention_checks.items`` list, and
+    ``per_rater`` the fewest stimuli per rater of the study's deployments (a check that can
+    screen out comes in the first half of them). A field with no problem gets its stored form
+    (a debrief question without a key gets ``q<n>``, as in a spec).
+    """
+    values = {"practice": practice, "attention_checks": attention_checks, "debrief_questions": debrief_questions}
+    problems: dict[str, list[str]] = {}
+    stored: dict[str, Any] = {}
+    for field_name, value in values.items():
+        check = _Checker()
+        for path, problem in _unstorable(value, field_name):
+            check.problem(path, problem)
+        if field_name == "practice":
+            stored[field_name] = _check_practice(check, value if value is not None else {})
+        elif field_name == "attention_checks":
+            study: dict[str, Any] = {"stimuli_per_rater": per_rater}
+            section = (
+                {"items": value} if screen_out_after is None else {"items": value, "screen_out_after": screen_out_after}
+            )
+            stored[field_name] = _check_attention(check, section, study, [])
+        else:
+            entries = check.listing(value, "debrief_questions", required=False)
+            stored[field_name] = _check_debrief_questions(check, entries)
+        if check.problems:
+            problems[field_name] = check.problems
+    return problems, stored
 
 
 DEBRIEF_TYPES = ("text", "choice", "number")
@@ -386,6 +436,15 @@ def debrief_questions_stored(entries: list) -> list[dict]:
     """A spec's ``debrief_questions`` in their stored form; ``SpecError`` listing every problem."""
     check = _Checker()
     stored = _check_debrief_questions(check, entries)
+    if check.problems:
+        raise SpecError(check.problems)
+    return stored
+
+
+def debrief_question_stored(entry: Any, *, index: int) -> dict:
+    """One debrief question (the ``index``-th) in its stored form; ``SpecError`` listing its problems."""
+    check = _Checker()
+    stored = _check_debrief_question(check, entry, f"debrief_questions[{index}]", index)
     if check.problems:
         raise SpecError(check.problems)
     return stored

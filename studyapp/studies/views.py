@@ -77,6 +77,7 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "excluded": excluded_stimuli(study=study),
         "exclude_form": StimulusExcludeForm(),
         "decoding_form": DecodingRoundForm(initial=generation_jobs.decoding_effective(study.decoding)),
+        "rater_pages_problems": study.rater_pages_problems(),
         "control": study_control_room(study=study, base_url=request.build_absolute_uri("/"), dashboard=dashboard),
     }
     return render(request, "studies/dashboard.html", context)

@@ -144,7 +144,7 @@ class LanguageModel(ProvenanceGuarded, models.Model):
 
 
 class Condition(ProvenanceGuarded, models.Model):
-    provenance_fields = ("method", "params", "model")
+    provenance_fields = ("method", "params", "model", "artifact_path")
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="conditions")
     model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="conditions")

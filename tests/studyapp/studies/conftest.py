@@ -58,7 +58,8 @@ def tiny_spec(
     accept_truncation: bool = True,
 ) -> str:
     """A spec for the tiny model. ``accept_truncation``: its few-token texts are nearly all cut
-    mid-word, so tests about anything else accept them, or no slot could be built."""
+    mid-word, so tests about anything else accept them, or no slot could be built; and its few
+    items put one item under every condition before each rater, which the spec allows here."""
     params = {
         "base": "{}",
         "weight": "{rho: 0.1, alpha: 1.0, prompt_set: dat}",
@@ -79,7 +80,7 @@ seed: 7
 samples_per_item: {samples}
 decoding: {{max_new_tokens: {max_new_tokens}, temperature: 0.7, top_p: 0.95}}
 generation: {{batch_size: {batch_size}}}
-raters: {{per_deployment: {raters or len(items) * samples}, stimuli_per_rater: {len(conditions)}}}
+raters: {{per_deployment: {raters or len(items) * samples}, stimuli_per_rater: {len(conditions)}, allow_paired_items: true}}
 models:
   - {{key: tiny, source: "{model_dir}"}}
 conditions:

@@ -585,6 +585,9 @@ def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
                 "You were away from the study for a while, so your place was given to another participant. "
                 "Please return the study on Prolific."
             )
+    elif rater.step == Step.WITHDRAWN:
+        title = "Your participation has ended"
+        text = "The researchers have ended your participation in this study. Thank you for your time."
     else:
         title = "Thank you for your time"
         text = "Some answers to the attention questions did not match the instructions, so this session ends here."

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from studyapp.rating import models as rating
+from studyapp.rating.withdrawal import WithdrawalError, participant_delete, participant_withdraw
 from studyapp.studies.admin_scoping import (
     SameStudyForm,
     ScopedChoicesMixin,
@@ -270,9 +271,80 @@ class StudyReportAdmin(ReadOnlyAdmin):
 
 @admin.register(rating.Participant)
 class ParticipantAdmin(ReadOnlyAdmin):
-    list_display = ("token", "study", "step", "attention_failures", "flags", "simulated", "started_at", "completed_at")
+    """Participants are withdrawn (ratings kept, marked, left out of the analysis), never deleted by
+    a researcher: deletion (a data-protection request) is a superuser's, logged, and gives the
+    slots back (rating/withdrawal.py)."""
+
+    list_display = (
+        "token", "study", "step", "attention_failures", "flags", "simulated", "withdrawn_at", "started_at",
+        "completed_at",
+    )  # fmt: skip
     list_filter = ("study", "step", "simulated")
     search_fields = ("token", "prolific_pid")
+    actions = ("withdraw_to_pool", "withdraw_short")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_withdraw_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("rating.change_participant")
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        # Ratings and slots refuse a plain delete on purpose (RESTRICT): participant_delete deletes
+        # the ratings and gives the slots back itself, so the confirmation page may go ahead.
+        deleted, model_count, perms_needed, _restricted = super().get_deleted_objects(objs, request)
+        return deleted, model_count, perms_needed, []
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        participant_delete(participant=obj, by=request.user, reason="deleted in the admin (data-protection request)")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for participant in queryset:
+            self.delete_model(request, participant)
+
+    @admin.action(description="Withdraw: keep the ratings (left out of the analysis), slot back to the pool",
+                  permissions=["withdraw"])  # fmt: skip
+    def withdraw_to_pool(self, request: HttpRequest, queryset: QuerySet):
+        return self._withdraw(request, queryset, to_pool=True, action="withdraw_to_pool")
+
+    @admin.action(description="Withdraw: keep the ratings (left out of the analysis), slot counted short",
+                  permissions=["withdraw"])  # fmt: skip
+    def withdraw_short(self, request: HttpRequest, queryset: QuerySet):
+        return self._withdraw(request, queryset, to_pool=False, action="withdraw_short")
+
+    def _withdraw(self, request: HttpRequest, queryset: QuerySet, *, to_pool: bool, action: str):
+        """Ask why on a page of its own, then withdraw each selected participant."""
+        reason = request.POST.get("reason", "").strip() if "apply" in request.POST else ""
+        if not reason:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Withdraw participants",
+                "participants": list(queryset.select_related("study")),
+                "action": action,
+                "to_pool": to_pool,
+                "error": "Say why." if "apply" in request.POST else "",
+                "opts": self.model._meta,
+            }
+            return TemplateResponse(request, "admin/rating/participant/withdraw.html", context)
+        for participant in queryset:
+            try:
+                done = participant_withdraw(participant=participant, to_pool=to_pool, reason=reason)
+            except WithdrawalError as error:
+                self.message_user(request, f"Not withdrawn: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"Withdrawn {participant.token}: {done.ratings} ratings kept, slot {done.slot}.",
+                    messages.SUCCESS,
+                )  # fmt: skip
+        return None
+
+
+@admin.register(rating.ParticipantDeletion)
+class ParticipantDeletionAdmin(ReadOnlyAdmin):
+    list_display = ("participant_token", "study", "deleted_by", "deleted_at", "reason", "ratings_deleted")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the log of deletions is kept
 
 
 @admin.register(rating.Slot)

@@ -46,6 +46,7 @@ STUDY_PATHS: dict[type[Model], str] = {
     DiversityMetric: "deployment__study",
     StudyReport: "study",
     rating.Participant: "study",
+    rating.ParticipantDeletion: "study",
     rating.Slot: "deployment__study",
     rating.SlotStimulus: "slot__deployment__study",
     rating.Rating: "participant__study",

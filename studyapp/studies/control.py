@@ -86,7 +86,9 @@ def study_control_room(*, study: Study, base_url: str, dashboard: Dashboard) -> 
         Stimulus.objects.current()
         .filter(deployment__study=study)
         .annotate(
-            n_rated=Count("ratings__participant", distinct=True, filter=Q(ratings__pilot=False)),
+            n_rated=Count(
+                "ratings__participant", distinct=True, filter=Q(ratings__pilot=False, ratings__withdrawn=False)
+            ),
             n_planned=Count("planned_in", distinct=True, filter=Q(planned_in__slot__pilot=False)),
         )
         .values_list("n_rated", "n_planned")

@@ -42,6 +42,8 @@ class DeploymentRow:
     # docs/rating.md, "Rater experience and Prolific operations").
     pilot_slots: dict[str, int] = field(default_factory=dict)
     pilot_ratings: int = 0
+    # Ratings of withdrawn raters: kept, marked, outside the design's counts (rating/withdrawal.py).
+    withdrawn_ratings: int = 0
 
     @property
     def pilot_summary(self) -> str:
@@ -146,11 +148,13 @@ def _deployment_rows(*, study: Study) -> list[DeploymentRow]:
         rows[deployment_id].stimuli = n
     for rating_row in (
         Rating.objects.filter(stimulus__deployment__study=study)
-        .values("stimulus__deployment_id", "pilot")
+        .values("stimulus__deployment_id", "pilot", "withdrawn")
         .annotate(n=Count("pk"))
     ):
         row = rows[rating_row["stimulus__deployment_id"]]
-        if rating_row["pilot"]:
+        if rating_row["withdrawn"]:
+            row.withdrawn_ratings += rating_row["n"]
+        elif rating_row["pilot"]:
             row.pilot_ratings = rating_row["n"]
         else:
             row.ratings = rating_row["n"]
@@ -187,7 +191,7 @@ def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:
 def _ratings_per_condition(*, study: Study) -> list[Any]:
     """The design's ratings per condition (the pilot's are counted apart, per deployment)."""
     return list(
-        Rating.objects.filter(stimulus__deployment__study=study, pilot=False)
+        Rating.objects.filter(stimulus__deployment__study=study, pilot=False, withdrawn=False)
         .values(condition=F("stimulus__condition__key"), method=F("stimulus__condition__method"))
         .annotate(ratings=Count("pk"), raters=Count("participant", distinct=True))
         .order_by("condition")

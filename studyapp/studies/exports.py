@@ -52,6 +52,7 @@ RATING_COLUMNS = [
     "simulated",
     "speeding",
     "pilot",
+    "withdrawn",
 ]
 STIMULUS_COLUMNS = [
     "stimulus",
@@ -119,6 +120,7 @@ def export_ratings_frame(*, study: Study):
             "participant__flags",
             "participant__simulated",
             "pilot",
+            "withdrawn",
         )
     )
     records = []
@@ -126,7 +128,7 @@ def export_ratings_frame(*, study: Study):
     for (
         rater, deployment, condition, condition_key, method, model, task, item, stimulus, text_id, sample_index,
         dimension, score, scale, page_index, dimension_position, seconds, held_back, rated_at, slot, step, failures,
-        flags, simulated, pilot,
+        flags, simulated, pilot, withdrawn,
     ) in rows:  # fmt: skip
         low, high = SCALE_RANGES.get(scale, (None, None))
         records.append(
@@ -134,7 +136,7 @@ def export_ratings_frame(*, study: Study):
                 rater, deployment, condition or method, condition_key, method, model, task, item, stimulus, text_id,
                 sample_index, dimension, score, scale, low, high, page_index, dimension_position, seconds, held_back,
                 rated_at, slot, step, step == Participant.Step.COMPLETE, failures, failures > 0, flags_text(flags),
-                simulated, page_speeding(study=study, seconds_on_page=seconds, held_back=held_back), pilot,
+                simulated, page_speeding(study=study, seconds_on_page=seconds, held_back=held_back), pilot, withdrawn,
             )
         )  # fmt: skip
     frame = pd.DataFrame.from_records(records, columns=RATING_COLUMNS)
@@ -271,6 +273,8 @@ PARTICIPANT_COLUMNS = [
     "speeding",
     "partial",
     "returned",
+    "withdrawn",
+    "withdrawal_reason",
     "attention_failures",
     "flags",
     "completion_code",
@@ -355,6 +359,8 @@ def _participant_record(
         "speeding": SPEEDING_FLAG in flags,
         "partial": PARTIAL_FLAG in flags,
         "returned": RETURNED_FLAG in flags,
+        "withdrawn": p.withdrawn_at is not None,
+        "withdrawal_reason": p.withdrawal_reason,
         "attention_failures": p.attention_failures,
         "flags": flags_text(flags),
         "completion_code": participant_ending_code(study=study, step=p.step, flags=flags),

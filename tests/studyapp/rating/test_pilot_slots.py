@@ -67,7 +67,8 @@ def test_pilot_raters_walk_real_stimuli_in_slots_of_their_own_and_the_design_sta
     assert quality[8] == "4"  # slots left: the whole design
     deployment_row = _cells(body, f'data-deployment="{deployment.slug}"')
     assert deployment_row[5:8] == ["4", "0", "0"]  # design slots free, active, complete
-    assert deployment_row[8] == "0"  # design ratings
+    assert deployment_row[8] == "0"  # design slots counted short
+    assert deployment_row[9] == "0"  # design ratings
     assert deployment_row[-1] == "6 slots, 5 complete, 63 ratings"  # the pilot, apart
 
     # Every real rater still finds a balanced slot, and the design completes from them alone.

@@ -80,7 +80,8 @@ seed: 7
 samples_per_item: {samples}
 decoding: {{max_new_tokens: {max_new_tokens}, temperature: 0.7, top_p: 0.95}}
 generation: {{batch_size: {batch_size}}}
-raters: {{per_deployment: {raters or len(items) * samples}, stimuli_per_rater: {len(conditions)}, allow_paired_items: true}}
+raters: {{per_deployment: {raters or len(items) * samples}, stimuli_per_rater: {len(conditions)},
+  allow_paired_items: true}}
 models:
   - {{key: tiny, source: "{model_dir}"}}
 conditions:

@@ -205,3 +205,29 @@ class ParticipantDeletion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant_token} deleted {self.deleted_at:%Y-%m-%d}"
+
+
+class BonusPayment(models.Model):
+    """The ledger of bonuses paid through Prolific: one row per participant per bulk payment.
+
+    Prolific's pay call is not idempotent, so a bonus is written here (``paid_at`` empty) before
+    it is paid and marked paid after: a participant listed here is not paid again unless the
+    researcher says so (``manage.py prolific bonuses --again``).
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="bonus_payments")
+    # Kept when the participation is deleted (a data-protection request): the ledger keeps the money.
+    participant = models.ForeignKey(
+        Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="bonus_payments"
+    )
+    amount = models.DecimalField(max_digits=8, decimal_places=2)
+    bulk_payment_id = models.CharField(max_length=64)
+    set_up_at = models.DateTimeField(auto_now_add=True)
+    # Empty: set up on Prolific, but the pay call did not confirm (check on Prolific before paying again).
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["set_up_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id}: {self.amount} ({self.bulk_payment_id})"

@@ -339,6 +339,17 @@ class ParticipantAdmin(ReadOnlyAdmin):
         return None
 
 
+@admin.register(rating.BonusPayment)
+class BonusPaymentAdmin(ReadOnlyAdmin):
+    """The bonus ledger (``manage.py prolific bonuses``): what was paid to whom, when, in which bulk payment."""
+
+    list_display = ("participant", "study", "amount", "bulk_payment_id", "set_up_at", "paid_at")
+    list_select_related = ("participant", "study")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the ledger is what stops a bonus being paid twice
+
+
 @admin.register(rating.ParticipantDeletion)
 class ParticipantDeletionAdmin(ReadOnlyAdmin):
     list_display = ("participant_token", "study", "deleted_by", "deleted_at", "reason", "ratings_deleted")

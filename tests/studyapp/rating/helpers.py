@@ -222,3 +222,36 @@ def wait_for_progress(page, prefix: str) -> None:
     a predicate that throws fails the wait at once instead of waiting on.
     """
     page.wait_for_function("(prefix) => document.querySelector('.progress')?.innerText.startsWith(prefix)", arg=prefix)
+
+
+PANEL_PASSWORD = "a-long-test-password"
+
+
+def researcher_client(study):
+    """A test client logged in as a staff researcher of ``study`` (the researcher panel's persona)."""
+    from django.test import Client
+
+    from tests.factories import ResearcherFactory
+
+    researcher = ResearcherFactory()
+    study.researchers.add(researcher)
+    client = Client()
+    client.force_login(researcher)
+    return client
+
+
+def panel_password(user):
+    """Give ``user`` the password :func:`panel_login` types (before the browser starts: Playwright's
+    event loop forbids database writes in the test's thread)."""
+    user.set_password(PANEL_PASSWORD)
+    user.save()
+    return user
+
+
+def panel_login(page, base_url: str, *, username: str, next_path: str) -> None:
+    """Log a user with :func:`panel_password` in through the admin's login form in a Playwright
+    page, which then opens ``next_path``."""
+    page.goto(f"{base_url}/admin/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PANEL_PASSWORD)
+    page.click("input[type=submit]")

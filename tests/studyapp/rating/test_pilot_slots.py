@@ -15,18 +15,9 @@ from django.test import Client
 from django.urls import reverse
 
 from studyapp.rating.models import Participant, Rating, Slot, SlotStimulus
-from tests.factories import ResearcherFactory
-from tests.studyapp.rating.helpers import Bot, build_rating_study, text_of
+from tests.studyapp.rating.helpers import Bot, build_rating_study, researcher_client, text_of
 
 pytestmark = pytest.mark.django_db
-
-
-def _researcher(study) -> Client:
-    researcher = ResearcherFactory()
-    study.researchers.add(researcher)
-    client = Client()
-    client.force_login(researcher)
-    return client
 
 
 def _cells(body: str, marker: str) -> list[str]:
@@ -38,7 +29,7 @@ def _cells(body: str, marker: str) -> list[str]:
 def test_pilot_raters_walk_real_stimuli_in_slots_of_their_own_and_the_design_stays_whole():
     built = build_rating_study(raters=4, per_rater=4)  # 4 stimuli per condition, 2 ratings each
     study, deployment = built.study, built.deployments[0]
-    researcher = _researcher(study)
+    researcher = researcher_client(study)
     pilot_url = reverse("studies:study_pilot", args=[study.slug])
     design = {slot.pk: sorted(slot.planned.values_list("stimulus_id", flat=True)) for slot in Slot.objects.all()}
 

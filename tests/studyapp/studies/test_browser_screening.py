@@ -10,6 +10,7 @@ from studyapp.rating.models import Slot, SlotStimulus
 from studyapp.studies.generation_jobs import generation_start
 from studyapp.studies.models import GenerationJob, Stimulus
 from tests.factories import ResearcherFactory
+from tests.studyapp.rating.helpers import panel_login, panel_password
 from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -24,17 +25,12 @@ def test_screening_texts_by_clicks_on_the_dashboard(live_server, tiny_study, cel
     study = tiny_study(samples=11, accept_truncation=False)  # 2 items x 11 samples: two pages per condition
     generation_start(study=study)  # eager: the jobs run now, in this process
     assert {job.status for job in GenerationJob.objects.all()} == {"succeeded"}
-    researcher = ResearcherFactory(username="screener")
-    researcher.set_password("a-long-test-password")
-    researcher.save()
+    researcher = panel_password(ResearcherFactory(username="screener"))
     study.researchers.add(researcher)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport=DESKTOP).new_page()
-        page.goto(f"{live_server.url}/admin/login/?next=/panel/{study.slug}/")
-        page.fill("#id_username", "screener")
-        page.fill("#id_password", "a-long-test-password")
-        page.click("input[type=submit]")
+        panel_login(page, live_server.url, username=researcher.username, next_path=f"/panel/{study.slug}/")
 
         # The texts of one condition, a page at a time.
         page.locator('[data-screening-row="aut-0/base"]').get_by_role("link", name="Read the texts").click()

@@ -15,7 +15,7 @@ from django.urls import reverse
 from studyapp.rating.models import Participant
 from tests.conftest import REPO_ROOT
 from tests.factories import ResearcherFactory
-from tests.studyapp.rating.helpers import Bot, build_rating_study
+from tests.studyapp.rating.helpers import Bot, build_rating_study, researcher_client
 
 pytestmark = pytest.mark.django_db
 CHECK = {"position": 1, "text": "Attention check: move the slider to the right end.", "expected": 100}
@@ -77,10 +77,7 @@ def test_export_study_writes_the_participants_table_with_the_ratings_join_key(tm
 def test_the_dashboard_links_the_participants_table_under_the_same_access_rule():
     built = _walked_study()
     url = reverse("studies:export", args=[built.study.slug, "participants", "csv"])
-    researcher = ResearcherFactory()
-    built.study.researchers.add(researcher)
-    client = Client()
-    client.force_login(researcher)
+    client = researcher_client(built.study)
     assert url in client.get(reverse("studies:dashboard", args=[built.study.slug])).content.decode()
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")

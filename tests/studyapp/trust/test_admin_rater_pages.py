@@ -14,8 +14,15 @@ from django.test import Client
 
 from studyapp.rating.models import Participant, Slot
 from studyapp.studies.models import Study
-from tests.factories import ResearcherFactory, panel_user
-from tests.studyapp.rating.helpers import Bot, build_rating_study, text_of
+from tests.factories import panel_user
+from tests.studyapp.rating.helpers import (
+    Bot,
+    build_rating_study,
+    panel_login,
+    panel_password,
+    researcher_client,
+    text_of,
+)
 from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 GOOD_CHECK = {"position": 1, "text": "Move the slider to the right end.", "expected": "100", "tolerance": 5}
@@ -29,9 +36,7 @@ def test_the_admin_refuses_rater_page_settings_the_pages_could_not_use(live_serv
     built = build_rating_study(attention_checks=[GOOD_CHECK], debrief_questions=["How did you decide?"])
     study = built.study
     stored = {name: getattr(study, name) for name in ("attention_checks", "debrief_questions", "practice")}
-    researcher = panel_user(username="editor", study=study)
-    researcher.set_password("a-long-test-password")
-    researcher.save()
+    researcher = panel_password(panel_user(username="editor", study=study))
     refused = {
         "attention_checks": [
             ([{"position": "three", "text": "Check", "expected": 100}], "position: expected a whole number"),
@@ -52,10 +57,7 @@ def test_the_admin_refuses_rater_page_settings_the_pages_could_not_use(live_serv
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_context().new_page()
         change = f"{live_server.url}/admin/studies/study/{study.pk}/change/"
-        page.goto(f"{live_server.url}/admin/login/?next={change}")
-        page.fill("#id_username", "editor")
-        page.fill("#id_password", "a-long-test-password")
-        page.click("input[type=submit]")
+        panel_login(page, live_server.url, username=researcher.username, next_path=change)
         for field, cases in refused.items():
             for value, message in cases:
                 page.goto(change)
@@ -104,11 +106,7 @@ def test_rater_pages_never_fail_on_stored_settings_the_admin_would_refuse():
     assert set(participant.debrief) == {"q1", "q3"}
     assert Slot.objects.get(participant=participant).status == Slot.Status.COMPLETE
     # The researcher is told what the pages left out, with the spec's words.
-    researcher = ResearcherFactory()
-    built.study.researchers.add(researcher)
-    client = Client()
-    client.force_login(researcher)
-    body = text_of(client.get(f"/panel/{built.study.slug}/"))
+    body = text_of(researcher_client(built.study).get(f"/panel/{built.study.slug}/"))
     assert "The rater pages' settings have problems" in body
     assert "attention_checks.items[1].tolerance: expected a number at least 0" in body
     assert "debrief_questions[1].key" in body

@@ -44,7 +44,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if suffix in {".jsonl", ".ndjson"}:
             return pd.read_json(path, lines=True)
-        return pd.read_csv(path)
+        from analysis.csv_cells import frame_csv_read
+
+        return frame_csv_read(path)  # the platform's CSV exports, their marked cells read back exactly
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 

@@ -227,12 +227,29 @@ def analytic_power(
     Power is then the two-sided rejection probability of a noncentral t with that df. The
     simulation of :func:`power_by_simulation` checks it (tests).
     """
+    se, dfs = float("nan"), []
+    for draw in range(n_draws):
+        ratings = simulate_ratings(
+            n_deployments=n_deployments, raters_per_deployment=raters_per_deployment, stimuli_per_condition=items,
+            dimensions=["y"], effects=0.0, seed=seed + draw, **asdict(components),
+        )  # fmt: skip
+        se, df = _contrast_se_df(ratings, components)
+        dfs.append(df)
+    df = float(np.nanmedian(dfs))
+    crit = float(st.t.ppf(1 - alpha / 2, df))
+    ncp = effect_points / se
+    power = float(st.nct.sf(crit, df, ncp) + st.nct.cdf(-crit, df, ncp))
+    return {"power": power, "se": se, "df": df}
+
+
+def _contrast_se_df(ratings: pd.DataFrame, components: Components) -> tuple[float, float]:
+    """SE of the condition contrast at the true components, and its Satterthwaite df there
+    (or at the data's own REML fit where the curvature at the truth is not positive)."""
     from analysis._reml import _Problem, fit_reml, satterthwaite
     from analysis.formula import parse_formula
     from analysis.mixed import Columns, _model_data
     from analysis.random_effects import model_frame
 
-    formula = parse_formula(analysis_formula(components))
     sd = {
         ("rater", "(Intercept)"): components.sd_rater,
         ("rater", "steered"): components.sd_rater_slope,
@@ -241,32 +258,21 @@ def analytic_power(
         ("item", "steered"): components.sd_item_slope,
     }
     sigma = components.sd_residual
-    se, dfs = float("nan"), []
-    for draw in range(n_draws):
-        ratings = simulate_ratings(
-            n_deployments=n_deployments, raters_per_deployment=raters_per_deployment, stimuli_per_condition=items,
-            dimensions=["y"], effects=0.0, seed=seed + draw, **asdict(components),
-        )  # fmt: skip
-        data = _model_data(ratings, columns=Columns(), reference="base", levels=["base", "weight"])
-        frame = model_frame(data, formula, reference="base")
-        theta = np.array(
-            [sd[(t.group, n)] / sigma for t, names in zip(frame.terms, frame.effect_names, strict=True) for n in names]
-        )
-        prob = _Problem(frame.y, frame.X.to_numpy(), frame.blocks)
-        L = np.array([0.0, 1.0])
-        se = float(np.sqrt(L @ prob.cov_beta_varpar(np.append(theta, sigma)) @ L))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AnalysisWarning)
-            pieces = satterthwaite(prob, theta, sigma)
-            df = pieces.df(L) if pieces is not None else float("nan")
-            if not (np.isfinite(df) and df > 0):
-                df = fit_reml(frame.y, frame.X.to_numpy(), frame.blocks).contrast_df(L)
-        dfs.append(df)
-    df = float(np.nanmedian(dfs))
-    crit = float(st.t.ppf(1 - alpha / 2, df))
-    ncp = effect_points / se
-    power = float(st.nct.sf(crit, df, ncp) + st.nct.cdf(-crit, df, ncp))
-    return {"power": power, "se": se, "df": df}
+    data = _model_data(ratings, columns=Columns(), reference="base", levels=["base", "weight"])
+    frame = model_frame(data, parse_formula(analysis_formula(components)), reference="base")
+    theta = np.array(
+        [sd[(t.group, n)] / sigma for t, names in zip(frame.terms, frame.effect_names, strict=True) for n in names]
+    )
+    prob = _Problem(frame.y, frame.X.to_numpy(), frame.blocks)
+    L = np.array([0.0, 1.0])
+    se = float(np.sqrt(L @ prob.cov_beta_varpar(np.append(theta, sigma)) @ L))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnalysisWarning)
+        pieces = satterthwaite(prob, theta, sigma)
+        df = pieces.df(L) if pieces is not None else float("nan")
+        if not (np.isfinite(df) and df > 0):
+            df = fit_reml(frame.y, frame.X.to_numpy(), frame.blocks).contrast_df(L)
+    return se, float(df)
 
 
 def design_advice(

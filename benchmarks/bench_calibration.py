@@ -52,12 +52,14 @@ def _chunk(args: tuple[str, float, int, int, dict]) -> pd.DataFrame:
     return fits.assign(setting=setting, effect_d=effect_d)
 
 
-def run(n_sim: int, effect_d: float, design: dict, jobs: int, seed: int) -> pd.DataFrame:
+def run(n_sim: int, effects: list[float], settings: list[str], design: dict, jobs: int, seed: int) -> pd.DataFrame:
     """Every (setting, effect) cell, split into chunks of seeds over ``jobs`` processes."""
     chunk = max(1, n_sim // (4 * jobs))
+    cells = [(s, d) for s in SETTINGS for d in (0.0, *effects)]  # seeds depend on the cell, not on the selection
     tasks = [
         (setting, d, seed + 100_000 * k + start, min(chunk, n_sim - start), design)
-        for k, (setting, d) in enumerate((s, d) for s in SETTINGS for d in (0.0, effect_d))
+        for k, (setting, d) in enumerate(cells)
+        if setting in settings and (d == 0.0 or effects)
         for start in range(0, n_sim, chunk)
     ]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -82,12 +84,21 @@ def main() -> None:
     parser.add_argument("--raters", type=int, default=30, help="raters per deployment")
     parser.add_argument("--items", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--settings", default=",".join(SETTINGS), help=f"comma-separated subset of: {', '.join(SETTINGS)}"
+    )
+    parser.add_argument("--null-only", action="store_true", help="only the studies with no effect")
     parser.add_argument("--seed", type=int, default=20261205)
     parser.add_argument("--out", help="JSON file for the figures")
     args = parser.parse_args()
     design = {"n_deployments": args.deployments, "raters_per_deployment": args.raters, "items": args.items}
     started = time.perf_counter()
-    fits = run(args.n_sim, args.effect_d, design, args.jobs, args.seed)
+    settings = [s.strip() for s in args.settings.split(",")]
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        parser.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
+    effects = [] if args.null_only else [args.effect_d]
+    fits = run(args.n_sim, effects, settings, design, args.jobs, args.seed)
     rows = summary(fits)
     for row in rows:
         print(

@@ -16,6 +16,7 @@ from django.db.models import Exists, OuterRef, Q, Value
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.task_families import template_render
 from studyapp.rating.models import (
     AttentionCheckResponse,
     DeploymentLink,
@@ -182,11 +183,7 @@ def stimulus_display_prompt(*, stimulus: Stimulus) -> str:
     condition such as "prompt" (told to be creative) changes the prompt the model saw,
     and showing it would unblind the rater.
     """
-    template = stimulus.item.task.template
-    try:
-        return template.format(item=stimulus.item.text)
-    except (KeyError, IndexError, ValueError):
-        return stimulus.item.text
+    return template_render(stimulus.item.task.template, stimulus.item.text)
 
 
 def rater_dimensions(*, study: Study, seed: str) -> list[RatingDimension]:
@@ -305,8 +302,12 @@ def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
 
 
 def claimable_slots(*, study: Study, deployment: Deployment | None = None, pilot: bool | None = False):
-    """Free slots, and slots whose rater has been silent past the study's timeout, or past
-    the (shorter) hold while no rating of theirs is saved yet.
+    """Free slots, slots whose rater has been silent past the study's timeout, and slots
+    claimed longer ago than the (shorter) hold whose rater has no rating saved yet.
+
+    The hold counts from the claim, not from the rater's last request: a participation with
+    no saved rating keeps its slot at most ``slot_hold_minutes``, whatever it sends (page
+    loads, heartbeats), so made-up entries cannot keep a slot alive with requests alone.
 
     ``pilot``: False, the balanced design's slots; True, pilot raters' copies; None, both.
     """
@@ -322,7 +323,7 @@ def claimable_slots(*, study: Study, deployment: Deployment | None = None, pilot
     return slots.filter(
         Q(status=Slot.Status.FREE)
         | Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=cutoff)
-        | (Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=hold_cutoff) & ~rated)
+        | (Q(status=Slot.Status.ACTIVE, claimed_at__lt=hold_cutoff) & ~rated)
     )
 
 

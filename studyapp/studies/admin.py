@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -25,7 +26,7 @@ from studyapp.studies.admin_scoping import (
     ScopedListFiltersMixin,
     scoped,
 )
-from studyapp.studies.forms import SpecUploadForm
+from studyapp.studies.forms import SpecUploadForm, StorableJSONField
 from studyapp.studies.generation_jobs import generation_job_retry, generation_start
 from studyapp.studies.models import (
     Condition,
@@ -47,6 +48,8 @@ from studyapp.studies.study_loading import StudyLoadError, study_load
 
 class StudyScopedAdmin(ScopedListFiltersMixin, ScopedChoicesMixin, admin.ModelAdmin):
     """Rows, choices, filters and forms only of the studies the user may see (admin_scoping.py)."""
+
+    formfield_overrides = {models.JSONField: {"form_class": StorableJSONField}}  # noqa: RUF012 (Django's)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scoped(super().get_queryset(request), request.user)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import Count
 
+from analysis.csv_cells import frame_csv_write
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
 from studyapp.rating.prolific_ops import RETURNED_FLAG
 from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG, page_speeding
@@ -405,15 +406,6 @@ EXPORT_FRAMES = {
 EXPORT_FORMATS = ("csv", "parquet")
 
 
-def export_frame_write(frame, target: Any, *, fmt: str) -> None:
-    """One export table written as CSV or Parquet to a path or a binary file: the one writer of
-    every table, for the dashboard's downloads and ``manage.py export_study`` alike."""
-    if fmt == "csv":
-        frame.to_csv(target, index=False)
-    else:
-        frame.to_parquet(target, index=False)
-
-
 def export_write(*, study: Study, out_dir: str | Path) -> dict[str, Path]:
     """Write every export table as CSV and Parquet into ``out_dir`` (documented in README.md, "The export")."""
     out_dir = Path(out_dir)
@@ -424,7 +416,20 @@ def export_write(*, study: Study, out_dir: str | Path) -> dict[str, Path]:
         for fmt in EXPORT_FORMATS:
             path = out_dir / f"{study.slug}-{name}.{fmt}"
             staging = path.with_name(f".{path.name}.tmp")
-            export_frame_write(frame, staging, fmt=fmt)
+            export_frame_write(frame, fmt=fmt, target=staging)
             staging.replace(path)  # atomic: a reader never sees half a file
             paths[f"{name}_{fmt}"] = path
     return paths
+
+
+def export_frame_write(frame, *, fmt: str, target: Any) -> None:
+    """The one place an export table becomes a file (``target``: a path or a binary buffer), for
+    the dashboard's downloads and ``manage.py export_study`` alike.
+
+    CSV: text cells a spreadsheet would run as a formula are marked (OWASP's rule,
+    ``analysis.csv_cells``; ``python -m analysis`` reads them back exactly). Parquet: exact.
+    """
+    if fmt == "csv":
+        frame_csv_write(frame, target)
+    else:
+        frame.to_parquet(target, index=False)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from django import forms
+from django.forms.fields import InvalidJSONInput
+
+from generation.safe_yaml import MAX_BYTES as SPEC_MAX_BYTES
+from studyapp.studies.spec import unstorable_values
 
 
 class SpecUploadForm(forms.Form):
     spec = forms.FileField(help_text="A study spec (YAML), e.g. studies/demo.yaml.")
 
-    MAX_BYTES = 1_000_000
-
     def clean_spec(self):
         upload = self.cleaned_data["spec"]
-        if upload.size > self.MAX_BYTES:
-            raise forms.ValidationError("A spec is a short text file; this one is larger than 1 MB.")
+        if upload.size > SPEC_MAX_BYTES:
+            raise forms.ValidationError(
+                f"A spec is a short text file; this one is larger than {SPEC_MAX_BYTES // 1000} kB."
+            )
         return upload
 
 
@@ -32,3 +36,30 @@ class DecodingRoundForm(forms.Form):
 
     def decoding(self) -> dict:
         return {name: self.cleaned_data[name] for name in ("max_new_tokens", "temperature", "top_p", "do_sample")}
+
+
+class StorableJSONField(forms.JSONField):
+    """The admin's JSON fields: only what PostgreSQL's jsonb stores. JSON text may hold a NUL
+    (``"\\u0000"``) or ``NaN``, which Python reads and jsonb refuses: a 500 on save before."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except (ValueError, RecursionError):
+            # Not JSONDecodeError, so Django's field lets them through: a number of more than
+            # 4,300 digits (Python's limit) or nesting deeper than the parser's recursion.
+            raise forms.ValidationError(
+                self.error_messages["invalid"], code="invalid", params={"value": value}
+            ) from None
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except (ValueError, RecursionError):  # shown again as typed, like any other invalid JSON
+            return InvalidJSONInput(data)
+
+    def validate(self, value) -> None:
+        super().validate(value)
+        problems = [f"{path or 'the value'}: {problem}" for path, problem in unstorable_values(value, "")]
+        if problems:
+            raise forms.ValidationError("; ".join(problems))

@@ -245,7 +245,7 @@ def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResp
     if table not in EXPORT_FRAMES or fmt not in EXPORT_FORMATS:
         raise Http404("No such export.")
     buffer = io.BytesIO()
-    export_frame_write(EXPORT_FRAMES[table](study=study), buffer, fmt=fmt)
+    export_frame_write(EXPORT_FRAMES[table](study=study), fmt=fmt, target=buffer)
     stamp = timezone.now().strftime("%Y%m%dT%H%M")
     response = HttpResponse(buffer.getvalue(), content_type=CONTENT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{table}-{stamp}.{fmt}"'

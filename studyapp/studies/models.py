@@ -142,7 +142,9 @@ class LanguageModel(ProvenanceGuarded, models.Model):
         return self.key
 
     def clean(self) -> None:
-        """The source is ``embedded`` or a path under MODEL_ROOTS (studies/paths.py)."""
+        """The source is ``embedded`` or a path under MODEL_ROOTS (studies/paths.py), unless it is frozen."""
+        if "source" in self.provenance_frozen():
+            return
         problem = paths.model_source_problem(self.source)
         if problem:
             raise ValidationError({"source": problem})
@@ -174,14 +176,18 @@ class Condition(ProvenanceGuarded, models.Model):
         return self.key
 
     def clean(self) -> None:
-        """``params.prompt_file`` under DATA_ROOTS, ``artifact_path`` under ARTIFACT_DIR/<study> (studies/paths.py)."""
+        """``params.prompt_file`` under DATA_ROOTS, ``artifact_path`` under ARTIFACT_DIR/<study>
+        (studies/paths.py); fields frozen by stimuli are not checked here (``provenance_frozen``)."""
         errors = {}
-        prompt_file = paths.prompt_file_problem(
-            self.params.get("prompt_file") if isinstance(self.params, dict) else None
+        frozen = self.provenance_frozen()
+        prompt_file = (
+            None
+            if "params" in frozen
+            else paths.prompt_file_problem(self.params.get("prompt_file") if isinstance(self.params, dict) else None)
         )
         if prompt_file:
             errors["params"] = f"prompt_file: {prompt_file}"
-        if self.study_id is not None:
+        if self.study_id is not None and "artifact_path" not in frozen:
             artifact = paths.artifact_path_problem(self.artifact_path, study_slug=self.study.slug)
             if artifact:
                 errors["artifact_path"] = artifact

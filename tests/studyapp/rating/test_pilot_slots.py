@@ -8,11 +8,13 @@ raters, and every stimulus reaches its target from them alone.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.db.models import Count, Q
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from studyapp.rating.models import Participant, Rating, Slot, SlotStimulus
 from tests.studyapp.rating.helpers import Bot, build_rating_study, researcher_client, text_of
@@ -88,3 +90,25 @@ def test_a_pilot_rater_pinned_to_a_deployment_copies_that_deployments_plan_and_p
     assert slot.pilot and slot.deployment_id == pinned.pk
     assert set(slot.planned.values_list("stimulus__deployment_id", flat=True)) == {pinned.pk}
     assert not Slot.objects.filter(pilot=False).exclude(status=Slot.Status.FREE).exists()
+
+
+def test_a_pilot_slot_is_held_from_its_claim_like_a_design_slot():
+    """Issue 21's hold rule covers the pilot's copies too: a pilot entry that only agrees and
+    then keeps its page alive loses its slot ``slot_hold_minutes`` after the claim; the sweep
+    frees it and the next pilot rater takes that copy (no new one is made)."""
+    from studyapp.rating.tasks import slots_release_stale_task
+
+    built = build_rating_study(raters=2, per_rater=4, slot_hold_minutes=5, slot_timeout_minutes=30)
+    study = built.study
+    researcher_client(study).post(reverse("studies:study_pilot", args=[study.slug]), {"state": "on"})
+    squatter = Bot(Client(), study.slug, "squatter0001")
+    squatter.act(squatter.follow(squatter.enter()))  # "I agree": on the instructions page
+    held = Slot.objects.get(pilot=True, status=Slot.Status.ACTIVE)
+    Slot.objects.filter(pk=held.pk).update(claimed_at=timezone.now() - timedelta(minutes=6))
+    assert squatter.client.post(f"/r/{study.slug}/-/alive/").status_code == 204  # alive, but past the hold
+    assert slots_release_stale_task() == {study.slug: 1}
+    assert Participant.objects.get(prolific_pid="squatter0001").step == Participant.Step.TIMED_OUT
+    pilot = Bot(Client(), study.slug, "5f0000000000000000020301")
+    assert pilot.step_name(pilot.walk()) == "done"
+    assert list(Slot.objects.filter(pilot=True).values_list("pk", "status")) == [(held.pk, Slot.Status.COMPLETE)]
+    assert not Slot.objects.filter(pilot=False).exclude(status=Slot.Status.FREE).exists()  # the design untouched

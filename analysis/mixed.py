@@ -72,6 +72,8 @@ def prepare_ratings(
     rater_col: str = "rater",
     exclude_pilot: bool = True,
     pilot_col: str = "pilot",
+    exclude_withdrawn: bool = True,
+    withdrawn_col: str = "withdrawn",
 ) -> pd.DataFrame:
     """Apply the explicit preprocessing choices to a long ratings export.
 
@@ -87,6 +89,9 @@ def prepare_ratings(
     exclude_pilot : bool
         Drop every rating of a rater with any true value in ``pilot_col``: a study's pilot
         tests the pages, its ratings are not data (ignored when the column is absent).
+    exclude_withdrawn : bool
+        Drop every rating of a rater with any true value in ``withdrawn_col``: a withdrawn
+        participant's ratings are kept in the export but are not data (ignored when absent).
 
     Returns
     -------
@@ -95,9 +100,13 @@ def prepare_ratings(
     """
     keep = pd.Series(True, index=ratings.index)
     excluded = {}
+    if exclude_withdrawn and withdrawn_col in ratings.columns:
+        withdrawn = ratings[withdrawn_col].fillna(False).astype(bool).groupby(ratings[rater_col]).transform("any")
+        excluded["withdrawn"] = int(ratings.loc[withdrawn, rater_col].nunique())
+        keep &= ~withdrawn
     if exclude_pilot and pilot_col in ratings.columns:
         pilot = ratings[pilot_col].fillna(False).astype(bool).groupby(ratings[rater_col]).transform("any")
-        excluded["pilot"] = int(ratings.loc[pilot, rater_col].nunique())
+        excluded["pilot"] = int(ratings.loc[keep & pilot, rater_col].nunique())
         keep &= ~pilot
     if exclude_attention_failed and attention_col in ratings.columns:
         failed = ratings[attention_col].fillna(False).astype(bool).groupby(ratings[rater_col]).transform("any")

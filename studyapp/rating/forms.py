@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 from django.core import signing
@@ -17,6 +18,25 @@ PAGE_SALT = "rating.page"
 PAGE_MAX_AGE_SECONDS = 24 * 3600
 
 MOVE_SLIDER = "Please move the slider to give your answer."
+# The most held-back clicks one page records; more says nothing new.
+HELD_BACK_MAX = 99
+
+
+class HeldBackMixin:
+    """``held_back``: how many clicks the page's script held back as too fast (issue 20, point 3).
+
+    A count only the page's script writes: anything but a whole number counts as 0 rather than
+    a form error the rater could not mend.
+    """
+
+    data: Any
+
+    def held_back_count(self) -> int:
+        try:
+            value = int(str(self.data.get("held_back", "0")).strip() or "0")
+        except (ValueError, AttributeError):
+            return 0
+        return min(max(value, 0), HELD_BACK_MAX)
 
 
 @dataclass(frozen=True)
@@ -80,7 +100,7 @@ class ScoresForm(forms.Form):
         return {dimension.key: self.cleaned_data[score_field_name(dimension)] for dimension in self.dimensions}
 
 
-class RatingPageForm(ScoresForm):
+class RatingPageForm(HeldBackMixin, ScoresForm):
     page = forms.CharField(widget=forms.HiddenInput)
     stimulus = forms.CharField(widget=forms.HiddenInput, max_length=32)
 
@@ -95,7 +115,7 @@ class RatingPageForm(ScoresForm):
         return ticket
 
 
-class AttentionCheckForm(forms.Form):
+class AttentionCheckForm(HeldBackMixin, forms.Form):
     page = forms.CharField(widget=forms.HiddenInput)
     response = forms.CharField(max_length=200, error_messages={"required": "Please answer this question."})
 

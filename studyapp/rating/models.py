@@ -11,6 +11,7 @@ the lowest free slot atomically; every rating is stored the moment it is submitt
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study, new_opaque_token
@@ -29,6 +30,8 @@ class Participant(models.Model):
         STUDY_FULL = "study_full"
         # Silent past the study's timeout: the slot went to someone else; ratings are kept.
         TIMED_OUT = "timed_out"
+        # Withdrawn by the researchers while still rating (rating/withdrawal.py); ratings kept, marked.
+        WITHDRAWN = "withdrawn"
 
     token = models.CharField(max_length=32, unique=True, default=new_opaque_token, editable=False)
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
@@ -44,9 +47,16 @@ class Participant(models.Model):
     pilot = models.BooleanField(default=False, help_text="Entered while the study ran in pilot mode.")
     debrief = models.JSONField(default=dict, blank=True)
     flags = models.JSONField(default=list, blank=True)
+    # When each step was reached: {step: ISO time}, written with every change of ``step``
+    # (the participants export's ``<step>_at`` columns).
+    step_times = models.JSONField(default=dict, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     # Driven by `manage.py simulate_raters`, never a person: exported as `simulated`.
     simulated = models.BooleanField(default=False)
+    # Withdrawn (rating/withdrawal.py): the participation and its ratings stay, marked, and the
+    # analysis leaves them out; the slot went back to the pool or is counted short.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawal_reason = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now_add=True)
     consented_at = models.DateTimeField(null=True, blank=True)
@@ -70,11 +80,20 @@ class Slot(models.Model):
         FREE = "free"
         ACTIVE = "active"
         COMPLETE = "complete"
+        # Its rater was withdrawn and the researcher chose not to give it out again: the design
+        # is short of this slot's ratings, and the dashboard says so.
+        SHORT = "short"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="slots")
     index = models.PositiveIntegerField()
+    # A pilot rater's slot: a copy of one design slot's plan, made when the pilot rater consents,
+    # outside the balanced design (docs/rating.md, "Rater experience and Prolific operations",
+    # pilot mode). Pilot slots have their own indices.
+    pilot = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.FREE)
-    participant = models.ForeignKey(Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="slots")
+    # RESTRICT: a participant is deleted only by rating.withdrawal.participant_delete, which first
+    # gives their slots back, so no slot is ever left active or complete without its rater.
+    participant = models.ForeignKey(Participant, on_delete=models.RESTRICT, null=True, blank=True, related_name="slots")
     claimed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     times_released = models.PositiveIntegerField(default=0)
@@ -82,11 +101,11 @@ class Slot(models.Model):
 
     class Meta:
         ordering = ["deployment", "index"]
-        constraints = [models.UniqueConstraint(fields=["deployment", "index"], name="unique_slot_index")]
+        constraints = [models.UniqueConstraint(fields=["deployment", "pilot", "index"], name="unique_slot_index")]
         indexes = [models.Index(fields=["deployment", "status", "index"])]
 
     def __str__(self) -> str:
-        return f"{self.deployment.slug}#{self.index}"
+        return f"{self.deployment.slug}#{'pilot-' if self.pilot else ''}{self.index}"
 
 
 class SlotStimulus(models.Model):
@@ -106,7 +125,8 @@ class SlotStimulus(models.Model):
 
 
 class Rating(models.Model):
-    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="ratings")
+    # RESTRICT: ratings never vanish with a participant by accident (rating.withdrawal.participant_delete).
+    participant = models.ForeignKey(Participant, on_delete=models.RESTRICT, related_name="ratings")
     slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="ratings")
     stimulus = models.ForeignKey(Stimulus, on_delete=models.CASCADE, related_name="ratings")
     dimension = models.ForeignKey(RatingDimension, on_delete=models.CASCADE, related_name="ratings")
@@ -114,7 +134,11 @@ class Rating(models.Model):
     page_index = models.PositiveIntegerField(help_text="Position of the page in this rater's sequence.")
     dimension_position = models.PositiveIntegerField(default=0, help_text="Position of the dimension on the page.")
     seconds_on_page = models.FloatField(null=True, blank=True)
+    # Clicks on "Save and continue" that the page held back for being faster than the study's
+    # minimum time per page (counted by the page's script, sent with the answer): speeding.
+    held_back = models.PositiveSmallIntegerField(default=0)
     pilot = models.BooleanField(default=False, help_text="Given by a pilot participant.")
+    withdrawn = models.BooleanField(default=False, help_text="Its rater was withdrawn: kept, left out of the analysis.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -134,6 +158,7 @@ class AttentionCheckResponse(models.Model):
     page_index = models.PositiveIntegerField()
     response = models.CharField(max_length=200)
     passed = models.BooleanField()
+    held_back = models.PositiveSmallIntegerField(default=0)  # as Rating.held_back
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -158,3 +183,51 @@ class DeploymentLink(models.Model):
 
     def __str__(self) -> str:
         return self.token
+
+
+class ParticipantDeletion(models.Model):
+    """The log of deleted participations (a data-protection request): who, when, why, what went.
+
+    Only the opaque token is kept, never the Prolific ids: the record says that a deletion
+    happened without keeping what was deleted.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participant_deletions")
+    participant_token = models.CharField(max_length=32)
+    deleted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    deleted_at = models.DateTimeField(auto_now_add=True)
+    reason = models.TextField()
+    ratings_deleted = models.PositiveIntegerField(default=0)
+    slots_returned = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-deleted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.participant_token} deleted {self.deleted_at:%Y-%m-%d}"
+
+
+class BonusPayment(models.Model):
+    """The ledger of bonuses paid through Prolific: one row per participant per bulk payment.
+
+    Prolific's pay call is not idempotent, so a bonus is written here (``paid_at`` empty) before
+    it is paid and marked paid after: a participant listed here is not paid again unless the
+    researcher says so (``manage.py prolific bonuses --again``).
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="bonus_payments")
+    # Kept when the participation is deleted (a data-protection request): the ledger keeps the money.
+    participant = models.ForeignKey(
+        Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="bonus_payments"
+    )
+    amount = models.DecimalField(max_digits=8, decimal_places=2)
+    bulk_payment_id = models.CharField(max_length=64)
+    set_up_at = models.DateTimeField(auto_now_add=True)
+    # Empty: set up on Prolific, but the pay call did not confirm (check on Prolific before paying again).
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["set_up_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id}: {self.amount} ({self.bulk_payment_id})"

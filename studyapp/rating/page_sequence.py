@@ -35,7 +35,7 @@ PAGE_SEQUENCE: tuple[FlowPage, ...] = (
 )
 
 # Where a flow stops before completion; one view shows each with its own text and code.
-ENDINGS: frozenset[str] = frozenset({Step.DECLINED, Step.SCREENED_OUT, Step.STUDY_FULL, Step.TIMED_OUT})
+ENDINGS: frozenset[str] = frozenset({Step.DECLINED, Step.SCREENED_OUT, Step.STUDY_FULL, Step.TIMED_OUT, Step.WITHDRAWN})
 ENDED_URL_NAME = "rating:ended"
 
 # A rater on one of these pages is still taking part (their slot is theirs while they are here).

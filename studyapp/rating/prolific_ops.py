@@ -8,14 +8,15 @@ their submission, instead of waiting for the study's timeout.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
-from django.db.models import F
+from django.utils import timezone
 
-from studyapp.rating.models import Participant, Slot
-from studyapp.rating.prolific_api import ProlificClient, Submission
-from studyapp.rating.services import participants_time_out
+from studyapp.rating.models import BonusPayment, Participant
+from studyapp.rating.prolific_api import Bonus, ProlificClient, ProlificError, Submission
+from studyapp.rating.services import participant_slot_release
 from studyapp.studies.models import Study
 
 Step = Participant.Step
@@ -82,26 +83,6 @@ def prolific_plan(*, study: Study, submissions: list[Submission], reject_failed_
     return plan
 
 
-def participant_slot_free(*, participant: Participant) -> bool:
-    """A rater returned the study on Prolific: their slot goes back to the pool now.
-
-    Their ratings stay (flagged partial if there are any); returns False when they had no
-    slot left to free.
-    """
-    with transaction.atomic():
-        slot = Slot.objects.select_for_update().filter(participant=participant, status=Slot.Status.ACTIVE).first()
-        participants_time_out(participant_ids=[participant.pk])
-        flags = list(Participant.objects.values_list("flags", flat=True).get(pk=participant.pk) or [])
-        if RETURNED_FLAG not in flags:
-            Participant.objects.filter(pk=participant.pk).update(flags=[*flags, RETURNED_FLAG])
-        if slot is None:
-            return False
-        Slot.objects.filter(pk=slot.pk).update(
-            status=Slot.Status.FREE, participant=None, claimed_at=None, times_released=F("times_released") + 1
-        )
-    return True
-
-
 def prolific_plan_apply(*, plan: Plan, client: ProlificClient) -> None:
     if plan.approve:
         client.submissions_approve([s.id for s in plan.approve])
@@ -110,4 +91,95 @@ def prolific_plan_apply(*, plan: Plan, client: ProlificClient) -> None:
     for submission, reason in plan.request_return:
         client.submission_request_return(submission.id, reasons=[reason])
     for _, participant in plan.free_slots:
-        participant_slot_free(participant=participant)
+        participant_slot_release(participant=participant, flag=RETURNED_FLAG)
+
+
+# --- Bonuses ---------------------------------------------------------------------------------
+
+
+class BonusRefused(ValueError):
+    """A bonus file names someone who is not a participant, twice, or someone already paid."""
+
+
+def bonuses_check(*, study: Study, bonuses: list[Bonus], again: bool = False) -> dict[str, Participant]:
+    """The participation each bonus goes to (by Prolific ID), or :class:`BonusRefused` saying why not.
+
+    Refused: IDs that are no participant of the study, IDs listed twice, and (unless ``again``)
+    IDs the ledger (:class:`BonusPayment`) lists already, paid or set up; every one is named.
+    """
+    pids = [bonus.participant for bonus in bonuses]
+    twice = sorted(pid for pid, n in Counter(pids).items() if n > 1)
+    if twice:
+        raise BonusRefused(f"listed more than once (Prolific would pay each line): {', '.join(twice)}")
+    participants = {
+        p.prolific_pid: p for p in Participant.objects.filter(study=study, prolific_pid__in=pids).order_by("started_at")
+    }  # the latest participation of a PID that took part more than once
+    unknown = [pid for pid in pids if pid not in participants]
+    if unknown:
+        raise BonusRefused(f"not participants of study {study.slug!r}: {', '.join(unknown)}")
+    if not again:
+        listed = BonusPayment.objects.filter(study=study, participant__prolific_pid__in=pids).select_related(
+            "participant"
+        )
+        if listed:
+            lines = [
+                f"{row.participant.prolific_pid if row.participant else '?'} {row.amount} "
+                f"(bulk payment {row.bulk_payment_id}, "
+                + (f"paid {row.paid_at:%Y-%m-%d %H:%M}" if row.paid_at else "set up, payment not confirmed")
+                + ")"
+                for row in listed
+            ]
+            raise BonusRefused("already in the bonus ledger (pass --again to pay them again): " + "; ".join(lines))
+    return participants
+
+
+def bonuses_pay(
+    *, study: Study, bonuses: list[Bonus], participants: dict[str, Participant], client: ProlificClient
+) -> dict:
+    """Set up the bulk payment on Prolific, write it to the ledger, then pay it once.
+
+    The ledger rows are written (and committed) before the pay call, which is not idempotent: if
+    it fails, they stay as "set up, payment not confirmed" and a second run is refused until the
+    researcher has checked on Prolific.
+    """
+    payment = client.bonuses_set_up(study.prolific_study_id, bonuses)
+    bulk_id = str(payment["id"])
+    rows = BonusPayment.objects.bulk_create(
+        [
+            BonusPayment(study=study, participant=participants[bonus.participant], amount=bonus.amount,
+                         bulk_payment_id=bulk_id)
+            for bonus in bonuses
+        ]
+    )  # fmt: skip
+    try:
+        client.bonuses_pay(bulk_id)
+    except ProlificError as error:
+        raise ProlificError(
+            f"{error}; the bonuses were set up as bulk payment {bulk_id} but the payment was not confirmed: "
+            "check it on Prolific before paying again (the ledger lists them as set up)"
+        ) from None
+    BonusPayment.objects.filter(pk__in=[row.pk for row in rows]).update(paid_at=timezone.now())
+    return payment
+
+
+def partial_bonuses(*, study: Study, per_page: Decimal, max_amount: Decimal = Decimal("50")) -> list[Bonus]:
+    """The partial-completion bonuses, from the participants table: each real participant flagged
+    ``partial`` (timed out or returned after rating) gets ``per_page`` per page rated (at most
+    ``max_amount``), unless the ledger lists them already."""
+    from studyapp.studies.exports import export_participants_frame
+
+    table = export_participants_frame(study=study)
+    partial = table[table["partial"] & ~table["simulated"] & (table["pages_rated"] > 0)]
+    listed = set(
+        BonusPayment.objects.filter(study=study, participant__isnull=False).values_list(
+            "participant__prolific_pid", flat=True
+        )
+    )
+    bonuses = []
+    for pid, pages in partial[["prolific_pid", "pages_rated"]].itertuples(index=False):
+        if pid in listed:
+            continue
+        amount = min(per_page * int(pages), max_amount).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        if amount > 0:
+            bonuses.append(Bonus(participant=str(pid), amount=amount))
+    return bonuses

@@ -7,6 +7,7 @@ being stored, and differ between raters.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,7 +25,10 @@ from studyapp.rating.models import (
     Slot,
     SlotStimulus,
 )
+from studyapp.rating.quality import PARTIAL_FLAG
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PRACTICE = {
     "prompt": "List an unusual use for a paperclip.",
@@ -84,38 +88,59 @@ class RaterPlan:
 
 
 def study_attention_checks(*, study: Study) -> list[AttentionCheck]:
-    """The study's instructed-response items, in the fields the spec loader checks (studies/spec.py)."""
+    """The study's instructed-response items, in the fields the spec loader checks (studies/spec.py).
+
+    The admin checks them on save; one stored otherwise that a page could not show (a position
+    that is not a whole number, say) is left out, never a server error on a rater's page, and
+    the dashboard lists the problem (``spec.rater_pages_check``).
+    """
     checks = []
-    for index, raw in enumerate(study.attention_checks or []):
-        raw = raw if isinstance(raw, dict) else {"text": str(raw)}  # the admin edits this field as free JSON
-        options = tuple(str(option) for option in (raw.get("options") or ()))
-        expected = raw.get("expected", options[0] if options else 100)
-        checks.append(
-            AttentionCheck(
-                index=index,
-                after=max(0, int(raw.get("position", 0) or 0)),
-                text=str(raw.get("text") or ""),
-                question=str(raw.get("question") or "Your answer"),
-                options=options,
-                expected=str(expected),
-                tolerance=float(raw.get("tolerance", 5)),
+    raws = study.attention_checks if isinstance(study.attention_checks, list) else []
+    for index, raw in enumerate(raws):
+        try:
+            options = tuple(str(option) for option in (raw.get("options") or ()))
+            checks.append(
+                AttentionCheck(
+                    index=index,
+                    after=max(0, int(raw.get("position", 0) or 0)),
+                    text=str(raw.get("text") or ""),
+                    question=str(raw.get("question") or "Your answer"),
+                    options=options,
+                    expected=str(raw.get("expected", options[0] if options else 100)),
+                    tolerance=float(raw.get("tolerance", 5)),
+                )
             )
-        )
+        except (AttributeError, TypeError, ValueError):
+            logger.warning("study %s: attention check %d cannot be shown and is left out", study.slug, index)
     return checks
 
 
 def study_debrief_questions(*, study: Study) -> list[DebriefQuestion]:
-    """The debrief questions, stored in the one form the spec loader writes (``spec._check_debrief_question``)."""
-    return [
-        DebriefQuestion(
-            key=question["key"],
-            text=question["question"],
-            kind=question.get("type", "text"),
-            options=tuple(question.get("options", ())),
-            required=bool(question.get("required", False)),
+    """The debrief questions, stored in the one form the spec loader writes (``spec._check_debrief_question``).
+
+    One stored otherwise is read as the spec reads it (a question without a key gets ``q<n>``),
+    or left out when even that fails, never a server error on a rater's page.
+    """
+    from studyapp.studies.spec import SpecError, debrief_question_stored
+
+    questions = []
+    raws = study.debrief_questions if isinstance(study.debrief_questions, list) else []
+    for index, raw in enumerate(raws):
+        try:
+            question = debrief_question_stored(raw, index=index)
+        except SpecError:
+            logger.warning("study %s: debrief question %d cannot be shown and is left out", study.slug, index)
+            continue
+        questions.append(
+            DebriefQuestion(
+                key=question["key"],
+                text=question["question"],
+                kind=question["type"],
+                options=tuple(question["options"]),
+                required=question["required"],
+            )
         )
-        for question in study.debrief_questions or []
-    ]
+    return questions
 
 
 def study_practice(*, study: Study) -> dict:
@@ -132,6 +157,23 @@ def study_practice(*, study: Study) -> dict:
             if isinstance(value, int | float) and not isinstance(value, bool)
         },
     }
+
+
+def participant_ending_code(*, study: Study, step: str, flags: list | None) -> str:
+    """The Prolific code a participation ending on ``step`` is given ("" for none).
+
+    Completed: the completion code; declined: the no-consent code; screened out: the
+    screen-out code; timed out after saving ratings (flag ``timed_out_partial``): the
+    partial-completion code. Any other ending is asked to return the study.
+    """
+    if step == Participant.Step.TIMED_OUT:
+        return study.prolific_timed_out_code if PARTIAL_FLAG in (flags or []) else ""
+    codes: dict[str, str] = {
+        Participant.Step.COMPLETE: study.prolific_completion_code,
+        Participant.Step.DECLINED: study.prolific_no_consent_code,
+        Participant.Step.SCREENED_OUT: study.prolific_screen_out_code,
+    }
+    return codes.get(step, "")
 
 
 def stimulus_display_prompt(*, stimulus: Stimulus) -> str:
@@ -253,24 +295,28 @@ def pages_done(*, participant: Participant, slot: Slot, pages: list[Page]) -> se
 
 def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
     """What a researcher's preview shows: the lowest slot of the study, nothing claimed."""
-    slot = Slot.objects.filter(deployment__study=study).order_by("index", "deployment_id").first()
+    slot = Slot.objects.filter(deployment__study=study, pilot=False).order_by("index", "deployment_id").first()
     stimuli = slot_stimuli(slot=slot) if slot else []
     pages = pages_build(seed="preview", stimuli=stimuli, checks=study_attention_checks(study=study))
     return RaterPlan(slot=slot, pages=pages, done=set(done), dimensions=rater_dimensions(study=study, seed="preview"))
 
 
-def claimable_slots(*, study: Study, deployment: Deployment | None = None):
+def claimable_slots(*, study: Study, deployment: Deployment | None = None, pilot: bool | None = False):
     """Free slots, slots whose rater has been silent past the study's timeout, and slots
     claimed longer ago than the (shorter) hold whose rater has no rating saved yet.
 
     The hold counts from the claim, not from the rater's last request: a participation with
     no saved rating keeps its slot at most ``slot_hold_minutes``, whatever it sends (page
     loads, heartbeats), so made-up entries cannot keep a slot alive with requests alone.
+
+    ``pilot``: False, the balanced design's slots; True, pilot raters' copies; None, both.
     """
     now = timezone.now()
     cutoff = now - timedelta(minutes=study.slot_timeout_minutes)
     hold_cutoff = now - timedelta(minutes=min(study.slot_hold_minutes, study.slot_timeout_minutes))
     slots = Slot.objects.filter(deployment__study=study)
+    if pilot is not None:
+        slots = slots.filter(pilot=pilot)
     if deployment is not None:
         slots = slots.filter(deployment=deployment)
     rated = Exists(Rating.objects.filter(slot=OuterRef("pk"), participant=OuterRef("participant")))
@@ -281,7 +327,12 @@ def claimable_slots(*, study: Study, deployment: Deployment | None = None):
     )
 
 
-def study_has_room(*, study: Study, deployment: Deployment | None = None) -> bool:
+def study_has_room(*, study: Study, deployment: Deployment | None = None, pilot: bool = False) -> bool:
+    """Whether a new rater can get a slot now. A pilot rater always can once the design is
+    built: their slot is a fresh copy of a design slot's plan (``services.slot_claim``)."""
+    if pilot:
+        design = Slot.objects.filter(deployment__study=study, pilot=False)
+        return (design.filter(deployment=deployment) if deployment is not None else design).exists()
     return claimable_slots(study=study, deployment=deployment).exists()
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from studyapp.rating import selectors
@@ -24,9 +24,10 @@ from studyapp.rating.models import (
     Participant,
     Rating,
     Slot,
+    SlotStimulus,
 )
 from studyapp.rating.page_sequence import CONTINUE_PAGES, ENDINGS, step_after
-from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG
+from studyapp.rating.quality import PARTIAL_FLAG, SPEEDING_FLAG, page_speeding
 from studyapp.studies.models import Deployment, RatingDimension, Study
 from studyapp.studies.vocabulary import balance_problem
 
@@ -117,6 +118,7 @@ def participant_enter(
                     "prolific_study_id": prolific_study_id,
                     "pinned_deployment": pinned_deployment,
                     "user_agent": user_agent[:300],
+                    "step_times": _times_with(None, Step.CONSENT, timezone.now()),
                 },
             )
             if created and Participant.objects.filter(study=study, prolific_pid=prolific_pid).count() > 1:
@@ -128,7 +130,7 @@ def participant_enter(
     if (
         not created
         and participant.step == Step.STUDY_FULL
-        and selectors.study_has_room(study=study, deployment=participant.pinned_deployment)
+        and selectors.study_has_room(study=study, deployment=participant.pinned_deployment, pilot=participant.pilot)
     ):
         # Someone timed out since: this rater may try again.
         Participant.objects.filter(pk=participant.pk, step=Step.STUDY_FULL).update(step=Step.CONSENT)
@@ -159,11 +161,13 @@ def slot_claim(*, participant: Participant) -> Slot | None:
         if current is not None:
             return current
         slot = (
-            selectors.claimable_slots(study=study, deployment=participant.pinned_deployment)
+            selectors.claimable_slots(study=study, deployment=participant.pinned_deployment, pilot=participant.pilot)
             .order_by("index", "deployment_id")
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )
+        if slot is None and participant.pilot:
+            slot = _pilot_slot_create(study=study, deployment=participant.pinned_deployment)
         if slot is None:
             return None
         now = timezone.now()
@@ -179,12 +183,47 @@ def slot_claim(*, participant: Participant) -> Slot | None:
         return slot
 
 
+def _pilot_slot_create(*, study: Study, deployment: Deployment | None) -> Slot | None:
+    """A new pilot slot: a copy of one design slot's plan, outside the balanced design.
+
+    The deployment is the pinned one, or the one with the fewest pilot slots; the copied
+    plan is design slot ``n mod R`` for the deployment's n-th pilot slot, so pilots rate the
+    real stimuli in the real combinations and spread over the design. None when the design
+    has no slots yet. The deployment's row lock numbers concurrent pilots' slots one by one.
+    """
+    design = Slot.objects.filter(deployment__study=study, pilot=False)
+    if deployment is not None:
+        design = design.filter(deployment=deployment)
+    deployment_ids = set(design.values_list("deployment_id", flat=True))
+    if not deployment_ids:
+        return None
+    pilots = dict(
+        Slot.objects.filter(deployment_id__in=deployment_ids, pilot=True)
+        .values("deployment_id")
+        .annotate(n=Count("pk"))
+        .values_list("deployment_id", "n")
+    )
+    chosen = min(sorted(deployment_ids), key=lambda pk: pilots.get(pk, 0))
+    Deployment.objects.select_for_update().filter(pk=chosen).first()
+    n_pilot = Slot.objects.filter(deployment_id=chosen, pilot=True).count()
+    plan = list(design.filter(deployment_id=chosen).order_by("index"))
+    source = plan[n_pilot % len(plan)]
+    slot = Slot.objects.create(deployment_id=chosen, index=n_pilot, pilot=True)
+    SlotStimulus.objects.bulk_create(
+        [
+            SlotStimulus(slot=slot, stimulus_id=stimulus_id, position=position)
+            for stimulus_id, position in source.planned.values_list("stimulus_id", "position")
+        ]
+    )
+    return slot
+
+
 def slots_release_stale(*, study: Study) -> int:
     """Free the slots of raters silent past the timeout (the claim does this lazily too)."""
     released = 0
     with transaction.atomic():
         stale = list(
-            selectors.claimable_slots(study=study)
+            selectors.claimable_slots(study=study, pilot=None)
             .filter(status=Slot.Status.ACTIVE)
             .select_for_update(skip_locked=True, of=("self",))
         )
@@ -195,6 +234,26 @@ def slots_release_stale(*, study: Study) -> int:
             )
             released += 1
     return released
+
+
+def participant_slot_release(*, participant: Participant, flag: str) -> bool:
+    """The rater is gone for good (returned on Prolific, a simulated rater that could not go on):
+    their slot goes back to the pool now, not after the study's timeout.
+
+    The participation ends as timed out, flagged ``flag``; their ratings stay (flagged partial if
+    there are any). Returns False when they held no slot any more.
+    """
+    with transaction.atomic():
+        slot = Slot.objects.select_for_update().filter(participant=participant, status=Slot.Status.ACTIVE).first()
+        participants_time_out(participant_ids=[participant.pk])
+        flags = list(Participant.objects.values_list("flags", flat=True).get(pk=participant.pk) or [])
+        _flag_add(participant.pk, flags, flag)
+        if slot is None:
+            return False
+        Slot.objects.filter(pk=slot.pk).update(
+            status=Slot.Status.FREE, participant=None, claimed_at=None, times_released=F("times_released") + 1
+        )
+    return True
 
 
 def _flag_add(participant_id: int, flags: list, flag: str) -> list:
@@ -211,7 +270,11 @@ def participants_time_out(*, participant_ids: list) -> None:
     Their ratings stay in the data (flagged), and their ending page gives the spec's
     partial-completion code instead of asking them to return the study.
     """
-    Participant.objects.filter(pk__in=participant_ids).update(step=Step.TIMED_OUT)
+    now = timezone.now()
+    for participant_id, times in Participant.objects.filter(pk__in=participant_ids).values_list("pk", "step_times"):
+        Participant.objects.filter(pk=participant_id).update(
+            step=Step.TIMED_OUT, step_times=_times_with(times, Step.TIMED_OUT, now)
+        )
     worked = set(
         Rating.objects.filter(participant_id__in=participant_ids).values_list("participant_id", flat=True).distinct()
     )
@@ -219,8 +282,17 @@ def participants_time_out(*, participant_ids: list) -> None:
         _flag_add(participant_id, list(flags or []), PARTIAL_FLAG)
 
 
+def _times_with(times: dict | None, step: str, now) -> dict:
+    """``Participant.step_times`` with ``step`` reached ``now`` (the first time counts)."""
+    times = dict(times or {})
+    times.setdefault(str(step), now.isoformat())
+    return times
+
+
 def _step_set(participant: Participant, step: str, **fields) -> None:
-    Participant.objects.filter(pk=participant.pk).update(step=step, last_seen_at=timezone.now(), **fields)
+    now = timezone.now()
+    fields["step_times"] = _times_with(participant.step_times, step, now)
+    Participant.objects.filter(pk=participant.pk).update(step=step, last_seen_at=now, **fields)
     participant.step = step
     for name, value in fields.items():
         setattr(participant, name, value)
@@ -252,11 +324,13 @@ def participant_advance(*, participant: Participant, from_step: str) -> str:
     """Leave a page that only continues (instructions, practice); a repeated submit is a no-op."""
     if participant.step == from_step and from_step in CONTINUE_PAGES:
         following = step_after(from_step)
+        now = timezone.now()
+        times = _times_with(participant.step_times, following, now)
         updated = Participant.objects.filter(pk=participant.pk, step=from_step).update(
-            step=following, last_seen_at=timezone.now()
+            step=following, last_seen_at=now, step_times=times
         )
         if updated:
-            participant.step = following
+            participant.step, participant.step_times = following, times
         else:
             participant.refresh_from_db(fields=["step"])
     return participant.step
@@ -333,10 +407,13 @@ def rating_page_submit(
     scores: dict[str, float],
     seconds_on_page: float | None,
     dimensions: list[RatingDimension] | None = None,
+    held_back: int = 0,
 ) -> PageResult:
     """Store one page's ratings, all dimensions at once or none.
 
     ``dimensions``: the rater's, as the caller read them to check the form (read here if not given).
+    ``held_back``: clicks the page held back as too fast; any, or a time below the study's
+    minimum, flags the rater ``speeding``.
     """
     if participant.step != Step.RATING:
         return PageResult(PageOutcome.SLOT_LOST if participant.step in ENDINGS else PageOutcome.ALREADY_SAVED,
@@ -363,13 +440,13 @@ def rating_page_submit(
                     page_index=page.index,
                     dimension_position=position,
                     seconds_on_page=seconds_on_page,
+                    held_back=held_back,
                     pilot=participant.pilot,
                 )
                 for key, (position, dimension) in by_key.items()
             ]
         )
-        minimum = participant.study.min_seconds_per_page
-        if minimum and seconds_on_page is not None and seconds_on_page < minimum:
+        if page_speeding(study=participant.study, seconds_on_page=seconds_on_page, held_back=held_back):
             participant.flags = _flag_add(participant.pk, list(participant.flags or []), SPEEDING_FLAG)
         _page_finish(participant, slot, plan, page.index)
     return PageResult(PageOutcome.SAVED, participant.step)
@@ -382,6 +459,7 @@ def attention_check_submit(
     check_index: int,
     response: str,
     dimensions: list[RatingDimension] | None = None,
+    held_back: int = 0,
 ) -> PageResult:
     """Record an instructed-response item; screen out after the study's K failures.
 
@@ -406,7 +484,10 @@ def attention_check_submit(
             page_index=page.index,
             response=response[:200],
             passed=passed,
+            held_back=held_back,
         )
+        if page_speeding(study=study, seconds_on_page=None, held_back=held_back):
+            participant.flags = _flag_add(participant.pk, list(participant.flags or []), SPEEDING_FLAG)
         if not passed:
             participant.attention_failures += 1
             flags = list(participant.flags or [])
@@ -436,7 +517,11 @@ def participant_debrief_submit(*, participant: Participant, answers: dict) -> st
     now = timezone.now()
     following = step_after(Step.DEBRIEF)
     updated = Participant.objects.filter(pk=participant.pk, step=Step.DEBRIEF).update(
-        debrief=answers, step=following, completed_at=now, last_seen_at=now
+        debrief=answers,
+        step=following,
+        completed_at=now,
+        last_seen_at=now,
+        step_times=_times_with(participant.step_times, following, now),
     )
     if updated:
         participant.debrief, participant.step, participant.completed_at = answers, following, now

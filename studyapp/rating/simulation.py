@@ -19,8 +19,10 @@ tab open (their slot times out as a real one would). Everything is seeded.
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
+from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urlsplit
 
@@ -28,15 +30,30 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
+from studyapp.rating import services
 from studyapp.rating.forms import page_ticket_load
 from studyapp.rating.models import Participant, Rating
 from studyapp.rating.page_sequence import IN_PROGRESS
+from studyapp.rating.quality import study_rating_pages
 from studyapp.rating.selectors import study_attention_checks
 from studyapp.studies.models import RatingDimension, Stimulus, Study
 
 
 class SimulationError(ValueError):
     """The simulation cannot run on this study (closed, real raters present, ...)."""
+
+
+class SimulatedRaterStuck(SimulationError):
+    """A simulated rater could not go on: a page refused its answer or answered with an error.
+
+    The message names the rater, the page and the reason; the rater's slot has been freed.
+    """
+
+
+# What a stuck rater's page is called in a message, by the last part of its URL.
+PAGE_NAMES = {"rate": "rating", "consent": "consent", "instructions": "instructions", "practice": "practice",
+              "debrief": "debrief"}  # fmt: skip
+STUCK_FLAG = "simulation_stuck"
 
 
 @dataclass(frozen=True)
@@ -153,14 +170,16 @@ class _SimulatedRater:
         stop_after = None
         for _ in range(1000):  # a bound, never reached: every step moves the rater on
             step = urlsplit(response.request["PATH_INFO"]).path.rstrip("/").rsplit("/", 1)[-1]
-            if step in ("done", "ended") or response.status_code != 200:
+            if step in ("done", "ended"):
                 break
             form = _form(response.content.decode())
+            if response.status_code != 200:
+                self._stuck(step, response.status_code, response.content.decode(), form)
             if step == "consent":
                 data = {"choice": "agree"}
             elif step == "rate":
                 if self.abandons and stop_after is None:
-                    n_pages = len(self.study.attention_checks or []) + self.study.stimuli_per_rater
+                    n_pages = study_rating_pages(study=self.study)
                     stop_after = self.rng.randrange(max(1, n_pages))
                 if stop_after is not None and stop_after <= 0:
                     break  # gone: the tab stays open, the slot times out
@@ -173,6 +192,18 @@ class _SimulatedRater:
         self.participant.refresh_from_db(fields=["step"])
         return self.participant.step
 
+    def _stuck(self, step: str, status: int, html: str, form: _Form) -> None:
+        """Free this rater's slot and stop: a rater that cannot go on must not hold a slot."""
+        assert self.participant is not None  # noqa: S101 (narrows the type: set by walk() before any page)
+        page = PAGE_NAMES.get(step, step)
+        if step == "rate" and "stimulus" not in form.values:
+            page = "attention-check"
+        services.participant_slot_release(participant=self.participant, flag=STUCK_FLAG)
+        raise SimulatedRaterStuck(
+            f"simulated rater {self.pid} could not go on at the {page} page (HTTP {status}: "
+            f"{_page_problem(html)}); its slot was freed"
+        )
+
     def _answer(self, form: _Form) -> dict[str, str]:
         data = dict(form.values)
         for name in form.textareas:
@@ -180,9 +211,9 @@ class _SimulatedRater:
         for name in form.numbers:
             data[name] = "3"
         for name, options in {**form.radios, **form.selects}.items():
-            data[name] = self.rng.choice(options)
-        for name in data:
-            if name.startswith("score-"):
+            data[name] = self.rng.choice(options)  # a Likert scale's answer among its own points
+        for name in form.values:
+            if name.startswith("score-"):  # a slider's hidden field
                 data[name] = str(self.rng.randint(30, 70))
         return data
 
@@ -217,7 +248,7 @@ class _SimulatedRater:
     def _attention(self, form: _Form, data: dict[str, str]) -> dict[str, str]:
         assert self.participant is not None  # noqa: S101 (narrows the type: set by walk() before any page)
         ticket = page_ticket_load(value=data.get("page", ""), rater_token=self.participant.token)
-        check = self.checks[ticket.check_index] if ticket and ticket.check_index is not None else None
+        check = next((c for c in self.checks if ticket is not None and c.index == ticket.check_index), None)
         options = form.radios.get("response", [])
         if check is None:
             data["response"] = options[0] if options else "50"
@@ -229,6 +260,20 @@ class _SimulatedRater:
             far = 0.0 if expected >= 50 else 100.0
             data["response"] = str(int(far if self.inattentive else expected))
         return data
+
+
+def _page_problem(html: str) -> str:
+    """What a page says is wrong: its form errors, or its heading and first paragraph."""
+    errors = [_text(item) for block in re.findall(r'<ul class="errorlist"[^>]*>(.*?)</ul>', html, re.S)
+              for item in re.findall(r"<li>(.*?)</li>", block, re.S)]  # fmt: skip
+    if errors:
+        return "; ".join(errors)
+    heading = re.search(r"<h1>(.*?)</h1>\s*<p>(.*?)</p>", html, re.S)
+    return f"{_text(heading.group(1))}: {_text(heading.group(2))}" if heading else "no message on the page"
+
+
+def _text(fragment: str) -> str:
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
 
 
 def _host() -> str:
@@ -274,7 +319,11 @@ def raters_simulate(*, study: Study, n_raters: int, model: RaterModel, allow_rea
             model=model,
             rng=random.Random(f"{model.seed}:{index}"),  # noqa: S311 (seeded simulation, not a secret)
         )
-        result.outcomes[rater.walk()] += 1
+        try:
+            result.outcomes[rater.walk()] += 1
+        except SimulatedRaterStuck as stuck:
+            walked = ", ".join(f"{n} {step}" for step, n in sorted(result.outcomes.items())) or "none"
+            raise SimulatedRaterStuck(f"{stuck} (raters walked before it: {walked})") from None
         result.inattentive += rater.inattentive
         result.abandoned += rater.abandons
     result.ratings = Rating.objects.filter(participant__study=study, participant__prolific_pid__in=pids).count()

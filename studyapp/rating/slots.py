@@ -14,6 +14,7 @@ from django.db import transaction
 from studyapp.rating.models import DeploymentLink, Rating, Slot, SlotStimulus
 from studyapp.rating.services import SlotPlanError, slot_plan_compute
 from studyapp.studies.models import Deployment, RatingDimension, Stimulus, Study
+from studyapp.studies.vocabulary import pairing_problem
 
 
 def slots_build(*, study: Study, deployments: Iterable[Deployment] | None = None) -> dict[str, list[Slot]]:
@@ -52,22 +53,26 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
     with transaction.atomic():
         # Serialises concurrent builders of the same deployment.
         Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+        rated = rated_stimuli(deployment=deployment)
+        _truncation_check(deployment=deployment, rated=rated)
         stimuli_by_condition: dict[str, list[int]] = {}
-        for stimulus_id, condition_key in rated_stimuli(deployment=deployment).values_list("id", "condition__key"):
+        for stimulus_id, condition_key in rated.values_list("id", "condition__key"):
             stimuli_by_condition.setdefault(condition_key, []).append(stimulus_id)
         plan = slot_plan_compute(
             stimuli_by_condition=stimuli_by_condition,
-            raters=study.raters_per_deployment,
-            per_rater=study.stimuli_per_rater,
+            raters=deployment.raters_planned,
+            per_rater=deployment.per_rater,
             seed=f"{study.seed}:{deployment.slug}",
         )
+        _pairing_check(deployment=deployment, rated=rated, n_conditions=len(stimuli_by_condition))
         if not RatingDimension.objects.filter(study=study).exists():
             raise SlotPlanError("the study has no rating dimensions: a rating page would have nothing to ask")
-        existing = list(Slot.objects.filter(deployment=deployment).order_by("index"))
+        # The balanced design only: pilot slots are copies outside it and never block a rebuild.
+        existing = list(Slot.objects.filter(deployment=deployment, pilot=False).order_by("index"))
         if existing:
             planned: dict[int, list[int]] = {slot.id: [] for slot in existing}
             for slot_id, stimulus_id in (
-                SlotStimulus.objects.filter(slot__deployment=deployment)
+                SlotStimulus.objects.filter(slot__deployment=deployment, slot__pilot=False)
                 .order_by("slot_id", "position")
                 .values_list("slot_id", "stimulus_id")
             ):
@@ -76,11 +81,11 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
                 DeploymentLink.objects.get_or_create(deployment=deployment)
                 return existing
             used = any(slot.status != Slot.Status.FREE or slot.times_released for slot in existing)
-            if used or Rating.objects.filter(slot__deployment=deployment).exists():
+            if used or Rating.objects.filter(slot__deployment=deployment, slot__pilot=False).exists():
                 raise SlotPlanError(
                     "its slots are already in use by raters and the stimuli or settings changed; they cannot be rebuilt"
                 )
-            Slot.objects.filter(deployment=deployment).delete()
+            Slot.objects.filter(deployment=deployment, pilot=False).delete()
         slots = Slot.objects.bulk_create([Slot(deployment=deployment, index=j) for j in range(len(plan.slots))])
         SlotStimulus.objects.bulk_create(
             [
@@ -93,20 +98,47 @@ def _deployment_slots_build(*, deployment: Deployment) -> list[Slot]:
     return slots
 
 
+def _pairing_check(*, deployment: Deployment, rated, n_conditions: int) -> None:
+    """The loader's rule (``vocabulary.pairing_problem``) on the numbers as they are now (the admin edits them)."""
+    if deployment.allow_paired_items or n_conditions < 2:
+        return
+    n_items = rated.values("item_id").distinct().count()
+    problem = pairing_problem(
+        n_conditions=n_conditions,
+        n_items=n_items,
+        rated_samples=deployment.rated_samples or deployment.generated_samples_per_item,
+        per_rater=deployment.per_rater,
+    )
+    if problem:
+        raise SlotPlanError(problem)
+
+
+def _truncation_check(*, deployment: Deployment, rated) -> None:
+    """A text cut mid-word is never shown to raters unless the deployment accepts truncation."""
+    if deployment.accept_truncation:
+        return
+    n_cut = rated.filter(ends_mid_word=True).count()
+    if n_cut:
+        raise SlotPlanError(
+            f"{n_cut} of its rated texts end mid-word, cut by max_new_tokens: exclude and regenerate them "
+            "(its texts page), raise max_new_tokens (a new generation round), or accept truncation for it"
+        )
+
+
 def rated_stimuli(*, deployment: Deployment):
     """The deployment's stimuli that enter the rater design (``studies.design.rated_stimulus_ids``)."""
     from studyapp.studies.design import SampleRow, rated_stimulus_ids
 
     study = deployment.study
     n_samples = deployment.generated_samples_per_item
-    stimuli = Stimulus.objects.filter(deployment=deployment)
+    stimuli = Stimulus.objects.current().filter(deployment=deployment)
     rows = (
         SampleRow(stimulus_id, task_key, item_key, n_samples, sample_index, replaces_id, excluded_at is not None)
         for stimulus_id, task_key, item_key, sample_index, replaces_id, excluded_at in stimuli.values_list(
             "id", "item__task__key", "item__key", "sample_index", "replaces_id", "excluded_at"
         )
     )
-    ids = rated_stimulus_ids(rows=rows, study_seed=study.seed, n_rated=study.rated_samples_per_item)
+    ids = rated_stimulus_ids(rows=rows, study_seed=study.seed, n_rated=deployment.rated_samples)
     return stimuli.filter(id__in=ids)
 
 

@@ -34,7 +34,7 @@ from studyapp.rating.forms import (
 )
 from studyapp.rating.models import Participant
 from studyapp.rating.page_sequence import ENDINGS, IN_PROGRESS, step_after, step_url_name
-from studyapp.rating.quality import PARTIAL_FLAG, study_time_estimate
+from studyapp.rating.quality import study_time_estimate
 from studyapp.rating.ratelimit import entry_rate_allow
 from studyapp.studies.access import user_can_view_study
 from studyapp.studies.models import Deployment, Study
@@ -259,7 +259,7 @@ def _new_entry_refusal(
             "This study is not accepting participants at the moment. Thank you for your interest; "
             "please return the study on Prolific.",
         )
-    if not selectors.study_has_room(study=study, deployment=pinned):
+    if not selectors.study_has_room(study=study, deployment=pinned, pilot=study.pilot_mode):
         return _study_full(request)
     return None
 
@@ -323,7 +323,8 @@ def consent(request: HttpRequest, rater: Rater) -> HttpResponse:
 
 
 def _consent_context(rater: Rater, form: ConsentForm) -> dict:
-    return {"rater": rater, "form": form, "estimate": study_time_estimate(study=rater.study)}
+    pinned = rater.participant.pinned_deployment if rater.participant is not None else None
+    return {"rater": rater, "form": form, "estimate": study_time_estimate(study=rater.study, deployment=pinned)}
 
 
 def _advance(request: HttpRequest, rater: Rater, from_step: str) -> HttpResponse:
@@ -455,6 +456,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
             check_index=ticket.check_index,
             response=str(form.cleaned_data["response"]),
             dimensions=dimensions,
+            held_back=form.held_back_count(),
         )
     else:
         result = services.rating_page_submit(
@@ -464,6 +466,7 @@ def rate(request: HttpRequest, rater: Rater) -> HttpResponse:
             scores=form.scores(),
             seconds_on_page=form.cleaned_data["page"].seconds_on_page,
             dimensions=dimensions,
+            held_back=form.held_back_count(),
         )
     return _outcome_response(request, rater, result.outcome)
 
@@ -474,10 +477,12 @@ def _page_form(
     """The form of the page the ticket names; None for a check the study does not have."""
     if ticket.check_index is None:
         return RatingPageForm(request.POST, dimensions=dimensions, rater_token=rater.token)
-    checks = selectors.study_attention_checks(study=rater.study)
-    if not 0 <= ticket.check_index < len(checks):
+    check = next(
+        (c for c in selectors.study_attention_checks(study=rater.study) if c.index == ticket.check_index), None
+    )
+    if check is None:
         return None
-    return AttentionCheckForm(request.POST, rater_token=rater.token, check=checks[ticket.check_index])
+    return AttentionCheckForm(request.POST, rater_token=rater.token, check=check)
 
 
 def _rate_show(request: HttpRequest, rater: Rater) -> HttpResponse:
@@ -549,7 +554,7 @@ def prolific_return_url(code: str) -> str:
 @require_GET
 @rater_page({Step.COMPLETE})
 def done(request: HttpRequest, rater: Rater) -> HttpResponse:
-    code = rater.study.prolific_completion_code
+    code = selectors.participant_ending_code(study=rater.study, step=rater.step, flags=[])
     context = {"rater": rater, "code": code, "return_url": prolific_return_url(code) if code else ""}
     return render(request, "rating/done.html", context)
 
@@ -561,14 +566,13 @@ def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
     study = rater.study
     if rater.step == Step.STUDY_FULL:
         return _study_full(request)
+    flags = rater.participant.flags if rater.participant is not None else []
+    code = selectors.participant_ending_code(study=study, step=rater.step, flags=flags)
     if rater.step == Step.DECLINED:
-        code = study.prolific_no_consent_code
         title, text = "Thank you", "You chose not to take part. No ratings were recorded."
         if not code:
             text += " Please return the study on Prolific."
     elif rater.step == Step.TIMED_OUT:
-        worked = rater.participant is not None and PARTIAL_FLAG in (rater.participant.flags or [])
-        code = study.prolific_timed_out_code if worked else ""
         if code:
             title = "Thank you for the work you did"
             text = (
@@ -581,8 +585,10 @@ def ended(request: HttpRequest, rater: Rater) -> HttpResponse:
                 "You were away from the study for a while, so your place was given to another participant. "
                 "Please return the study on Prolific."
             )
+    elif rater.step == Step.WITHDRAWN:
+        title = "Your participation has ended"
+        text = "The researchers have ended your participation in this study. Thank you for your time."
     else:
-        code = study.prolific_screen_out_code
         title = "Thank you for your time"
         text = "Some answers to the attention questions did not match the instructions, so this session ends here."
     return message(request, title, text, code=code, return_url=prolific_return_url(code) if code else "")

@@ -6,6 +6,8 @@ definitions are edited here after loading; the stored spec keeps what was loaded
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
@@ -16,7 +18,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from studyapp.rating import models as rating
-from studyapp.studies.admin_scoping import ScopedChoicesMixin, ScopedInline, ScopedListFiltersMixin, scoped
+from studyapp.rating.withdrawal import WithdrawalError, participant_delete, participant_withdraw
+from studyapp.studies.admin_scoping import (
+    SameStudyForm,
+    ScopedChoicesMixin,
+    ScopedInline,
+    ScopedListFiltersMixin,
+    scoped,
+)
 from studyapp.studies.forms import SpecUploadForm, StorableJSONField
 from studyapp.studies.generation_jobs import generation_job_retry, generation_start
 from studyapp.studies.models import (
@@ -33,7 +42,7 @@ from studyapp.studies.models import (
     TaskFamily,
 )
 from studyapp.studies.provenance import NEW_VERSION_ADVICE
-from studyapp.studies.spec import SpecError
+from studyapp.studies.spec import RATER_PAGE_FIELDS, SpecError, rater_pages_check
 from studyapp.studies.study_loading import StudyLoadError, study_load
 
 
@@ -75,6 +84,32 @@ class ReadOnlyAdmin(StudyScopedAdmin):
         return False
 
 
+class StudyAdminForm(SameStudyForm):
+    """The rater pages read the practice item, attention checks and debrief questions as stored:
+    each is checked with the spec's rules on save (a form error, nothing saved) and saved in the
+    form the spec loader writes."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        fields = [name for name in RATER_PAGE_FIELDS if name in cleaned]
+        if not fields:
+            return cleaned
+        per_rater = self.instance.fewest_stimuli_per_rater(cleaned.get("stimuli_per_rater"))
+        problems, stored = rater_pages_check(
+            practice=cleaned.get("practice", self.instance.practice),
+            attention_checks=cleaned.get("attention_checks", self.instance.attention_checks),
+            screen_out_after=cleaned.get("attention_screen_out_after", self.instance.attention_screen_out_after),
+            debrief_questions=cleaned.get("debrief_questions", self.instance.debrief_questions),
+            per_rater=per_rater,
+        )
+        for name in fields:
+            if name in problems:
+                self.add_error(name, problems[name])
+            else:
+                cleaned[name] = stored[name]
+        return cleaned
+
+
 class LanguageModelInline(ScopedInline):
     model = LanguageModel
     extra = 0
@@ -92,6 +127,7 @@ class RatingDimensionInline(ScopedInline):
 
 @admin.register(Study)
 class StudyAdmin(ProvenanceReadOnlyMixin, StudyScopedAdmin):
+    form = StudyAdminForm
     list_display = ("slug", "title", "spec_version", "is_open", "dashboard_link", "created_at")
     search_fields = ("slug", "title")
     readonly_fields = ("spec_version", "spec_sha256", "spec", "created_at")
@@ -184,7 +220,7 @@ class RatingDimensionAdmin(StudyScopedAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(StudyScopedAdmin):
-    list_display = ("slug", "study", "model", "task", "samples_per_item", "automatic_only")
+    list_display = ("slug", "study", "model", "task", "samples_per_item", "automatic_only", "accept_truncation")
     list_filter = ("study", "automatic_only")
     filter_horizontal = ("conditions",)
 
@@ -212,8 +248,11 @@ class GenerationJobAdmin(StudyScopedAdmin):
 
 @admin.register(Stimulus)
 class StimulusAdmin(ReadOnlyAdmin):
-    list_display = ("token", "deployment", "condition", "item", "sample_index", "n_new_tokens", "short_text")
-    list_filter = ("deployment__study", "condition__method")
+    list_display = (
+        "token", "deployment", "condition", "item", "sample_index", "generation_round", "n_new_tokens",
+        "ends_mid_word", "short_text",
+    )  # fmt: skip
+    list_filter = ("deployment__study", "condition__method", "ends_mid_word")
     list_select_related = ("deployment", "condition", "item__task")
     search_fields = ("token", "text")
 
@@ -235,15 +274,97 @@ class StudyReportAdmin(ReadOnlyAdmin):
 
 @admin.register(rating.Participant)
 class ParticipantAdmin(ReadOnlyAdmin):
-    list_display = ("token", "study", "step", "attention_failures", "flags", "simulated", "started_at", "completed_at")
+    """Participants are withdrawn (ratings kept, marked, left out of the analysis), never deleted by
+    a researcher: deletion (a data-protection request) is a superuser's, logged, and gives the
+    slots back (rating/withdrawal.py)."""
+
+    list_display = (
+        "token", "study", "step", "attention_failures", "flags", "simulated", "withdrawn_at", "started_at",
+        "completed_at",
+    )  # fmt: skip
     list_filter = ("study", "step", "simulated")
     search_fields = ("token", "prolific_pid")
+    actions = ("withdraw_to_pool", "withdraw_short")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_withdraw_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("rating.change_participant")
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        # Ratings and slots refuse a plain delete on purpose (RESTRICT): participant_delete deletes
+        # the ratings and gives the slots back itself, so the confirmation page may go ahead.
+        deleted, model_count, perms_needed, _restricted = super().get_deleted_objects(objs, request)
+        return deleted, model_count, perms_needed, []
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        participant_delete(participant=obj, by=request.user, reason="deleted in the admin (data-protection request)")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for participant in queryset:
+            self.delete_model(request, participant)
+
+    @admin.action(description="Withdraw: keep the ratings (left out of the analysis), slot back to the pool",
+                  permissions=["withdraw"])  # fmt: skip
+    def withdraw_to_pool(self, request: HttpRequest, queryset: QuerySet):
+        return self._withdraw(request, queryset, to_pool=True, action="withdraw_to_pool")
+
+    @admin.action(description="Withdraw: keep the ratings (left out of the analysis), slot counted short",
+                  permissions=["withdraw"])  # fmt: skip
+    def withdraw_short(self, request: HttpRequest, queryset: QuerySet):
+        return self._withdraw(request, queryset, to_pool=False, action="withdraw_short")
+
+    def _withdraw(self, request: HttpRequest, queryset: QuerySet, *, to_pool: bool, action: str):
+        """Ask why on a page of its own, then withdraw each selected participant."""
+        reason = request.POST.get("reason", "").strip() if "apply" in request.POST else ""
+        if not reason:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Withdraw participants",
+                "participants": list(queryset.select_related("study")),
+                "action": action,
+                "to_pool": to_pool,
+                "error": "Say why." if "apply" in request.POST else "",
+                "opts": self.model._meta,
+            }
+            return TemplateResponse(request, "admin/rating/participant/withdraw.html", context)
+        for participant in queryset:
+            try:
+                done = participant_withdraw(participant=participant, to_pool=to_pool, reason=reason)
+            except WithdrawalError as error:
+                self.message_user(request, f"Not withdrawn: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"Withdrawn {participant.token}: {done.ratings} ratings kept, slot {done.slot}.",
+                    messages.SUCCESS,
+                )  # fmt: skip
+        return None
+
+
+@admin.register(rating.BonusPayment)
+class BonusPaymentAdmin(ReadOnlyAdmin):
+    """The bonus ledger (``manage.py prolific bonuses``): what was paid to whom, when, in which bulk payment."""
+
+    list_display = ("participant", "study", "amount", "bulk_payment_id", "set_up_at", "paid_at")
+    list_select_related = ("participant", "study")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the ledger is what stops a bonus being paid twice
+
+
+@admin.register(rating.ParticipantDeletion)
+class ParticipantDeletionAdmin(ReadOnlyAdmin):
+    list_display = ("participant_token", "study", "deleted_by", "deleted_at", "reason", "ratings_deleted")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the log of deletions is kept
 
 
 @admin.register(rating.Slot)
 class SlotAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "status", "participant", "claimed_at", "completed_at", "times_released")
-    list_filter = ("status", "deployment__study")
+    list_display = ("__str__", "status", "pilot", "participant", "claimed_at", "completed_at", "times_released")
+    list_filter = ("status", "pilot", "deployment__study")
     list_select_related = ("deployment", "participant")
 
 

@@ -48,6 +48,8 @@ STUDY_PATHS: dict[type[Model], str] = {
     DiversityMetric: "deployment__study",
     StudyReport: "study",
     rating.Participant: "study",
+    rating.ParticipantDeletion: "study",
+    rating.BonusPayment: "study",
     rating.Slot: "deployment__study",
     rating.SlotStimulus: "slot__deployment__study",
     rating.Rating: "participant__study",

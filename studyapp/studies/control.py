@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.urls import reverse
 
 from studyapp.rating.models import DeploymentLink
@@ -83,12 +83,19 @@ def study_control_room(*, study: Study, base_url: str, dashboard: Dashboard) -> 
     quality = study_rater_quality(study=study)
     left = sum(row.slots.get("free", 0) + row.slots.get("active", 0) for row in dashboard.deployments)
     recent = quality.completions_last_hour
-    # Per stimulus: raters who rated it (one page rates it on every dimension) and slots that plan it.
+    # Per stimulus: raters who rated it (one page rates it on every dimension) and slots that plan it,
+    # the balanced design's only (pilot slots and their ratings are outside it).
     rated: Counter[int] = Counter()
     target = 0
     for n_rated, n_planned in (
-        Stimulus.objects.filter(deployment__study=study)
-        .annotate(n_rated=Count("ratings__participant", distinct=True), n_planned=Count("planned_in", distinct=True))
+        Stimulus.objects.current()
+        .filter(deployment__study=study)
+        .annotate(
+            n_rated=Count(
+                "ratings__participant", distinct=True, filter=Q(ratings__pilot=False, ratings__withdrawn=False)
+            ),
+            n_planned=Count("planned_in", distinct=True, filter=Q(planned_in__slot__pilot=False)),
+        )
         .values_list("n_rated", "n_planned")
     ):
         rated[n_rated] += 1

@@ -29,6 +29,7 @@ class DeploymentRow:
     task: str
     conditions: list[str]
     automatic_only: bool = False  # generated and scored, never rated
+    design: str = ""  # the deployment's rater design: raters x stimuli per rater
     slots: dict[str, int] = field(default_factory=dict)
     stimuli: int = 0
     ratings: int = 0
@@ -37,6 +38,20 @@ class DeploymentRow:
     raters_timed_out: int = 0
     raters_screened_out: int = 0
     raters_attention_failed: int = 0
+    # The pilot, apart from the design: its own slots and ratings (pilot mode in
+    # docs/rating.md, "Rater experience and Prolific operations").
+    pilot_slots: dict[str, int] = field(default_factory=dict)
+    pilot_ratings: int = 0
+    # Ratings of withdrawn raters: kept, marked, outside the design's counts (rating/withdrawal.py).
+    withdrawn_ratings: int = 0
+
+    @property
+    def pilot_summary(self) -> str:
+        if not self.pilot_slots and not self.pilot_ratings:
+            return ""
+        total = sum(self.pilot_slots.values())
+        complete = self.pilot_slots.get("complete", 0)
+        return f"{total} slots, {complete} complete, {self.pilot_ratings} ratings"
 
     @property
     def completion_rate(self) -> float | None:
@@ -111,7 +126,12 @@ def _deployment_rows(*, study: Study) -> list[DeploymentRow]:
     """One row per deployment: its conditions, slots by status, stimuli, ratings and raters."""
     rows = {
         d.pk: DeploymentRow(
-            slug=d.slug, model=d.model.key, task=d.task.key, conditions=[], automatic_only=d.automatic_only
+            slug=d.slug,
+            model=d.model.key,
+            task=d.task.key,
+            conditions=[],
+            automatic_only=d.automatic_only,
+            design=f"{d.raters_planned} raters x {d.per_rater} stimuli",
         )
         for d in study.deployments.select_related("model", "task").order_by("slug")
     }
@@ -119,14 +139,25 @@ def _deployment_rows(*, study: Study) -> list[DeploymentRow]:
         if key:
             rows[deployment_id].conditions.append(key)
     for slot_row in (
-        Slot.objects.filter(deployment__study=study).values("deployment_id", "status").annotate(n=Count("pk"))
+        Slot.objects.filter(deployment__study=study).values("deployment_id", "pilot", "status").annotate(n=Count("pk"))
     ):
-        rows[slot_row["deployment_id"]].slots[slot_row["status"]] = slot_row["n"]
-    for deployment_id, n in _rows_per_deployment(Stimulus.objects.filter(deployment__study=study), "deployment_id"):
+        row = rows[slot_row["deployment_id"]]
+        (row.pilot_slots if slot_row["pilot"] else row.slots)[slot_row["status"]] = slot_row["n"]
+    stimuli = Stimulus.objects.current().filter(deployment__study=study)
+    for deployment_id, n in _rows_per_deployment(stimuli, "deployment_id"):
         rows[deployment_id].stimuli = n
-    ratings = Rating.objects.filter(stimulus__deployment__study=study)
-    for deployment_id, n in _rows_per_deployment(ratings, "stimulus__deployment_id"):
-        rows[deployment_id].ratings = n
+    for rating_row in (
+        Rating.objects.filter(stimulus__deployment__study=study)
+        .values("stimulus__deployment_id", "pilot", "withdrawn")
+        .annotate(n=Count("pk"))
+    ):
+        row = rows[rating_row["stimulus__deployment_id"]]
+        if rating_row["withdrawn"]:
+            row.withdrawn_ratings += rating_row["n"]
+        elif rating_row["pilot"]:
+            row.pilot_ratings = rating_row["n"]
+        else:
+            row.ratings = rating_row["n"]
     _count_raters(study=study, rows=rows)
     return list(rows.values())
 
@@ -139,7 +170,7 @@ def _rows_per_deployment(queryset: QuerySet, deployment_field: str) -> QuerySet:
 def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:
     """Raters per deployment through their slots (a released slot keeps no participant)."""
     for rater_row in (
-        Slot.objects.filter(deployment__study=study, participant__isnull=False)
+        Slot.objects.filter(deployment__study=study, participant__isnull=False, pilot=False)
         .values("deployment_id")
         .annotate(
             raters=Count("participant", distinct=True),
@@ -158,8 +189,9 @@ def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:
 
 
 def _ratings_per_condition(*, study: Study) -> list[Any]:
+    """The design's ratings per condition (the pilot's are counted apart, per deployment)."""
     return list(
-        Rating.objects.filter(stimulus__deployment__study=study)
+        Rating.objects.filter(stimulus__deployment__study=study, pilot=False, withdrawn=False)
         .values(condition=F("stimulus__condition__key"), method=F("stimulus__condition__method"))
         .annotate(ratings=Count("pk"), raters=Count("participant", distinct=True))
         .order_by("condition")

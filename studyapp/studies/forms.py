@@ -26,6 +26,18 @@ class StimulusExcludeForm(forms.Form):
     reason = forms.CharField(max_length=500, help_text="Why it is excluded; recorded with it and exported.")
 
 
+class DecodingRoundForm(forms.Form):
+    """New decoding settings, applied as a new generation round (``generation_jobs.generation_round_start``)."""
+
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=100_000)
+    temperature = forms.FloatField(min_value=0)
+    top_p = forms.FloatField(min_value=0.001, max_value=1)
+    do_sample = forms.BooleanField(required=False)
+
+    def decoding(self) -> dict:
+        return {name: self.cleaned_data[name] for name in ("max_new_tokens", "temperature", "top_p", "do_sample")}
+
+
 class StorableJSONField(forms.JSONField):
     """The admin's JSON fields: only what PostgreSQL's jsonb stores. JSON text may hold a NUL
     (``"\\u0000"``) or ``NaN``, which Python reads and jsonb refuses: a 500 on save before."""

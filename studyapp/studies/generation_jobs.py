@@ -172,7 +172,7 @@ def generation_job_run(*, job_id: int) -> GenerationJob:
     ).get(pk=job_id)
     items = list(job.deployment.task.items.all())
     total = len(items) * job.deployment.generated_samples_per_item
-    if job.status == GenerationJob.Status.SUCCEEDED and Stimulus.objects.filter(job=job).count() >= total:
+    if job.status == GenerationJob.Status.SUCCEEDED and _round_stimuli(job).count() >= total:
         # A redelivered message of a finished job (its worker died before the acknowledgement).
         return job
     GenerationJob.objects.filter(pk=job.pk).update(
@@ -211,7 +211,7 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
     condition = job.condition
     # Before anything is opened: a path outside its roots is refused, saying only where paths may lie.
     paths.condition_paths_require(condition=condition)
-    stored = set(Stimulus.objects.filter(job=job).values_list("item_id", "sample_index"))
+    stored = set(_round_stimuli(job).values_list("item_id", "sample_index"))
     requests = [
         SampleRequest(
             item_key=item.key,
@@ -228,7 +228,7 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
     requests = _stimuli_copy_from_twins(job=job, requests=requests, items=items)
     replacing = _replacement_requests(job=job, items=items)
     requests += list(replacing.values())
-    GenerationJob.objects.filter(pk=job.pk).update(done=Stimulus.objects.filter(job=job).count())
+    GenerationJob.objects.filter(pk=job.pk).update(done=_round_stimuli(job).count())
     if not requests:
         return
     spec = condition_spec(condition=condition)
@@ -258,10 +258,15 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
         n_tokens += sum(sample.n_new_tokens for sample in batch)
         elapsed = time.monotonic() - started
         GenerationJob.objects.filter(pk=job.pk).update(
-            done=Stimulus.objects.filter(job=job).count(),
+            done=_round_stimuli(job).count(),
             tokens_per_second=round(n_tokens / elapsed, 2) if elapsed > 0 else None,
             updated_at=timezone.now(),
         )
+
+
+def _round_stimuli(job: GenerationJob):
+    """The job's stimuli of its study's current generation round (``job.deployment.study`` loaded)."""
+    return Stimulus.objects.filter(job=job, generation_round=job.deployment.study.generation_round)
 
 
 def _replacement_requests(*, job: GenerationJob, items: list[Item]) -> dict[int, Any]:
@@ -274,14 +279,15 @@ def _replacement_requests(*, job: GenerationJob, items: list[Item]) -> dict[int,
 
     study = job.deployment.study
     excluded = list(
-        Stimulus.objects.filter(job=job, excluded_at__isnull=False, replacements__isnull=True)
+        _round_stimuli(job)
+        .filter(excluded_at__isnull=False, replacements__isnull=True)
         .select_related("item")
         .order_by("item_id", "sample_index")
     )
     if not excluded:
         return {}
     next_index: dict[int, int] = {}
-    for item_id, index in Stimulus.objects.filter(job=job).values_list("item_id", "sample_index"):
+    for item_id, index in _round_stimuli(job).values_list("item_id", "sample_index"):
         next_index[item_id] = max(next_index.get(item_id, 0), index + 1)
     requests = {}
     for stimulus in excluded:
@@ -315,6 +321,8 @@ def stimulus_exclude(*, stimulus: Stimulus, reason: str) -> Stimulus:
     reason = reason.strip()
     if not reason:
         raise StudyLoadError("say why the stimulus is excluded")
+    if stimulus.generation_round != stimulus.deployment.study.generation_round:
+        raise StudyLoadError(f"stimulus {stimulus.token} belongs to an earlier generation round; it is not rated")
     if Slot.objects.filter(deployment_id=stimulus.deployment_id).exists():
         raise StudyLoadError(
             f"deployment {stimulus.deployment.slug} already has rater slots: exclude stimuli before slots are built"
@@ -324,12 +332,80 @@ def stimulus_exclude(*, stimulus: Stimulus, reason: str) -> Stimulus:
     return stimulus
 
 
+def generation_round_start(*, study: Study, decoding: dict) -> list[GenerationJob]:
+    """Apply changed decoding settings as a new generation round of the same study; returns the jobs queued.
+
+    Every (deployment, condition, item, sample) is generated again with the new settings (and
+    the same seeds: raising ``max_new_tokens`` continues the same texts further). The earlier
+    rounds' stimuli stay in the database with the decoding that made them; only the current
+    round's are screened, rated, scored and exported. Allowed while the study has no rater
+    slot (the design is built from one round's texts) and no job is queued or running.
+
+    Raises
+    ------
+    StudyLoadError
+        With the reason: invalid or unchanged settings, slots built, generation running.
+    """
+    from studyapp.rating.models import Slot
+    from studyapp.studies.models import DiversityMetric
+    from studyapp.studies.spec import decoding_problems
+
+    problems = decoding_problems(decoding)
+    if problems:
+        raise StudyLoadError("; ".join(problems))
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study.pk)
+        if Slot.objects.filter(deployment__study=study).exists():
+            raise StudyLoadError(
+                f"study {study.slug!r} already has rater slots, built from round {study.generation_round}'s texts: "
+                "a new generation round is possible only before slots are built"
+            )
+        busy = (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING)
+        if GenerationJob.objects.filter(deployment__study=study, status__in=busy).exists():
+            raise StudyLoadError("generation is running: start the new round once its jobs have ended")
+        if decoding_effective(decoding) == decoding_effective(study.decoding):
+            raise StudyLoadError("the decoding settings are unchanged: nothing to generate again")
+        study.decoding = decoding
+        study.generation_round += 1
+        study.save(update_fields=["decoding", "generation_round"])  # the new round has no stimuli: not locked
+        GenerationJob.objects.filter(deployment__study=study).update(
+            status=GenerationJob.Status.PENDING, done=0, tokens_per_second=None, error_message="",
+            started_at=None, finished_at=None, metrics_computed_at=None, metrics_error="",
+        )  # fmt: skip
+        DiversityMetric.objects.filter(deployment__study=study).delete()  # recomputed from the new texts
+        return generation_start(study=study)
+
+
+def decoding_effective(decoding: dict) -> dict:
+    """Every decoding setting as generation uses it: the given ones, the library's defaults for the rest."""
+    from generation.types import DecodingSettings
+
+    return DecodingSettings(**decoding).as_dict()
+
+
+def deployment_truncation_set(*, deployment: Deployment, accept: bool) -> Deployment:
+    """Whether the deployment's texts cut mid-word by ``max_new_tokens`` may be rated.
+
+    Raises
+    ------
+    StudyLoadError
+        The deployment's slots are built: what raters rate is settled.
+    """
+    from studyapp.rating.models import Slot
+
+    if Slot.objects.filter(deployment=deployment).exists():
+        raise StudyLoadError(f"deployment {deployment.slug} already has rater slots: decide before slots are built")
+    Deployment.objects.filter(pk=deployment.pk).update(accept_truncation=accept)
+    deployment.accept_truncation = accept
+    return deployment
+
+
 def stimuli_regenerate_excluded(*, study: Study) -> list[GenerationJob]:
     """Queue the jobs holding excluded stimuli without a replacement; each generates replacements with new seeds."""
     job_ids = set(
-        Stimulus.objects.filter(
-            deployment__study=study, excluded_at__isnull=False, replacements__isnull=True
-        ).values_list("job_id", flat=True)
+        Stimulus.objects.current()
+        .filter(deployment__study=study, excluded_at__isnull=False, replacements__isnull=True)
+        .values_list("job_id", flat=True)
     )
     queued = []
     with transaction.atomic():
@@ -361,9 +437,8 @@ def _stimuli_copy_from_twins(*, job: GenerationJob, requests: list, items: list[
     compared = [key for key in expected if not (key == "temperature" and job.condition.method == "temperature")]
     items_by_key = {item.key: item for item in items}
     twins = (
-        Stimulus.objects.filter(
-            condition_id=job.condition_id, item__in=items, job__status=GenerationJob.Status.SUCCEEDED
-        )
+        Stimulus.objects.current()
+        .filter(condition_id=job.condition_id, item__in=items, job__status=GenerationJob.Status.SUCCEEDED)
         .exclude(job=job)
         .select_related("item")
         .order_by("item_id", "sample_index", "pk")
@@ -392,6 +467,8 @@ def _stimuli_copy_from_twins(*, job: GenerationJob, requests: list, items: list[
             n_new_tokens=twin.n_new_tokens,
             finished=twin.finished,
             n_words=twin.n_words,
+            ends_mid_word=twin.ends_mid_word,
+            generation_round=twin.generation_round,
         )
     if copies:
         Stimulus.objects.bulk_create(list(copies.values()), ignore_conflicts=True)
@@ -425,6 +502,7 @@ def stimuli_store_batch(
     ``replacing`` maps (item key, sample index) of a replacement to the excluded stimulus it replaces.
     """
     source = job.condition.model.source
+    generation_round = job.deployment.study.generation_round
     rows = [
         Stimulus(
             job=job,
@@ -442,11 +520,22 @@ def stimuli_store_batch(
             n_new_tokens=sample.n_new_tokens,
             finished=sample.finished,
             n_words=count_words(sample.text),
+            ends_mid_word=ends_mid_word(text=sample.text, finished=sample.finished),
+            generation_round=generation_round,
             replaces_id=(replacing or {}).get((sample.item_key, sample.sample_index)),
         )
         for sample in samples
     ]
     return len(Stimulus.objects.bulk_create(rows, ignore_conflicts=True))
+
+
+def ends_mid_word(*, text: str, finished: bool | None) -> bool:
+    """Cut by ``max_new_tokens`` (``finished`` False) right after a letter or digit.
+
+    The last token may have split a word there ("umbrel"); whether it did cannot be told from
+    the text, so every such text counts. A cut after punctuation or a space is at a boundary.
+    """
+    return finished is False and text[-1:].isalnum()
 
 
 def count_words(text: str) -> int:

@@ -44,7 +44,9 @@ def _job_metrics_store(*, job_id: int) -> int:
     from analysis.metrics import diversity_by_group, stimulus_metrics
 
     job = GenerationJob.objects.select_related("deployment__task").get(pk=job_id)
-    stimuli = list(Stimulus.objects.filter(job=job).select_related("item").order_by("item__key", "sample_index"))
+    stimuli = list(
+        Stimulus.objects.current().filter(job=job).select_related("item").order_by("item__key", "sample_index")
+    )
     if not stimuli:
         return 0
     frame = pd.DataFrame(
@@ -147,8 +149,10 @@ def automatic_metrics_by_condition(*, study: Study) -> list[dict[str, Any]]:
     """
     values: _SummaryValues = {}
     counts: dict[tuple[str, str], int] = {}
-    for deployment, label, method, item_id, metrics in Stimulus.objects.filter(deployment__study=study).values_list(
-        "deployment__slug", "condition__label", "condition__method", "item_id", "metrics"
+    for deployment, label, method, item_id, metrics in (
+        Stimulus.objects.current()
+        .filter(deployment__study=study)
+        .values_list("deployment__slug", "condition__label", "condition__method", "item_id", "metrics")
     ):
         group = (deployment, label or method)
         counts[group] = counts.get(group, 0) + 1

@@ -47,6 +47,10 @@ class Study(ProvenanceGuarded, models.Model):
         null=True, blank=True, help_text="Samples per item and condition that raters see; empty: all of them."
     )
     decoding = models.JSONField(default=dict, help_text="Decoding settings shared by all conditions.")
+    # Changing the decoding before any slot exists starts a new round (generation_jobs.generation_round_start):
+    # every text is generated again with it; earlier rounds' stimuli stay, with their own decoding,
+    # but only this round's are screened, rated, scored and exported.
+    generation_round = models.PositiveIntegerField(default=1)
     # Sequences generated together; progress is saved after each batch, so a smaller batch
     # loses less work when a worker dies and shows progress more often.
     generation_batch_size = models.PositiveIntegerField(default=16)
@@ -92,8 +96,32 @@ class Study(ProvenanceGuarded, models.Model):
     def __str__(self) -> str:
         return self.title or self.slug
 
+    def fewest_stimuli_per_rater(self, study_default: int | None = None) -> int:
+        """The fewest rating pages (stimuli) any rated deployment gives a rater: where a check that
+        can screen out must come within the first half. ``study_default``: the study's number as
+        edited (the admin's form), else the stored one."""
+        default = study_default or self.stimuli_per_rater
+        if self.pk is None:
+            return default
+        own = self.deployments.filter(automatic_only=False).values_list("stimuli_per_rater", flat=True)
+        return min((n or default for n in own), default=default)
+
+    def rater_pages_problems(self) -> dict[str, list[str]]:
+        """What the spec's rules find wrong with the stored practice, attention checks and debrief."""
+        from studyapp.studies.spec import rater_pages_check
+
+        problems, _ = rater_pages_check(
+            practice=self.practice,
+            attention_checks=self.attention_checks,
+            screen_out_after=self.attention_screen_out_after,
+            debrief_questions=self.debrief_questions,
+            per_rater=self.fewest_stimuli_per_rater(),
+        )
+        return problems
+
     def provenance_stimuli(self):
-        return Stimulus.objects.filter(deployment__study=self)
+        # Seed and decoding made this round's stimuli; a new round may change them (a new round, new texts).
+        return Stimulus.objects.filter(deployment__study=self, generation_round=self.generation_round)
 
 
 class LanguageModel(ProvenanceGuarded, models.Model):
@@ -114,7 +142,9 @@ class LanguageModel(ProvenanceGuarded, models.Model):
         return self.key
 
     def clean(self) -> None:
-        """The source is ``embedded`` or a path under MODEL_ROOTS (studies/paths.py)."""
+        """The source is ``embedded`` or a path under MODEL_ROOTS (studies/paths.py), unless it is frozen."""
+        if "source" in self.provenance_frozen():
+            return
         problem = paths.model_source_problem(self.source)
         if problem:
             raise ValidationError({"source": problem})
@@ -124,7 +154,7 @@ class LanguageModel(ProvenanceGuarded, models.Model):
 
 
 class Condition(ProvenanceGuarded, models.Model):
-    provenance_fields = ("method", "params", "model")
+    provenance_fields = ("method", "params", "model", "artifact_path")
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="conditions")
     model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="conditions")
@@ -146,14 +176,18 @@ class Condition(ProvenanceGuarded, models.Model):
         return self.key
 
     def clean(self) -> None:
-        """``params.prompt_file`` under DATA_ROOTS, ``artifact_path`` under ARTIFACT_DIR/<study> (studies/paths.py)."""
+        """``params.prompt_file`` under DATA_ROOTS, ``artifact_path`` under ARTIFACT_DIR/<study>
+        (studies/paths.py); fields frozen by stimuli are not checked here (``provenance_frozen``)."""
         errors = {}
-        prompt_file = paths.prompt_file_problem(
-            self.params.get("prompt_file") if isinstance(self.params, dict) else None
+        frozen = self.provenance_frozen()
+        prompt_file = (
+            None
+            if "params" in frozen
+            else paths.prompt_file_problem(self.params.get("prompt_file") if isinstance(self.params, dict) else None)
         )
         if prompt_file:
             errors["params"] = f"prompt_file: {prompt_file}"
-        if self.study_id is not None:
+        if self.study_id is not None and "artifact_path" not in frozen:
             artifact = paths.artifact_path_problem(self.artifact_path, study_slug=self.study.slug)
             if artifact:
                 errors["artifact_path"] = artifact
@@ -237,8 +271,19 @@ class Deployment(models.Model):
     samples_per_item = models.PositiveIntegerField(
         null=True, blank=True, help_text="Samples per item and condition; empty: the study's."
     )
+    # The rater design of this deployment (spec: deployments[].raters); empty: the study's.
+    raters_per_deployment = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the study's.")
+    stimuli_per_rater = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the study's.")
+    rated_samples_per_item = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Samples per item and condition that raters see; empty: the study's."
+    )
+    # A design in which every rater sees one item under two conditions is refused unless set.
+    allow_paired_items = models.BooleanField(default=False)
     # Generated and scored, never rated: no slots, no entry link (the paper's DAT evaluation).
     automatic_only = models.BooleanField(default=False)
+    # A text cut by max_new_tokens in the middle of a word is never rated unless this is set
+    # (spec: deployments[].accept_truncation, or the dashboard's screening section).
+    accept_truncation = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["study", "slug"]
@@ -250,6 +295,23 @@ class Deployment(models.Model):
     @property
     def generated_samples_per_item(self) -> int:
         return self.samples_per_item or self.study.samples_per_item
+
+    @property
+    def raters_planned(self) -> int:
+        return self.raters_per_deployment or self.study.raters_per_deployment
+
+    @property
+    def per_rater(self) -> int:
+        return self.stimuli_per_rater or self.study.stimuli_per_rater
+
+    @property
+    def rated_samples(self) -> int | None:
+        """Rated samples per item and condition; None: every generated sample."""
+        return (
+            self.rated_samples_per_item
+            if self.rated_samples_per_item is not None
+            else self.study.rated_samples_per_item
+        )
 
 
 class GenerationJob(models.Model):
@@ -285,6 +347,12 @@ class GenerationJob(models.Model):
         return f"{self.deployment.slug}/{self.condition.key}"
 
 
+class StimulusQuerySet(models.QuerySet):
+    def current(self) -> StimulusQuerySet:
+        """The stimuli of their study's current generation round: what is screened, rated and exported."""
+        return self.filter(generation_round=models.F("deployment__study__generation_round"))
+
+
 class Stimulus(models.Model):
     """One generated response, traceable to the exact weights, seed and decoding settings."""
 
@@ -309,6 +377,11 @@ class Stimulus(models.Model):
     # or did max_new_tokens cut it off (None: stored before this was recorded); its length in words.
     finished = models.BooleanField(null=True, blank=True)
     n_words = models.PositiveIntegerField(null=True, blank=True)
+    # Cut by max_new_tokens right after a letter or digit: perhaps in the middle of a word
+    # (generation_jobs.ends_mid_word); never rated unless the deployment accepts truncation.
+    ends_mid_word = models.BooleanField(default=False)
+    # The study's generation round that made it (Study.generation_round).
+    generation_round = models.PositiveIntegerField(default=1)
     # A researcher may exclude a stimulus before slots are built; a replacement (new sample
     # index, hence a new seed) can be generated in its place.
     excluded_at = models.DateTimeField(null=True, blank=True)
@@ -317,10 +390,15 @@ class Stimulus(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = StimulusQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "stimuli"
         constraints = [
-            models.UniqueConstraint(fields=["job", "item", "sample_index"], name="one_stimulus_per_job_item_sample")
+            models.UniqueConstraint(
+                fields=["job", "generation_round", "item", "sample_index"],
+                name="one_stimulus_per_job_round_item_sample",
+            )
         ]
         indexes = [models.Index(fields=["deployment", "condition"])]
 

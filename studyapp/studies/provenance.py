@@ -40,6 +40,12 @@ class ProvenanceGuarded:
     def provenance_locked(self) -> bool:
         return self.pk is not None and self.provenance_stimuli().exists()  # type: ignore[attr-defined]
 
+    def provenance_frozen(self) -> frozenset[str]:
+        """The provenance fields as stimuli were made with them (all once locked, else none): a
+        record, not input, so ``clean()`` leaves their checks to the job start (a locked field
+        is read-only in the admin, and an error on it was a 500 there)."""
+        return frozenset(self.provenance_fields) if self.provenance_locked() else frozenset()
+
     def provenance_changed(self) -> list[str]:
         """The provenance fields whose value differs from the stored row."""
         if self.pk is None:  # type: ignore[attr-defined]

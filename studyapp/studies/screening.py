@@ -1,20 +1,23 @@
-"""Reads for screening stimuli before raters see them: length and truncation per deployment and condition.
+"""Reads for screening stimuli before raters see them: length and truncation per deployment and
+condition, and the texts themselves, a page at a time.
 
 Raters can notice when one condition writes longer answers, or answers cut off mid-sentence
 by ``max_new_tokens``. The dashboard shows both per (deployment, condition) before slots are
 built, and warns when the conditions of one deployment differ by more than
 :data:`LENGTH_GAP_WARNING` in mean length (relative to the longer) or by more than
 :data:`TRUNCATION_GAP_WARNING` in the share of cut-off responses. Excluded stimuli are
-left out of the figures (they are never rated) and counted on their own.
+left out of the figures (they are never rated) and counted on their own. Only the study's
+current generation round is screened (``Stimulus.objects.current()``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Avg, Count, Q
 
-from studyapp.studies.models import Stimulus, Study
+from studyapp.studies.models import Deployment, Stimulus, Study
 
 LENGTH_GAP_WARNING = 0.25  # mean words differ by more than 25% of the longer condition's mean
 TRUNCATION_GAP_WARNING = 0.10  # shares of cut-off responses differ by more than 10 points
@@ -30,6 +33,8 @@ class ConditionScreening:
     mean_words: float | None
     n_truncated: int
     n_unknown: int  # stored before truncation was recorded
+    n_mid_word: int = 0  # cut after a letter or digit: never rated unless the deployment accepts truncation
+    accept_truncation: bool = False
 
     @property
     def truncated_share(self) -> float | None:
@@ -46,8 +51,9 @@ class Screening:
 def study_screening(*, study: Study) -> Screening:
     """Length and truncation per (deployment, condition), with warnings; one query."""
     aggregated = (
-        Stimulus.objects.filter(deployment__study=study)
-        .values("deployment__slug", "condition__key")
+        Stimulus.objects.current()
+        .filter(deployment__study=study)
+        .values("deployment__slug", "condition__key", "deployment__accept_truncation")
         .annotate(
             n=Count("pk", filter=Q(excluded_at__isnull=True)),
             n_excluded=Count("pk", filter=Q(excluded_at__isnull=False)),
@@ -55,6 +61,7 @@ def study_screening(*, study: Study) -> Screening:
             mean_words=Avg("n_words", filter=Q(excluded_at__isnull=True)),
             n_truncated=Count("pk", filter=Q(excluded_at__isnull=True, finished=False)),
             n_unknown=Count("pk", filter=Q(excluded_at__isnull=True, finished__isnull=True)),
+            n_mid_word=Count("pk", filter=Q(excluded_at__isnull=True, ends_mid_word=True)),
         )
         .order_by("deployment__slug", "condition__key")
     )
@@ -70,6 +77,8 @@ def study_screening(*, study: Study) -> Screening:
                 mean_words=row["mean_words"],
                 n_truncated=row["n_truncated"],
                 n_unknown=row["n_unknown"],
+                n_mid_word=row["n_mid_word"],
+                accept_truncation=row["deployment__accept_truncation"],
             )
         )
     by_deployment: dict[str, list[ConditionScreening]] = {}
@@ -97,8 +106,34 @@ def study_screening(*, study: Study) -> Screening:
 
 def excluded_stimuli(*, study: Study) -> list[Stimulus]:
     return list(
-        Stimulus.objects.filter(deployment__study=study, excluded_at__isnull=False)
+        Stimulus.objects.current()
+        .filter(deployment__study=study, excluded_at__isnull=False)
         .select_related("deployment", "condition", "item")
         .prefetch_related("replacements")
         .order_by("excluded_at")
     )
+
+
+TEXTS_PER_PAGE = 20
+# Which texts the texts page lists: all of them, those cut by max_new_tokens, or the excluded ones.
+TEXT_FILTERS = {
+    "all": Q(),
+    "cut": Q(finished=False, excluded_at__isnull=True),
+    "excluded": Q(excluded_at__isnull=False),
+}
+
+
+def stimuli_texts_page(*, deployment: Deployment, condition_key: str, which: str, number: int | str) -> Page:
+    """One page of a (deployment, condition)'s texts of the current round, in item and sample order.
+
+    ``which``: a key of :data:`TEXT_FILTERS`; ``number``: the page, as Django's paginator reads
+    it (an out-of-range or malformed number gives the nearest page).
+    """
+    stimuli = (
+        Stimulus.objects.current()
+        .filter(TEXT_FILTERS.get(which, Q()), deployment=deployment, condition__key=condition_key)
+        .select_related("item", "replaces")
+        .prefetch_related("replacements")
+        .order_by("item__key", "sample_index", "pk")
+    )
+    return Paginator(stimuli, TEXTS_PER_PAGE).get_page(number)

@@ -23,7 +23,7 @@ import yaml
 from generation.safe_yaml import YamlLimitError, yaml_load_limited
 from generation.task_families import template_problem
 from studyapp.studies import paths
-from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
+from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem, pairing_problem
 
 SUPPORTED_SPEC_VERSIONS = ("1",)
 PARSERS = ("dat_words", "aut_uses", "cc_walk")
@@ -272,8 +272,8 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     conditions = _check_conditions(check, top.get("conditions"), model_keys, vllm_models)
     tasks = _check_tasks(check, top.get("tasks"))
     dimensions = _check_dimensions(check, top.get("dimensions"))
-    deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study)
-    attention = _check_attention(check, top.get("attention_checks"), study)
+    deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study, top)
+    attention = _check_attention(check, top.get("attention_checks"), study, deployments)
     _check_paths(check, study, models, conditions)
 
     if check.problems:
@@ -329,7 +329,15 @@ def _check_decoding(check: _Checker, top: dict) -> dict:
     return decoding
 
 
+def decoding_problems(decoding: Any) -> list[str]:
+    """What is wrong with a ``decoding`` mapping, by the spec's own rule (empty when it is fine)."""
+    check = _Checker()
+    _check_decoding(check, {"decoding": decoding})
+    return check.problems
+
+
 RATER_FIELDS = {
+    "allow_paired_items",
     "per_deployment",
     "stimuli_per_rater",
     "slot_timeout_minutes",
@@ -361,6 +369,8 @@ def _check_raters(check: _Checker, top: dict, study: dict) -> None:
     study["slot_hold_minutes"] = check.integer(
         raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1, maximum=MINUTES_MAX
     )
+    if not isinstance(raters.get("allow_paired_items", False), bool):
+        check.problem("raters.allow_paired_items", "expected true or false")
     _check_rater_timing(check, raters, study)
 
 
@@ -384,14 +394,64 @@ def _check_rater_pages(check: _Checker, top: dict, study: dict) -> None:
     if not isinstance(pilot, bool):
         check.problem("pilot", f"expected true or false, got {_kind(pilot)}")
     study["pilot_mode"] = pilot is True
-    practice = check.mapping(top.get("practice", {}), "practice", allowed={"prompt", "text", "typical"})
-    if not isinstance(practice.get("typical", {}), Mapping):
-        check.problem(
-            "practice.typical", f"expected a mapping of dimension to rating, got {_kind(practice['typical'])}"
-        )
-    study["practice"] = practice
+    study["practice"] = _check_practice(check, top.get("practice", {}))
     debrief = check.listing(top.get("debrief_questions"), "debrief_questions", required=False)
     study["debrief_questions"] = _check_debrief_questions(check, debrief)
+
+
+def _check_practice(check: _Checker, value: Any) -> dict:
+    """The practice item: ``{prompt, text, typical: {dimension: rating}}``, every part optional."""
+    practice = check.mapping(value, "practice", allowed={"prompt", "text", "typical"})
+    for key in ("prompt", "text"):
+        if key in practice:
+            check.text(practice[key], f"practice.{key}")
+    typical = practice.get("typical", {})
+    if not isinstance(typical, Mapping):
+        check.problem("practice.typical", f"expected a mapping of dimension to rating, got {_kind(typical)}")
+    else:
+        for key, rating in typical.items():
+            if not isinstance(rating, int | float) or isinstance(rating, bool):
+                check.problem(f"practice.typical.{key}", f"expected a rating (a number), got {_kind(rating)}")
+    return practice
+
+
+# The study fields the rater pages read, as stored (the admin edits them): checked on save by
+# :func:`rater_pages_check`, with the spec's own rules.
+RATER_PAGE_FIELDS = ("practice", "attention_checks", "debrief_questions")
+
+
+def rater_pages_check(
+    *, practice: Any, attention_checks: Any, screen_out_after: int | None, debrief_questions: Any, per_rater: int
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Check the stored practice item, attention checks and debrief questions as the spec loader
+    checks them: ``(problems per field, each field's stored form)``.
+
+    The stored form of ``attention_checks`` is the spec's ``attention_checks.items`` list, and
+    ``per_rater`` the fewest stimuli per rater of the study's deployments (a check that can
+    screen out comes in the first half of them). A field with no problem gets its stored form
+    (a debrief question without a key gets ``q<n>``, as in a spec).
+    """
+    values = {"practice": practice, "attention_checks": attention_checks, "debrief_questions": debrief_questions}
+    problems: dict[str, list[str]] = {}
+    stored: dict[str, Any] = {}
+    for field_name, value in values.items():
+        check = _Checker()
+        for path, problem in unstorable_values(value, field_name):
+            check.problem(path, problem)
+        if field_name == "practice":
+            stored[field_name] = _check_practice(check, value if value is not None else {})
+        elif field_name == "attention_checks":
+            study: dict[str, Any] = {"stimuli_per_rater": per_rater}
+            section = (
+                {"items": value} if screen_out_after is None else {"items": value, "screen_out_after": screen_out_after}
+            )
+            stored[field_name] = _check_attention(check, section, study, [])
+        else:
+            entries = check.listing(value, "debrief_questions", required=False)
+            stored[field_name] = _check_debrief_questions(check, entries)
+        if check.problems:
+            problems[field_name] = check.problems
+    return problems, stored
 
 
 DEBRIEF_TYPES = ("text", "choice", "number")
@@ -401,6 +461,15 @@ def debrief_questions_stored(entries: list) -> list[dict]:
     """A spec's ``debrief_questions`` in their stored form; ``SpecError`` listing every problem."""
     check = _Checker()
     stored = _check_debrief_questions(check, entries)
+    if check.problems:
+        raise SpecError(check.problems)
+    return stored
+
+
+def debrief_question_stored(entry: Any, *, index: int) -> dict:
+    """One debrief question (the ``index``-th) in its stored form; ``SpecError`` listing its problems."""
+    check = _Checker()
+    stored = _check_debrief_question(check, entry, f"debrief_questions[{index}]", index)
     if check.problems:
         raise SpecError(check.problems)
     return stored
@@ -733,20 +802,29 @@ def _check_dimensions(check: _Checker, value: Any) -> list[dict]:
 
 
 def _check_deployments(
-    check: _Checker, value: Any, models: list[dict], conditions: list[dict], tasks: list[dict], study: dict
+    check: _Checker,
+    value: Any,
+    models: list[dict],
+    conditions: list[dict],
+    tasks: list[dict],
+    study: dict,
+    top: dict,
 ) -> list[dict]:
     model_keys = [m["key"] for m in models if m["key"]]
     task_items = {t["key"]: len(t["items"]) for t in tasks if t["key"]}
+    raters = top.get("raters")
+    paired_default = isinstance(raters, Mapping) and raters.get("allow_paired_items") is True
     deployments = []
     for index, entry in enumerate(check.listing(value, "deployments")):
         path = f"deployments[{index}]"
         deployment = _check_deployment(check, entry, path, model_keys, list(task_items))
+        deployment["raters"] = _check_deployment_raters(check, entry, path, paired_default)
         deployment["conditions"] = _check_deployment_conditions(check, deployment, path, conditions)
         if not deployment["automatic_only"]:
             _check_balance(
                 check,
                 path,
-                study,
+                _design_of(study, deployment),
                 task_items.get(deployment["task"], 0),
                 len(deployment["conditions"]),
                 deployment["samples_per_item"] or study["samples_per_item"],
@@ -761,7 +839,16 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
     entry = check.mapping(
         entry,
         path,
-        allowed={"slug", "model", "task", "conditions", "samples_per_item", "automatic_only"},
+        allowed={
+            "slug",
+            "model",
+            "task",
+            "conditions",
+            "samples_per_item",
+            "automatic_only",
+            "accept_truncation",
+            "raters",
+        },
         required={"slug", "model", "task", "conditions"},
     )
     deployment: dict[str, Any] = {
@@ -773,10 +860,13 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
         if entry.get("samples_per_item") is None
         else check.integer(entry["samples_per_item"], f"{path}.samples_per_item", minimum=1),
         "automatic_only": entry.get("automatic_only", False),
+        # Texts cut mid-word by max_new_tokens may be rated (docs/generation.md, "Screening stimuli").
+        "accept_truncation": entry.get("accept_truncation", False),
     }
-    if not isinstance(deployment["automatic_only"], bool):
-        check.problem(f"{path}.automatic_only", "expected true or false")
-        deployment["automatic_only"] = False
+    for flag in ("automatic_only", "accept_truncation"):
+        if not isinstance(deployment[flag], bool):
+            check.problem(f"{path}.{flag}", "expected true or false")
+            deployment[flag] = False
     if deployment["model"] and deployment["model"] not in model_keys:
         check.problem(
             f"{path}.model", f"unknown model {deployment['model']!r}{_closest(deployment['model'], model_keys)}"
@@ -786,6 +876,44 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
     if "conditions" in entry:
         deployment["conditions"] = check.listing(entry["conditions"], f"{path}.conditions")
     return deployment
+
+
+DEPLOYMENT_RATER_FIELDS = {
+    "per_deployment": "raters_per_deployment",
+    "stimuli_per_rater": "stimuli_per_rater",
+    "samples_per_item": "rated_samples_per_item",
+}
+
+
+def _check_deployment_raters(check: _Checker, entry: Any, path: str, paired_default: bool) -> dict:
+    """A deployment's own rater design (``deployments[].raters``), as Deployment fields: a number
+    given overrides the study's ``raters`` (None: the study's); ``allow_paired_items`` defaults
+    to the study's."""
+    given = entry.get("raters", {}) if isinstance(entry, Mapping) else {}
+    raters = check.mapping(given, f"{path}.raters", allowed={*DEPLOYMENT_RATER_FIELDS, "allow_paired_items"})
+    design: dict[str, Any] = {
+        field: None if raters.get(key) is None else check.integer(raters[key], f"{path}.raters.{key}", minimum=1)
+        for key, field in DEPLOYMENT_RATER_FIELDS.items()
+    }
+    paired = raters.get("allow_paired_items", paired_default)
+    if not isinstance(paired, bool):
+        check.problem(f"{path}.raters.allow_paired_items", "expected true or false")
+        paired = False
+    design["allow_paired_items"] = paired
+    return design
+
+
+def _design_of(study: dict, deployment: dict) -> dict:
+    """The rater numbers that apply to a deployment: its own where given, else the study's."""
+    own = deployment["raters"]
+    return {
+        "raters_per_deployment": own["raters_per_deployment"] or study["raters_per_deployment"],
+        "stimuli_per_rater": own["stimuli_per_rater"] or study["stimuli_per_rater"],
+        "rated_samples_per_item": own["rated_samples_per_item"]
+        if own["rated_samples_per_item"] is not None
+        else study["rated_samples_per_item"],
+        "allow_paired_items": own["allow_paired_items"],
+    }
 
 
 def _check_deployment_conditions(check: _Checker, deployment: dict, path: str, conditions: list[dict]) -> list[str]:
@@ -816,13 +944,15 @@ def _check_deployment_conditions(check: _Checker, deployment: dict, path: str, c
     return keys
 
 
-def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_conditions: int, n_samples: int) -> None:
-    """The balanced slot design (studyapp.rating) must exist for this deployment; say why not, early.
+def _check_balance(check: _Checker, path: str, design: dict, n_items: int, n_conditions: int, n_samples: int) -> None:
+    """The balanced slot design (studyapp.rating) must exist for this deployment, and must not put
+    one item's texts of two conditions before every rater unless allowed; say why not, early.
 
-    The slot planner applies the same rule (:func:`studyapp.studies.vocabulary.balance_problem`)
-    once the stimuli exist.
+    ``design``: the deployment's rater numbers (``_design_of``). The slot builder applies the
+    same rules (:func:`studyapp.studies.vocabulary.balance_problem`, ``pairing_problem``) once
+    the stimuli exist.
     """
-    rated = study["rated_samples_per_item"]
+    rated = design["rated_samples_per_item"]
     if rated is not None and rated > n_samples:
         check.problem(
             path,
@@ -830,17 +960,21 @@ def _check_balance(check: _Checker, path: str, study: dict, n_items: int, n_cond
         )
         return
     per_condition = n_items * (rated or n_samples)
-    raters, per_rater = study["raters_per_deployment"], study["stimuli_per_rater"]
+    raters, per_rater = design["raters_per_deployment"], design["stimuli_per_rater"]
     if not (per_condition and n_conditions and raters > 0 and per_rater > 0):
         return  # already reported where the number is given
     problem = balance_problem(
         n_conditions=n_conditions, per_condition=per_condition, raters=raters, per_rater=per_rater
     )
+    if problem is None and n_conditions > 1 and not design["allow_paired_items"]:
+        problem = pairing_problem(
+            n_conditions=n_conditions, n_items=n_items, rated_samples=rated or n_samples, per_rater=per_rater
+        )
     if problem:
         check.problem(path, problem)
 
 
-def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
+def _check_attention(check: _Checker, value: Any, study: dict, deployments: list[dict]) -> list[dict]:
     section = check.mapping(
         value if value is not None else {}, "attention_checks", allowed={"screen_out_after", "items"}
     )
@@ -888,26 +1022,30 @@ def _check_attention(check: _Checker, value: Any, study: dict) -> list[dict]:
                 item["tolerance"] = tolerance
         items.append(item)
     study["attention_checks"] = items
-    _check_attention_early(check, study, items)
+    per_rater = [
+        _design_of(study, d)["stimuli_per_rater"] for d in deployments if not d["automatic_only"] and d.get("raters")
+    ]
+    _check_attention_early(check, study, items, min(per_rater, default=study["stimuli_per_rater"]))
     return items
 
 
-def _check_attention_early(check: _Checker, study: dict, items: list[dict]) -> None:
+def _check_attention_early(check: _Checker, study: dict, items: list[dict], per_rater: int) -> None:
     """A screen-out must not come after most of a rater's work (issue: fairness to raters).
 
     The check that can screen a rater out (the ``screen_out_after``-th by position) is
-    shown within the first half of the rating pages.
+    shown within the first half of the rating pages of the deployment with the fewest
+    (``per_rater``: its stimuli per rater).
     """
     after = study.get("attention_screen_out_after")
     positions = sorted(item["position"] for item in items if isinstance(item.get("position"), int))
     if not after or after < 1 or len(positions) < after:  # below 1: reported where it is given
         return
     deciding = positions[after - 1]
-    half = study["stimuli_per_rater"] // 2
+    half = per_rater // 2
     if deciding > half:
         check.problem(
             "attention_checks.items",
-            f"the check that can screen a rater out comes after {deciding} of {study['stimuli_per_rater']} "
+            f"the check that can screen a rater out comes after {deciding} of {per_rater} "
             f"rating pages; place the first {after} check(s) at position {half} or earlier, so a screen-out "
             "never follows most of the work",
         )

@@ -96,9 +96,14 @@ def _study_load_checked(*, spec: StudySpec, users: list, acting_user, source: st
             return study, False
         if study is not None:
             if Stimulus.objects.filter(deployment__study=study).exists() or study.participants.exists():
+                if _only_decoding_changed(study=study, spec=spec):
+                    _study_new_round(study=study, spec=spec, source=source)
+                    study.researchers.add(*users)
+                    return study, True
                 raise StudyLoadError(
                     f"{source}: study {study.slug!r} already has stimuli or participants; "
-                    "load the changed spec under a new slug (or edit it in the admin)"
+                    "load the changed spec under a new slug (or edit it in the admin); a spec that changes "
+                    "only `decoding` starts a new generation round of the same study while no rater slot exists"
                 )
             # Children only: the Study row (and its researchers) stays.
             study.deployments.all().delete()
@@ -109,6 +114,27 @@ def _study_load_checked(*, spec: StudySpec, users: list, acting_user, source: st
         study = _study_write(study=study, spec=spec)
         study.researchers.add(*users)
     return study, True
+
+
+def _only_decoding_changed(*, study: Study, spec: StudySpec) -> bool:
+    """The new spec differs from the loaded one in ``decoding`` and nothing else."""
+    stored = {key: value for key, value in (study.spec or {}).items() if key != "decoding"}
+    loaded = {key: value for key, value in json_safe(spec.raw).items() if key != "decoding"}
+    return stored == loaded and spec.study["decoding"] != study.decoding
+
+
+def _study_new_round(*, study: Study, spec: StudySpec, source: str) -> None:
+    """The changed decoding as a new generation round (``generation_jobs.generation_round_start``)."""
+    from studyapp.studies.generation_jobs import generation_round_start
+
+    try:
+        generation_round_start(study=study, decoding=spec.study["decoding"])
+    except StudyLoadError as error:
+        raise StudyLoadError(f"{source}: decoding changed, but {error}") from None
+    Study.objects.filter(pk=study.pk).update(
+        spec=json_safe(spec.raw), spec_version=spec.version, spec_sha256=spec.sha256
+    )
+    study.refresh_from_db()
 
 
 def _study_load_allowed(*, study: Study | None, slug: str, acting_user, source: str) -> None:
@@ -179,6 +205,8 @@ def _study_write(*, study: Study | None, spec: StudySpec) -> Study:
             task=tasks[d["task"]],
             samples_per_item=d["samples_per_item"],
             automatic_only=d["automatic_only"],
+            accept_truncation=d["accept_truncation"],
+            **d["raters"],
         )
         deployment.conditions.set([conditions[key] for key in d["conditions"]])
     return study

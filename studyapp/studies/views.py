@@ -15,9 +15,11 @@ from pathlib import Path
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from studyapp.rating import slots
@@ -26,13 +28,12 @@ from studyapp.studies import generation_jobs, metrics, reports
 from studyapp.studies.access import studies_visible_to, user_is_researcher_staff
 from studyapp.studies.control import study_control_room
 from studyapp.studies.dashboard import study_dashboard
-from studyapp.studies.exports import export_frame_write, export_ratings_frame, export_stimuli_frame
-from studyapp.studies.models import GenerationJob, Study, StudyReport
+from studyapp.studies.exports import EXPORT_FORMATS, EXPORT_FRAMES, export_frame_write
+from studyapp.studies.models import Deployment, GenerationJob, Study, StudyReport
 from studyapp.studies.reports import latest_ready_report, report_result_tables
 from studyapp.studies.study_loading import StudyLoadError
 
-EXPORT_TABLES = ("ratings", "stimuli")
-EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
 def researcher_required(view):
@@ -63,7 +64,7 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 @researcher_required
 def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
-    from studyapp.studies.forms import StimulusExcludeForm
+    from studyapp.studies.forms import DecodingRoundForm, StimulusExcludeForm
     from studyapp.studies.screening import excluded_stimuli, study_screening
 
     dashboard = study_dashboard(study=study)
@@ -75,9 +76,20 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "screening": study_screening(study=study),
         "excluded": excluded_stimuli(study=study),
         "exclude_form": StimulusExcludeForm(),
+        "decoding_form": DecodingRoundForm(initial=generation_jobs.decoding_effective(study.decoding)),
+        "rater_pages_problems": study.rater_pages_problems(),
         "control": study_control_room(study=study, base_url=request.build_absolute_uri("/"), dashboard=dashboard),
     }
     return render(request, "studies/dashboard.html", context)
+
+
+def _back(request: HttpRequest, study: Study) -> HttpResponse:
+    """Back to the page the form was on (``next``, a path of this site), else the dashboard."""
+    target = request.POST.get("next", "")
+    panel = reverse("studies:index")
+    if target.startswith(panel) and url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+        return redirect(target)
+    return redirect("studies:dashboard", slug=study.slug)
 
 
 @require_POST
@@ -89,18 +101,18 @@ def stimulus_exclude(request: HttpRequest, study: Study) -> HttpResponse:
     form = StimulusExcludeForm(request.POST)
     if not form.is_valid():
         messages.error(request, "To exclude a stimulus give its token and a reason.")
-        return redirect("studies:dashboard", slug=study.slug)
+        return _back(request, study)
     stimulus = Stimulus.objects.filter(deployment__study=study, token=form.cleaned_data["stimulus"].strip()).first()
     if stimulus is None:
         messages.error(request, "This study has no stimulus with that token.")
-        return redirect("studies:dashboard", slug=study.slug)
+        return _back(request, study)
     try:
         generation_jobs.stimulus_exclude(stimulus=stimulus, reason=form.cleaned_data["reason"])
     except StudyLoadError as error:
         messages.error(request, f"Not excluded: {error}")
     else:
-        messages.info(request, f"Excluded {stimulus.token}.")
-    return redirect("studies:dashboard", slug=study.slug)
+        messages.info(request, f"Excluded {stimulus.token}: {stimulus.exclusion_reason}.")
+    return _back(request, study)
 
 
 @require_POST
@@ -108,6 +120,82 @@ def stimulus_exclude(request: HttpRequest, study: Study) -> HttpResponse:
 def stimuli_regenerate(request: HttpRequest, study: Study) -> HttpResponse:
     jobs = generation_jobs.stimuli_regenerate_excluded(study=study)
     messages.info(request, f"Queued {len(jobs)} job(s) to generate replacements with new seeds.")
+    return _back(request, study)
+
+
+@require_GET
+@researcher_required
+def texts(request: HttpRequest, study: Study, deployment: str, condition: str) -> HttpResponse:
+    """A (deployment, condition)'s generated texts, a page at a time, each excludable by a click."""
+    from studyapp.rating.models import Slot
+    from studyapp.studies.forms import StimulusExcludeForm
+    from studyapp.studies.screening import TEXT_FILTERS, stimuli_texts_page
+
+    chosen = get_object_or_404(Deployment, study=study, slug=deployment)
+    if not chosen.conditions.filter(key=condition).exists():
+        raise Http404("No such condition in this deployment.")
+    which = request.GET.get("which", "all")
+    which = which if which in TEXT_FILTERS else "all"
+    page = stimuli_texts_page(
+        deployment=chosen, condition_key=condition, which=which, number=request.GET.get("page", 1)
+    )
+    context = {
+        "study": study,
+        "deployment": chosen,
+        "condition": condition,
+        "which": which,
+        "filters": list(TEXT_FILTERS),
+        "page": page,
+        "rated": set(slots.rated_stimuli(deployment=chosen).values_list("pk", flat=True)),
+        "slots_built": Slot.objects.filter(deployment=chosen).exists(),
+        "exclude_form": StimulusExcludeForm(),
+        "here": request.get_full_path(),
+    }
+    return render(request, "studies/texts.html", context)
+
+
+@require_POST
+@researcher_required
+def truncation_accept(request: HttpRequest, study: Study, deployment: str) -> HttpResponse:
+    chosen = get_object_or_404(Deployment, study=study, slug=deployment)
+    accept = {"on": True, "off": False}.get(request.POST.get("state", ""))
+    if accept is None:
+        return HttpResponseBadRequest("state must be on or off")
+    try:
+        generation_jobs.deployment_truncation_set(deployment=chosen, accept=accept)
+    except StudyLoadError as error:
+        messages.error(request, f"Not changed: {error}")
+    else:
+        messages.info(
+            request,
+            f"{chosen.slug}: texts cut mid-word may be rated."
+            if accept
+            else f"{chosen.slug}: texts cut mid-word are never rated.",
+        )
+    return _back(request, study)
+
+
+@require_POST
+@researcher_required
+def generation_round(request: HttpRequest, study: Study) -> HttpResponse:
+    from studyapp.studies.forms import DecodingRoundForm
+
+    form = DecodingRoundForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items())
+        messages.error(request, f"No new round: {problems}")
+        return redirect("studies:dashboard", slug=study.slug)
+    try:
+        jobs = generation_jobs.generation_round_start(study=study, decoding=form.decoding())
+    except StudyLoadError as error:
+        messages.error(request, f"No new round: {error}")
+    else:
+        study.refresh_from_db()
+        messages.info(
+            request,
+            f"Generation round {study.generation_round} started with the new decoding: {len(jobs)} job(s) queued. "
+            "The earlier round's texts are kept with their settings and no longer screened or rated.",
+        )
     return redirect("studies:dashboard", slug=study.slug)
 
 
@@ -154,13 +242,12 @@ def slots_build(request: HttpRequest, study: Study) -> HttpResponse:
 @require_GET
 @researcher_required
 def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResponse:
-    if table not in EXPORT_TABLES or fmt not in EXPORT_FORMATS:
+    if table not in EXPORT_FRAMES or fmt not in EXPORT_FORMATS:
         raise Http404("No such export.")
-    frame = export_ratings_frame(study=study) if table == "ratings" else export_stimuli_frame(study=study)
     buffer = io.BytesIO()
-    export_frame_write(frame, fmt=fmt, target=buffer)
+    export_frame_write(EXPORT_FRAMES[table](study=study), fmt=fmt, target=buffer)
     stamp = timezone.now().strftime("%Y%m%dT%H%M")
-    response = HttpResponse(buffer.getvalue(), content_type=EXPORT_FORMATS[fmt])
+    response = HttpResponse(buffer.getvalue(), content_type=CONTENT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{table}-{stamp}.{fmt}"'
     return response
 

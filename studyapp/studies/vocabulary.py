@@ -8,11 +8,14 @@ Django-free, so the spec checker stays plain Python.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from generation.types import METHOD_DESCRIPTIONS, METHODS
 
-__all__ = ["METHODS", "METHOD_DESCRIPTIONS", "SCALES", "SCALE_RANGES", "SLIDER", "Scale", "balance_problem"]
+__all__ = [
+    "METHODS", "METHOD_DESCRIPTIONS", "SCALES", "SCALE_RANGES", "SLIDER", "Scale", "balance_problem", "pairing_problem",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,24 @@ def balance_problem(*, n_conditions: int, per_condition: int, raters: int, per_r
             f"not a multiple of its {per_condition} stimuli: stimuli would get unequal numbers of ratings"
         )
     return None
+
+
+def pairing_problem(*, n_conditions: int, n_items: int, rated_samples: int, per_rater: int) -> str | None:
+    """Why every rater would see one item's texts under two conditions, or None when no rater must.
+
+    A rater takes ``per_rater / n_conditions`` texts of each condition, which cover at least
+    ``ceil(that / rated_samples)`` of its items; when the conditions together need more items
+    than the deployment has, every rater meets some item under two conditions, side by side
+    (docs/rating.md: such pairs invite comparison and make the manipulation guessable). Chance
+    pairs in a design that does not force them are fine. Positive numbers only, as
+    :func:`balance_problem`.
+    """
+    take = per_rater // n_conditions
+    least_items = math.ceil(take / rated_samples)
+    if n_conditions * least_items <= n_items:
+        return None
+    return (
+        f"every rater would see texts of one item under two conditions side by side ({n_items} item(s), "
+        f"{take} text(s) of each of {n_conditions} conditions per rater): add items, give raters fewer stimuli, "
+        "or set raters.allow_paired_items: true to accept it"
+    )

@@ -62,7 +62,11 @@ def build_rating_study(
     for d in range(n_deployments):
         model = LanguageModelFactory(study=study, key=f"smollm2-135m-d{d}", source="embedded")
         built.models.append(model)
-        deployment = DeploymentFactory(study=study, slug=f"smollm2-aut-activation-d{d}", model=model, task=task)
+        # The small designs of these tests put one item under both conditions before each rater
+        # (the loader refuses that unless allowed: tests/studyapp/rating/test_per_deployment_design.py).
+        deployment = DeploymentFactory(
+            study=study, slug=f"smollm2-aut-activation-d{d}", model=model, task=task, allow_paired_items=True
+        )
         for method in methods:
             condition = ConditionFactory(study=study, model=model, key=f"{method}-cond-d{d}", method=method)
             deployment.conditions.add(condition)
@@ -218,3 +222,36 @@ def wait_for_progress(page, prefix: str) -> None:
     a predicate that throws fails the wait at once instead of waiting on.
     """
     page.wait_for_function("(prefix) => document.querySelector('.progress')?.innerText.startsWith(prefix)", arg=prefix)
+
+
+PANEL_PASSWORD = "a-long-test-password"
+
+
+def researcher_client(study):
+    """A test client logged in as a staff researcher of ``study`` (the researcher panel's persona)."""
+    from django.test import Client
+
+    from tests.factories import ResearcherFactory
+
+    researcher = ResearcherFactory()
+    study.researchers.add(researcher)
+    client = Client()
+    client.force_login(researcher)
+    return client
+
+
+def panel_password(user):
+    """Give ``user`` the password :func:`panel_login` types (before the browser starts: Playwright's
+    event loop forbids database writes in the test's thread)."""
+    user.set_password(PANEL_PASSWORD)
+    user.save()
+    return user
+
+
+def panel_login(page, base_url: str, *, username: str, next_path: str) -> None:
+    """Log a user with :func:`panel_password` in through the admin's login form in a Playwright
+    page, which then opens ``next_path``."""
+    page.goto(f"{base_url}/admin/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PANEL_PASSWORD)
+    page.click("input[type=submit]")

@@ -8,6 +8,8 @@ import io
 import pytest
 
 from studyapp.rating.models import Participant
+from studyapp.rating.quality import study_rater_quality
+from studyapp.studies.exports import export_ratings_frame
 from tests.studyapp.rating.helpers import build_rating_study, prolific_query, wait_for_progress
 from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -93,7 +95,14 @@ def test_sliders_have_no_anchor_pages_explain_the_scales_and_speeding_gets_a_gen
         wait_for_progress(page, "Page 2 of 4")
         browser.close()
 
+    # The page waited for the minimum time, so the server's clock alone would not see it; the
+    # held-back click is recorded with the page and flags the rater (issue 20, point 3).
     participant = Participant.objects.get(prolific_pid="5f0000000000000000013100")
     assert participant.ratings.count() == 3
     assert all(r.seconds_on_page >= 3 for r in participant.ratings.all())
-    assert "speeding" not in participant.flags
+    assert {r.held_back for r in participant.ratings.all()} == {1}
+    assert "speeding" in participant.flags
+    frame = export_ratings_frame(study=built.study)
+    assert frame["held_back"].tolist() == [1, 1, 1] and frame["speeding"].all()
+    quality = study_rater_quality(study=built.study)
+    assert (quality.speeding_pages, quality.speeding_raters, quality.pages) == (1, 1, 1)

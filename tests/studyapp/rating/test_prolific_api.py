@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import threading
+from datetime import timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,9 +21,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from django.utils import timezone
 
-from studyapp.rating.models import Participant, Slot
+from studyapp.rating.models import BonusPayment, Participant, Slot
 from studyapp.rating.prolific_api import Bonus, ProlificClient, bonuses_parse
+from tests.factories import ParticipantFactory
 from tests.studyapp.rating.helpers import Bot, build_rating_study
 
 TOKEN = "tok-" + "s3cr3t" * 6
@@ -35,6 +38,8 @@ class StandIn(ThreadingHTTPServer):
         self.submissions: list[dict] = []
         self.calls: list[tuple[str, str, object]] = []
         self.bulk_payments: dict[str, dict] = {}
+        self.paid: list[str] = []  # every pay call Prolific accepted: it pays each one, repeats too
+        self.pay_fails = False  # answer the pay call with a server error (a lost payment confirmation)
 
     @property
     def url(self) -> str:
@@ -114,6 +119,9 @@ class Handler(BaseHTTPRequestHandler):
         if parts[:3] == ["api", "v1", "bulk-bonus-payments"] and parts[-1] == "pay":
             if parts[3] not in self.server.bulk_payments:
                 return self._send(404, {"error": "no such bulk payment"})
+            if self.server.pay_fails:
+                return self._send(502, {"error": "Bad gateway"})
+            self.server.paid.append(parts[3])
             return self._send(200, f"Bulk bonus payment with ID {parts[3]} is being processed asynchronously.")
         return self._send(404, {"error": "not found"})
 
@@ -215,6 +223,8 @@ def test_review_approves_asks_to_return_and_frees_returned_slots_at_once(prolifi
 @pytest.mark.django_db
 def test_bonuses_from_a_csv_are_set_up_then_paid_once(prolific, tmp_path):
     built = build_rating_study(prolific_study_id="prolific-study-1")
+    for pid in ("5f0000000000000000013401", "5f0000000000000000013402"):
+        ParticipantFactory(study=built.study, prolific_pid=pid)
     csv = tmp_path / "bonuses.csv"
     csv.write_text("participant_id,amount\n5f0000000000000000013401,0.50\n5f0000000000000000013402,1.25\n")
 
@@ -249,6 +259,7 @@ def test_bonuses_from_a_csv_are_set_up_then_paid_once(prolific, tmp_path):
 @pytest.mark.django_db
 def test_a_bad_bonus_csv_is_one_error_with_exit_2_and_pays_nothing(prolific, tmp_path, text, message):
     built = build_rating_study(prolific_study_id="prolific-study-1")
+    ParticipantFactory(study=built.study, prolific_pid="5f01")
     csv = tmp_path / "bonuses.csv"
     csv.write_text(text)
     with pytest.raises(CommandError, match=message) as raised:
@@ -292,3 +303,102 @@ def test_the_client_keeps_the_token_out_of_its_repr_and_checks_rejections():
     with pytest.raises(ValueError, match="unknown rejection category"):
         client.submission_reject("s1", category="BORED", message="x" * 120)
     assert bonuses_parse("a1,1\nb2,0.1\n") == [Bonus("a1", Decimal("1.00")), Bonus("b2", Decimal("0.10"))]
+
+
+# --- Issue 20, point 10: bonuses only to participants, once, with a ledger ----------------------
+
+
+def _bonus_study():
+    built = build_rating_study(prolific_study_id="prolific-study-1")
+    for pid in ("5f0000000000000000013501", "5f0000000000000000013502"):
+        ParticipantFactory(study=built.study, prolific_pid=pid)
+    return built
+
+
+@pytest.mark.django_db
+def test_a_bonus_to_an_id_that_is_no_participant_is_refused_naming_every_one(prolific, tmp_path):
+    built = _bonus_study()
+    csv = tmp_path / "bonuses.csv"
+    csv.write_text("5f0000000000000000013501,0.50\n5fdeadbeef00000000000001,1.00\n5fdeadbeef00000000000002,1.00\n")
+    for extra in ([], ["--dry-run"]):
+        with pytest.raises(CommandError) as raised:
+            _run("bonuses", built.study.slug, "--csv", str(csv), *extra)
+        assert raised.value.returncode == 2
+        assert "not participants of study" in str(raised.value)
+        assert "5fdeadbeef00000000000001, 5fdeadbeef00000000000002" in str(raised.value)
+    csv.write_text("5f0000000000000000013501,0.50\n5f0000000000000000013501,0.50\n")
+    with pytest.raises(CommandError, match=r"listed more than once.*5f0000000000000000013501") as raised:
+        _run("bonuses", built.study.slug, "--csv", str(csv))
+    assert raised.value.returncode == 2
+    assert prolific.calls == [] and not BonusPayment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_bonus_is_paid_once_and_the_ledger_says_what_was_paid(prolific, tmp_path):
+    built = _bonus_study()
+    csv = tmp_path / "bonuses.csv"
+    csv.write_text("participant_id,amount\n5f0000000000000000013501,0.50\n5f0000000000000000013502,1.25\n")
+    _run("bonuses", built.study.slug, "--csv", str(csv))
+    ledger = list(BonusPayment.objects.select_related("participant").order_by("participant__prolific_pid"))
+    assert [(row.participant.prolific_pid, row.amount, row.bulk_payment_id) for row in ledger] == [
+        ("5f0000000000000000013501", Decimal("0.50"), "bulk0"),
+        ("5f0000000000000000013502", Decimal("1.25"), "bulk0"),
+    ]
+    assert all(row.paid_at is not None for row in ledger)
+    assert prolific.paid == ["bulk0"]
+
+    # The same file again: refused, naming what was paid when; nothing is set up or paid.
+    with pytest.raises(CommandError) as raised:
+        _run("bonuses", built.study.slug, "--csv", str(csv))
+    assert raised.value.returncode == 2
+    message = str(raised.value)
+    assert "already in the bonus ledger" in message and "--again" in message
+    assert "5f0000000000000000013501 0.50 (bulk payment bulk0, paid " in message
+    assert len([path for path, _ in _posts(prolific) if path.endswith("bonus-payments/")]) == 1
+    assert prolific.paid == ["bulk0"]
+    # Told to, it pays a second bonus, and the ledger has both.
+    _run("bonuses", built.study.slug, "--csv", str(csv), "--again")
+    assert prolific.paid == ["bulk0", "bulk1"] and BonusPayment.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_a_payment_prolific_did_not_confirm_stays_in_the_ledger_and_blocks_a_second_try(prolific, tmp_path):
+    built = _bonus_study()
+    csv = tmp_path / "bonuses.csv"
+    csv.write_text("5f0000000000000000013501,0.50\n")
+    prolific.pay_fails = True
+    with pytest.raises(CommandError) as raised:
+        _run("bonuses", built.study.slug, "--csv", str(csv))
+    assert raised.value.returncode == 2
+    assert "set up as bulk payment bulk0 but the payment was not confirmed" in str(raised.value)
+    row = BonusPayment.objects.get()
+    assert row.bulk_payment_id == "bulk0" and row.paid_at is None
+    prolific.pay_fails = False
+    with pytest.raises(CommandError, match=r"bulk payment bulk0, set up, payment not confirmed"):
+        _run("bonuses", built.study.slug, "--csv", str(csv))
+    assert prolific.paid == []
+
+
+@pytest.mark.django_db
+def test_partial_bonuses_are_written_from_the_participants_table_and_paid(prolific, tmp_path):
+    built = build_rating_study(raters=4, per_rater=4, prolific_study_id="prolific-study-1", slot_timeout_minutes=1)
+    slug = built.study.slug
+    Bot(Client(), slug, "5f0000000000000000013601").walk()  # complete: no partial bonus
+    for pid, pages in (("5f0000000000000000013602", 1), ("5f0000000000000000013603", 3)):
+        Bot(Client(), slug, pid).walk(stop_after_pages=pages)
+    Participant.objects.filter(prolific_pid__in=["5f0000000000000000013602", "5f0000000000000000013603"]).update(
+        last_seen_at=timezone.now() - timedelta(minutes=5)
+    )
+    Bot(Client(), slug, "5f0000000000000000013604").walk(stop_after_pages=0)  # claims a silent rater's slot
+    from studyapp.rating.services import slots_release_stale
+
+    slots_release_stale(study=built.study)
+    out = tmp_path / "partial.csv"
+    said = _run("partial-bonuses", slug, "--per-page", "0.15", "--out", str(out))
+    assert out.read_text() == ("participant_id,amount\n5f0000000000000000013602,0.15\n5f0000000000000000013603,0.45\n")
+    assert "2 partial-completion bonuses, 0.60" in said
+    _run("bonuses", slug, "--csv", str(out))
+    assert prolific.paid == ["bulk0"]
+    # Paid ones are left out of the next file.
+    _run("partial-bonuses", slug, "--per-page", "0.15", "--out", str(out))
+    assert out.read_text() == "participant_id,amount\n"

@@ -133,3 +133,35 @@ def test_the_command_reports_what_happened_and_bad_input_exits_2(capsys):
         with pytest.raises(CommandError) as error:
             call_command("simulate_raters", *argv)
         assert error.value.returncode == 2
+
+
+def test_every_scale_is_simulated_likert_practice_included(capsys):
+    """Issue 20, point 2: a Likert dimension used to fail the practice page (a 30-70 number on a 1-7 scale)."""
+    built = build_rating_study(scales=("likert_7", "slider_0_100", "likert_5"))
+    n = _slots(built)
+    call_command("simulate_raters", "--study", built.study.slug, "--raters", str(n), "--abandon", "0",
+                 "--attention-failures", "0")  # fmt: skip
+    assert f"{n} complete" in capsys.readouterr().out
+    frame = export_ratings_frame(study=built.study)
+    assert len(frame) == n * built.study.stimuli_per_rater * 3
+    for scale, (low, high) in {"likert_7": (1, 7), "likert_5": (1, 5), "slider_0_100": (0, 100)}.items():
+        scores = frame.loc[frame["scale"] == scale, "score"]
+        assert len(scores) and scores.between(low, high).all()
+
+
+def test_a_simulated_rater_that_cannot_go_on_stops_the_command_naming_the_page_and_holds_no_slot():
+    # Stored before the admin checked it: a choice check whose expected answer is not among its
+    # options. The simulated rater answers as instructed, and the page refuses the answer.
+    broken = {"position": 1, "text": "Pick the animal named: horse.", "options": ["dog", "cat"], "expected": "horse"}
+    built = build_rating_study(attention_checks=[broken])
+    with pytest.raises(CommandError) as raised:
+        call_command("simulate_raters", "--study", built.study.slug, "--raters", "3", "--abandon", "0",
+                     "--attention-failures", "0")  # fmt: skip
+    message = str(raised.value)
+    assert raised.value.returncode == 1
+    assert "SIMULATED-0-0" in message and "attention-check page" in message
+    assert "Select a valid choice" in message and "its slot was freed" in message
+    # It stopped at the first stuck rater, and left no slot held: a real rater gets one at once.
+    assert Participant.objects.filter(study=built.study).count() == 1
+    assert not Slot.objects.filter(deployment__study=built.study).exclude(status=Slot.Status.FREE).exists()
+    assert Participant.objects.get().step == Participant.Step.TIMED_OUT

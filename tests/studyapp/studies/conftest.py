@@ -55,7 +55,11 @@ def tiny_spec(
     conditions: tuple[str, ...] = ("base", "weight"),
     deployments: int = 1,
     raters: int | None = None,
+    accept_truncation: bool = True,
 ) -> str:
+    """A spec for the tiny model. ``accept_truncation``: its few-token texts are nearly all cut
+    mid-word, so tests about anything else accept them, or no slot could be built; and its few
+    items put one item under every condition before each rater, which the spec allows here."""
     params = {
         "base": "{}",
         "weight": "{rho: 0.1, alpha: 1.0, prompt_set: dat}",
@@ -64,7 +68,8 @@ def tiny_spec(
     }
     condition_lines = "\n".join(f"  - {{key: {c}, model: tiny, method: {c}, params: {params[c]}}}" for c in conditions)
     deployment_lines = "\n".join(
-        f"  - {{slug: aut-{index}, model: tiny, task: aut, conditions: [{', '.join(conditions)}]}}"
+        f"  - {{slug: aut-{index}, model: tiny, task: aut, conditions: [{', '.join(conditions)}],"
+        f" accept_truncation: {str(accept_truncation).lower()}}}"
         for index in range(deployments)
     )
     return f"""
@@ -75,7 +80,8 @@ seed: 7
 samples_per_item: {samples}
 decoding: {{max_new_tokens: {max_new_tokens}, temperature: 0.7, top_p: 0.95}}
 generation: {{batch_size: {batch_size}}}
-raters: {{per_deployment: {raters or len(items) * samples}, stimuli_per_rater: {len(conditions)}}}
+raters: {{per_deployment: {raters or len(items) * samples}, stimuli_per_rater: {len(conditions)},
+  allow_paired_items: true}}
 models:
   - {{key: tiny, source: "{model_dir}"}}
 conditions:

@@ -11,22 +11,14 @@ from analysis.mixed import prepare_ratings
 from studyapp.rating.models import Participant, Rating
 from studyapp.studies.exports import export_ratings_frame
 from tests.factories import ResearcherFactory
-from tests.studyapp.rating.helpers import Bot, build_rating_study, text_of
+from tests.studyapp.rating.helpers import Bot, build_rating_study, researcher_client, text_of
 
 pytestmark = pytest.mark.django_db
 
 
-def _researcher_client(study) -> Client:
-    researcher = ResearcherFactory()
-    study.researchers.add(researcher)
-    client = Client()
-    client.force_login(researcher)
-    return client
-
-
 def test_the_dashboard_gives_prolific_links_with_placeholders_pinned_links_and_the_preview():
     built = build_rating_study(n_deployments=2)
-    client = _researcher_client(built.study)
+    client = researcher_client(built.study)
     body = text_of(client.get(reverse("studies:dashboard", args=[built.study.slug])))
     placeholders = "PROLIFIC_PID={{%PROLIFIC_PID%}}&amp;STUDY_ID={{%STUDY_ID%}}&amp;SESSION_ID={{%SESSION_ID%}}"
     assert f"http://testserver/r/{built.study.slug}/?{placeholders}" in body
@@ -40,7 +32,7 @@ def test_the_dashboard_gives_prolific_links_with_placeholders_pinned_links_and_t
 
 def test_open_and_close_from_the_dashboard_and_only_by_the_studys_researchers():
     built = build_rating_study()
-    client = _researcher_client(built.study)
+    client = researcher_client(built.study)
     url = reverse("studies:study_open", args=[built.study.slug])
     assert client.post(url, {"state": "off"}).status_code == 302
     built.study.refresh_from_db()
@@ -61,7 +53,7 @@ def test_open_and_close_from_the_dashboard_and_only_by_the_studys_researchers():
 
 def test_a_pilot_is_marked_in_the_database_dashboard_and_export_and_left_out_of_the_analysis():
     built = build_rating_study(raters=4, per_rater=4, min_seconds_per_page=30)
-    client = _researcher_client(built.study)
+    client = researcher_client(built.study)
     client.post(reverse("studies:study_pilot", args=[built.study.slug]), {"state": "on"})
     pilot = Bot(Client(), built.study.slug, "5f0000000000000000013210")
     pilot.walk()
@@ -91,7 +83,7 @@ def test_a_pilot_is_marked_in_the_database_dashboard_and_export_and_left_out_of_
 
 def test_live_progress_per_stimulus_against_the_target_charts_and_time_to_completion():
     built = build_rating_study(raters=4, per_rater=4, n_items=4)  # 8 stimuli, each rated twice when done
-    client = _researcher_client(built.study)
+    client = researcher_client(built.study)
     url = reverse("studies:dashboard", args=[built.study.slug])
     body = text_of(client.get(url))
     assert "Times rated (target 2)" in body and "No completed raters yet." in body

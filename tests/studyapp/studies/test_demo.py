@@ -24,7 +24,7 @@ def demo_spec(model_dir) -> str:
     spec = tiny_spec(model_dir, slug="demo", conditions=("base", "weight"), samples=4, raters=8)
     # 4 stimuli per rater: ratings z-scored within a rater need more than one per condition.
     spec = spec.replace("raters: {per_deployment:", "raters: {samples_per_item: 2, per_deployment:")
-    spec = spec.replace("stimuli_per_rater: 2}", "stimuli_per_rater: 4}")
+    spec = spec.replace("stimuli_per_rater: 2,", "stimuli_per_rater: 4,")
     spec = spec.replace("tasks:\n  - key: aut\n", "tasks:\n  - key: dat\n    items: [comma]\n  - key: aut\n")
     return spec + (
         "  - {slug: dat, model: tiny, task: dat, conditions: [base, weight],\n"

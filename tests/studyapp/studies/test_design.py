@@ -23,7 +23,7 @@ slug: subset
 title: Rated subset
 seed: 11
 samples_per_item: 6
-raters: {{samples_per_item: {rated}, per_deployment: 4, stimuli_per_rater: 4}}
+raters: {{samples_per_item: {rated}, per_deployment: 4, stimuli_per_rater: 4, allow_paired_items: true}}
 models: [{{key: m, source: embedded}}]
 conditions:
   - {{key: base, model: m, method: base}}

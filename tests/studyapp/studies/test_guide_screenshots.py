@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.factories import ResearcherFactory
-from tests.studyapp.rating.helpers import Bot, build_rating_study, prolific_query
+from tests.studyapp.rating.helpers import Bot, build_rating_study, panel_login, panel_password, prolific_query
 from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 DOCS = REPO_ROOT / "docs" / "screenshots"
@@ -39,19 +39,14 @@ def test_the_launch_guide_walked_in_a_browser_with_its_screenshots(live_server, 
     ):  # fmt: skip
         dimension.definition = definition
         dimension.save()
-    researcher = ResearcherFactory(username="researcher")
-    researcher.set_password("a-long-test-password")
-    researcher.save()
+    researcher = panel_password(ResearcherFactory(username="researcher"))
     built.study.researchers.add(researcher)
     slug = built.study.slug
     shots = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         desk = browser.new_context(viewport=DESKTOP).new_page()
-        desk.goto(f"{live_server.url}/admin/login/?next=/panel/{slug}/")
-        desk.fill("#id_username", "researcher")
-        desk.fill("#id_password", "a-long-test-password")
-        desk.click("input[type=submit]")
+        panel_login(desk, live_server.url, username=researcher.username, next_path=f"/panel/{slug}/")
         # Step: a pilot first. Open the study in pilot mode from the control room.
         desk.get_by_role("button", name="Start a pilot").click()
         desk.get_by_role("button", name="Open the study").click()
@@ -75,20 +70,20 @@ def test_the_launch_guide_walked_in_a_browser_with_its_screenshots(live_server, 
         box = slider.bounding_box()
         phone.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
         shots["rater-rating-page"] = phone.screenshot(full_page=True)
+        # The pilot looked fine: end it (the pilot rater keeps a slot of its own, outside the design).
+        desk.reload()
+        desk.get_by_role("button", name="End the pilot").click()
+        assert "Not in pilot mode" in desk.inner_text("main")
         browser.close()
 
-    # Two more raters finish (by HTTP) so that the dashboard has something to show.
+    # Two real raters finish (by HTTP) so that the dashboard has something to show.
     for n in range(2):
         Bot(Client(), slug, f"5f00000000000000000136{10 + n}").walk()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=DESKTOP)
         desk = context.new_page()
-        desk.goto(f"{live_server.url}/admin/login/?next=/panel/{slug}/")
-        desk.fill("#id_username", "researcher")
-        desk.fill("#id_password", "a-long-test-password")
-        desk.click("input[type=submit]")
-        desk.get_by_role("button", name="End the pilot").click()
+        panel_login(desk, live_server.url, username=researcher.username, next_path=f"/panel/{slug}/")
         assert "Not in pilot mode" in desk.inner_text("main")
         assert desk.locator("svg").count() == 2
         shots["dashboard-control-room"] = desk.locator("main").screenshot()

@@ -11,6 +11,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from studyapp.rating.models import BonusPayment, ParticipantDeletion
 from studyapp.studies.admin_scoping import STUDY_PATHS
 from studyapp.studies.models import DiversityMetric, GenerationJob, RatingDimension, Stimulus, Study, StudyReport
 from tests.factories import personas, study_with_ratings
@@ -34,6 +35,9 @@ def _with_everything(study: Study) -> Study:
         deployment=stimulus.deployment, condition=stimulus.condition, item=stimulus.item, n_samples=2, metrics={}
     )
     StudyReport.objects.create(study=study, status=StudyReport.Status.READY)
+    ParticipantDeletion.objects.create(study=study, participant_token="gone", reason="a data-protection request")
+    participant = study.participants.first()
+    BonusPayment.objects.create(study=study, participant=participant, amount="0.50", bulk_payment_id="bulk-x")
     return study
 
 

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from studyapp.rating.models import Participant
 from tests.factories import panel_user
 from tests.studyapp.rating.helpers import Bot, build_rating_study, prolific_query
 from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS, _move_sliders
@@ -39,15 +40,24 @@ def test_every_kind_of_page_carries_the_policy_and_its_inline_scripts_the_nonce(
     assert {bot.step_name(r) for r in seen if r.status_code == 200} >= {"consent", "practice", "rate", "done"}
     researcher = Client(raise_request_exception=False)
     researcher.force_login(panel_user(username="researcher", study=built.study))
+    deployment, condition = built.deployments[0], built.conditions[0]
+    participant = Participant.objects.get(prolific_pid=bot.pid)
     pages = [
         *seen,
         researcher.get(reverse("studies:dashboard", args=[built.study.slug])),
+        # Issue 20's pages: the screening texts and the admin's withdrawal page.
+        researcher.get(reverse("studies:texts", args=[built.study.slug, deployment.slug, condition.key])),
+        researcher.post(
+            reverse("admin:rating_participant_changelist"),
+            {"action": "withdraw_to_pool", "_selected_action": [participant.pk]},
+        ),
         researcher.get(reverse("admin:studies_study_change", args=[built.study.pk])),
         researcher.get("/admin/studies/study/?status__exact=%00"),  # the 400 page
         Client().get("/admin/login/"),
         Client().get("/r/no-such-study/"),  # the rater 404 page, made outside the views
         Client().get("/no/such/page/"),
     ]
+    assert [response.status_code for response in pages[len(seen) :][:3]] == [200, 200, 200]
     for response in pages:
         _assert_policy(response)
 

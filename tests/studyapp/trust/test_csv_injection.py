@@ -1,7 +1,7 @@
 """CSV formula injection (issue 21, item 8): a stimulus beginning `=HYPERLINK(` came out verbatim
 in the CSV exports. Every text cell a spreadsheet would run is marked in every CSV export (the
-panel's download and `manage.py export_study`); Parquet stays exact; `python -m analysis` reads
-the CSV back exactly."""
+panel's download and `manage.py export_study`, the participants table of issue 20 included);
+Parquet stays exact; `python -m analysis` reads the CSV back exactly."""
 
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ def hostile_study():
     for stimulus, text in zip(stimuli, HOSTILE, strict=False):
         Stimulus.objects.filter(pk=stimulus.pk).update(text=text)
     Item.objects.filter(task__study=study).update(text="=1+1 (an item)")
-    Participant.objects.filter(study=study).update(flags=["-speeding"])
+    # The participants table (issue 20) carries raters' own words and Prolific's ids.
+    Participant.objects.filter(study=study).update(
+        flags=["-speeding"], prolific_session_id="-2sess", debrief={"strategy": HOSTILE[0], "age": "@40"}
+    )
     return study
 
 
@@ -65,17 +68,32 @@ def test_the_panels_csv_download_marks_formula_cells_and_parquet_stays_exact(cli
             assert set(HOSTILE) <= set(exact["text"])  # Parquet: the texts as generated
         assert "'-speeding" in _text_cells(raw) or table == "stimuli"
         assert "'=1+1 (an item)" in _text_cells(raw) or table == "ratings"
+    raw = client.get(reverse("studies:export", args=[hostile_study.slug, "participants", "csv"])).content
+    _assert_participant_cells_marked(raw)
+
+
+def _assert_participant_cells_marked(raw: bytes) -> None:
+    cells = _text_cells(raw)
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "@", "\t", "\r", "-2"))]
+    assert {"'-2sess", "'-speeding", "'@40"} <= set(cells)
+    assert any(cell.startswith("'=HYPERLINK(") for cell in cells)
 
 
 def test_export_study_writes_marked_csv_that_analysis_reads_back_exactly(hostile_study, tmp_path: Path) -> None:
     call_command("export_study", hostile_study.slug, "--out", str(tmp_path))
-    for table in ("stimuli", "ratings"):
+    for table in ("stimuli", "ratings", "participants"):
         csv_path = tmp_path / f"{hostile_study.slug}-{table}.csv"
         if table == "stimuli":
             _assert_no_cell_runs(csv_path.read_bytes())
+        if table == "participants":
+            _assert_participant_cells_marked(csv_path.read_bytes())
         from_csv = read_table(csv_path)
         from_parquet = read_table(tmp_path / f"{hostile_study.slug}-{table}.parquet")
         # Opaque tokens may begin with "-" too: marked in the CSV, and joined exactly after reading.
-        text_columns = {"stimuli": ["stimulus", "text", "item_text"], "ratings": ["rater", "stimulus", "rater_flags"]}
+        text_columns = {
+            "stimuli": ["stimulus", "text", "item_text"],
+            "ratings": ["rater", "stimulus", "rater_flags"],
+            "participants": ["rater", "prolific_session_id", "flags", "debrief_strategy", "debrief_age"],
+        }
         for column in text_columns[table]:
             assert from_csv[column].fillna("").tolist() == from_parquet[column].fillna("").tolist(), column

@@ -36,6 +36,11 @@ def _upload(client: Client, text: str):
             "  per_deployment: 4294967296",
             f"raters.per_deployment: must be at most {INTEGER_MAX:,}",
         ),
+        (  # a deployment's own rater design (issue 20) is held to the same columns
+            "    accept_truncation: true\n",
+            "    accept_truncation: true\n    raters: {stimuli_per_rater: 4294967296}\n",
+            f"deployments[0].raters.stimuli_per_rater: must be at most {INTEGER_MAX:,}",
+        ),
         ("  slot_timeout_minutes: 30", "  slot_timeout_minutes: 2147483647", f"must be at most {MINUTES_MAX:,}"),
         ("  batch_size: ", "  batch_size: 1e400 #", "generation.batch_size: expected a whole number"),
     ],

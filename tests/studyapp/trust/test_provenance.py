@@ -84,3 +84,43 @@ def test_a_condition_without_stimuli_is_editable_in_the_admin(client) -> None:
     assert client.post(url, _change_form(condition)).status_code == 302
     condition.refresh_from_db()
     assert condition.params == {"rho": 0.1, "alpha": 2.0}
+
+
+def test_a_generated_conditions_artifact_path_is_locked_like_its_siblings(client) -> None:
+    """Issue 20, point 9: the artifact a condition's stimuli came from cannot be repointed."""
+    study = study_with_ratings(n_deployments=1, raters_per_deployment=1)
+    condition = _weight_condition(study)
+    # Outside ARTIFACT_DIR/<study>: written before the artifact roots were checked (or ARTIFACT_DIR
+    # moved since). Read-only, it is a record: saving the condition is no 500 (the roots' error
+    # had no form field to go to), and a job start still refuses the path.
+    Condition.objects.filter(pk=condition.pk).update(artifact_path="/artifacts/weight-abc123")
+    client.force_login(panel_user(username="researcher", study=study))
+    url = reverse("admin:studies_condition_change", args=[condition.pk])
+    assert "artifact_path" not in client.get(url).context["adminform"].form.fields
+    response = client.post(url, {**_change_form(condition), "artifact_path": "/elsewhere/other-artifact"})
+    assert response.status_code == 302
+    condition.refresh_from_db()
+    assert condition.artifact_path == "/artifacts/weight-abc123"
+    condition.artifact_path = "/elsewhere/other-artifact"
+    with pytest.raises(ProvenanceLockedError, match="artifact_path cannot change"):
+        condition.save()
+    # Before any stimulus, a spec's artifact_path stays editable (a reused artifact chosen by hand).
+    fresh = ConditionFactory(study=study, model=condition.model, method="weight", artifact_path="/a/one")
+    fresh.artifact_path = "/a/two"
+    fresh.save()
+    assert Condition.objects.get(pk=fresh.pk).artifact_path == "/a/two"
+
+
+def test_a_locked_model_source_outside_the_model_roots_does_not_stop_an_admin_save(client) -> None:
+    """A generated model's source is read-only; a source from before MODEL_ROOTS is a record, not
+    a form error with no field to show it on (a 500), in the model's page and the study's inline."""
+    study = study_with_ratings(n_deployments=1, raters_per_deployment=1)
+    model = LanguageModel.objects.filter(study=study).first()
+    LanguageModel.objects.filter(pk=model.pk).update(source="/opt/old-models/smol")
+    client.force_login(panel_user(username="researcher", study=study))
+    url = reverse("admin:studies_languagemodel_change", args=[model.pk])
+    assert "source" not in client.get(url).context["adminform"].form.fields
+    fields = {"study": study.pk, "key": model.key, "backend": model.backend, "device": "cpu", "dtype": model.dtype}
+    assert client.post(url, fields).status_code == 302
+    model.refresh_from_db()
+    assert (model.source, model.device) == ("/opt/old-models/smol", "cpu")

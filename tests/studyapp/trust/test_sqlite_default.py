@@ -11,6 +11,7 @@ import pytest
 import requests
 from django.test import Client
 
+from studyapp.studies.models import RatingDimension
 from tests.studyapp.rating.helpers import Bot, build_rating_study, text_of
 from tests.studyapp.trust.servers import clean_env, manage, start_gunicorn
 
@@ -81,14 +82,16 @@ DEBUG_MARKERS = ("Traceback", "Request Method", "technical", "DJANGO_SETTINGS_MO
 
 @pytest.mark.django_db
 def test_a_rater_page_error_with_debug_on_is_the_projects_page(settings) -> None:
-    """A researcher's bad edit (an attention check at position "x") breaks the rating page: the
-    rater gets the plain 500 page, not Django's debug page with the deployment in its locals."""
+    """A view error (a scale no path can store, written into the database by hand) breaks the
+    practice page: the rater gets the plain 500 page, not Django's debug page with the
+    deployment in its locals. (An admin edit can no longer break a rater page: issue 20.)"""
     settings.DEBUG = True
-    built = build_rating_study(attention_checks=[{"position": "x", "text": "Check"}])
+    built = build_rating_study()
+    RatingDimension.objects.filter(study=built.study).update(scale="likert_9")
     client = Client(raise_request_exception=False)
     bot = Bot(client, built.study.slug, "5f0000000000000000007001")
     response = bot.follow(bot.enter())
-    for _ in range(3):  # consent, instructions, practice
+    for _ in range(2):  # consent, instructions
         response = bot.act(response)
     assert response.status_code == 500
     body = text_of(response)

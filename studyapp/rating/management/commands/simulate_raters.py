@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from studyapp.rating.simulation import RaterModel, SimulationError, raters_simulate
+from studyapp.rating.simulation import RaterModel, SimulatedRaterStuck, SimulationError, raters_simulate
 from studyapp.studies.models import Study
 
 
@@ -63,6 +63,9 @@ class Command(BaseCommand):
                 model=model,
                 allow_real=options["allow_real_participants"],
             )
+        except SimulatedRaterStuck as error:
+            # Not the user's input: the study's pages stopped a rater (exit 1, the rater's slot is freed).
+            raise CommandError(str(error), returncode=1) from None
         except SimulationError as error:
             raise CommandError(str(error), returncode=2) from None
         outcomes = ", ".join(f"{n} {step}" for step, n in sorted(result.outcomes.items()))

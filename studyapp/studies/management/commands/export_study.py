@@ -1,4 +1,4 @@
-"""``manage.py export_study SLUG --out DIR``: ratings and stimuli as CSV and Parquet."""
+"""``manage.py export_study SLUG --out DIR``: ratings, stimuli and participants as CSV and Parquet."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from studyapp.studies.models import Study
 
 
 class Command(BaseCommand):
-    help = "Write a study's ratings (long format) and stimuli as CSV and Parquet; see 'The export' in README.md."
+    help = (
+        "Write a study's ratings (long format), stimuli and participants as CSV and Parquet; "
+        "see 'The export' in README.md."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("slug")

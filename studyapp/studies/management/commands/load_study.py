@@ -52,6 +52,11 @@ class Command(BaseCommand):
             f"{study.slug}: {verb}; spec version {study.spec_version}, sha256 {study.spec_sha256[:12]}, "
             f"{study.deployments.count()} deployments"
         )
+        if changed and study.generation_round > 1:
+            self.stdout.write(
+                f"decoding changed: generation round {study.generation_round} of the same study is queued "
+                "(every text generated again with the new settings; the earlier rounds' texts are kept with theirs)"
+            )
         from studyapp.studies.plan import format_plan, study_plan
 
         self.stdout.write("generation plan:\n" + format_plan(study_plan(study=study, tokens_per_second=rate)))

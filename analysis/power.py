@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -214,38 +214,44 @@ def analytic_power(
     raters_per_deployment: int,
     items: int,
     alpha: float = 0.05,
-    n_draws: int = 3,
+    n_draws: int = 5,
     seed: int = 0,
 ) -> dict[str, float]:
     """Power of the condition contrast without simulating studies to fit.
 
     The standard error of the contrast is exact for the design at the true variance
-    components (the GLS covariance ``σ² (X'V⁻¹X)⁻¹`` that the REML fit would estimate); its
-    Satterthwaite df is taken at the true components, the median over ``n_draws`` simulated
-    rating sets (the deviance's curvature depends a little on the data; where it is not
-    positive at the true components, as with three items, at the draw's own REML fit).
-    Power is then the two-sided rejection probability of a noncentral t with that df. The
-    simulation of :func:`power_by_simulation` checks it (tests).
+    components (the GLS covariance ``σ² (X'V⁻¹X)⁻¹`` that the REML fit would estimate), and
+    so is the gradient of its variance in the variance parameters. Satterthwaite's df also
+    needs the curvature of the REML deviance, which depends on the data: it is averaged
+    over ``n_draws`` rating sets simulated at the true components (their mean approaches
+    the expected information, as the df a typical study would see). Power is then the
+    two-sided rejection probability of a noncentral t with that df. The simulation of
+    :func:`power_by_simulation` checks it (tests).
     """
-    se, dfs = float("nan"), []
+    se, curvatures, pieces = float("nan"), [], None
     for draw in range(n_draws):
         ratings = simulate_ratings(
             n_deployments=n_deployments, raters_per_deployment=raters_per_deployment, stimuli_per_condition=items,
             dimensions=["y"], effects=0.0, seed=seed + draw, **asdict(components),
         )  # fmt: skip
-        se, df = _contrast_se_df(ratings, components)
-        dfs.append(df)
-    df = float(np.nanmedian(dfs))
+        se, pieces = _contrast_at_truth(ratings, components)
+        if pieces is not None:
+            curvatures.append(2.0 * np.linalg.inv(pieces.A))  # the Hessian of that draw's deviance
+    L = np.array([0.0, 1.0])
+    df = float("nan")
+    if pieces is not None and curvatures:
+        mean = replace(pieces, A=2.0 * np.linalg.inv(np.mean(curvatures, axis=0)))
+        df = mean.df(L)
     crit = float(st.t.ppf(1 - alpha / 2, df))
     ncp = effect_points / se
     power = float(st.nct.sf(crit, df, ncp) + st.nct.cdf(-crit, df, ncp))
     return {"power": power, "se": se, "df": df}
 
 
-def _contrast_se_df(ratings: pd.DataFrame, components: Components) -> tuple[float, float]:
-    """SE of the condition contrast at the true components, and its Satterthwaite df there
-    (or at the data's own REML fit where the curvature at the truth is not positive)."""
-    from analysis._reml import _Problem, fit_reml, satterthwaite
+def _contrast_at_truth(ratings: pd.DataFrame, components: Components) -> tuple[float, Any]:
+    """SE of the condition contrast at the true components, and the pieces of its
+    Satterthwaite df there (None when that draw's curvature cannot be inverted)."""
+    from analysis._reml import _Problem, satterthwaite
     from analysis.formula import parse_formula
     from analysis.mixed import Columns, _model_data
     from analysis.random_effects import model_frame
@@ -268,11 +274,7 @@ def _contrast_se_df(ratings: pd.DataFrame, components: Components) -> tuple[floa
     se = float(np.sqrt(L @ prob.cov_beta_varpar(np.append(theta, sigma)) @ L))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnalysisWarning)
-        pieces = satterthwaite(prob, theta, sigma)
-        df = pieces.df(L) if pieces is not None else float("nan")
-        if not (np.isfinite(df) and df > 0):
-            df = fit_reml(frame.y, frame.X.to_numpy(), frame.blocks).contrast_df(L)
-    return se, float(df)
+        return se, satterthwaite(prob, theta, sigma)
 
 
 def design_advice(

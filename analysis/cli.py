@@ -207,9 +207,11 @@ def _cmd_cc_score(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as handle:
         columns = ("valid", "utility", "novelty", "creativity")
-        for record, values in zip(records, scores[list(columns)].to_dict("records"), strict=True):
+        errors = scores["error"].astype(object).where(scores["error"].notna(), None).tolist()
+        for record, values, error in zip(records, scores[list(columns)].to_dict("records"), errors, strict=True):
             scored = {**record, "valid": bool(values["valid"])}
             scored.update({key: float(values[key]) for key in columns[1:]})
+            scored["error"] = error
             handle.write(json.dumps(scored, ensure_ascii=False) + "\n")
     scores.insert(0, "prompt_id", [r["prompt_id"] for r in records])
     table = per_prompt(scores)
@@ -220,6 +222,8 @@ def _cmd_cc_score(args: argparse.Namespace) -> int:
         f"(95% CI {overall['creativity_ci_low']:.3f} to {overall['creativity_ci_high']:.3f}); "
         f"{len(scores)} walks, {scores['valid'].mean():.1%} valid -> {out}"
     )
+    shares = scores["error"].value_counts(sort=False) / max(len(scores), 1)
+    print("walks failing (first failure, in this order): " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
     return 0
 
 
@@ -327,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--prompts", required=True, help="JSONL: prompt_id, start, end, include, exclude")
     cs.add_argument("--walks", required=True, help="JSONL: prompt_id, walk")
     cs.add_argument("--train", help="what the model saw: walk lines (.jsonl) or triples CSV (default: the graph)")
-    cs.add_argument("--out", required=True, help="JSONL to write: each walk line plus the four scores")
+    cs.add_argument("--out", required=True, help="JSONL to write: each walk line plus its scores and error")
     cs.add_argument("--alpha-h", type=float, default=1.0, help="novelty weight of walk length (default 1)")
     cs.add_argument("--alpha-r", type=float, default=1.0, help="novelty weight of label surprise (default 1)")
     cs.add_argument("--alpha-include", type=float, default=1.0, help="utility weight per included label")

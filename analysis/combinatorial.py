@@ -35,6 +35,20 @@ import pandas as pd
 from scipy import stats
 
 SCORE_COLUMNS = ["valid", "utility", "novelty", "creativity"]
+# Why a walk fails, in the order it is checked: the first that applies is the walk's error
+# (docs/combinatorial.md, "Why walks fail"). First whether the walk is made of the graph's
+# concepts, then whether each step is an edge and carries its label (the walk is then valid),
+# then the prompt: start, end, inclusion, exclusion.
+WALK_ERRORS = (
+    "unknown_concept",
+    "not_an_edge",
+    "wrong_label",
+    "wrong_start",
+    "wrong_end",
+    "missing_inclusion",
+    "used_exclusion",
+)
+_STEP_ERRORS = 3  # the first three are why a walk is invalid
 CC_METRIC_COLUMNS = ["cc_valid", "cc_utility", "cc_novelty", "cc_creativity"]
 
 
@@ -125,6 +139,8 @@ class _Scan:
         self.first = np.full(n_walks, -1, dtype=np.int64)
         self.last = np.full(n_walks, -1, dtype=np.int64)
         self.surprise_sum = np.zeros(n_walks)
+        # Why an invalid walk is invalid: 1 + its index in WALK_ERRORS (0 for a valid walk).
+        self.step_error = np.zeros(n_walks, dtype=np.int8)
         # The labels each walk uses: a bit mask, or (many labels) (walk, label) pairs.
         self.used = np.zeros(n_walks, dtype=bitmask_dtype) if bitmask_dtype is not None else None
         self.label_owner: list[np.ndarray] = []
@@ -237,9 +253,10 @@ class WalkScorer:
         """Score ``walks[i]`` against ``prompts[i]``.
 
         Returns one row per walk: ``valid`` (bool), ``satisfies`` (bool: valid and meets
-        x), ``length`` (h), ``surprise`` (S), ``utility``, ``novelty``, ``creativity``.
-        A walk with an even number of entries, an unknown concept or label, or a step
-        that is not an edge with that label, is invalid.
+        x), ``length`` (h), ``surprise`` (S), ``utility``, ``novelty``, ``creativity``, and
+        ``error`` (categorical: missing when the walk satisfies x, else the first of
+        :data:`WALK_ERRORS` that applies). A walk with an even number of entries, an unknown
+        concept or label, or a step that is not an edge with that label, is invalid.
         """
         if len(walks) != len(prompts):
             raise ValueError(f"{len(walks)} walks but {len(prompts)} prompts")
@@ -280,6 +297,7 @@ class WalkScorer:
         first, last = self._ends(tokens, starts, n_tokens)
         scan.first[w0:w1], scan.last[w0:w1] = first, last
         scan.valid[w0:w1] = self._validity(tokens, starts, n_tokens, first)
+        scan.step_error[w0:w1] = self._step_errors(tokens, n_tokens, ~scan.valid[w0:w1])
         nonempty = np.flatnonzero(n_tokens > 0)
         if not nonempty.size:
             return
@@ -302,7 +320,8 @@ class WalkScorer:
         surprise = np.divide(scan.surprise_sum, length, out=np.zeros(n_walks), where=length > 0)
         table, which = self._encode_prompts(prompts)
         p_start, p_end, n_inc, n_exc = table[:4]
-        endpoints_ok = (scan.first == p_start[which]) & (scan.last == p_end[which]) & (p_start[which] >= 0)
+        start_ok = (scan.first == p_start[which]) & (p_start[which] >= 0)
+        end_ok = scan.last == p_end[which]
         used = scan.used
         if used is None:
             owner, label = (
@@ -311,7 +330,9 @@ class WalkScorer:
             )
             used = self._label_presence(owner, label, n_walks, len(self.labels))
         inc_ok, exc_ok = self._constraints_met(used, which, table)
-        satisfies = valid & endpoints_ok & inc_ok & exc_ok
+        satisfies = valid & start_ok & end_ok & inc_ok & exc_ok
+        prompt_error = np.select([~start_ok, ~end_ok, ~inc_ok, ~exc_ok], np.arange(4) + 1 + _STEP_ERRORS, 0)
+        error = np.where(valid, prompt_error, scan.step_error)
         w = self.weights
         scale = (1 + w.alpha_include * n_inc[which]) * (1 + w.alpha_exclude * n_exc[which])
         utility = np.where(satisfies, scale, 0.0).astype(float)
@@ -325,6 +346,7 @@ class WalkScorer:
                 "utility": utility,
                 "novelty": novelty,
                 "creativity": utility * novelty,
+                "error": pd.Categorical.from_codes(error - 1, categories=pd.Index(WALK_ERRORS)),
             }
         )
 
@@ -375,24 +397,56 @@ class WalkScorer:
             key += tails
             is_step = self._edge_table.take(key) == middles
         else:
-            is_step = self._edge_steps_by_sorted_keys(heads, middles, tails)
+            is_step = self._edge_label_codes(heads, tails) == middles
         bad = heads < self.n_concepts
         np.greater(bad, is_step, out=bad)  # a concept, and no step
         np.cumsum(bad, dtype=np.int32, out=counts[1 : size - 1])
         counts[size - 1 :] = counts[size - 2]
         return counts
 
-    def _edge_steps_by_sorted_keys(self, heads: np.ndarray, middles: np.ndarray, tails: np.ndarray) -> np.ndarray:
-        """Whether each (head, middle, tail) is an edge step: ``searchsorted`` in the sorted
-        edge keys (the path for graphs too large for the dense table)."""
-        n, m = self.n_concepts, self.n_concepts + len(self.labels)
+    def _edge_label_codes(self, heads: np.ndarray, tails: np.ndarray) -> np.ndarray:
+        """The code of the label of the edge joining each (head, tail) pair of (clamped) tokens,
+        or -1 where no edge joins them (a token that is not a concept joins nothing)."""
+        n = self.n_concepts
+        if self._edge_table is not None:
+            width = n + len(self.labels) + 1
+            codes = self._edge_table.take(np.multiply(heads, width, dtype=np.intp) + tails).astype(np.int64)
+            codes[codes == _NO_EDGE] = -1
+            return codes
+        out = np.full(heads.size, -1, dtype=np.int64)
         if not len(self._keys):
-            return np.zeros(heads.size, dtype=bool)
+            return out
         heads, tails = heads.astype(np.int64), tails.astype(np.int64)
-        ok = (heads < n) & (tails < n) & (heads != tails) & (middles >= n) & (middles < m)
+        ok = (heads < n) & (tails < n) & (heads != tails)
         keys = np.minimum(heads, tails) * n + np.maximum(heads, tails)
         where = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return ok & (self._keys[where] == keys) & (self._edge_labels[where] + n == middles)
+        found = ok & (self._keys[where] == keys)
+        out[found] = self._edge_labels[where[found]] + n
+        return out
+
+    def _step_errors(self, tokens: np.ndarray, n_tokens: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+        """Per walk of a chunk, why it is invalid: 1 + the index in :data:`WALK_ERRORS` of the
+        first of unknown_concept, not_an_edge, wrong_label that applies; 0 for a valid walk.
+
+        Only the invalid walks' tokens are read, each with its position in its walk (the
+        validity scan needs no positions; explaining the invalid walks does)."""
+        out = np.zeros(len(n_tokens), dtype=np.int8)
+        rows = np.flatnonzero(invalid)
+        if not rows.size:
+            return out
+        lengths = n_tokens[rows]
+        owner = np.repeat(np.arange(rows.size), lengths)
+        offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        tok = tokens[np.repeat((np.cumsum(n_tokens) - n_tokens)[rows], lengths) + offset]
+        n = self.n_concepts
+        # A concept is missing (an empty walk, or one that ends on a label) or is not one.
+        unknown = (lengths % 2 == 0) | (np.bincount(owner[(offset % 2 == 0) & (tok >= n)], minlength=rows.size) > 0)
+        steps = np.flatnonzero((offset % 2 == 1) & (offset + 1 < lengths[owner]))
+        edge_label = self._edge_label_codes(tok[steps - 1], tok[steps + 1])
+        no_edge = np.bincount(owner[steps[edge_label < 0]], minlength=rows.size) > 0
+        wrong = np.bincount(owner[steps[(edge_label >= 0) & (edge_label != tok[steps])]], minlength=rows.size) > 0
+        out[rows] = np.select([unknown, no_edge, wrong], [1, 2, 3], 0)
+        return out
 
     def _encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         """Arrays per distinct prompt (start, end, |I|, |X|, I and X as CSR) and each walk's row."""

@@ -228,34 +228,22 @@ def _cmd_cc_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_cc_report(args: argparse.Namespace) -> int:
-    from analysis.combinatorial import best_architectures, plot_creativity_vs_depth, plot_novelty_vs_utility
+    from analysis.combinatorial_findings import findings, write_findings
 
-    table = read_table(args.table)
-    needed = {"budget", "depth", "width", "params", "temperature", "utility", "novelty", "creativity"}
-    missing = sorted(needed - set(table.columns))
-    if missing:
-        raise UsageError(f"{args.table}: not a cc-scaling table (missing {', '.join(missing)})")
-    if table.empty:
-        raise UsageError(f"{args.table}: no rows")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    default_t = args.temperature if args.temperature is not None else float(table["temperature"].iloc[0])
-    at_t = table[table["temperature"] == default_t]
-    if at_t.empty:
-        raise UsageError(f"no rows at temperature {default_t:g}; the table has {sorted(table['temperature'].unique())}")
-    fig = plot_creativity_vs_depth(at_t)
-    fig.savefig(out / "creativity_vs_depth.png", dpi=120)
-    fig = plot_novelty_vs_utility(table)
-    fig.savefig(out / "novelty_vs_utility.png", dpi=120)
-    best = best_architectures(at_t)
-    best.to_csv(out / "best_architectures.csv", index=False)
-    for row in best.to_dict("records"):
+    models = read_table(args.table)
+    prompts = read_table(Path(args.table).with_name("prompt_scores.csv"))
+    temperature = args.temperature if args.temperature is not None else float(prompts["temperature"].min())
+    tables = findings(models, prompts, temperature=temperature, n_boot=args.n_boot, seed=args.seed)
+    written = write_findings(tables, args.out, temperature=temperature)
+    for row in tables["best_architectures"].to_dict("records"):
+        verdict = "clear" if row["clear"] else f"not clear; tied with depth {row['tied_depths']}"
         print(
-            f"budget {row['budget']:.2g} FLOPs: best depth {row['depth']}, width {row['width']} "
-            f"({float(row['params']) / 1e6:.2f}M params), creativity {row['creativity']:.3f} "
-            f"[{row['creativity_ci_low']:.3f}, {row['creativity_ci_high']:.3f}] at T={default_t:g}"
+            f"budget {row['budget']:.2g} FLOPs, {row['target_params'] / 1e6:g}M: best depth {row['depth']} "
+            f"(width {row['width']}), creativity {row['creativity']:.2f} [{row['creativity_ci_low']:.2f}, "
+            f"{row['creativity_ci_high']:.2f}] at T={temperature:g} over {row['n_seeds']} seeds; "
+            f"P(best) {row['p_best']:.2f} ({verdict})"
         )
-    print(f"{out}: creativity_vs_depth.png, novelty_vs_utility.png, best_architectures.csv")
+    print(f"{args.out}: {', '.join(written)}")
     return 0
 
 
@@ -338,12 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--alpha-exclude", type=float, default=1.0, help="utility weight per excluded label")
     cs.set_defaults(func=_cmd_cc_score)
 
-    cr = sub.add_parser("cc-report", help="figures and best depth/width per budget from a cc-scaling table")
-    cr.add_argument("--table", required=True, help="scaling.csv written by python -m generation cc-scaling")
-    cr.add_argument("--out", required=True, help="output folder for the PNG figures and best_architectures.csv")
+    cr = sub.add_parser("cc-report", help="the three findings of a cc-scaling run, with CIs over seeds and prompts")
+    cr.add_argument("--table", required=True, help="scaling.csv of a cc-scaling run (prompt_scores.csv beside it)")
+    cr.add_argument("--out", required=True, help="output folder for the tables (CSV) and figures (PNG)")
     cr.add_argument(
-        "--temperature", type=float, help="temperature of the depth figure and the best pick (default: first)"
+        "--temperature", type=float, help="temperature of the depth figure and the best pick (default: the lowest)"
     )
+    cr.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws over seeds and prompts (default 1000)")
+    cr.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     cr.set_defaults(func=_cmd_cc_report)
     return parser
 

@@ -785,60 +785,6 @@ def novelty_utility_by_group(
     return out.reset_index()
 
 
-def plot_creativity_vs_depth(table: pd.DataFrame):
-    """Creativity (with its CI over prompts) against depth, one line per budget."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for budget, rows in table.groupby("budget", sort=True):
-        rows = rows.groupby("depth", sort=True)[["creativity", "creativity_ci_low", "creativity_ci_high"]].mean()
-        err = np.vstack(
-            [rows["creativity"] - rows["creativity_ci_low"], rows["creativity_ci_high"] - rows["creativity"]]
-        )
-        ax.errorbar(
-            rows.index, rows["creativity"], yerr=np.nan_to_num(err), marker="o", capsize=3, label=f"{budget:.2g} FLOPs"
-        )
-    ax.set_xlabel("depth (layers)")
-    ax.set_ylabel("creativity E[U·N]")
-    ax.set_xscale("log", base=2)
-    ax.legend(title="budget", fontsize=8)
-    ax.set_title("Creativity against depth at fixed compute")
-    fig.tight_layout()
-    return fig
-
-
-def plot_novelty_vs_utility(table: pd.DataFrame):
-    """Novelty against mean utility, one point per model and temperature.
-
-    Novelty is the mean over valid walks (``novelty_valid``) when the table has it: E[N]
-    over all walks counts invalid walks as 0 and so rises with validity, like utility."""
-    import matplotlib.pyplot as plt
-
-    column = "novelty_valid" if "novelty_valid" in table.columns and table["novelty_valid"].notna().any() else "novelty"
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    markers = ["o", "s", "^", "D", "v", "P"]
-    for i, (temp, rows) in enumerate(table.groupby("temperature", sort=True)):
-        ax.scatter(rows["utility"], rows[column], marker=markers[i % len(markers)], label=f"T={temp:g}", alpha=0.8)
-    ax.set_xlabel("utility E[U]")
-    ax.set_ylabel("novelty of valid walks E[N | valid]" if column == "novelty_valid" else "novelty E[N]")
-    ax.legend(title="temperature", fontsize=8)
-    ax.set_title("Novelty against utility (each point: one model)")
-    fig.tight_layout()
-    return fig
-
-
-def best_architectures(table: pd.DataFrame) -> pd.DataFrame:
-    """Per budget, the depth and width with the highest creativity (at the temperature of the
-    table's first row when it has several)."""
-    rows = table
-    if "temperature" in rows.columns and rows["temperature"].nunique() > 1:
-        rows = rows[rows["temperature"] == rows["temperature"].iloc[0]]
-    best = rows.loc[rows.groupby("budget")["creativity"].idxmax()]
-    return best[
-        ["budget", "depth", "width", "params", "creativity", "creativity_ci_low", "creativity_ci_high"]
-    ].reset_index(drop=True)
-
-
 def report_section(page, metrics: pd.DataFrame | None) -> None:
     """The report's combinatorial-creativity section: mean novelty, utility and creativity of
     ``cc_walk`` stimuli per condition, and novelty against utility. Nothing without them."""

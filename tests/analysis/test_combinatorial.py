@@ -321,34 +321,6 @@ def test_cc_score_bad_prompts_and_graph_files_name_the_line(cc_files, capsys):
     assert "graph.csv:1: header must name the columns head,label,tail" in capsys.readouterr().err
 
 
-def test_cc_report_draws_both_figures_and_names_the_best_architecture(tmp_path, capsys):
-    rows = []
-    for budget, bump in ((1e12, 0.0), (3e12, 1.0)):
-        for depth, width, c in ((1, 288, 2.0), (4, 144, 3.5), (8, 96, 2.5)):
-            for temperature, shift in ((1.0, 0.0), (0.7, -0.5)):
-                creativity = c + bump + shift
-                rows.append(
-                    {
-                        "budget": budget, "depth": depth, "width": width, "params": 1.0e6, "temperature": temperature,
-                        "utility": creativity / 3, "novelty": 3.0, "creativity": creativity,
-                        "creativity_ci_low": creativity - 0.4, "creativity_ci_high": creativity + 0.4,
-                    }
-                )  # fmt: skip
-    table = tmp_path / "scaling.csv"
-    pd.DataFrame(rows).to_csv(table, index=False)
-    assert main(["cc-report", "--table", str(table), "--out", str(tmp_path / "r")]) == 0
-    printed = capsys.readouterr().out
-    assert "budget 1e+12 FLOPs: best depth 4, width 144" in printed
-    assert "budget 3e+12 FLOPs: best depth 4, width 144" in printed
-    for png in ("creativity_vs_depth.png", "novelty_vs_utility.png"):
-        assert (tmp_path / "r" / png).stat().st_size > 5000
-    best = pd.read_csv(tmp_path / "r" / "best_architectures.csv")
-    assert best["creativity"].tolist() == [3.5, 4.5]
-    pd.DataFrame({"depth": [1]}).to_csv(table, index=False)
-    assert main(["cc-report", "--table", str(table), "--out", str(tmp_path / "r")]) == 2
-    assert "not a cc-scaling table (missing budget" in capsys.readouterr().err
-
-
 def _walk_is_valid(walk, edge_label, concepts, labels):
     """The definition one walk at a time: odd length, names in place, every step an edge with its label."""
     if len(walk) % 2 == 0 or not all(walk[i] in concepts for i in range(0, len(walk), 2)):

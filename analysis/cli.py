@@ -58,15 +58,47 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
         exclude_incomplete=args.exclude_incomplete,
         exclude_pilot=not args.keep_pilot,
     )
-    fits = fit_mixed(
-        ratings,
-        reference=args.reference,
-        item_effect=args.item_effect,
-        deployment_effect=args.deployment_effect,
-        engine=args.engine,
-    )
+    fits = fit_mixed(ratings, reference=args.reference, engine=args.engine, **_model_options(args))
     _write_json(fits, args.out)
     return 0
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model choices shared by ``mixed`` and ``report`` (see :func:`analysis.mixed.fit_mixed`)."""
+    return {
+        "formula": args.formula,
+        "random": args.random,
+        "simplify": args.simplify,
+        "item_effect": args.item_effect,
+        "deployment_effect": args.deployment_effect,
+    }
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--formula",
+        help="the model in lme4's syntax, e.g. 'score ~ condition + (1 + steered | rater) + (1 | stimulus) "
+        "+ (1 + steered | item)' (default: the maximal structure the design supports; docs/analysis.md)",
+    )
+    p.add_argument(
+        "--random",
+        choices=["maximal", "intercepts"],
+        default="maximal",
+        help="without --formula: random slopes where the design has them (default), or intercepts only",
+    )
+    p.add_argument(
+        "--simplify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="simplify a singular fit by the stated rule (default: on without --formula, off with it)",
+    )
+    p.add_argument(
+        "--item-effect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random effects of item (default: with --random maximal, when the ratings have 2+ items)",
+    )
+    p.add_argument("--deployment-effect", action="store_true", help="add random effects of deployment")
 
 
 def _cmd_dat(args: argparse.Namespace) -> int:
@@ -173,8 +205,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         exclude_incomplete=args.exclude_incomplete,
         compute_metrics=not args.no_metrics,
         n_boot=args.n_boot,
-        item_effect=args.item_effect,
-        deployment_effect=args.deployment_effect,
+        model_options=_model_options(args),
         diversity_boot=args.diversity_boot,
         dat_vectors=args.dat_vectors,
         dat_words=args.dat_words,
@@ -263,12 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mixed", help="mixed-model fits per dimension as JSON")
     m.add_argument("--ratings", required=True, help="long ratings export (CSV, Parquet, JSONL)")
     m.add_argument("--out", help="JSON file to write (default: stdout)")
-    m.add_argument("--item-effect", action="store_true", help="add (1 | item)")
-    m.add_argument("--deployment-effect", action="store_true", help="add (1 | deployment)")
+    _add_model_options(m)
     m.add_argument(
         "--keep-pilot", action="store_true", help="keep pilot raters (the `pilot` column; dropped by default)"
     )
-    m.add_argument("--engine", choices=["reml", "statsmodels"], default="reml")
+    m.add_argument(
+        "--engine", choices=["reml", "statsmodels"], default="reml", help="statsmodels: with --random intercepts only"
+    )
     add_preprocessing(m)
     m.set_defaults(func=_cmd_mixed)
 
@@ -305,8 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--no-metrics", action="store_true", help="use metric columns already in the stimulus table")
     r.add_argument("--n-boot", type=int, default=100, help="rater-bootstrap resamples (0 skips; default 100)")
-    r.add_argument("--item-effect", action="store_true", help="main model: add (1 | item)")
-    r.add_argument("--deployment-effect", action="store_true", help="main model: add (1 | deployment)")
+    _add_model_options(r)
     r.add_argument("--diversity-boot", type=int, default=2000, help="bootstrap resamples of diversity and DAT tables")
     r.add_argument("--dat-vectors", help="word vectors for the DAT table (GloVe 840B 300d gives percentiles)")
     r.add_argument("--dat-words", help="DAT dictionary (default: /usr/share/dict/words)")

@@ -19,22 +19,38 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import patsy
 import scipy.sparse as sp
 import scipy.stats as st
 from scipy.sparse.csgraph import connected_components
 
 from analysis._frames import require_columns
-from analysis._reml import fit_reml
+from analysis._reml import RemlFit
+from analysis.formula import ModelFormula, RandomTerm, design_terms, parse_formula
 from analysis.notices import (
+    AnalysisWarning,
     ConvergenceWarning,
     CopiedStimuliWarning,
     MissingReferenceWarning,
+    SingularFitWarning,
     collect_warnings,
+)
+from analysis.random_effects import (
+    SIMPLIFICATION_RULE,
+    FittedModel,
+    ModelFrame,
+    fit_frame,
+    model_frame,
+    random_effects_table,
+    simplify_once,
+    singular_effects,
+    t_interval,
+    warm_start,
+    with_inference,
 )
 
 Z95 = float(st.norm.ppf(0.975))
@@ -114,26 +130,6 @@ def _reference_level(levels: Sequence[str], reference: str | None, explicit: boo
     return chosen
 
 
-def _validate(
-    df: pd.DataFrame, *, score_col: str, rater_col: str, stimulus_col: str, condition_col: str, label: str
-) -> None:
-    n_nan = int(df[score_col].isna().sum())
-    if n_nan:
-        raise ValueError(f"{label}: {n_nan} NaN value(s) in score column {score_col!r}; drop or impute them first")
-    if not pd.api.types.is_numeric_dtype(df[score_col]):
-        raise ValueError(f"{label}: score column {score_col!r} is not numeric")
-    for col, what in ((rater_col, "rater"), (stimulus_col, "stimulus")):
-        if df[col].isna().any():
-            raise ValueError(f"{label}: missing {what} ids in column {col!r}")
-        if df[col].nunique() < 2:
-            raise ValueError(f"{label}: only one {what} ({col!r}); a random intercept needs at least two")
-    if df[condition_col].isna().any():
-        raise ValueError(f"{label}: missing values in condition column {condition_col!r}")
-    if df[condition_col].nunique() < 2:
-        only = df[condition_col].iloc[0] if len(df) else None
-        raise ValueError(f"{label}: only one condition ({only!r}) in {condition_col!r}; nothing to compare")
-
-
 def stimulus_factor(df: pd.DataFrame, *, stimulus_col: str = "stimulus", text_id_col: str | None = "text_id") -> str:
     """The column that identifies a stimulus for its random intercept.
 
@@ -160,24 +156,38 @@ def stimulus_factor(df: pd.DataFrame, *, stimulus_col: str = "stimulus", text_id
     return stimulus_col
 
 
-def _random_factors(
-    df: pd.DataFrame,
-    rater_col: str,
-    stimulus_col: str,
-    item_col: str,
-    deployment_col: str,
-    item: bool,
-    deployment: bool,
-) -> dict[str, str]:
-    factors = {"rater": rater_col, "stimulus": stimulus_col}
-    if item:
-        factors["item"] = item_col
-    if deployment:
-        factors["deployment"] = deployment_col
-    for name, col in factors.items():
-        if col not in df.columns:
-            raise ValueError(f"random intercept for {name} needs column {col!r}, which the ratings lack")
-    return factors
+def _validate(df: pd.DataFrame, *, columns: Columns, label: str) -> None:
+    score_col, condition_col = columns.score, columns.condition
+    n_nan = int(df[score_col].isna().sum())
+    if n_nan:
+        raise ValueError(f"{label}: {n_nan} NaN value(s) in score column {score_col!r}; drop or impute them first")
+    if not pd.api.types.is_numeric_dtype(df[score_col]):
+        raise ValueError(f"{label}: score column {score_col!r} is not numeric")
+    for col, what in ((columns.rater, "rater"), (columns.stimulus, "stimulus")):
+        if df[col].isna().any():
+            raise ValueError(f"{label}: missing {what} ids in column {col!r}")
+        if df[col].nunique() < 2:
+            raise ValueError(f"{label}: only one {what} ({col!r}); a random intercept needs at least two")
+    if df[condition_col].isna().any():
+        raise ValueError(f"{label}: missing values in condition column {condition_col!r}")
+    if df[condition_col].nunique() < 2:
+        only = df[condition_col].iloc[0] if len(df) else None
+        raise ValueError(f"{label}: only one condition ({only!r}) in {condition_col!r}; nothing to compare")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the ratings keep what a model needs (the names a formula uses are the keys of ``groups``)."""
+
+    score: str = "score"
+    condition: str = "condition"
+    rater: str = "rater"
+    stimulus: str = "stimulus"
+    item: str = "item"
+    deployment: str = "deployment"
+
+    def group_columns(self) -> dict[str, str]:
+        return {"rater": self.rater, "stimulus": self.stimulus, "item": self.item, "deployment": self.deployment}
 
 
 def _components(codes: list[np.ndarray]) -> np.ndarray:
@@ -192,97 +202,234 @@ def _components(codes: list[np.ndarray]) -> np.ndarray:
     return labels[codes[0] + offsets[0]]
 
 
-def _fit_statsmodels(y: np.ndarray, X: pd.DataFrame, df: pd.DataFrame, factors: dict[str, str]) -> dict[str, Any]:
+def _fit_statsmodels(frame: ModelFrame) -> dict[str, Any]:
+    """The intercept-only model with statsmodels MixedLM, connected components as independent groups."""
     import statsmodels.api as sm
 
-    codes = [pd.factorize(df[col])[0] for col in factors.values()]
+    if any(t.effects != ("1",) for t in frame.terms):
+        raise ValueError(
+            "engine 'statsmodels' fits random intercepts only (MixedLM cannot fit correlated slopes of crossed "
+            "factors): pass random='intercepts' (--random intercepts) or use engine 'reml'"
+        )
+    names = [t.group for t in frame.terms]
+    codes = [b.codes for b in frame.blocks]
     groups = _components(codes)
-    vc_data = pd.DataFrame({name: df[col].astype(str).to_numpy() for name, col in factors.items()})
+    vc_data = pd.DataFrame({name: c.astype(str) for name, c in zip(names, codes, strict=True)})
     vc_data["_group"] = groups
-    vc_formula = {name: f"0 + C({name})" for name in factors}
     model = sm.MixedLM.from_formula(
-        "_y ~ 1", vc_formula=vc_formula, groups="_group", re_formula="0", data=vc_data.assign(_y=y)
+        "_y ~ 1",
+        vc_formula={name: f"0 + C({name})" for name in names},
+        groups="_group",
+        re_formula="0",
+        data=vc_data.assign(_y=frame.y),
     )
     # Swap in the real design matrix (below) so that term names and coding match the REML engine.
     # statsmodels orders variance components by the sorted vc_formula keys, not by insertion.
     vc_names = list(model.exog_vc.names)
-    model = sm.MixedLM(y, X.reset_index(drop=True), groups=groups, exog_re=model.exog_re, exog_vc=model.exog_vc)
+    X = frame.X.reset_index(drop=True)
+    model = sm.MixedLM(frame.y, X, groups=groups, exog_re=model.exog_re, exog_vc=model.exog_vc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = model.fit(reml=True)
     by_name = dict(zip(vc_names, np.asarray(res.vcomp, float), strict=True))
-    vc = {name: by_name[name] for name in factors}
     return {
         "beta": np.asarray(res.fe_params, float),
         "cov_beta": np.asarray(res.cov_params())[: X.shape[1], : X.shape[1]],
-        "variances": vc,
+        "variances": [by_name[name] for name in names],
         "sigma2": float(res.scale),
         "converged": bool(res.converged),
         "method": f"statsmodels MixedLM REML, {len(np.unique(groups))} independent group(s), crossed variances",
     }
 
 
-def _model_formula(factors: dict[str, str], fixed: str) -> str:
-    return fixed + "".join(f" + (1 | {name})" for name in factors)
+def _model_data(df: pd.DataFrame, *, columns: Columns, reference: str, levels: Sequence[str]) -> pd.DataFrame:
+    """The ratings under the names a formula uses: ``score``, ``condition`` (categorical, reference
+    first), ``steered`` and the groups, beside every other column of ``df``."""
+    data = df.reset_index(drop=True).copy()
+    condition = df[columns.condition].astype(str).to_numpy()
+    data["condition"] = pd.Categorical(condition, categories=[reference, *[x for x in levels if x != reference]])
+    data["steered"] = (condition != reference).astype(float)
+    data["score"] = df[columns.score].to_numpy(float)
+    for name, col in columns.group_columns().items():
+        if col in df.columns:
+            data[name] = df[col].to_numpy()
+    return data
 
 
-def _fit_one(
-    df: pd.DataFrame,
+def _fixed_terms(frame: ModelFrame, beta: np.ndarray, cov: np.ndarray, dof: np.ndarray) -> list[dict[str, Any]]:
+    se = np.sqrt(np.diag(cov))
+    return [
+        {"term": str(name), "estimate": float(b), "se": float(s), "df": float(nu), **t_interval(float(b), float(s), nu)}
+        for name, b, s, nu in zip(frame.X.columns, beta, se, dof, strict=True)
+    ]
+
+
+def _fit_engine(
+    frame: ModelFrame, engine: str, fit: RemlFit | None = None
+) -> tuple[dict[str, Any], np.ndarray, RemlFit | None]:
+    """Fit ``frame`` with the chosen engine (or take the REML ``fit`` already made): the
+    JSON-shaped parts, the covariance of β, the REML fit (None from statsmodels)."""
+    if engine == "reml":
+        fit = fit if fit is not None else fit_frame(frame)
+        random, correlations = random_effects_table(frame, fit)
+        parts = {
+            "fixed_effects": _fixed_terms(frame, fit.beta, fit.cov_beta, fit.df),
+            "random_effects": random,
+            "correlations": correlations,
+            "sigma2": fit.sigma2,
+            "converged": fit.converged,
+            "optimizer": fit.optimizer_message,
+            "method": "REML, profiled (lme4 formulation, BOBYQA on the relative covariance factor)",
+            "inference": "95% CI and p from t with Satterthwaite df (as lmerTest)",
+        }
+        return parts, fit.cov_beta, fit
+    if engine == "statsmodels":
+        out = _fit_statsmodels(frame)
+        random = [
+            {"group": t.group, "term": "(Intercept)", "variance": float(v), "sd": math.sqrt(max(v, 0.0))}
+            for t, v in zip(frame.terms, out["variances"], strict=True)
+        ]
+        parts = {
+            "fixed_effects": _fixed_terms(frame, out["beta"], out["cov_beta"], np.full(len(out["beta"]), np.inf)),
+            "random_effects": random,
+            "correlations": [],
+            "sigma2": out["sigma2"],
+            "converged": out["converged"],
+            "optimizer": "statsmodels MixedLM",
+            "method": out["method"],
+            "inference": "Wald 95% CI and p (normal)",
+        }
+        return parts, out["cov_beta"], None
+    raise ValueError(f"unknown engine {engine!r}; use 'reml' or 'statsmodels'")
+
+
+def _fit_model(data: pd.DataFrame, spec: ModelSpec, *, engine: str) -> FittedModel:
+    """Fit one dimension's model as ``spec`` asks, simplified by the stated rule where it says so."""
+    steps: list[dict[str, str]] = []
+    formula = spec.formula
+    frame = model_frame(data, formula, reference=spec.reference)
+    fit = None
+    with warnings.catch_warnings():
+        # The rule's intermediate fits are not results: only the final fit's warnings count.
+        warnings.simplefilter("ignore", AnalysisWarning)
+        start = None
+        while spec.simplify and engine == "reml":
+            fit = fit_frame(frame, start=start, inference=False)
+            simpler = simplify_once(frame, fit)
+            if simpler is None:
+                break
+            terms, taken = simpler
+            steps += [{"formula": str(formula), **s} for s in taken]
+            formula = formula.with_random(terms)
+            previous, frame = frame, model_frame(data, formula, reference=spec.reference)
+            start, fit = warm_start(previous, fit, frame), None
+    if fit is not None:  # the rule's last fit is the final model: add its inference only
+        fit = with_inference(frame, fit)
+    parts, cov, fit = _fit_engine(frame, engine, fit)
+    if not parts["converged"]:
+        message = f"the optimiser did not report convergence: {parts['optimizer']}"
+        warnings.warn(ConvergenceWarning(message), stacklevel=2)
+    singular = singular_effects(frame, fit) if fit is not None else {}
+    if singular:
+        where = "; ".join(f"{frame.terms[j]}: {', '.join(n)}" for j, n in singular.items())
+        warnings.warn(
+            SingularFitWarning(
+                f"singular fit ({where} at 0 or at a correlation of ±1): the variance parameters are on the boundary; "
+                "simplify the formula (or pass simplify=True, --simplify)"
+            ),
+            stacklevel=2,
+        )
+    intercepts = {g: 0.0 for g in spec.groups_started}
+    intercepts.update({r["group"]: r["variance"] for r in parts["random_effects"] if r["term"] == "(Intercept)"})
+    result = {
+        "formula": str(formula),
+        "fixed_effects": parts["fixed_effects"],
+        "variance_components": {**intercepts, "residual": float(parts["sigma2"])},
+        "random_effects": parts["random_effects"],
+        "correlations": parts["correlations"],
+        "model_selection": {
+            "started_from": str(spec.formula),
+            "design": spec.design,
+            "rule": SIMPLIFICATION_RULE if spec.simplify else None,
+            "steps": steps,
+            "singular": bool(singular),
+        },
+        "converged": bool(parts["converged"]),
+        "optimizer": parts["optimizer"],
+        "n_ratings": len(data),
+        "n_raters": int(data["rater"].nunique()),
+        "n_stimuli": int(data["stimulus"].nunique()),
+        "method": f"{parts['method']}; {formula}; {parts['inference']}",
+    }
+    return FittedModel(result=result, cov=cov, reml=fit, steps=steps)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model one dimension gets: the starting formula, whether the rule may simplify it,
+    and (for a structure derived from the design) why each random term has its shape."""
+
+    formula: ModelFormula
+    simplify: bool
+    reference: str
+    design: list[dict[str, str]] | None = None
+
+    @property
+    def groups_started(self) -> list[str]:
+        return [t.group for t in self.formula.random]
+
+
+def model_spec(
+    data: pd.DataFrame,
     *,
     fixed: str,
-    score_col: str,
-    factors: dict[str, str],
-    engine: str,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Fit one model; returns the JSON-shaped result and the covariance of the fixed effects."""
-    X = patsy.dmatrix(fixed, df, return_type="dataframe")
-    # Interaction cells with no rating (a method never run on a task) are all-zero columns.
-    X = X.loc[:, (X != 0).any(axis=0)]
-    y = df[score_col].to_numpy(float)
-    if np.linalg.matrix_rank(X.to_numpy()) < X.shape[1]:
-        raise ValueError(f"the fixed effects {fixed!r} are not estimable from these ratings (rank-deficient design)")
-    if engine == "reml":
-        fit = fit_reml(y, X.to_numpy(), [pd.factorize(df[col])[0] for col in factors.values()])
-        beta, cov, sigma2, dof = fit.beta, fit.cov_beta, fit.sigma2, fit.df
-        variances = dict(zip(factors, fit.variances.tolist(), strict=True))
-        method = "REML, profiled (lme4 formulation, Nelder–Mead on relative SDs)"
-        inference = "95% CI and p from t with Satterthwaite df (as lmerTest)"
-        converged = fit.converged
-    elif engine == "statsmodels":
-        out = _fit_statsmodels(y, X, df, factors)
-        beta, cov, sigma2, variances = out["beta"], out["cov_beta"], out["sigma2"], out["variances"]
-        method, converged = out["method"], out["converged"]
-        dof = np.full(len(beta), np.inf)
-        inference = "Wald 95% CI and p (normal)"
-    else:
-        raise ValueError(f"unknown engine {engine!r}; use 'reml' or 'statsmodels'")
-    se = np.sqrt(np.diag(cov))
-    terms = []
-    for name, b, s, nu in zip(X.columns, beta, se, dof, strict=True):
-        # t with infinite df is the normal: the Wald z test of large designs.
-        crit = float(st.t.ppf(0.975, nu)) if np.isfinite(nu) else Z95
-        p = float(2 * st.t.sf(abs(b / s), nu)) if np.isfinite(nu) else float(2 * st.norm.sf(abs(b / s)))
-        terms.append(
-            {
-                "term": str(name),
-                "estimate": float(b),
-                "se": float(s),
-                "ci_low": float(b - crit * s),
-                "ci_high": float(b + crit * s),
-                "p": p,
-            }
+    reference: str,
+    formula: str | None = None,
+    random: str = "maximal",
+    item_effect: bool | None = None,
+    deployment_effect: bool = False,
+    deployment_in_model: bool = False,
+    simplify: bool | None = None,
+) -> ModelSpec:
+    """The model for one dimension's prepared ratings (see :func:`fit_mixed` for the options).
+
+    ``formula`` wins when given; else ``random="maximal"`` derives the random terms from the
+    design (:func:`analysis.formula.design_terms`), ``random="intercepts"`` gives one intercept
+    per group. Groups: rater and stimulus always, item when the ratings have two or more items
+    (``item_effect`` None) or when asked, deployment when asked (or always: ``deployment_in_model``).
+    """
+    if formula is not None:
+        return ModelSpec(parse_formula(formula), simplify=bool(simplify), reference=reference)
+    if random not in ("maximal", "intercepts"):
+        raise ValueError(f"random must be 'maximal' or 'intercepts', not {random!r}")
+    groups, design = ["rater", "stimulus"], []
+    wants_item = item_effect if item_effect is not None else random == "maximal"
+    if wants_item:
+        if "item" not in data.columns:
+            if item_effect:
+                raise ValueError("a random effect of item needs the ratings' 'item' column, which they lack")
+            design.append({"term": "item", "reason": "the ratings have no item column: no item term"})
+        elif data["item"].nunique() < 2 and not item_effect:
+            design.append({"term": "item", "reason": "one item only: no item term (its variance is not estimable)"})
+        else:
+            groups.append("item")
+    if deployment_effect or deployment_in_model:
+        if "deployment" not in data.columns:
+            raise ValueError("a random effect of deployment needs the ratings' 'deployment' column, which they lack")
+        groups.append("deployment")
+    if random == "intercepts":
+        terms = [RandomTerm(g, ("1",)) for g in groups]
+        return ModelSpec(
+            ModelFormula("score", fixed, tuple(terms)), simplify=bool(simplify), reference=reference, design=design
         )
-    if not converged:
-        method += " (optimizer did not report convergence)"
-        warnings.warn(ConvergenceWarning(f"{engine} optimizer did not report convergence"), stacklevel=2)
-    return {
-        "fixed_effects": terms,
-        "variance_components": {**{k: float(v) for k, v in variances.items()}, "residual": float(sigma2)},
-        "n_ratings": len(df),
-        "n_raters": int(df[factors["rater"]].nunique()),
-        "n_stimuli": int(df[factors["stimulus"]].nunique()),
-        "method": f"{method}; {_model_formula(factors, 'score ~ ' + fixed)}; {inference}",
-    }, cov
+    derived = design_terms(data, groups={g: g for g in groups}, condition_col="condition", reference=reference)
+    design += [{"term": str(d.term), "reason": d.reason} for d in derived]
+    return ModelSpec(
+        ModelFormula("score", fixed, tuple(d.term for d in derived)),
+        simplify=True if simplify is None else simplify,
+        reference=reference,
+        design=design,
+    )
 
 
 def fit_mixed(
@@ -296,77 +443,93 @@ def fit_mixed(
     item_col: str = "item",
     deployment_col: str = "deployment",
     reference: str | None = "base",
-    item_effect: bool = False,
+    formula: str | None = None,
+    random: str = "maximal",
+    simplify: bool | None = None,
+    item_effect: bool | None = None,
     deployment_effect: bool = False,
     engine: str = "reml",
     text_id_col: str | None = "text_id",
 ) -> dict[str, dict[str, Any]]:
-    """Fit ``score ~ condition + (1|rater) + (1|stimulus)`` by REML, once per dimension.
+    """Fit a linear mixed model of the ratings by REML, once per dimension.
 
     Long because its parameters and results are documented here; the body is under 45 lines.
+
+    By default the random structure follows the design (``random="maximal"``): every
+    grouping factor (rater, stimulus, item) gets a random intercept, and a random slope of
+    the steered-vs-reference contrast where condition varies within its levels, e.g.
+    ``score ~ condition + (1 + steered | rater) + (1 | stimulus) + (1 + steered | item)``;
+    a singular fit is simplified by the rule of :mod:`analysis.random_effects`, every step
+    recorded in ``model_selection``.
 
     Parameters
     ----------
     ratings : pandas.DataFrame
-        Long export, one row per rating. Extra columns are ignored; ``item`` and
-        ``deployment`` are only needed for their random intercepts.
+        Long export, one row per rating. Extra columns are ignored unless a formula names them.
     dimension_col, score_col, rater_col, stimulus_col, condition_col, item_col, deployment_col : str
-        Column names.
+        Column names. A formula calls them ``score``, ``condition``, ``rater``, ``stimulus``,
+        ``item`` and ``deployment`` whatever their names in the ratings.
     reference : str or None
         Reference level of the treatment coding. ``"base"`` (the default) falls back to
         the alphabetically first condition when absent; any other value must exist.
-    item_effect, deployment_effect : bool
-        Add ``(1 | item)`` / ``(1 | deployment)``. Off by default.
+    formula : str or None
+        A model in lme4's syntax (see :mod:`analysis.formula`), fitted as given (simplified
+        only with ``simplify=True``), e.g. ``"score ~ condition + (1 + steered | rater) + (1 | stimulus)"``.
+    random : {"maximal", "intercepts"}
+        Without a formula: the structure derived from the design, or random intercepts only
+        (``(1 | rater) + (1 | stimulus)``, plus item and deployment when asked: the platform's
+        model before random slopes).
+    simplify : bool or None
+        Apply the simplification rule to a singular fit. Default: on for the derived
+        structure, off for a formula and for intercepts.
+    item_effect : bool or None
+        Random effects of item: by default with ``random="maximal"`` whenever the ratings
+        have two or more items; ``True`` requires them, ``False`` leaves them out.
+    deployment_effect : bool
+        Add random effects of deployment (derived like the others). Off by default.
     engine : {"reml", "statsmodels"}
-        ``"reml"``: profiled REML as in lme4 (fast for nested and crossed designs).
-        ``"statsmodels"``: statsmodels MixedLM with connected components as groups.
+        ``"reml"``: profiled REML as in lme4. ``"statsmodels"``: MixedLM with connected
+        components as groups, random intercepts only.
     text_id_col : str or None
-        When this column is present, it identifies the stimulus of the random intercept
-        (copies of one base text in twin deployments are one stimulus); see
-        :func:`stimulus_factor`.
+        When present, it identifies the stimulus (copies of one base text in twin
+        deployments are one stimulus); see :func:`stimulus_factor`.
 
     Returns
     -------
     dict
-        ``{dimension: {"fixed_effects": [{"term", "estimate", "se", "ci_low", "ci_high", "p"}],
-        "variance_components": {"rater", "stimulus", ..., "residual"}, "n_ratings",
-        "n_raters", "n_stimuli", "method", "warnings"}}``. Condition contrasts are named
-        ``condition[T.<level>]``; ``warnings`` lists every fallback of that fit as
-        ``"<WarningName>: message"`` (missing reference, singular Hessian, copied stimuli,
-        non-convergence), empty when there was none.
+        ``{dimension: {"formula", "fixed_effects": [{"term", "estimate", "se", "df", "ci_low",
+        "ci_high", "p"}], "variance_components": {group intercept variances, "residual"},
+        "random_effects": [{"group", "term", "variance", "sd"}], "correlations": [{"group",
+        "terms", "correlation"}], "model_selection": {"started_from", "design", "rule",
+        "steps", "singular"}, "converged", "optimizer", "n_ratings", "n_raters", "n_stimuli",
+        "method", "warnings"}}``. Condition contrasts are named ``condition[T.<level>]``.
 
     Raises
     ------
     ValueError
-        Missing columns, NaN scores, a single condition, rater or stimulus, an unknown reference.
+        Missing columns, NaN scores, a single condition, rater or stimulus, an unknown
+        reference, a formula naming a missing column or a slope that cannot vary.
     """
+    columns = Columns(score_col, condition_col, rater_col, stimulus_col, item_col, deployment_col)
     require_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col], "ratings")
     if len(ratings) == 0:
         raise ValueError("ratings is empty")
     if ratings[dimension_col].isna().any():
         raise ValueError(f"{int(ratings[dimension_col].isna().sum())} rating(s) have no dimension ({dimension_col!r})")
     with collect_warnings() as shared:
-        stimulus_col = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
-    factors = _random_factors(
-        ratings, rater_col, stimulus_col, item_col, deployment_col, item_effect, deployment_effect
-    )
+        stimulus = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
+    columns = replace(columns, stimulus=stimulus)
+    options = {"formula": formula, "random": random, "simplify": simplify}
+    options |= {"item_effect": item_effect, "deployment_effect": deployment_effect}
     explicit = reference not in (None, "base")
     results: dict[str, dict[str, Any]] = {}
     for dim, df in ratings.groupby(dimension_col, sort=True):
         with collect_warnings() as found:
-            results[str(dim)] = _fit_dimension(
-                df,
-                label=f"dimension {dim!r}",
-                score_col=score_col,
-                rater_col=rater_col,
-                stimulus_col=stimulus_col,
-                condition_col=condition_col,
-                reference=reference,
-                explicit=explicit,
-                factors=factors,
-                engine=engine,
-            )
-        results[str(dim)]["warnings"] = [*shared, *found]
+            fitted = _fit_dimension(
+                df, label=f"dimension {dim!r}", columns=columns, reference=reference, explicit=explicit,
+                fixed="condition", engine=engine, options=options,
+            )  # fmt: skip
+        results[str(dim)] = fitted.result | {"warnings": [*shared, *found]}
     return results
 
 
@@ -374,35 +537,22 @@ def _fit_dimension(
     df: pd.DataFrame,
     *,
     label: str,
-    score_col: str,
-    rater_col: str,
-    stimulus_col: str,
-    condition_col: str,
+    columns: Columns,
     reference: str | None,
     explicit: bool,
-    factors: dict[str, str],
+    fixed: str,
     engine: str,
-) -> dict[str, Any]:
-    _validate(
-        df,
-        score_col=score_col,
-        rater_col=rater_col,
-        stimulus_col=stimulus_col,
-        condition_col=condition_col,
-        label=label,
-    )
-    levels = sorted(df[condition_col].astype(str).unique())
+    options: dict[str, Any],
+) -> FittedModel:
+    _validate(df, columns=columns, label=label)
+    levels = sorted(df[columns.condition].astype(str).unique())
     ref = _reference_level(levels, reference, explicit)
-    data = pd.DataFrame(
-        {
-            "condition": pd.Categorical(
-                df[condition_col].astype(str), categories=[ref, *[x for x in levels if x != ref]]
-            ),
-            score_col: df[score_col].to_numpy(float),
-            **{col: df[col].to_numpy() for col in factors.values()},
-        }
-    )
-    return _fit_one(data, fixed="condition", score_col=score_col, factors=factors, engine=engine)[0]
+    data = _model_data(df, columns=columns, reference=ref, levels=levels)
+    try:
+        spec = model_spec(data, fixed=fixed, reference=ref, **options)
+        return _fit_model(data, spec, engine=engine)
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- tidy tables
@@ -582,7 +732,9 @@ def fit_pooled(
     item_col: str = "item",
     reference: str = "base",
     engine: str = "reml",
-    item_effect: bool = False,
+    random: str = "maximal",
+    simplify: bool | None = None,
+    item_effect: bool | None = None,
     text_id_col: str | None = "text_id",
 ) -> dict[str, dict[str, Any]]:
     """Pooled model across deployments with method x task terms, one per dimension.
@@ -591,74 +743,55 @@ def fit_pooled(
 
     Conditions are the steering methods (``weight``, ``activation``, ``prompt`` …)
     compared with ``reference`` inside each deployment. The fixed part has a reference
-    mean per task and the effect of every method within every task::
+    mean per task and the effect of every method within every task, and the random part
+    follows the design as in :func:`fit_mixed`, with deployment among the groups::
 
-        score ~ 0 + task + task:condition + (1|rater) + (1|stimulus) + (1|deployment)
+        score ~ 0 + task + task:condition + (1 + steered | rater) + (1 | stimulus)
+                + (1 + condition | item) + (1 + steered | deployment)
 
     so ``task[<task>]:condition[T.<method>]`` is the steering effect of that method on
-    that task; the deployment intercept absorbs the differences between models. Method x
-    task combinations absent from the data are left out. The returned dict has the shape
-    of :func:`fit_mixed` plus ``"interaction"``: a Wald χ² test that all method x task
-    effects are equal (``chi2``, ``df``, ``p``), and ``"contrasts"``: per task, each
-    steering method against each other (e.g. weight minus activation) with its CI, from
-    :func:`method_contrasts`. ``item_effect`` adds ``(1 | item)``; the stimulus factor is
-    ``text_id`` when present (see :func:`stimulus_factor`).
+    that task; the deployment intercept absorbs the differences between models and its
+    slope the model-to-model spread of the effect. Method x task combinations absent from
+    the data are left out. The returned dict has the shape of :func:`fit_mixed` plus
+    ``"interaction"``: a Wald χ² test that all method x task effects are equal (``chi2``,
+    ``df``, ``p``), and ``"contrasts"``: per task, each steering method against each other
+    (e.g. weight minus activation) with its CI on Satterthwaite df, from
+    :func:`method_contrasts`. ``random``, ``simplify`` and ``item_effect`` as in
+    :func:`fit_mixed`; the stimulus factor is ``text_id`` when present.
     """
     require_columns(
         ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col, deployment_col, task_col], "ratings"
     )
-    results = {}
     with collect_warnings() as shared:
         stimulus_col = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
-    factors = {"rater": rater_col, "stimulus": stimulus_col, "deployment": deployment_col}
-    if item_effect:
-        require_columns(ratings, [item_col], "ratings")
-        factors["item"] = item_col
+    columns = Columns(score_col, condition_col, rater_col, stimulus_col, item_col, deployment_col)
+    options = {"random": random, "simplify": simplify, "item_effect": item_effect, "deployment_in_model": True}
+    results = {}
     for dim, d in ratings.groupby(dimension_col, sort=True):
-        _validate(
-            d,
-            score_col=score_col,
-            rater_col=rater_col,
-            stimulus_col=stimulus_col,
-            condition_col=condition_col,
-            label=f"dimension {dim!r}",
-        )
-        levels = sorted(d[condition_col].astype(str).unique())
-        if reference not in levels:
-            raise ValueError(f"dimension {dim!r}: reference condition {reference!r} is not in the data ({levels})")
-        data = pd.DataFrame(
-            {
-                "task": pd.Categorical(d[task_col].astype(str)),
-                "condition": pd.Categorical(
-                    d[condition_col].astype(str), categories=[reference, *[x for x in levels if x != reference]]
-                ),
-                score_col: d[score_col].to_numpy(float),
-                **{col: d[col].to_numpy() for col in factors.values()},
-            }
-        )
         with collect_warnings() as found:
-            fit, cov = _fit_one(
-                data, fixed="0 + task + task:condition", score_col=score_col, factors=factors, engine=engine
-            )
+            fitted = _fit_dimension(
+                d.assign(task=d[task_col].astype(str)), label=f"dimension {dim!r}", columns=columns,
+                reference=reference, explicit=True, fixed="0 + task + task:condition", engine=engine, options=options,
+            )  # fmt: skip
+        fit = fitted.result
         steer = [i for i, t in enumerate(fit["fixed_effects"]) if ":condition[" in t["term"]]
-        fit["interaction"] = _equal_effects_test(fit, cov, steer)
-        fit["contrasts"] = method_contrasts(fit, cov)
+        fit["interaction"] = _equal_effects_test(fitted, steer)
+        fit["contrasts"] = method_contrasts(fitted)
         fit["warnings"] = [*shared, *found]
         results[str(dim)] = fit
     return results
 
 
-def method_contrasts(fit: dict[str, Any], cov: np.ndarray) -> list[dict[str, Any]]:
+def method_contrasts(fitted: FittedModel) -> list[dict[str, Any]]:
     """Differences between steering methods within each task of a :func:`fit_pooled` fit.
 
     For every task and every pair of methods fitted on it (``a`` before ``b`` in sorted
     order; weight vs activation is ``activation`` vs ``weight`` reversed so that the
     contrast reads "weight minus activation"), ``estimate`` = effect(a) - effect(b) with a
-    Wald 95% CI and p from the joint covariance of the fixed effects (the two effects are
-    estimated from shared raters and deployments, so they are not independent).
+    95% CI and p from t on its Satterthwaite df (lmerTest's ``contest1D``), from the joint
+    covariance of the fixed effects (the two effects share raters, items and deployments).
     """
-    terms = [t["term"] for t in fit["fixed_effects"]]
-    beta = np.array([t["estimate"] for t in fit["fixed_effects"]])
+    terms = [t["term"] for t in fitted.result["fixed_effects"]]
     by_task: dict[str, dict[str, int]] = {}
     for i, term in enumerate(terms):
         if ":condition[T." in term:
@@ -671,7 +804,7 @@ def method_contrasts(fit: dict[str, Any], cov: np.ndarray) -> list[dict[str, Any
     for task, methods in sorted(by_task.items()):
         names = sorted(methods, key=lambda m: (order.get(m, 2), m))
         for a, b in itertools.combinations(names, 2):
-            L = np.zeros(len(beta))
+            L = np.zeros(len(terms))
             L[methods[a]], L[methods[b]] = 1.0, -1.0
             combos.append((task, f"{a} - {b}", L))
     # Averaged over the tasks where both methods ran: the pooled method contrast.
@@ -679,31 +812,18 @@ def method_contrasts(fit: dict[str, Any], cov: np.ndarray) -> list[dict[str, Any
         Ls = [L for _, c, L in combos if c == contrast]
         if len(Ls) > 1:
             combos.append(("all tasks (mean)", contrast, np.mean(Ls, axis=0)))
-    rows = []
-    for task, contrast, L in combos:
-        est = float(L @ beta)
-        se = float(np.sqrt(L @ cov @ L))
-        rows.append(
-            {
-                "task": task,
-                "contrast": contrast,
-                "estimate": est,
-                "se": se,
-                **wald_interval(est, se),
-            }
-        )
-    return rows
+    return [{"task": task, "contrast": contrast, **fitted.contrast(L)} for task, contrast, L in combos]
 
 
-def _equal_effects_test(fit: dict[str, Any], cov: np.ndarray, steer: list[int]) -> dict[str, float]:
+def _equal_effects_test(fitted: FittedModel, steer: list[int]) -> dict[str, float]:
     """Wald χ² test of H0: all the given effects are equal (successive differences are zero)."""
     if len(steer) < 2:
         return {"chi2": float("nan"), "df": 0, "p": float("nan")}
-    beta = np.array([t["estimate"] for t in fit["fixed_effects"]])
+    beta = np.array([t["estimate"] for t in fitted.result["fixed_effects"]])
     L = np.zeros((len(steer) - 1, len(beta)))
     for r, (a, b) in enumerate(itertools.pairwise(steer)):
         L[r, a], L[r, b] = 1.0, -1.0
     diff = L @ beta
-    chi2 = float(diff @ np.linalg.solve(L @ cov @ L.T, diff))
+    chi2 = float(diff @ np.linalg.solve(L @ fitted.cov @ L.T, diff))
     dof = len(steer) - 1
     return {"chi2": chi2, "df": dof, "p": float(st.chi2.sf(chi2, dof))}

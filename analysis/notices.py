@@ -57,6 +57,10 @@ class ConvergenceWarning(AnalysisWarning):
     """The optimiser did not report convergence."""
 
 
+class SingularFitWarning(AnalysisWarning):
+    """The final mixed model is singular (a variance at 0 or a correlation at ±1), as lme4's ``isSingular``."""
+
+
 def warning_text(w: warnings.WarningMessage | Warning) -> str:
     """``"<Name>: <message>"`` for a caught warning or a warning instance."""
     message = w.message if isinstance(w, warnings.WarningMessage) else w

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from analysis.mixed import condition_effects, fit_by, fit_mixed, fit_pooled, icc
 from analysis.mode_collapse import diversity_differences
 from analysis.notices import PooledModelWarning, collect_warnings, warning_text
 from analysis.novelty import from_ratings, novelty_utility, plot_novelty_utility
+from analysis.random_effects import SIMPLIFICATION_RULE
 from analysis.reliability import krippendorff_alpha, rater_quality
 from analysis.robust import ordinal_sensitivity, rater_bootstrap
 
@@ -179,8 +181,7 @@ def write_report(
     n_boot: int = 100,
     title: str = "Creativity study: analysis report",
     seed: int = 0,
-    item_effect: bool = False,
-    deployment_effect: bool = False,
+    model_options: Mapping[str, Any] | None = None,
     diversity_boot: int = 2000,
     dat_vectors: str | os.PathLike[str] | None = None,
     dat_words: str | os.PathLike[str] | None = None,
@@ -218,9 +219,12 @@ def write_report(
         Embedding for the metrics; None = embedded MiniLM.
     n_boot : int
         Rater-bootstrap resamples (0 skips the bootstrap).
-    item_effect, deployment_effect : bool
-        Add ``(1 | item)`` / ``(1 | deployment)`` to the main model (the pooled model always
-        has the deployment intercept; ``item_effect`` adds the item one there too).
+    model_options : mapping or None
+        The model choices of :func:`analysis.mixed.fit_mixed` (``formula``, ``random``,
+        ``simplify``, ``item_effect``, ``deployment_effect``) for the main model; by default
+        the maximal structure the design supports, simplified by the stated rule. The pooled
+        and per-deployment models derive their structure the same way (a formula applies to
+        the main model only).
     diversity_boot : int
         Bootstrap resamples of the diversity differences and the DAT table.
     dat_vectors, dat_words, dat_norms : path or None
@@ -244,9 +248,7 @@ def write_report(
         exclude_attention_failed=exclude_attention_failed,
         exclude_incomplete=exclude_incomplete,
     )
-    effects = _effects_section(
-        page, prepared, reference=reference, item_effect=item_effect, deployment_effect=deployment_effect
-    )
+    effects = _effects_section(page, prepared, reference=reference, options=dict(model_options or {}))
     diversity, dat = _stimulus_results_sections(
         page,
         stimuli,
@@ -260,7 +262,7 @@ def write_report(
     results = {"effects": effects.results(simulated), "diversity": diversity, "dat": dat}
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
 
-    _deployment_section(page, prepared, effects.main, reference=reference, item_effect=item_effect)
+    _deployment_section(page, prepared, effects.main, reference=reference, options=effects.derived_options)
     _reliability_section(page, prepared, effects.fits)
     _robustness_section(page, prepared, reference=reference, n_boot=n_boot, seed=seed)
     _pooled_section(page, effects)
@@ -302,6 +304,7 @@ class _Effects:
     pooled_fits: dict[str, Any] | None
     pooled_error: str
     warnings: list[str]
+    derived_options: dict[str, Any]
 
     @property
     def model(self) -> str:
@@ -314,35 +317,43 @@ class _Effects:
             "simulated": simulated,
             "model": self.model,
             "rows": _records(self.main),
+            "models": model_rows(self.fits),
             "pooled": _records(_pooled_rows(self.pooled_fits)) if self.pooled_fits else [],
             "warnings": self.warnings,
         }
 
 
-def _effects_section(
-    page: _Page, ratings: pd.DataFrame, *, reference: str, item_effect: bool, deployment_effect: bool
-) -> _Effects:
-    """Result 1: fit the mixed model per dimension and the pooled one; show the main table."""
-    model_options: dict[str, Any] = {"item_effect": item_effect, "deployment_effect": deployment_effect}
-    fits = fit_mixed(ratings, reference=reference, **model_options)
+def _effects_section(page: _Page, ratings: pd.DataFrame, *, reference: str, options: dict[str, Any]) -> _Effects:
+    """Result 1: fit the mixed model per dimension and the pooled one; show the main table and the models."""
+    fits = fit_mixed(ratings, reference=reference, **options)
     page.h("1. Rated effects (main table)")
-    main = condition_effects(ratings, fits=fits, reference=reference, **model_options)
-    pooled_fits, pooled_error = _pooled_fits(ratings, reference, item_effect)
+    main = condition_effects(ratings, fits=fits, reference=reference, **options)
+    # The other models derive their own structure: a formula's fixed part is the main model's.
+    derived = {k: options[k] for k in ("random", "simplify", "item_effect") if k in options}
+    pooled_fits, pooled_error = _pooled_fits(ratings, reference, derived)
     main = _with_method_contrasts(main, pooled_fits)
     effect_warnings = sorted({w for fit in fits.values() for w in fit.get("warnings", [])})
     if pooled_error:
         effect_warnings.append(pooled_error)
     if pooled_fits:
         effect_warnings += sorted({w for fit in pooled_fits.values() for w in fit.get("warnings", [])})
-    effects = _Effects(fits, main, pooled_fits, pooled_error, effect_warnings)
+    effects = _Effects(fits, main, pooled_fits, pooled_error, effect_warnings, derived)
     page.p(
-        f"Per dimension: {effects.model}. p_holm: Holm across dimensions. d_total: estimate / sqrt(total model "
-        "variance); d_z: the same model on within-rater z-scores. contrast_*: the difference between this "
-        "steering method and the other one (weight - activation), from the pooled method x task model, "
-        "averaged over the tasks where both ran (Wald 95% CI).",
+        "Per dimension, the mixed model below (estimates in scale points, 95% CI and p from t with Satterthwaite "
+        "df). p_holm: Holm across dimensions. d_total: estimate / sqrt(variance of a reference rating: the "
+        "random intercepts and the residual); d_z: the same model on within-rater z-scores. contrast_*: the "
+        "difference between this steering method and the other one (weight - activation), from the pooled "
+        "method x task model, averaged over the tasks where both ran.",
         "note",
     )
     page.table(main, "main_table")
+    page.p(
+        "The model of each dimension: the random structure starts from the maximal one the design supports "
+        "(a random slope of steering by every group within which condition varies) and a singular fit is "
+        f"simplified by one rule: {SIMPLIFICATION_RULE}. Each step and its reason:",
+        "note",
+    )
+    page.table(_model_table(fits), "models")
     page.warnings(effect_warnings)
     return effects
 
@@ -389,14 +400,14 @@ def _stimulus_results_sections(
 
 
 def _deployment_section(
-    page: _Page, ratings: pd.DataFrame, main: pd.DataFrame, *, reference: str, item_effect: bool
+    page: _Page, ratings: pd.DataFrame, main: pd.DataFrame, *, reference: str, options: dict[str, Any]
 ) -> None:
     """A forest plot of the effect per deployment, when there are several."""
     if "deployment" not in ratings or ratings["deployment"].nunique() <= 1:
         return
     page.h("Effect per deployment (forest plot)")
-    # Within one deployment a deployment intercept has a single level: only the item one applies.
-    by_dep = fit_by(ratings, by="deployment", reference=reference, item_effect=item_effect)
+    # Within one deployment, deployment has a single level: the other groups' structure is derived as above.
+    by_dep = fit_by(ratings, by="deployment", reference=reference, **options)
     page.figure(_forest(by_dep, main, "deployment"), "forest", "effect per dimension and deployment")
     page.table(by_dep, "effects_by_deployment")
 
@@ -422,13 +433,15 @@ def _pooled_section(page: _Page, effects: _Effects) -> None:
     if not effects.pooled_fits:
         page.p(f"Not fitted: {effects.pooled_error}", "warnings")
         return
+    formulas = "; ".join(f"{dim}: {fit['formula']}" for dim, fit in effects.pooled_fits.items())
     page.p(
-        "score ~ 0 + task + task:condition + (1|rater) + (1|stimulus) + (1|deployment): the effect of each "
-        "method within each task; cells_equal: Wald test that all method x task effects are equal.",
+        f"The effect of each method within each task ({formulas}); cells_equal: Wald test that all method x task "
+        "effects are equal.",
         "note",
     )
     page.table(_pooled_rows(effects.pooled_fits), "pooled_model")
-    page.p("Method contrasts within each task (and averaged over tasks), Wald 95% CI:", "note")
+    page.table(_model_table(effects.pooled_fits), "pooled_models")
+    page.p("Method contrasts within each task (and averaged over tasks), t on Satterthwaite df:", "note")
     page.table(_contrast_rows(effects.pooled_fits), "method_contrasts")
 
 
@@ -485,18 +498,42 @@ def _rater_quality_section(page: _Page, raw: pd.DataFrame) -> None:
     quality.to_csv(page.out / "rater_quality.csv", index=False)
 
 
+def model_rows(fits: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per dimension: the model fitted, where it started, and each simplification step with its reason."""
+    rows = []
+    for dim, fit in fits.items():
+        selection = fit.get("model_selection", {})
+        rows.append(
+            {
+                "dimension": dim,
+                "formula": fit.get("formula", ""),
+                "started_from": selection.get("started_from", ""),
+                "steps": selection.get("steps", []),
+                "singular": selection.get("singular", False),
+            }
+        )
+    return rows
+
+
+def _model_table(fits: dict[str, Any]) -> pd.DataFrame:
+    rows = model_rows(fits)
+    for row in rows:
+        row["steps"] = "; ".join(f"{s['action']} ({s['reason']})" for s in row["steps"]) or "none"
+    return pd.DataFrame(rows)
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [] if df is None or df.empty else json_safe(df.to_dict("records"))
 
 
-def _pooled_fits(ratings: pd.DataFrame, reference: str, item_effect: bool) -> tuple[dict[str, Any] | None, str]:
+def _pooled_fits(ratings: pd.DataFrame, reference: str, options: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The pooled method x task fits, or None and the reason (never dropped silently)."""
     if not {"task", "deployment"} <= set(ratings.columns):
         return None, warning_text(PooledModelWarning("no pooled model: the ratings have no task/deployment columns"))
     if ratings["deployment"].nunique() < 2:
         return None, warning_text(PooledModelWarning("no pooled model: only one deployment"))
     try:
-        return fit_pooled(ratings, reference=reference, item_effect=item_effect), ""
+        return fit_pooled(ratings, reference=reference, **options), ""
     except ValueError as exc:
         warning = PooledModelWarning(f"the pooled method x task model could not be fitted: {exc}")
         warnings.warn(warning, stacklevel=2)
@@ -620,7 +657,23 @@ def _effects_text(effects: dict[str, Any]) -> str:
         for r in effects.get("rows", [])
     ]
     headers = ["dimension", "effect", "estimate", "95% CI", "p_holm", "d_z", "vs other method", "diff", "95% CI"]
-    return "1. Rated effects (mixed model per dimension; scale points)\n" + _text_table(headers, rows)
+    models = [f"  {m['dimension']}: {m['formula']}" + _steps_text(m) for m in effects.get("models", [])]
+    return (
+        "1. Rated effects (mixed model per dimension; scale points)\n"
+        + _text_table(headers, rows)
+        + (
+            "\nmodels (maximal structure of the design, simplified where singular):\n" + "\n".join(models)
+            if models
+            else ""
+        )
+    )
+
+
+def _steps_text(model: dict[str, Any]) -> str:
+    steps = model.get("steps") or []
+    if not steps:
+        return ""
+    return "".join(f"\n      {s['action']} ({s['reason']})" for s in steps)
 
 
 def _diversity_text(diversity: dict[str, Any]) -> str:

@@ -95,6 +95,7 @@ def rater_bootstrap(
     *,
     n_boot: int = 200,
     rater_col: str = "rater",
+    dimension_col: str = "dimension",
     strata_col: str | None = "deployment",
     level: float = 0.95,
     seed: int | None = 0,
@@ -106,7 +107,8 @@ def rater_bootstrap(
 
     Raters are resampled with replacement (within ``strata_col`` when present, so each
     deployment keeps its number of raters); a rater drawn twice enters as two raters.
-    Every resample is refitted with the full model.
+    Every resample is refitted with the model the full data ended with (per dimension,
+    its final formula: the structure is chosen once, not again per resample).
 
     Returns
     -------
@@ -115,7 +117,10 @@ def rater_bootstrap(
         (percentile), ``n_boot`` (successful resamples).
     """
     require_columns(ratings, [rater_col], "ratings")
-    full = fit_mixed(ratings, rater_col=rater_col, **fit_kwargs)
+    full = fit_mixed(ratings, rater_col=rater_col, dimension_col=dimension_col, **fit_kwargs)
+    model_choices = ("formula", "random", "simplify", "item_effect", "deployment_effect")
+    same_model = {k: v for k, v in fit_kwargs.items() if k not in model_choices}
+    same_model |= {"rater_col": rater_col, "dimension_col": dimension_col}
     rng = np.random.default_rng(seed)
     by_rater = {r: g for r, g in ratings.groupby(rater_col, sort=False)}
     if strata_col is not None and strata_col in ratings.columns:
@@ -129,12 +134,12 @@ def rater_bootstrap(
             for k, r in enumerate(rng.choice(raters, size=len(raters), replace=True)):
                 parts.append(by_rater[r].assign(**{rater_col: f"{r}#{k}"}))
         sample = pd.concat(parts, ignore_index=True)
-        try:
-            fits = fit_mixed(sample, rater_col=rater_col, **fit_kwargs)
-        except ValueError:
-            continue  # a resample that lost a condition: skip it, counted in n_boot
-        for dim, fit in fits.items():
-            for t in fit["fixed_effects"]:
+        for dim, fit in full.items():
+            try:
+                refit = fit_mixed(sample[sample[dimension_col] == dim], formula=fit["formula"], **same_model)[dim]
+            except ValueError:
+                continue  # a resample that lost a condition: skip it, counted in n_boot
+            for t in refit["fixed_effects"]:
                 draws.setdefault((dim, t["term"]), []).append(t["estimate"])
     alpha = (1 - level) / 2
     rows = []

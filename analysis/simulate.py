@@ -20,20 +20,31 @@ def simulate_ratings(
     sd_rater: float = 8.0,
     sd_stimulus: float = 6.0,
     sd_residual: float = 15.0,
+    sd_item: float = 0.0,
+    sd_rater_slope: float = 0.0,
+    sd_item_slope: float = 0.0,
+    one_arm_per_deployment: bool = False,
     raters_cross_deployments: bool = False,
     seed: int | None = 0,
 ) -> pd.DataFrame:
-    """Simulate a long ratings export from ``score ~ condition + (1|rater) + (1|stimulus)``.
+    """Simulate a long ratings export from a crossed mixed model with known parameters.
 
     Long because its parameters and results are documented here; the body is under 45 lines.
 
     Every rater of a deployment rates every stimulus of that deployment on every
-    dimension, as in the N=720 design (24 deployments x 30 raters x 10 stimuli).
+    dimension, as in the N=720 design (24 deployments x 30 raters x 10 stimuli). Items
+    (the prompts: ``item00``, ``item01``, …) are shared by all deployments, one stimulus
+    per item and condition in each. The score of rater r on stimulus s of item i is::
+
+        intercept + effect(condition) + u_r + v_s + w_i + (a_r + c_i) * steered + e
+
+    with ``steered`` 1 for every condition but the first; ``a_r`` (SD ``sd_rater_slope``)
+    and ``c_i`` (SD ``sd_item_slope``) are how much steering moves that rater or item.
 
     Parameters
     ----------
     n_deployments, raters_per_deployment, stimuli_per_condition : int
-        Design size; each deployment has ``stimuli_per_condition * len(conditions)`` stimuli.
+        Design size; ``stimuli_per_condition`` is also the number of items.
     conditions : sequence of str
         The first is the reference condition.
     dimensions : sequence of str
@@ -42,8 +53,14 @@ def simulate_ratings(
         Effect of every non-reference condition in units of the total SD
         ``sqrt(sd_rater² + sd_stimulus² + sd_residual²)`` (Cohen's d with total variance),
         or a mapping ``condition -> d``.
-    intercept, sd_rater, sd_stimulus, sd_residual : float
-        Mean of the reference condition and the true standard deviations.
+    intercept, sd_rater, sd_stimulus, sd_residual, sd_item : float
+        Mean of the reference condition and the SDs of the random intercepts and residual.
+    sd_rater_slope, sd_item_slope : float
+        SDs of the by-rater and by-item random slopes of ``steered`` (0: no slopes).
+    one_arm_per_deployment : bool
+        With several non-reference conditions: each deployment has the reference and one
+        of them, in turn (the paper's design: a rater sees one steered arm); else every
+        deployment has all conditions.
     raters_cross_deployments : bool
         When true, each rater rates the stimuli of two deployments, so raters are no
         longer nested in deployments (the design stays connected).
@@ -62,10 +79,52 @@ def simulate_ratings(
     else:
         d_by_condition = {c: (0.0 if i == 0 else float(effects)) for i, c in enumerate(conditions)}
     d_by_condition[conditions[0]] = 0.0
+    pairs, raters, stimuli = _crossed_design(
+        n_deployments, raters_per_deployment, stimuli_per_condition, conditions, one_arm_per_deployment,
+        raters_cross_deployments,
+    )  # fmt: skip
+    steered = (pairs["condition"] != conditions[0]).to_numpy(float)
+    items = pd.Index(sorted(stimuli["item"].unique()))
 
+    def draw(sd: float, index: pd.Index, keys: pd.Series) -> np.ndarray:
+        # A zero SD draws nothing, so a seed gives the same ratings as before slopes existed.
+        if sd == 0:
+            return np.zeros(len(keys))
+        return pd.Series(rng.normal(0, sd, len(index)), index=index).reindex(keys).to_numpy()
+
+    frames = []
+    for dim in dimensions:
+        mean = intercept + pairs["condition"].map(d_by_condition).to_numpy() * total_sd
+        score = (
+            mean
+            + draw(sd_rater, pd.Index(raters["rater"]), pairs["rater"])
+            + draw(sd_stimulus, pd.Index(stimuli["stimulus"]), pairs["stimulus"])
+            + draw(sd_item, items, pairs["item"])
+            + draw(sd_rater_slope, pd.Index(raters["rater"]), pairs["rater"]) * steered
+            + draw(sd_item_slope, items, pairs["item"]) * steered
+            + rng.normal(0, sd_residual, len(pairs))
+        )
+        frames.append(pairs.assign(dimension=dim, score=score))
+    out = pd.concat(frames, ignore_index=True)
+    out["model"] = "sim"
+    out["task"] = "aut"
+    return out[["rater", "deployment", "condition", "model", "task", "item", "stimulus", "dimension", "score"]]
+
+
+def _crossed_design(
+    n_deployments: int,
+    raters_per_deployment: int,
+    stimuli_per_condition: int,
+    conditions: Sequence[str],
+    one_arm_per_deployment: bool,
+    raters_cross_deployments: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(rater-stimulus pairs, raters, stimuli) of the simulated design."""
+    arms = list(conditions[1:])
     stim_rows = []
     for dep in range(n_deployments):
-        for cond in conditions:
+        here = [conditions[0], arms[dep % len(arms)]] if one_arm_per_deployment and arms else list(conditions)
+        for cond in here:
             for k in range(stimuli_per_condition):
                 stim_rows.append((f"d{dep:02d}", cond, f"item{k:02d}", f"d{dep:02d}-{cond}-{k:02d}"))
     stimuli = pd.DataFrame(stim_rows, columns=["deployment", "condition", "item", "stimulus"])
@@ -81,23 +140,7 @@ def simulate_ratings(
         nxt = raters.assign(deployment=[f"d{(i + 1) % n_deployments:02d}" for i in dep_index])
         nxt = nxt[raters.groupby("deployment").cumcount() % 2 == 0]
         pairs = pd.concat([pairs, nxt.merge(stimuli, on="deployment")], ignore_index=True)
-
-    frames = []
-    for dim in dimensions:
-        u_r = pd.Series(rng.normal(0, sd_rater, len(raters)), index=raters["rater"])
-        u_s = pd.Series(rng.normal(0, sd_stimulus, len(stimuli)), index=stimuli["stimulus"])
-        mean = intercept + pairs["condition"].map(d_by_condition).to_numpy() * total_sd
-        score = (
-            mean
-            + u_r.reindex(pairs["rater"]).to_numpy()
-            + u_s.reindex(pairs["stimulus"]).to_numpy()
-            + rng.normal(0, sd_residual, len(pairs))
-        )
-        frames.append(pairs.assign(dimension=dim, score=score))
-    out = pd.concat(frames, ignore_index=True)
-    out["model"] = "sim"
-    out["task"] = "aut"
-    return out[["rater", "deployment", "condition", "model", "task", "item", "stimulus", "dimension", "score"]]
+    return pairs, raters, stimuli
 
 
 _DAT_WORDS = [

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the suite needs, skipping those already present:
-# chromium + chromium-driver (the rater-page browser tests), r-cran-lme4 (the mixed-model
-# cross-check against lme4), wamerican (the DAT word list), wordnet-base (WordNet 3.0
+# chromium + chromium-driver (the rater-page browser tests), r-cran-lme4 and r-cran-lmertest (the mixed-model
+# cross-check against lme4 and its Satterthwaite df), wamerican (the DAT word list), wordnet-base (WordNet 3.0
 # database files: the real conceptual graph of the combinatorial-creativity task), and npm
 # (installs axe-core for the accessibility checks of the browser tests, see package.json).
 set -euo pipefail
-packages=(chromium chromium-driver r-cran-lme4 wamerican wordnet-base)
+packages=(chromium chromium-driver r-cran-lme4 r-cran-lmertest wamerican wordnet-base)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

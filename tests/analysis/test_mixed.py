@@ -29,18 +29,29 @@ def test_json_shape(small_ratings):
     assert sorted(fits) == ["creativity", "originality", "surprise"]
     fit = fits["originality"]
     assert set(fit) == {
+        "formula",
         "fixed_effects",
         "variance_components",
+        "random_effects",
+        "correlations",
+        "model_selection",
+        "converged",
+        "optimizer",
         "n_ratings",
         "n_raters",
         "n_stimuli",
         "method",
         "warnings",
     }
-    assert fit["warnings"] == []
+    assert fit["warnings"] == [] and fit["converged"]
     assert [t["term"] for t in fit["fixed_effects"]] == ["Intercept", "condition[T.weight]"]
-    assert set(fit["fixed_effects"][0]) == {"term", "estimate", "se", "ci_low", "ci_high", "p"}
-    assert set(fit["variance_components"]) == {"rater", "stimulus", "residual"}
+    assert set(fit["fixed_effects"][0]) == {"term", "estimate", "se", "df", "ci_low", "ci_high", "p"}
+    # The design's maximal structure is where the model starts; its intercepts are the components.
+    assert fit["model_selection"]["started_from"] == (
+        "score ~ condition + (1 + steered | rater) + (1 | stimulus) + (1 + steered | item)"
+    )
+    assert set(fit["variance_components"]) == {"rater", "stimulus", "item", "residual"}
+    assert fit["formula"] in fit["method"]
     assert fit["n_ratings"] == 4 * 8 * 8 and fit["n_raters"] == 32 and fit["n_stimuli"] == 32
     json.dumps(fits)
 
@@ -53,24 +64,26 @@ def test_agrees_with_lme4(crossed, item, deployment):
     df = simulate_ratings(
         n_deployments=6, raters_per_deployment=12, dimensions=["originality"], raters_cross_deployments=crossed, seed=5
     )
-    ours = fit_mixed(df, item_effect=item, deployment_effect=deployment)["originality"]
+    options = {"random": "intercepts", "item_effect": item, "deployment_effect": deployment}
+    ours = fit_mixed(df, **options)["originality"]
     ref = fit_lme4(df, item_effect=item, deployment_effect=deployment)
     b = _effect(ours)
     assert b["estimate"] == pytest.approx(ref["fixed"]["conditionweight"], rel=1e-4, abs=1e-6)
     assert _effect(ours, "Intercept")["estimate"] == pytest.approx(ref["fixed"]["(Intercept)"], rel=1e-4)
-    assert b["se"] == pytest.approx(ref["se"]["conditionweight"], rel=1e-3)
+    assert b["se"] == pytest.approx(ref["se"]["conditionweight"], rel=1e-4)
+    assert b["df"] == pytest.approx(ref["df"]["conditionweight"], rel=1e-3)
     vc = ours["variance_components"]
     total = sum(vc.values())
-    for name, value in ref["vc"].items():
-        mine = vc["residual" if name == "Residual" else name]
-        # Relative 1e-3, or 1e-4 of the total variance for components near the zero boundary.
-        assert mine == pytest.approx(value, rel=1e-3, abs=1e-4 * total), name
+    for row in ref["vc"]:
+        mine = vc["residual" if row["grp"] == "Residual" else row["grp"]]
+        # Relative 1e-4, or 1e-5 of the total variance for components near the zero boundary.
+        assert mine == pytest.approx(row["vcov"], rel=1e-4, abs=1e-5 * total), row["grp"]
 
 
 def test_statsmodels_engine_agrees(small_ratings):
     df = small_ratings[small_ratings["dimension"] == "surprise"]
-    ours = fit_mixed(df)["surprise"]
-    sm = fit_mixed(df, engine="statsmodels")["surprise"]
+    ours = fit_mixed(df, random="intercepts")["surprise"]
+    sm = fit_mixed(df, random="intercepts", engine="statsmodels")["surprise"]
     assert "4 independent group(s)" in sm["method"]  # deployments found as components
     assert _effect(sm)["estimate"] == pytest.approx(_effect(ours)["estimate"], rel=1e-3)
     for k, v in ours["variance_components"].items():
@@ -220,57 +233,83 @@ def test_cli_errors_are_one_line_exit_2(small_ratings, tmp_path, mutate, message
     assert "Traceback" not in r.stderr
 
 
-def test_reml_count_grouped_and_sparse_paths_agree():
-    """The precomputed-by-count evaluation equals the general sparse one on an unbalanced design."""
-    from analysis._reml import _Problem
+def _unbalanced_blocks(seed: int):
+    """An unbalanced crossed design with a correlated slope by the largest factor and by a small one."""
+    from analysis._reml import RandomBlock
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     n = 900
-    codes = [rng.integers(0, 120, n), rng.integers(0, 40, n), rng.integers(0, 5, n)]
-    X = np.column_stack([np.ones(n), rng.integers(0, 2, n)])
-    y = rng.normal(size=n) + codes[1] * 0.05
-    prob = _Problem(y, X, [pd.factorize(c)[0] for c in codes])
-    assert prob.by_count
-    theta = np.array([0.7, 0.3, 0.2])
-    grouped = prob.solve(theta)
-    prob.by_count = False
-    sparse = prob.solve(theta)
-    assert grouped[0] == pytest.approx(sparse[0], rel=1e-12)
-    np.testing.assert_allclose(grouped[1], sparse[1], rtol=1e-10)
+    codes = [pd.factorize(c)[0] for c in (rng.integers(0, 120, n), rng.integers(0, 40, n), rng.integers(0, 5, n))]
+    slope = rng.integers(0, 2, n).astype(float)
+    X = np.column_stack([np.ones(n), slope])
+    y = rng.normal(size=n) + codes[1] * 0.05 + slope * rng.normal(0, 0.5, 5)[codes[2]]
+    columns = np.column_stack([np.ones(n), slope])
+    full = np.tril(np.ones((2, 2), bool))
+    blocks = [
+        RandomBlock(codes[0], columns, full),
+        RandomBlock.intercept(codes[1]),
+        RandomBlock(codes[2], columns, full),
+    ]
+    return y, X, blocks
 
 
-@pytest.mark.parametrize("by_count", [True, False])
-def test_reml_sparse_schur_path_equals_the_dense_one(monkeypatch, by_count):
-    """Designs with thousands of stimuli keep the Schur complement sparse: same deviance and estimates."""
+@pytest.mark.parametrize("seed", [3, 4])
+def test_reml_class_level_and_sparse_paths_agree(monkeypatch, seed):
+    """The deviance pre-summed by classes of raters, the per-rater sparse products and the sparse
+    Schur complement (designs with thousands of stimuli) give the same numbers, slopes included."""
     import analysis._reml as reml
 
-    rng = np.random.default_rng(4)
-    n = 900
-    codes = [rng.integers(0, 120, n), rng.integers(0, 40, n), rng.integers(0, 5, n)]
-    X = np.column_stack([np.ones(n), rng.integers(0, 2, n)])
-    y = rng.normal(size=n) + codes[1] * 0.05
-    codes = [pd.factorize(c)[0] for c in codes]
-    theta = np.array([0.7, 0.3, 0.2])
-    dense = reml._Problem(y, X, codes)
+    y, X, blocks = _unbalanced_blocks(seed)
+    theta = np.array([0.7, -0.2, 0.4, 0.3, 0.2, 0.1, 0.3])
+    by_class = reml._Problem(y, X, blocks)
+    monkeypatch.setattr(reml, "CLASS_PRESUM_BYTES", 0)
+    by_level = reml._Problem(y, X, blocks)
     monkeypatch.setattr(reml, "SPARSE_REST_LEVELS", 0)
-    sparse = reml._Problem(y, X, codes)
-    assert sparse.sparse_rest and not dense.sparse_rest
-    sparse.sparse_by_count = sparse.sparse_by_count and by_count
-    a, b = dense.solve(theta), sparse.solve(theta)
-    assert a[0] == pytest.approx(b[0], rel=1e-10)
-    np.testing.assert_allclose(a[1], b[1], rtol=1e-9)
+    sparse = reml._Problem(y, X, blocks)
+    assert by_class.by_class and not by_level.by_class and sparse.sparse_rest
+    reference = by_class.solve(theta)
+    for other in (by_level.solve(theta), sparse.solve(theta)):
+        assert other[0] == pytest.approx(reference[0], rel=1e-11)
+        np.testing.assert_allclose(other[1], reference[1], rtol=1e-9)
+
+
+def test_reml_deviance_equals_the_dense_formula():
+    """The profiled REML deviance equals -2 log restricted likelihood computed from V = ZΣZ' + σ²I directly."""
+    import analysis._reml as reml
+
+    y, X, blocks = _unbalanced_blocks(5)
+    prob = reml._Problem(y, X, blocks)
+    theta = np.array([0.7, -0.2, 0.4, 0.3, 0.2, 0.1, 0.3])
+    sigma2 = 1.7
+    Z = np.hstack([reml._z_matrix(b).toarray() for b in blocks])
+    lam = [np.kron(np.eye(b.levels), prob.factor(theta, j)) for j, b in enumerate(blocks)]
+    big_lambda = np.zeros((Z.shape[1], Z.shape[1]))
+    offset = 0
+    for m in lam:
+        big_lambda[offset : offset + len(m), offset : offset + len(m)] = m
+        offset += len(m)
+    V = sigma2 * (Z @ big_lambda @ big_lambda.T @ Z.T + np.eye(len(y)))
+    Vinv = np.linalg.inv(V)
+    XtViX = X.T @ Vinv @ X
+    beta = np.linalg.solve(XtViX, X.T @ Vinv @ y)
+    r = y - X @ beta
+    n, p = X.shape
+    expected = np.linalg.slogdet(V)[1] + np.linalg.slogdet(XtViX)[1] + r @ Vinv @ r + (n - p) * np.log(2 * np.pi)
+    assert prob.deviance_varpar(np.append(theta, np.sqrt(sigma2))) == pytest.approx(expected, rel=1e-10)
+    np.testing.assert_allclose(prob.solve(theta)[1], beta, rtol=1e-9)
 
 
 def test_satterthwaite_df_small_design():
     """One deployment, 10 stimuli split 5/5 over two conditions: the condition contrast is a
     between-stimulus comparison, whose exact df is 10 - 2 = 8; Satterthwaite must find it."""
-    from analysis._reml import fit_reml
+    from analysis._reml import RandomBlock, fit_reml
 
     df = simulate_ratings(n_deployments=1, raters_per_deployment=30, dimensions=["x"], seed=3)
     X = np.column_stack([np.ones(len(df)), (df["condition"] == "weight").to_numpy(float)])
-    fit = fit_reml(df["score"].to_numpy(), X, [pd.factorize(df["rater"])[0], pd.factorize(df["stimulus"])[0]])
+    blocks = [RandomBlock.intercept(pd.factorize(df[c])[0]) for c in ("rater", "stimulus")]
+    fit = fit_reml(df["score"].to_numpy(), X, blocks)
     assert fit.df[1] == pytest.approx(8.0, abs=0.1)
-    term = _effect(fit_mixed(df)["x"])
+    term = _effect(fit_mixed(df, random="intercepts")["x"])
     half_width = (term["ci_high"] - term["ci_low"]) / 2
     assert half_width / term["se"] == pytest.approx(2.306, abs=0.01)  # t(0.975, 8), wider than 1.96
 

@@ -371,7 +371,7 @@ def test_singular_hessian_is_a_named_warning(small_ratings, monkeypatch):
         return real_inv(a)
 
     monkeypatch.setattr(reml.np.linalg, "inv", inv)
-    fit = fit_mixed(small_ratings[small_ratings["dimension"] == "surprise"])["surprise"]
+    fit = fit_mixed(small_ratings[small_ratings["dimension"] == "surprise"], random="intercepts")["surprise"]
     assert any(w.startswith("SingularHessianWarning") for w in fit["warnings"])
     effect = fit["fixed_effects"][1]
     assert effect["ci_high"] - effect["estimate"] == pytest.approx(1.959964 * effect["se"], rel=1e-5)
@@ -400,12 +400,14 @@ def test_statsmodels_names_variance_components_as_lme4():
     rng = np.random.default_rng(1)
     df["score"] += df["item"].map({i: rng.normal(0, 12) for i in df["item"].unique()})
     df["score"] += df["deployment"].map({d: rng.normal(0, 4) for d in df["deployment"].unique()})
-    sm = fit_mixed(df, item_effect=True, deployment_effect=True, engine="statsmodels")["originality"]
+    options = {"random": "intercepts", "item_effect": True, "deployment_effect": True}
+    sm = fit_mixed(df, engine="statsmodels", **options)["originality"]
     ref = fit_lme4(df, item_effect=True, deployment_effect=True)
     vc = sm["variance_components"]
     assert list(vc) == ["rater", "stimulus", "item", "deployment", "residual"]
-    for name, value in ref["vc"].items():
-        assert vc["residual" if name == "Residual" else name] == pytest.approx(value, rel=0.05, abs=0.5), name
+    for row in ref["vc"]:
+        name = "residual" if row["grp"] == "Residual" else row["grp"]
+        assert vc[name] == pytest.approx(row["vcov"], rel=0.05, abs=0.5), name
 
 
 def test_weight_vs_activation_contrast():
@@ -433,14 +435,21 @@ def test_weight_vs_activation_contrast():
 def test_report_writes_the_three_results(tmp_path, hashing_embedder):
     ratings, stimuli = simulate_export(n_deployments=4, raters_per_deployment=5, seed=2)
     ratings["simulated"] = True
-    path = write_report(
-        ratings, stimuli, tmp_path / "r", embedder=hashing_embedder, n_boot=0, diversity_boot=100, item_effect=True
-    )
+    path = write_report(ratings, stimuli, tmp_path / "r", embedder=hashing_embedder, n_boot=0, diversity_boot=100)
     html = path.read_text()
-    assert "SIMULATED RATINGS" in html and "(1 | item)" in html
+    assert "SIMULATED RATINGS" in html
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert set(results) == {"effects", "diversity", "dat"}
     assert results["effects"]["simulated"] is True
+    # The model of every dimension is stated: where it started (the design's maximal structure),
+    # each simplification step with its reason, what was fitted; the same in the page and the text.
+    models = {m["dimension"]: m for m in results["effects"]["models"]}
+    assert set(models) == {"originality", "surprise", "creativity", "usefulness"}
+    for model in models.values():
+        assert model["started_from"].startswith("score ~ condition + (1 + steered | rater) + (1 | stimulus)")
+        assert html.count(model["formula"].replace(">", "&gt;")) >= 1
+        for step in model["steps"]:
+            assert step["action"] in html.replace("&gt;", ">") and step["reason"]
     assert {r["dimension"] for r in results["effects"]["rows"]} == {
         "originality",
         "surprise",
@@ -453,6 +462,7 @@ def test_report_writes_the_three_results(tmp_path, hashing_embedder):
     assert text.startswith("!") and "SIMULATED RATINGS" in text
     for heading in ("1. Rated effects", "2. Mode collapse", "3. DAT per model and condition", "norms: none"):
         assert heading in text
+    assert all(f"{dim}: {m['formula']}" in text for dim, m in models.items())
     assert analysis.format_result_tables is format_result_tables
 
 
@@ -460,9 +470,15 @@ def test_report_cli_options_and_errors(tmp_path):
     ratings, _ = simulate_export(n_deployments=2, raters_per_deployment=4, seed=1)
     ratings.to_csv(tmp_path / "r.csv", index=False)
     base = ["report", "--ratings", str(tmp_path / "r.csv"), "--out", str(tmp_path / "out"), "--n-boot", "0"]
-    r = _cli(*base, "--item-effect", "--deployment-effect")
+    r = _cli(*base, "--random", "intercepts", "--item-effect", "--deployment-effect")
     assert r.returncode == 0, r.stderr
-    assert "(1 | item) + (1 | deployment)" in (tmp_path / "out" / "index.html").read_text()
+    assert (
+        "(1 | rater) + (1 | stimulus) + (1 | item) + (1 | deployment)" in (tmp_path / "out" / "index.html").read_text()
+    )
+    formula = "score ~ condition + (1 + steered | rater) + (1 | stimulus)"
+    r = _cli(*base, "--formula", formula, "--out", str(tmp_path / "formula"))
+    assert r.returncode == 0, r.stderr
+    assert formula in (tmp_path / "formula" / "index.html").read_text()
     for extra, message in ((["--dat-norms", "missing.csv"], "missing.csv"), (["--diversity-boot", "-1"], ">= 0")):
         r = _cli(*base, *extra)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr

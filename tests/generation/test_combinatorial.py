@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.cli import main as analysis_main
 from analysis.combinatorial import Prompt, WalkScorer, label_counts_from_walks
 from generation.cli import main as generation_main
 from generation.combinatorial.graphs import (
@@ -260,6 +261,12 @@ def test_cc_scaling_trains_each_model_once_per_seed_and_scores_every_level(tmp_p
     # a second run finds everything done and trains nothing
     assert generation_main([*TINY_GRID, "--out", str(out)]) == 0
     assert len(pd.read_csv(out / "scaling.csv")) == 8
+    # and cc-report reads the run: both depths over both seeds
+    report = ["cc-report", "--table", str(out / "scaling.csv"), "--out", str(out / "report"), "--n-boot", "50"]
+    assert analysis_main(report) == 0
+    summary = pd.read_csv(out / "report" / "summary.csv")
+    assert summary["n_seeds"].tolist() == [2, 2] and summary["depth"].tolist() == [1, 2]
+    assert len(pd.read_csv(out / "report" / "tradeoff.csv")) == 4  # 2 depths x 2 levels
 
 
 def test_a_run_folder_of_another_task_is_refused_with_what_differs(tmp_path, capsys):

@@ -346,7 +346,7 @@ class WalkScorer:
                 "utility": utility,
                 "novelty": novelty,
                 "creativity": utility * novelty,
-                "error": pd.Categorical.from_codes(error - 1, categories=pd.Index(WALK_ERRORS)),
+                "error": pd.Categorical.from_codes(error - 1, categories=pd.Index(WALK_ERRORS), validate=False),
             }
         )
 
@@ -428,24 +428,35 @@ class WalkScorer:
         """Per walk of a chunk, why it is invalid: 1 + the index in :data:`WALK_ERRORS` of the
         first of unknown_concept, not_an_edge, wrong_label that applies; 0 for a valid walk.
 
-        Only the invalid walks' tokens are read, each with its position in its walk (the
-        validity scan needs no positions; explaining the invalid walks does)."""
+        Only the invalid walks' tokens are read. Each token gets the code of what it shows
+        (1, 2, 3 as above, 4 nothing), its place in its walk coming from the parity of the
+        walk's first position; a walk's error is the minimum over its tokens (one reduction)."""
         out = np.zeros(len(n_tokens), dtype=np.int8)
-        rows = np.flatnonzero(invalid)
-        if not rows.size:
+        lengths = n_tokens[invalid]
+        if not lengths.size:
             return out
-        lengths = n_tokens[rows]
-        owner = np.repeat(np.arange(rows.size), lengths)
-        offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        tok = tokens[np.repeat((np.cumsum(n_tokens) - n_tokens)[rows], lengths) + offset]
-        n = self.n_concepts
-        # A concept is missing (an empty walk, or one that ends on a label) or is not one.
-        unknown = (lengths % 2 == 0) | (np.bincount(owner[(offset % 2 == 0) & (tok >= n)], minlength=rows.size) > 0)
-        steps = np.flatnonzero((offset % 2 == 1) & (offset + 1 < lengths[owner]))
-        edge_label = self._edge_label_codes(tok[steps - 1], tok[steps + 1])
-        no_edge = np.bincount(owner[steps[edge_label < 0]], minlength=rows.size) > 0
-        wrong = np.bincount(owner[steps[(edge_label >= 0) & (edge_label != tok[steps])]], minlength=rows.size) > 0
-        out[rows] = np.select([unknown, no_edge, wrong], [1, 2, 3], 0)
+        tok = tokens[np.repeat(invalid, n_tokens)]
+        size, n = tok.size, self.n_concepts
+        starts = np.cumsum(lengths) - lengths
+        even = (np.arange(size) & 1) == np.repeat(starts & 1, lengths)  # the places of concepts
+        code = np.full(size + 1, 4, dtype=np.int8)  # one spare place: reduceat needs in-range starts
+        if size >= 3:
+            # Steps start at even places, not in a walk's last two.
+            step = even[:-2].copy()
+            ends = starts + lengths
+            for back, shortest in ((1, 1), (2, 2)):
+                place = (ends - back)[lengths >= shortest]
+                step[place[place < size - 2]] = False
+            edge_label = self._edge_label_codes(tok[:-2], tok[2:])
+            code[: size - 2][step & (edge_label != tok[1:-1])] = 3
+            code[: size - 2][step & (edge_label < 0)] = 2
+        code[:size][even & (tok >= n)] = 1
+        nonempty = lengths > 0
+        first = np.full(lengths.size, 4, dtype=np.int8)
+        if nonempty.any():
+            first[nonempty] = np.minimum.reduceat(code, starts[nonempty])[: int(nonempty.sum())]
+        first[lengths % 2 == 0] = 1  # a missing concept: an empty walk, or one ending on a label
+        out[invalid] = np.where(first == 4, 0, first)
         return out
 
     def _encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[tuple[np.ndarray, ...], np.ndarray]:

@@ -39,7 +39,7 @@ def networkx_scores(graph, walks, prompts, label_counts) -> list[tuple[bool, flo
     """The straightforward way: a networkx graph, one walk at a time; the same outputs as
     ``WalkScorer.score`` (validity, utility, novelty, and why the walk fails)."""
     total = sum(label_counts.values())
-    out = []
+    out: list[tuple[bool, float, float, str | None]] = []
     for walk, prompt in zip(walks, prompts, strict=True):
         found = {"unknown_concept": len(walk) % 2 == 0 or not all(graph.has_node(c) for c in walk[0::2])}
         labels_used = []

@@ -41,15 +41,17 @@ def networkx_scores(graph, walks, prompts, label_counts) -> list[tuple[bool, flo
     total = sum(label_counts.values())
     out: list[tuple[bool, float, float, str | None]] = []
     for walk, prompt in zip(walks, prompts, strict=True):
-        found = {"unknown_concept": len(walk) % 2 == 0 or not all(graph.has_node(c) for c in walk[0::2])}
+        unknown = len(walk) % 2 == 0 or not all(graph.has_node(c) for c in walk[0::2])
+        no_edge = wrong_label = False
         labels_used = []
         for t in range(1, len(walk) - 1, 2):
             a, lab, b = walk[t - 1], walk[t], walk[t + 1]
-            edge = graph.has_edge(a, b) and a != b
-            found["not_an_edge"] = found.get("not_an_edge", False) or not edge
-            found["wrong_label"] = found.get("wrong_label", False) or (edge and graph.edges[a, b]["label"] != lab)
+            if not graph.has_edge(a, b) or a == b:
+                no_edge = True
+            elif graph.edges[a, b]["label"] != lab:
+                wrong_label = True
             labels_used.append(lab)
-        error = next((kind for kind in ("unknown_concept", "not_an_edge", "wrong_label") if found.get(kind)), None)
+        error = "unknown_concept" if unknown else "not_an_edge" if no_edge else "wrong_label" if wrong_label else None
         if error is not None:
             out.append((False, 0.0, 0.0, error))
             continue

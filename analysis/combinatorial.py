@@ -48,7 +48,6 @@ WALK_ERRORS = (
     "missing_inclusion",
     "used_exclusion",
 )
-_STEP_ERRORS = 3  # the first three are why a walk is invalid
 CC_METRIC_COLUMNS = ["cc_valid", "cc_utility", "cc_novelty", "cc_creativity"]
 
 
@@ -331,8 +330,17 @@ class WalkScorer:
             used = self._label_presence(owner, label, n_walks, len(self.labels))
         inc_ok, exc_ok = self._constraints_met(used, which, table)
         satisfies = valid & start_ok & end_ok & inc_ok & exc_ok
-        prompt_error = np.select([~start_ok, ~end_ok, ~inc_ok, ~exc_ok], np.arange(4) + 1 + _STEP_ERRORS, 0)
+        prompt_error = np.zeros(n_walks, dtype=np.int8)
+        checks = (
+            ("used_exclusion", exc_ok),
+            ("missing_inclusion", inc_ok),
+            ("wrong_end", end_ok),
+            ("wrong_start", start_ok),
+        )
+        for kind, ok in checks:  # the last written, the first in the order, wins
+            prompt_error[~ok] = WALK_ERRORS.index(kind) + 1
         error = np.where(valid, prompt_error, scan.step_error)
+        error -= 1  # categorical codes: -1 for none
         w = self.weights
         scale = (1 + w.alpha_include * n_inc[which]) * (1 + w.alpha_exclude * n_exc[which])
         utility = np.where(satisfies, scale, 0.0).astype(float)
@@ -346,7 +354,7 @@ class WalkScorer:
                 "utility": utility,
                 "novelty": novelty,
                 "creativity": utility * novelty,
-                "error": pd.Categorical.from_codes(error - 1, categories=pd.Index(WALK_ERRORS), validate=False),
+                "error": pd.Categorical.from_codes(error, categories=pd.Index(WALK_ERRORS), validate=False),
             }
         )
 
@@ -447,9 +455,15 @@ class WalkScorer:
             for back, shortest in ((1, 1), (2, 2)):
                 place = (ends - back)[lengths >= shortest]
                 step[place[place < size - 2]] = False
-            edge_label = self._edge_label_codes(tok[:-2], tok[2:])
-            code[: size - 2][step & (edge_label != tok[1:-1])] = 3
-            code[: size - 2][step & (edge_label < 0)] = 2
+            if self._edge_table is not None:  # the label codes as stored: no conversion
+                width = n + len(self.labels) + 1
+                edge_label = self._edge_table.take(np.multiply(tok[:-2], width, dtype=np.intp) + tok[2:])
+                no_edge = edge_label == _NO_EDGE
+            else:
+                edge_label = self._edge_label_codes(tok[:-2], tok[2:])
+                no_edge = edge_label < 0
+            code[: size - 2][step & (edge_label != tok[1:-1])] = 3  # no edge is no label either
+            code[: size - 2][step & no_edge] = 2
         code[:size][even & (tok >= n)] = 1
         nonempty = lengths > 0
         first = np.full(lengths.size, 4, dtype=np.int8)

@@ -44,6 +44,9 @@ METRICS: dict[str, tuple[str, str | None]] = {
     "novelty_valid": ("novelty_valid_sum", "n_valid"),
     **{kind: (f"n_{kind}", "n") for kind in WALK_ERRORS},
 }
+# Every metric is at least 0; these are shares, at most 1. The seed stretch can carry a
+# replicate past a bound, which no model could reach: replicates are clipped to them.
+SHARES = {"valid", *WALK_ERRORS}
 # The rule for the best architecture: the depths that, taken in order of their probability
 # of being best (the best point estimate first), reach this probability together. The best is
 # clear when it reaches it alone; the others in the set are tied with it.
@@ -67,13 +70,14 @@ class ModelReplicates:
 
     def statistic(self, metric: str, levels: Sequence[int] | slice = slice(None)) -> np.ndarray:
         """The metric over ``levels`` (their prompts pooled), [temperature, replicate]: the
-        prompt-resampled value plus the seed resampling's deviation, stretched for few seeds."""
+        prompt-resampled value plus the seed resampling's deviation, stretched for few seeds,
+        within the metric's range."""
         with np.errstate(invalid="ignore", divide="ignore"):
             drawn = [part[:, levels, :].sum(axis=1) for part in self.seeds_drawn[metric]]
             fixed = [part[:, levels, :].sum(axis=1) for part in self.seeds_fixed[metric]]
             value_drawn, value_fixed = drawn[0] / drawn[1], fixed[0] / fixed[1]
         stretch = small_sample_factor(self.n_seeds) if self.n_seeds > 1 else 0.0
-        return value_fixed + stretch * (value_drawn - value_fixed)
+        return np.clip(value_fixed + stretch * (value_drawn - value_fixed), 0.0, 1.0 if metric in SHARES else None)
 
 
 @dataclass(frozen=True)

@@ -149,3 +149,14 @@ def test_slope_leaves_out_undefined_points():
     y = np.array([[5.0, 1.0], [3.0, 7.0], [1.0, 3.0]])
     assert slope(x, y).tolist() == pytest.approx([-2.0, 2.0])
     assert np.isnan(slope(np.array([[1.0], [np.nan]]), np.array([[1.0], [2.0]])))[0]
+
+
+def test_intervals_stay_within_what_a_share_can_be():
+    # Seeds that disagree completely (no walk fails by an invented edge, then every walk
+    # does): the stretch for 3 seeds would carry the interval past 0 and 1.
+    models, prompts = _tables(lambda depth, seed, p, rng: 2.0, depths=(1,))
+    prompts["n_not_an_edge"] = np.where(prompts["seed"] == 0, 0, N_WALKS)
+    prompts["n_missing_inclusion"] = 0
+    row = findings(models, prompts, temperature=0.7, n_boot=300)["errors"].iloc[0]
+    assert row["not_an_edge"] == pytest.approx(2 / 3)
+    assert row["not_an_edge_ci_low"] == 0.0 and row["not_an_edge_ci_high"] == 1.0

@@ -310,21 +310,23 @@ class _Problem:
         else:
             resid = self._lambda_t_left(theta, self.ZrW - BDr)
             S = self._lambda_right(theta, self._lambda_t_left(theta, self.C - BDB))
+            S[np.diag_indices_from(S)] += 1.0
             factorised = self._dense_solve(S, resid)
         if factorised is None:
             return None
-        logdet_s, solved = factorised
-        return logdet + logdet_s, rDr + resid.T @ solved
+        logdet_s, quad_s = factorised
+        return logdet + logdet_s, rDr + quad_s
+
+    # Each *_solve factorises S and returns (log det S, resid' S⁻¹ resid); None if S is not PD.
 
     @staticmethod
     def _dense_solve(S: np.ndarray, resid: np.ndarray) -> tuple[float, np.ndarray] | None:
-        """log det S and S⁻¹ resid for S + I (S is changed in place); None if not positive definite."""
-        S[np.diag_indices_from(S)] += 1.0
         try:
             cf = sla.cho_factor(S, lower=True, check_finite=False, overwrite_a=True)
         except np.linalg.LinAlgError:
             return None
-        return 2.0 * float(np.log(np.diag(cf[0])).sum()), sla.cho_solve(cf, resid, check_finite=False)
+        half = sla.solve_triangular(cf[0], resid, lower=True, check_finite=False)
+        return 2.0 * float(np.log(np.diag(cf[0])).sum()), half.T @ half
 
     @staticmethod
     def _sparse_solve(S: sp.csc_matrix, resid: np.ndarray) -> tuple[float, np.ndarray] | None:
@@ -337,7 +339,7 @@ class _Problem:
         udiag = lu.U.diagonal()
         if not (udiag > 0).all():
             return None
-        return float(np.log(udiag).sum()), lu.solve(resid)
+        return float(np.log(udiag).sum()), resid.T @ lu.solve(resid)
 
     def _profile(self, logdet: float, quad: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float]:
         """Profile out β and σ² given log det M and the reduced normal equations ``quad``."""
@@ -508,12 +510,12 @@ def _minimise(prob: _Problem, start: np.ndarray) -> tuple[np.ndarray, bool, str]
     tighter than lme4's defaults, so that variance parameters are found to ~1e-6.
     Returns (θ, converged, the optimiser's message).
     """
-    best = {"deviance": np.inf, "theta": start}
+    best_deviance, best_theta = [np.inf], [start]
 
     def objective(theta: np.ndarray, _gradient: np.ndarray) -> float:
         deviance = prob.solve(theta)[0]
-        if deviance < best["deviance"]:
-            best.update(deviance=deviance, theta=theta.copy())
+        if deviance < best_deviance[0]:
+            best_deviance[0], best_theta[0] = deviance, theta.copy()
         return deviance
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, prob.n_theta)
@@ -527,10 +529,10 @@ def _minimise(prob: _Problem, start: np.ndarray) -> tuple[np.ndarray, bool, str]
         opt.optimize(start)
     except nlopt.RoundoffLimited:
         # Rounding noise stopped the search: the best point found is kept, as lme4 keeps it.
-        return best["theta"], False, "stopped by rounding errors (NLopt roundoff-limited)"
+        return best_theta[0], False, "stopped by rounding errors (NLopt roundoff-limited)"
     code = opt.last_optimize_result()
     message = _NLOPT_MESSAGES.get(code, f"NLopt stopped with result code {code}")
-    return best["theta"], code in _NLOPT_CONVERGED, message
+    return best_theta[0], code in _NLOPT_CONVERGED, message
 
 
 def _optimise(prob: _Problem, start: np.ndarray | None, optimise: bool, inference: bool) -> RemlFit:

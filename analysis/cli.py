@@ -1,4 +1,4 @@
-"""Command line: ``python -m analysis {mixed,dat,dat-table,diversity,report} ...``.
+"""Command line: ``python -m analysis {mixed,plan,dat,dat-table,diversity,report,cc-score,cc-report} ...``.
 
 Every user error (a missing file or column, a bad option, data the model cannot fit)
 is printed as one line ``error: ...`` on stderr with exit status 2, never a traceback.
@@ -44,7 +44,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if suffix in {".jsonl", ".ndjson"}:
             return pd.read_json(path, lines=True)
-        return pd.read_csv(path)
+        from analysis.csv_cells import frame_csv_read
+
+        return frame_csv_read(path)  # the platform's CSV exports, their marked cells read back exactly
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
@@ -99,6 +101,61 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="random effects of item (default: with --random maximal, when the ratings have 2+ items)",
     )
     p.add_argument("--deployment-effect", action="store_true", help="add random effects of deployment")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise UsageError(f"expected whole numbers separated by commas, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise UsageError(f"expected positive whole numbers separated by commas, got {text!r}")
+    return values
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from analysis.mixed import fit_mixed, prepare_ratings
+    from analysis.power import Components, components_from_fit, design_advice, plot_design_advice
+
+    if args.n_sim < 1 or args.deployments < 1 or not (0 < args.alpha < 1 and 0 < args.target < 1):
+        raise UsageError("--n-sim and --deployments must be >= 1, --alpha and --target between 0 and 1")
+    if args.pilot:
+        pilot = prepare_ratings(read_table(args.pilot), exclude_pilot=False)
+        fits = fit_mixed(pilot, reference=args.reference)
+        dimension = args.dimension or sorted(fits)[0]
+        if dimension not in fits:
+            raise UsageError(f"--dimension {dimension!r} is not in the pilot (dimensions: {', '.join(sorted(fits))})")
+        components = components_from_fit(fits[dimension])
+        source = f"pilot {args.pilot}, dimension {dimension!r}, model {fits[dimension]['formula']}"
+    else:
+        given = {k: getattr(args, k) for k in asdict(Components()) if getattr(args, k) is not None}
+        components = Components(**given)
+        source = "given components"
+    table = design_advice(
+        components=components, effect_points=args.effect, raters_per_deployment=_int_list(args.raters),
+        items=_int_list(args.items), n_deployments=args.deployments, alpha=args.alpha, target=args.target,
+        method="simulation" if args.simulate else "analytic", n_sim=args.n_sim, seed=args.seed,
+    )  # fmt: skip
+    reaching = table[table["reaches_target"]]
+    cheapest = reaching.iloc[0].to_dict() if len(reaching) else None
+    print(f"components ({source}): " + ", ".join(f"{k} {v:.2f}" for k, v in asdict(components).items()))
+    shown = ["raters_per_deployment", "items", "ratings_per_dimension", "power"]
+    shown += ["power_ci_low", "power_ci_high"] if args.simulate else ["se", "df"]
+    print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if cheapest is None:
+        print(f"no design in the grid reaches power {args.target:.0%}: add raters or items")
+    else:
+        raters, items = int(cheapest["raters_per_deployment"]), int(cheapest["items"])
+        print(
+            f"fewest ratings reaching {args.target:.0%}: {raters} raters per deployment, {items} items "
+            f"({int(cheapest['ratings_per_dimension'])} ratings per dimension)"
+        )
+    if args.figure:
+        plot_design_advice(table, target=args.target).savefig(args.figure, dpi=110, bbox_inches="tight")
+    _write_json({"components": asdict(components), "source": source, "grid": table.to_dict("records")}, args.out)
+    return 0
 
 
 def _cmd_dat(args: argparse.Namespace) -> int:
@@ -206,6 +263,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         compute_metrics=not args.no_metrics,
         n_boot=args.n_boot,
         model_options=_model_options(args),
+        plan=not args.no_plan,
         diversity_boot=args.diversity_boot,
         dat_vectors=args.dat_vectors,
         dat_words=args.dat_words,
@@ -304,6 +362,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_preprocessing(m)
     m.set_defaults(func=_cmd_mixed)
 
+    pl = sub.add_parser("plan", help="raters and items for 80%% power, from a pilot's ratings or given components")
+    pl.add_argument("--pilot", help="a pilot's ratings export: its variance components (slopes included) are used")
+    pl.add_argument("--dimension", help="with --pilot: the dimension to plan for (default: the first)")
+    for name, default in (("sd_rater", 8.0), ("sd_stimulus", 6.0), ("sd_residual", 15.0)):
+        pl.add_argument(f"--{name.replace('_', '-')}", type=float, help=f"without --pilot (default {default})")
+    for name in ("sd_item", "sd_rater_slope", "sd_item_slope"):
+        pl.add_argument(f"--{name.replace('_', '-')}", type=float, help="without --pilot (default 0)")
+    pl.add_argument("--effect", type=float, required=True, help="the effect to detect, in scale points")
+    pl.add_argument("--raters", default="10,20,30,40", help="raters per deployment to try (default 10,20,30,40)")
+    pl.add_argument("--items", default="3,5,8", help="items to try (default 3,5,8)")
+    pl.add_argument("--deployments", type=int, default=24, help="deployments (default 24)")
+    pl.add_argument("--alpha", type=float, default=0.05, help="two-sided level (alpha/3 plans for Holm over 3)")
+    pl.add_argument("--target", type=float, default=0.8, help="power to reach (default 0.8)")
+    pl.add_argument(
+        "--simulate", action="store_true", help="power by simulating and fitting studies (default: analytic, fast)"
+    )
+    pl.add_argument("--n-sim", type=int, default=100, help="with --simulate: studies per cell (default 100)")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--reference", default="base", help="reference condition of the pilot (default: base)")
+    pl.add_argument("--figure", help="PNG of power against raters, one line per number of items")
+    pl.add_argument("--out", help="JSON file to write (default: stdout)")
+    pl.set_defaults(func=_cmd_plan)
+
     d = sub.add_parser("dat", help="score Divergent Association Task answers")
     d.add_argument("words", nargs="*", help="the words of one answer")
     d.add_argument("--words-file", help="dictionary, one word per line (default: /usr/share/dict/words)")
@@ -339,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-boot", type=int, default=100, help="rater-bootstrap resamples (0 skips; default 100)")
     _add_model_options(r)
     r.add_argument("--diversity-boot", type=int, default=2000, help="bootstrap resamples of diversity and DAT tables")
+    r.add_argument("--no-plan", action="store_true", help="leave out the planning section (raters x items power)")
     r.add_argument("--dat-vectors", help="word vectors for the DAT table (GloVe 840B 300d gives percentiles)")
     r.add_argument("--dat-words", help="DAT dictionary (default: /usr/share/dict/words)")
     r.add_argument("--dat-norms", help="human DAT norms CSV (default: the shipped approximation)")

@@ -24,6 +24,9 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 STEERED = "steered"  # the derived slope variable: condition differs from the reference
+# Fewer levels than this cannot show how steering varies across them: a derived structure
+# gives such a group its intercept only (two deployments, three items).
+MIN_SLOPE_LEVELS = 5
 CONDITION = "condition"
 _TERM = re.compile(r"\(([^()|]*)(\|\|?)([^()|]*)\)")
 
@@ -134,7 +137,7 @@ def design_terms(
     slope, ``steered`` when every level sees at most one condition besides the reference
     (a rater of one deployment sees one steered arm and base), else one slope per
     condition; a group within whose levels condition is constant (a stimulus sits in one
-    condition) gets an intercept only.
+    condition), or varies in fewer than ``MIN_SLOPE_LEVELS`` levels, gets an intercept only.
     """
     condition = data[condition_col].astype(str)
     is_arm = condition != reference
@@ -145,6 +148,13 @@ def design_terms(
         mixed = conditions_per_level[conditions_per_level > 1]
         if mixed.empty:
             out.append(DerivedTerm(RandomTerm(name, ("1",)), f"condition is constant within each {name}"))
+            continue
+        if len(mixed) < MIN_SLOPE_LEVELS:
+            why = (
+                f"condition varies within {len(mixed)} {name} level(s) only: too few to estimate how steering "
+                f"varies across them ({MIN_SLOPE_LEVELS} needed), intercept only"
+            )
+            out.append(DerivedTerm(RandomTerm(name, ("1",)), why))
             continue
         arms_per_level = condition[is_arm].groupby(level[is_arm.to_numpy()], sort=False).nunique()
         if arms_per_level.reindex(mixed.index, fill_value=0).max() <= 1:

@@ -265,12 +265,12 @@ def _fixed_terms(frame: ModelFrame, beta: np.ndarray, cov: np.ndarray, dof: np.n
 
 
 def _fit_engine(
-    frame: ModelFrame, engine: str, fit: RemlFit | None = None
+    frame: ModelFrame, engine: str, fit: RemlFit | None = None, *, inference: bool = True
 ) -> tuple[dict[str, Any], np.ndarray, RemlFit | None]:
     """Fit ``frame`` with the chosen engine (or take the REML ``fit`` already made): the
     JSON-shaped parts, the covariance of β, the REML fit (None from statsmodels)."""
     if engine == "reml":
-        fit = fit if fit is not None else fit_frame(frame)
+        fit = fit if fit is not None else fit_frame(frame, inference=inference)
         random, correlations = random_effects_table(frame, fit)
         parts = {
             "fixed_effects": _fixed_terms(frame, fit.beta, fit.cov_beta, fit.df),
@@ -280,7 +280,9 @@ def _fit_engine(
             "converged": fit.converged,
             "optimizer": fit.optimizer_message,
             "method": "REML, profiled (lme4 formulation, BOBYQA on the relative covariance factor)",
-            "inference": "95% CI and p from t with Satterthwaite df (as lmerTest)",
+            "inference": "95% CI and p from t with Satterthwaite df (as lmerTest)"
+            if inference
+            else "estimates only (no Satterthwaite df: CIs and p from the normal)",
         }
         return parts, fit.cov_beta, fit
     if engine == "statsmodels":
@@ -323,9 +325,9 @@ def _fit_model(data: pd.DataFrame, spec: ModelSpec, *, engine: str) -> FittedMod
             formula = formula.with_random(terms)
             previous, frame = frame, model_frame(data, formula, reference=spec.reference)
             start, fit = warm_start(previous, fit, frame), None
-    if fit is not None:  # the rule's last fit is the final model: add its inference only
+    if fit is not None and spec.inference:  # the rule's last fit is the final model: add its inference only
         fit = with_inference(frame, fit)
-    parts, cov, fit = _fit_engine(frame, engine, fit)
+    parts, cov, fit = _fit_engine(frame, engine, fit, inference=spec.inference)
     if not parts["converged"]:
         message = f"the optimiser did not report convergence: {parts['optimizer']}"
         warnings.warn(ConvergenceWarning(message), stacklevel=2)
@@ -373,6 +375,7 @@ class ModelSpec:
     simplify: bool
     reference: str
     design: list[dict[str, str]] | None = None
+    inference: bool = True
 
     @property
     def groups_started(self) -> list[str]:
@@ -390,6 +393,7 @@ def model_spec(
     deployment_effect: bool = False,
     deployment_in_model: bool = False,
     simplify: bool | None = None,
+    inference: bool = True,
 ) -> ModelSpec:
     """The model for one dimension's prepared ratings (see :func:`fit_mixed` for the options).
 
@@ -399,7 +403,7 @@ def model_spec(
     (``item_effect`` None) or when asked, deployment when asked (or always: ``deployment_in_model``).
     """
     if formula is not None:
-        return ModelSpec(parse_formula(formula), simplify=bool(simplify), reference=reference)
+        return ModelSpec(parse_formula(formula), simplify=bool(simplify), reference=reference, inference=inference)
     if random not in ("maximal", "intercepts"):
         raise ValueError(f"random must be 'maximal' or 'intercepts', not {random!r}")
     groups, design = ["rater", "stimulus"], []
@@ -420,7 +424,7 @@ def model_spec(
     if random == "intercepts":
         terms = [RandomTerm(g, ("1",)) for g in groups]
         return ModelSpec(
-            ModelFormula("score", fixed, tuple(terms)), simplify=bool(simplify), reference=reference, design=design
+            ModelFormula("score", fixed, tuple(terms)), bool(simplify), reference, design=design, inference=inference
         )
     derived = design_terms(data, groups={g: g for g in groups}, condition_col="condition", reference=reference)
     design += [{"term": str(d.term), "reason": d.reason} for d in derived]
@@ -429,6 +433,7 @@ def model_spec(
         simplify=True if simplify is None else simplify,
         reference=reference,
         design=design,
+        inference=inference,
     )
 
 
@@ -450,6 +455,7 @@ def fit_mixed(
     deployment_effect: bool = False,
     engine: str = "reml",
     text_id_col: str | None = "text_id",
+    inference: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Fit a linear mixed model of the ratings by REML, once per dimension.
 
@@ -493,6 +499,9 @@ def fit_mixed(
     text_id_col : str or None
         When present, it identifies the stimulus (copies of one base text in twin
         deployments are one stimulus); see :func:`stimulus_factor`.
+    inference : bool
+        ``False``: estimates only, no Satterthwaite df (CIs and p then use the normal), for
+        resampling loops that read the estimates alone.
 
     Returns
     -------
@@ -519,7 +528,7 @@ def fit_mixed(
     with collect_warnings() as shared:
         stimulus = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
     columns = replace(columns, stimulus=stimulus)
-    options = {"formula": formula, "random": random, "simplify": simplify}
+    options = {"formula": formula, "random": random, "simplify": simplify, "inference": inference}
     options |= {"item_effect": item_effect, "deployment_effect": deployment_effect}
     explicit = reference not in (None, "base")
     results: dict[str, dict[str, Any]] = {}

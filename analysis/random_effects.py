@@ -17,6 +17,7 @@ covariance factor below 1e-4), as Matuschek et al. (2017) advise for keeping pow
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ import scipy.stats as st
 
 from analysis._reml import SINGULAR_TOL, RandomBlock, RemlFit, fit_reml
 from analysis.formula import CONDITION, STEERED, ModelFormula, RandomTerm
+from analysis.notices import SingularHessianWarning
 
 Z95 = float(st.norm.ppf(0.975))
 SIMPLIFICATION_RULE = (
@@ -61,7 +63,17 @@ class FittedModel:
         est = float(L @ beta)
         se = float(np.sqrt(L @ self.cov @ L))
         df = self.reml.contrast_df(L) if self.reml is not None else float("inf")
+        if not df > 0:  # NaN too: the Satterthwaite approximation has no answer here
+            warnings.warn(
+                SingularHessianWarning(f"Satterthwaite df undefined for the contrast {self._name(L)}: normal used"),
+                stacklevel=2,
+            )
+            df = float("inf")
         return {"estimate": est, "se": se, "df": df, **t_interval(est, se, df)}
+
+    def _name(self, L: np.ndarray) -> str:
+        terms = [t["term"] for t in self.result["fixed_effects"]]
+        return " ".join(f"{'+' if w > 0 else '-'}{abs(w):g}*{t}" for w, t in zip(L, terms, strict=True) if w)
 
 
 def t_interval(estimate: float, se: float, df: float) -> dict[str, float]:

@@ -28,6 +28,7 @@ from analysis.mixed import condition_effects, fit_by, fit_mixed, fit_pooled, icc
 from analysis.mode_collapse import diversity_differences
 from analysis.notices import PooledModelWarning, collect_warnings, warning_text
 from analysis.novelty import from_ratings, novelty_utility, plot_novelty_utility
+from analysis.power import components_from_fit, design_advice, plot_design_advice
 from analysis.random_effects import SIMPLIFICATION_RULE
 from analysis.reliability import krippendorff_alpha, rater_quality
 from analysis.robust import ordinal_sensitivity, rater_bootstrap
@@ -182,6 +183,7 @@ def write_report(
     title: str = "Creativity study: analysis report",
     seed: int = 0,
     model_options: Mapping[str, Any] | None = None,
+    plan: bool = True,
     diversity_boot: int = 2000,
     dat_vectors: str | os.PathLike[str] | None = None,
     dat_words: str | os.PathLike[str] | None = None,
@@ -225,6 +227,9 @@ def write_report(
         the maximal structure the design supports, simplified by the stated rule. The pooled
         and per-deployment models derive their structure the same way (a formula applies to
         the main model only).
+    plan : bool
+        Add the planning section: power over raters x items at d = 0.3 from this study's
+        variance components (:func:`analysis.power.design_advice`, analytic).
     diversity_boot : int
         Bootstrap resamples of the diversity differences and the DAT table.
     dat_vectors, dat_words, dat_norms : path or None
@@ -264,6 +269,8 @@ def write_report(
 
     _deployment_section(page, prepared, effects.main, reference=reference, options=effects.derived_options)
     _reliability_section(page, prepared, effects.fits)
+    if plan:
+        _planning_section(page, prepared, effects.fits, seed=seed)
     _robustness_section(page, prepared, reference=reference, n_boot=n_boot, seed=seed)
     _pooled_section(page, effects)
     page.h("Rating distributions by condition")
@@ -329,7 +336,7 @@ def _effects_section(page: _Page, ratings: pd.DataFrame, *, reference: str, opti
     page.h("1. Rated effects (main table)")
     main = condition_effects(ratings, fits=fits, reference=reference, **options)
     # The other models derive their own structure: a formula's fixed part is the main model's.
-    derived = {k: options[k] for k in ("random", "simplify", "item_effect") if k in options}
+    derived: dict[str, Any] = {k: options[k] for k in ("random", "simplify", "item_effect") if k in options}
     pooled_fits, pooled_error = _pooled_fits(ratings, reference, derived)
     main = _with_method_contrasts(main, pooled_fits)
     effect_warnings = sorted({w for fit in fits.values() for w in fit.get("warnings", [])})
@@ -417,6 +424,35 @@ def _reliability_section(page: _Page, ratings: pd.DataFrame, fits: dict[str, Any
     page.table(variance_components(fits), "variance_components")
     page.table(icc(fits), "icc")
     page.table(krippendorff_alpha(ratings), "krippendorff_alpha")
+
+
+PLAN_EFFECT_D = 0.3  # the smallest effect worth planning for, in SDs of a rating (the paper saw .36-.43)
+
+
+def _planning_section(page: _Page, ratings: pd.DataFrame, fits: dict[str, Any], *, seed: int) -> None:
+    """How many raters and items the next study needs, from this study's variance components."""
+    if not fits:
+        return
+    dimension = "creativity" if "creativity" in fits else sorted(fits)[0]
+    components = components_from_fit(fits[dimension])
+    effect = PLAN_EFFECT_D * components.total_sd
+    deployments = int(ratings["deployment"].nunique()) if "deployment" in ratings else 1
+    page.h("Planning the next study: raters and items for 80% power")
+    page.p(
+        f"Power of the condition contrast in a study with {deployments} deployment(s), every rater rating each "
+        f"item's base and steered text, with the variance components of '{dimension}' in this study, random "
+        f"slopes included ({fits[dimension]['formula']}), for an effect of d = {PLAN_EFFECT_D} ({effect:.1f} "
+        "points): the exact SE at those components and its Satterthwaite df (analytic, checked against "
+        "simulation). `python -m analysis plan` gives the same for any effect, grid, or a pilot's export.",
+        "note",
+    )
+    table = design_advice(
+        components=components, effect_points=effect, raters_per_deployment=[10, 20, 30], items=[3, 5, 8],
+        n_deployments=deployments, seed=seed,
+    )  # fmt: skip
+    page.figure(plot_design_advice(table), "planning", "power against raters per deployment, per number of items")
+    shown = ["raters_per_deployment", "items", "ratings_per_dimension", "se", "df", "power", "reaches_target"]
+    page.table(table[shown], "planning")
 
 
 def _robustness_section(page: _Page, ratings: pd.DataFrame, *, reference: str, n_boot: int, seed: int) -> None:

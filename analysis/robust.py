@@ -136,7 +136,9 @@ def rater_bootstrap(
         sample = pd.concat(parts, ignore_index=True)
         for dim, fit in full.items():
             try:
-                refit = fit_mixed(sample[sample[dimension_col] == dim], formula=fit["formula"], **same_model)[dim]
+                refit = fit_mixed(
+                    sample[sample[dimension_col] == dim], formula=fit["formula"], inference=False, **same_model
+                )[dim]
             except ValueError:
                 continue  # a resample that lost a condition: skip it, counted in n_boot
             for t in refit["fixed_effects"]:

@@ -7,6 +7,7 @@ imports this module to validate study specs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -16,9 +17,30 @@ from typing import Any
 import yaml
 
 from generation.parsers import PARSERS, get_parser
+from generation.safe_yaml import yaml_load_limited
 
 SHIPPED_TASKS_FILE = Path(__file__).with_name("tasks.yaml")
 ITEM_PLACEHOLDER = "{item}"
+# "{item" followed by what str.format would read as a format spec, conversion, attribute or
+# index: never substituted (only plain {item} is), so refused where a template is written.
+_FORMATTED_ITEM = re.compile(r"\{item[:!.\[][^}]*\}?")
+
+
+def template_problem(template: str) -> str | None:
+    """Why a prompt template cannot be used (it formats its item); None when it can."""
+    found = _FORMATTED_ITEM.search(template)
+    if found is None:
+        return None
+    return f"{found.group(0)!r}: only plain {ITEM_PLACEHOLDER} is replaced (no format specs, conversions or fields)"
+
+
+def template_render(template: str, item_text: str) -> str:
+    """A template with its item: plain substitution of ``{item}`` (never ``str.format``: a
+    width such as ``{item:>1000000000}`` would allocate a gigabyte per render), or the item
+    after a blank line when the template has no placeholder."""
+    if ITEM_PLACEHOLDER in template:
+        return template.replace(ITEM_PLACEHOLDER, item_text)
+    return f"{template}\n\n{item_text}" if template else item_text
 
 
 @dataclass(frozen=True)
@@ -70,10 +92,7 @@ class TaskFamily:
         ``instruction`` (the ``prompt`` condition's added text) goes after the task text so
         the task itself reads the same in every condition.
         """
-        if ITEM_PLACEHOLDER in self.template:
-            text = self.template.replace(ITEM_PLACEHOLDER, item_text)
-        else:
-            text = f"{self.template}\n\n{item_text}" if self.template else item_text
+        text = template_render(self.template, item_text)
         if instruction:
             text = f"{text}\n\n{instruction.strip()}"
         return text
@@ -161,11 +180,15 @@ def read_yaml_file(path: str | Path, *, what: str) -> Any:
     """A researcher's YAML file, with one-line errors that name it (``what``: "task file", ...)."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml_load_limited(path.read_bytes())
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from error
+        # The problem and where, never the text at that place: the file is not the reader's to see.
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(f"{path}: not valid YAML{where} ({problem})") from None
 
 
 @cache

@@ -3,27 +3,35 @@
 Nothing set: a zero-setup laptop mode (SQLite under ``var/``, Celery tasks run in
 the calling process) so that ``make demo`` needs no services.  With ``DATABASE_URL``
 and ``CELERY_BROKER_URL`` set: PostgreSQL through psycopg 3 and Redis as broker and
-result backend.  ``PRODUCTION=1`` switches on the hardening that
-``manage.py check --deploy`` asks for and refuses to start without a real secret key.
+result backend.
+
+Safe by default: ``DEBUG`` is on only when set (``manage.py runserver`` sets it), the
+secret key is the install's own (``var/secret_key``) unless ``SECRET_KEY`` is given, and
+an install served under host names of its own (``ALLOWED_HOSTS`` set) gets the HTTPS
+hardening that ``manage.py check --deploy`` asks for (``PRODUCTION``, which may also be
+set either way).
 """
 
 from pathlib import Path
 
+import csp.constants as csp
 import environ
-from django.core.exceptions import ImproperlyConfigured
+
+from studyapp.secret_key import secret_key_of_install
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 
-PRODUCTION = env.bool("PRODUCTION", default=False)
-DEBUG = env.bool("DEBUG", default=not PRODUCTION)
-
-_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105 (refused when PRODUCTION=1)
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
-if PRODUCTION and SECRET_KEY == _DEV_SECRET_KEY:
-    raise ImproperlyConfigured("PRODUCTION=1 needs SECRET_KEY set to a long random value.")
+# Debug pages show settings, paths and code to whoever triggers an error: never by default.
+DEBUG = env.bool("DEBUG", default=False)
+# Given host names, the install is reachable under them: HTTPS-only cookies, HSTS, redirect.
+# Unset, only the loopback names answer (a laptop, the tests' own servers) over plain HTTP.
+PRODUCTION = env.bool("PRODUCTION", default=bool(env.str("ALLOWED_HOSTS", default="")))
+# Per install, never a constant: with a public key anyone could forge sessions and tickets.
+# More than one machine serving the same site must share one: set SECRET_KEY then.
+SECRET_KEY = env.str("SECRET_KEY", default="") or secret_key_of_install(VAR_DIR / "secret_key")
 
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
@@ -37,13 +45,16 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "studyapp",
     "studyapp.studies",
     "studyapp.rating",
 ]
 
 MIDDLEWARE = [
-    # Outermost: rater URLs get the project's own error pages even with DEBUG on (errors.py).
+    # Outermost, so that every response carries the policy, the error pages below included.
+    "csp.middleware.CSPMiddleware",
+    # Rater URLs get the project's own error pages even with DEBUG on (errors.py).
     "studyapp.errors.RaterErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -51,9 +62,31 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # NUL in the query, oversized anonymous bodies: refused before any view reads them.
+    "studyapp.guards.RequestGuardsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------
+# Scripts only from the site's own static files or inline with the response's nonce
+# (templates: <script nonce="{{ request.csp_nonce }}">), so text that slipped into a page
+# cannot run. Styles may be inline (the pages' own <style> blocks, Django's admin).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.SELF],
+        "base-uri": [csp.SELF],
+        "object-src": [csp.NONE],
+    }
+}
 
 ROOT_URLCONF = "studyapp.urls"
 
@@ -97,6 +130,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Login throttling (django-axes) ------------------------------------------------------
+# AxesStandaloneBackend first: it refuses a login from a locked-out client before the password
+# is checked. Failures are kept in the database (Access attempts in the admin, superusers
+# only); deleting an attempt there, or `manage.py axes_reset`, lifts the lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)  # hours; the lockout then lifts itself
+# Per client address (an IPv6 /64, as the entry limit counts): a username alone would let
+# anyone lock a researcher out from anywhere.
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "studyapp.addresses.request_client_network"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False  # no banner on every start of every command
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -125,6 +176,10 @@ STORAGES = {
 LOGIN_URL = "admin:login"
 CSRF_FAILURE_VIEW = "studyapp.errors.csrf_failure"
 
+# A POST from someone not logged in (a rater page, the login form) carries a few kB; a larger
+# one is refused before its body is read (studyapp/guards.py).
+ANONYMOUS_POST_MAX_BYTES = env.int("ANONYMOUS_POST_MAX_BYTES", default=128 * 1024)
+
 # --- Cache (entry rate limits) ----------------------------------------------------------
 # CACHE_URL (e.g. redis://127.0.0.1:6379/1): Redis. Unset: a table in the platform's own
 # database (created by migrate), so the zero-setup default limits entries too.
@@ -132,7 +187,14 @@ CACHES = {
     "default": (
         env.cache_url("CACHE_URL")
         if env.str("CACHE_URL", default="")
-        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "django_cache",
+            # Over MAX_ENTRIES the table is culled (a third of it, whatever it is), which
+            # would forget entry tokens: far above the live keys of a study (two per address
+            # and hour, up to the limit's number for a busy one).
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
     )
 }
 # New participations one IP address may start per hour (a resume never counts). Raters of
@@ -189,6 +251,20 @@ if env.str("CELERY_BROKER_KEYPREFIX", default=""):
 # the CLI and a worker agree: MODEL_CACHE_DIR (generation/embedded.py) and
 # EMBEDDING_MODEL_PATH (analysis/embeddings.py). Steering artifacts are the platform's:
 ARTIFACT_DIR = env.path("ARTIFACT_DIR", default=VAR_DIR / "artifacts")
+# Where a spec's paths may point (studies/paths.py): a researcher's path elsewhere is refused
+# at spec load, admin save and job start, before anything is opened. A study's artifacts lie
+# under ARTIFACT_DIR/<its slug>. The defaults hold the embedded model's cache, the shipped
+# task and prompt files and the paper's spec (/models).
+MODEL_ROOTS = [
+    Path(p)
+    for p in env.list("MODEL_ROOTS", default=[env.str("MODEL_CACHE_DIR", default=str(VAR_DIR / "models")), "/models"])
+]
+DATA_ROOTS = [
+    Path(p)
+    for p in env.list(
+        "DATA_ROOTS", default=[str(VAR_DIR / "data"), str(BASE_DIR / "generation"), str(BASE_DIR / "studies")]
+    )
+]
 
 # --- Production hardening (what ``check --deploy`` asks for) ------------------------
 if PRODUCTION:

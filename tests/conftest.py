@@ -60,6 +60,20 @@ def _entry_rate_limit_high(settings) -> None:
     settings.ENTRY_RATE_LIMIT_PER_HOUR = 1_000_000
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_files_are_under_the_roots(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests keep their models and data files in pytest's temporary folders: the operator of
+    this suite adds that folder to MODEL_ROOTS and DATA_ROOTS (studies/paths.py), here and for
+    the processes tests start (Celery workers, manage.py), which read the environment."""
+    from django.conf import settings
+
+    base = tmp_path_factory.getbasetemp()
+    for name in ("MODEL_ROOTS", "DATA_ROOTS"):
+        roots = [*getattr(settings, name), base]
+        setattr(settings, name, roots)
+        os.environ[name] = ",".join(str(root) for root in roots)
+
+
 @pytest.fixture
 def celery_eager() -> Iterator[None]:
     """Run Celery tasks in the calling process, for tests about what a task stores."""

@@ -57,7 +57,7 @@ def test_sparse_artifact_benchmark(tmp_path: Path) -> None:
 
 
 def test_mixed_model_benchmark_agrees_with_lme4(tmp_path: Path) -> None:
-    figures = _run("bench_mixed.py", "--naive-dims", "0", "--repeat", "1", out=tmp_path / "m.json")
+    figures = _run("bench_mixed.py", "--deployments", "6", "--repeat", "1", out=tmp_path / "m.json")
     assert {row["dimension"] for row in figures["per_dimension"]} == {"originality", "surprise", "creativity"}
     assert all(row["max_rel_diff_fixed"] < 1e-6 for row in figures["per_dimension"])
 

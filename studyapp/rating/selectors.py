@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, Q, Value
 from django.urls import reverse
 from django.utils import timezone
 
+from generation.task_families import template_render
 from studyapp.rating.models import (
     AttentionCheckResponse,
     DeploymentLink,
@@ -140,11 +141,7 @@ def stimulus_display_prompt(*, stimulus: Stimulus) -> str:
     condition such as "prompt" (told to be creative) changes the prompt the model saw,
     and showing it would unblind the rater.
     """
-    template = stimulus.item.task.template
-    try:
-        return template.format(item=stimulus.item.text)
-    except (KeyError, IndexError, ValueError):
-        return stimulus.item.text
+    return template_render(stimulus.item.task.template, stimulus.item.text)
 
 
 def rater_dimensions(*, study: Study, seed: str) -> list[RatingDimension]:
@@ -263,8 +260,13 @@ def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
 
 
 def claimable_slots(*, study: Study, deployment: Deployment | None = None):
-    """Free slots, and slots whose rater has been silent past the study's timeout, or past
-    the (shorter) hold while no rating of theirs is saved yet."""
+    """Free slots, slots whose rater has been silent past the study's timeout, and slots
+    claimed longer ago than the (shorter) hold whose rater has no rating saved yet.
+
+    The hold counts from the claim, not from the rater's last request: a participation with
+    no saved rating keeps its slot at most ``slot_hold_minutes``, whatever it sends (page
+    loads, heartbeats), so made-up entries cannot keep a slot alive with requests alone.
+    """
     now = timezone.now()
     cutoff = now - timedelta(minutes=study.slot_timeout_minutes)
     hold_cutoff = now - timedelta(minutes=min(study.slot_hold_minutes, study.slot_timeout_minutes))
@@ -275,7 +277,7 @@ def claimable_slots(*, study: Study, deployment: Deployment | None = None):
     return slots.filter(
         Q(status=Slot.Status.FREE)
         | Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=cutoff)
-        | (Q(status=Slot.Status.ACTIVE, participant__last_seen_at__lt=hold_cutoff) & ~rated)
+        | (Q(status=Slot.Status.ACTIVE, claimed_at__lt=hold_cutoff) & ~rated)
     )
 
 

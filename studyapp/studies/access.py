@@ -8,7 +8,8 @@ confirmed to exist (docs/trust.md).
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
 
 from studyapp.studies.models import Study
 
@@ -34,3 +35,15 @@ def user_can_view_study(*, user, study: Study) -> bool:
     if not user_is_researcher_staff(user=user):
         return False
     return user.is_superuser or study.researchers.filter(pk=user.pk).exists()
+
+
+def users_visible_to(*, user) -> QuerySet:
+    """The user accounts a researcher may see and pick (a study's researchers): themselves and
+    the researchers of their own studies, never the platform's whole list of usernames."""
+    users = get_user_model().objects.all()
+    if user_sees_every_study(user=user):
+        return users
+    if not user_is_researcher_staff(user=user):
+        return users.none()
+    colleagues = Study.researchers.through.objects.filter(study__researchers=user).values("user_id")
+    return users.filter(Q(pk=user.pk) | Q(pk__in=colleagues))

@@ -7,6 +7,7 @@ definitions are edited here after loading; the stored spec keeps what was loaded
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -16,7 +17,7 @@ from django.utils.html import format_html
 
 from studyapp.rating import models as rating
 from studyapp.studies.admin_scoping import ScopedChoicesMixin, ScopedInline, ScopedListFiltersMixin, scoped
-from studyapp.studies.forms import SpecUploadForm
+from studyapp.studies.forms import SpecUploadForm, StorableJSONField
 from studyapp.studies.generation_jobs import generation_job_retry, generation_start
 from studyapp.studies.models import (
     Condition,
@@ -38,6 +39,8 @@ from studyapp.studies.study_loading import StudyLoadError, study_load
 
 class StudyScopedAdmin(ScopedListFiltersMixin, ScopedChoicesMixin, admin.ModelAdmin):
     """Rows, choices, filters and forms only of the studies the user may see (admin_scoping.py)."""
+
+    formfield_overrides = {models.JSONField: {"form_class": StorableJSONField}}  # noqa: RUF012 (Django's)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scoped(super().get_queryset(request), request.user)

@@ -1,10 +1,11 @@
 """Researcher isolation in the admin: every queryset, choice, filter and form of a study's rows.
 
 A staff user who is not a superuser sees and picks only rows of the studies they are a
-researcher of: change lists, the choices of every foreign-key and many-to-many field (add
-and change forms, inlines), the list filters, and the rows an action receives. A submitted
-form whose related rows belong to another study than the row's own is refused too (a
-researcher of two studies cannot cross-wire them).
+researcher of (and of user accounts only their co-researchers'): change lists, the choices
+of every foreign-key and many-to-many field (add and change forms, inlines), the list
+filters, and the rows an action receives. A submitted form whose related rows belong to
+another study than the row's own is refused too (a researcher of two studies cannot
+cross-wire them).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from studyapp.rating import models as rating
-from studyapp.studies.access import studies_visible_to, user_sees_every_study
+from studyapp.studies.access import studies_visible_to, user_sees_every_study, users_visible_to
 from studyapp.studies.models import (
     Condition,
     Deployment,
@@ -55,7 +57,10 @@ STUDY_PATHS: dict[type[Model], str] = {
 
 
 def scoped(queryset: QuerySet, user) -> QuerySet:
-    """``queryset`` limited to rows of studies ``user`` may see (unchanged for other models)."""
+    """``queryset`` limited to rows of studies ``user`` may see, and user accounts to those
+    ``user`` may see (``access.users_visible_to``); unchanged for other models."""
+    if queryset.model is get_user_model():
+        return queryset.filter(pk__in=users_visible_to(user=user).values("pk"))
     path = STUDY_PATHS.get(queryset.model)
     if path is None or user_sees_every_study(user=user):
         return queryset

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from studyapp.rating.models import DeploymentLink
 from studyapp.rating.quality import RaterQuality, study_rater_quality
+from studyapp.rating.services import slots_release_stale
 from studyapp.studies import charts
 from studyapp.studies.dashboard import Dashboard
 from studyapp.studies.models import Stimulus, Study
@@ -24,8 +25,12 @@ PROLIFIC_PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}
 
 
 def study_open_set(*, study: Study, is_open: bool) -> Study:
+    """Open or close the study. Closing frees at once every slot whose rater is past the
+    hold with no rating saved (or silent past the timeout): raters at work finish, holds go."""
     Study.objects.filter(pk=study.pk).update(is_open=is_open)
     study.is_open = is_open
+    if not is_open:
+        slots_release_stale(study=study)
     return study
 
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from analysis.csv_cells import frame_csv_write
 from studyapp.rating.models import Participant, Rating
 from studyapp.studies.design import SampleRow, rated_stimulus_ids
 from studyapp.studies.metrics import GROUP_PREFIX
@@ -251,10 +252,19 @@ def export_write(*, study: Study, out_dir: str | Path) -> dict[str, Path]:
         for fmt in ("csv", "parquet"):
             path = out_dir / f"{study.slug}-{name}.{fmt}"
             staging = path.with_name(f".{path.name}.tmp")
-            if fmt == "csv":
-                frame.to_csv(staging, index=False)
-            else:
-                frame.to_parquet(staging, index=False)
+            export_frame_write(frame, fmt=fmt, target=staging)
             staging.replace(path)  # atomic: a reader never sees half a file
             paths[f"{name}_{fmt}"] = path
     return paths
+
+
+def export_frame_write(frame, *, fmt: str, target: Any) -> None:
+    """The one place an export table becomes a file (``target``: a path or a binary buffer).
+
+    CSV: text cells a spreadsheet would run as a formula are marked (OWASP's rule,
+    ``analysis.csv_cells``; ``python -m analysis`` reads them back exactly). Parquet: exact.
+    """
+    if fmt == "csv":
+        frame_csv_write(frame, target)
+    else:
+        frame.to_parquet(target, index=False)

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from studyapp.studies import paths
 from studyapp.studies.models import (
     Condition,
     Deployment,
@@ -208,6 +209,8 @@ def _generation_job_sample(*, job: GenerationJob, items: list[Item], total: int)
 
     study = job.deployment.study
     condition = job.condition
+    # Before anything is opened: a path outside its roots is refused, saying only where paths may lie.
+    paths.condition_paths_require(condition=condition)
     stored = set(Stimulus.objects.filter(job=job).values_list("item_id", "sample_index"))
     requests = [
         SampleRequest(

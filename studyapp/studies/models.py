@@ -13,9 +13,11 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from studyapp.studies import vocabulary
+from generation.task_families import template_problem
+from studyapp.studies import paths, vocabulary
 from studyapp.studies.provenance import ProvenanceGuarded
 
 
@@ -111,6 +113,12 @@ class LanguageModel(ProvenanceGuarded, models.Model):
     def __str__(self) -> str:
         return self.key
 
+    def clean(self) -> None:
+        """The source is ``embedded`` or a path under MODEL_ROOTS (studies/paths.py)."""
+        problem = paths.model_source_problem(self.source)
+        if problem:
+            raise ValidationError({"source": problem})
+
     def provenance_stimuli(self):
         return Stimulus.objects.filter(condition__model=self)
 
@@ -137,6 +145,21 @@ class Condition(ProvenanceGuarded, models.Model):
     def __str__(self) -> str:
         return self.key
 
+    def clean(self) -> None:
+        """``params.prompt_file`` under DATA_ROOTS, ``artifact_path`` under ARTIFACT_DIR/<study> (studies/paths.py)."""
+        errors = {}
+        prompt_file = paths.prompt_file_problem(
+            self.params.get("prompt_file") if isinstance(self.params, dict) else None
+        )
+        if prompt_file:
+            errors["params"] = f"prompt_file: {prompt_file}"
+        if self.study_id is not None:
+            artifact = paths.artifact_path_problem(self.artifact_path, study_slug=self.study.slug)
+            if artifact:
+                errors["artifact_path"] = artifact
+        if errors:
+            raise ValidationError(errors)
+
     def provenance_stimuli(self):
         return Stimulus.objects.filter(condition=self)
 
@@ -156,6 +179,12 @@ class TaskFamily(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def clean(self) -> None:
+        """Only plain ``{item}`` is substituted (``generation.task_families.template_render``)."""
+        problem = template_problem(self.template)
+        if problem:
+            raise ValidationError({"template": problem})
 
 
 class Item(models.Model):

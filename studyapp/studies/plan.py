@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.db.models import Avg
 
+from studyapp.studies import paths
 from studyapp.studies.models import Condition, Deployment, GenerationJob, Study
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1}
@@ -50,11 +51,14 @@ class ModelPlan:
 
 
 def model_folder(source: str) -> Path | None:
-    """The model's folder (or .gguf file) on this machine, None when it is elsewhere."""
+    """The model's folder (or .gguf file) on this machine, None when it is elsewhere (or
+    outside MODEL_ROOTS, where nothing is opened)."""
     if source == "embedded":
         from generation.embedded import EMBEDDED_MODEL_NAME, default_cache_dir
 
         path = default_cache_dir() / EMBEDDED_MODEL_NAME
+    elif paths.model_source_problem(source):
+        return None
     else:
         path = Path(source).expanduser()
     return path if path.exists() else None

@@ -20,6 +20,9 @@ from typing import Any
 
 import yaml
 
+from generation.safe_yaml import YamlLimitError, yaml_load_limited
+from generation.task_families import template_problem
+from studyapp.studies import paths
 from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem
 
 SUPPORTED_SPEC_VERSIONS = ("1",)
@@ -68,6 +71,13 @@ DECODING_FIELDS: dict[str, tuple[type, ...]] = {
     "top_p": (int, float),
     "do_sample": (bool,),
 }
+
+
+# The largest values the study's columns hold: PostgreSQL's integer (PositiveIntegerField) and
+# bigint (the seed). Minutes are capped at a week: a slot timeout is read as a time span.
+INTEGER_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+MINUTES_MAX = 7 * 24 * 60
 
 
 class SpecError(ValueError):
@@ -143,7 +153,17 @@ class _Checker:
             self.problem(path, f"{value!r} is not a valid key (letters, digits, '-' and '_', at most 64)")
         return value
 
-    def integer(self, value: Any, path: str, *, default: int | None = None, minimum: int | None = None) -> int:
+    def integer(
+        self,
+        value: Any,
+        path: str,
+        *,
+        default: int | None = None,
+        minimum: int | None = None,
+        maximum: int = INTEGER_MAX,
+    ) -> int:
+        """A whole number within [minimum, maximum]; the default maximum is what the database's
+        integer columns hold (a larger one failed on save, a 500)."""
         if value is None and default is not None:
             return default
         if not isinstance(value, int) or isinstance(value, bool):
@@ -151,6 +171,9 @@ class _Checker:
             return default or 0
         if minimum is not None and value < minimum:
             self.problem(path, f"must be at least {minimum}, got {value}")
+        if value > maximum:
+            self.problem(path, f"must be at most {maximum:,}, got {value:,}")
+            return default or 0
         return value
 
     def choice(self, value: Any, path: str, choices: tuple[str, ...], *, default: str | None = None) -> str:
@@ -197,7 +220,7 @@ TOP_LEVEL = {
 }  # fmt: skip
 
 
-def _unstorable(value: object, path: str) -> Iterator[tuple[str, str]]:
+def unstorable_values(value: object, path: str) -> Iterator[tuple[str, str]]:
     """(path, problem) for what PostgreSQL cannot store in text or JSON: NUL characters, non-finite numbers."""
     if isinstance(value, str):
         if "\x00" in value:
@@ -211,24 +234,25 @@ def _unstorable(value: object, path: str) -> Iterator[tuple[str, str]]:
             if isinstance(key, str) and "\x00" in key:
                 yield item_path.replace("\x00", "\\x00"), "contains a NUL character (\\x00), which cannot be stored"
             else:
-                yield from _unstorable(item, item_path)
+                yield from unstorable_values(item, item_path)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _unstorable(item, f"{path}[{index}]")
+            yield from unstorable_values(item, f"{path}[{index}]")
 
 
 def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     """Check a YAML spec and return it as plain data; raise :class:`SpecError` listing every problem."""
     raw_bytes = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        data = yaml.safe_load(raw_bytes)
+        data = yaml_load_limited(raw_bytes)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpecError([f"{where}: not valid YAML ({problem})"], source) from None
+        kind = "YAML beyond the loader's limits" if isinstance(error, YamlLimitError) else "not valid YAML"
+        raise SpecError([f"{where}: {kind} ({problem})"], source) from None
     check = _Checker()
-    for path, problem in _unstorable(data, ""):
+    for path, problem in unstorable_values(data, ""):
         # The spec is stored as JSON in PostgreSQL: say so here rather than fail on save.
         check.problem(path or "spec", problem)
     top = check.mapping(data, "", allowed=TOP_LEVEL, required={"spec_version", "slug", "title", "models", "tasks"})
@@ -250,6 +274,7 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     dimensions = _check_dimensions(check, top.get("dimensions"))
     deployments = _check_deployments(check, top.get("deployments"), models, conditions, tasks, study)
     attention = _check_attention(check, top.get("attention_checks"), study)
+    _check_paths(check, study, models, conditions)
 
     if check.problems:
         raise SpecError(check.problems, source)
@@ -273,7 +298,7 @@ def _check_study(check: _Checker, top: dict) -> dict:
         "slug": check.slug(top.get("slug"), "slug") if "slug" in top else "",
         "title": check.text(top.get("title"), "title", max_length=200) if "title" in top else "",
         "description": check.text(top.get("description"), "description", default=""),
-        "seed": check.integer(top.get("seed"), "seed", default=0, minimum=0),
+        "seed": check.integer(top.get("seed"), "seed", default=0, minimum=0, maximum=BIGINT_MAX),
         "samples_per_item": check.integer(top.get("samples_per_item"), "samples_per_item", default=1, minimum=1),
         "consent_text": check.text(top.get("consent"), "consent", default=""),
         "instructions_text": check.text(top.get("instructions"), "instructions", default=""),
@@ -331,10 +356,10 @@ def _check_raters(check: _Checker, top: dict, study: dict) -> None:
         raters.get("stimuli_per_rater"), "raters.stimuli_per_rater", default=10, minimum=1
     )
     study["slot_timeout_minutes"] = check.integer(
-        raters.get("slot_timeout_minutes"), "raters.slot_timeout_minutes", default=30, minimum=1
+        raters.get("slot_timeout_minutes"), "raters.slot_timeout_minutes", default=30, minimum=1, maximum=MINUTES_MAX
     )
     study["slot_hold_minutes"] = check.integer(
-        raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1
+        raters.get("slot_hold_minutes"), "raters.slot_hold_minutes", default=5, minimum=1, maximum=MINUTES_MAX
     )
     _check_rater_timing(check, raters, study)
 
@@ -540,6 +565,23 @@ def _check_conditions(
     return conditions
 
 
+def _check_paths(check: _Checker, study: dict, models: list[dict], conditions: list[dict]) -> None:
+    """Paths on the workers' disks lie under the configured roots (studies/paths.py); checked
+    before anything is opened, and the problem says nothing about what lies at the path."""
+    for index, model in enumerate(models):
+        problem = paths.model_source_problem(model["source"]) if model["source"] else None
+        if problem:
+            check.problem(f"models[{index}].source", problem)
+    for index, condition in enumerate(conditions):
+        prompt_file = condition["params"].get("prompt_file")
+        problem = paths.prompt_file_problem(prompt_file) if isinstance(prompt_file, str) else None
+        if problem:  # (another type is reported with the parameters)
+            check.problem(f"conditions[{index}].params.prompt_file", problem)
+        problem = paths.artifact_path_problem(condition["artifact_path"], study_slug=study["slug"] or "<slug>")
+        if problem:
+            check.problem(f"conditions[{index}].artifact_path", problem)
+
+
 def _check_param_ranges(check: _Checker, path: str, params: Mapping) -> None:
     rho = params.get("rho")
     if isinstance(rho, int | float) and not isinstance(rho, bool) and not 0 < rho <= 1:
@@ -601,6 +643,9 @@ def _check_task(check: _Checker, entry: Any, path: str, shipped: Mapping[str, An
         or (base.description if base else ""),
         "items": [],
     }
+    problem = template_problem(task["template"]) if isinstance(task["template"], str) else None
+    if problem:
+        check.problem(f"{path}.template", problem)
     if task["system_prompt"] is not None:
         task["system_prompt"] = check.text(task["system_prompt"], f"{path}.system_prompt")
     if task["parser"] and task["parser"] not in PARSERS:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from studyapp.studies.access import user_can_view_study, user_sees_every_study
 from studyapp.studies.models import (
@@ -72,6 +72,22 @@ def study_load(
     users = _researchers_lookup(researchers, source)
     if acting_user is not None and acting_user not in users:
         users.append(acting_user)  # the uploader becomes a researcher of what they loaded
+    try:
+        return _study_load_checked(spec=spec, users=users, acting_user=acting_user, source=source)
+    except IntegrityError:
+        # Two loads of one new slug at once: both found no study, the other one created it
+        # first. Once more, this one sees it and follows the rules for an existing study.
+        pass
+    try:
+        return _study_load_checked(spec=spec, users=users, acting_user=acting_user, source=source)
+    except IntegrityError:
+        raise StudyLoadError(
+            f"{source}: another load of {spec.study['slug']!r} changed it at the same moment; load it again"
+        ) from None
+
+
+def _study_load_checked(*, spec: StudySpec, users: list, acting_user, source: str) -> tuple[Study, bool]:
+    """The writing half of :func:`study_load`, in one transaction."""
     with transaction.atomic():
         study = Study.objects.select_for_update().filter(slug=spec.study["slug"]).first()
         _study_load_allowed(study=study, slug=spec.study["slug"], acting_user=acting_user, source=source)

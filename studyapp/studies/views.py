@@ -26,7 +26,7 @@ from studyapp.studies import generation_jobs, metrics, reports
 from studyapp.studies.access import studies_visible_to, user_is_researcher_staff
 from studyapp.studies.control import study_control_room
 from studyapp.studies.dashboard import study_dashboard
-from studyapp.studies.exports import export_ratings_frame, export_stimuli_frame
+from studyapp.studies.exports import export_frame_write, export_ratings_frame, export_stimuli_frame
 from studyapp.studies.models import GenerationJob, Study, StudyReport
 from studyapp.studies.reports import latest_ready_report, report_result_tables
 from studyapp.studies.study_loading import StudyLoadError
@@ -158,10 +158,7 @@ def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResp
         raise Http404("No such export.")
     frame = export_ratings_frame(study=study) if table == "ratings" else export_stimuli_frame(study=study)
     buffer = io.BytesIO()
-    if fmt == "csv":
-        buffer.write(frame.to_csv(index=False).encode("utf-8"))
-    else:
-        frame.to_parquet(buffer, index=False)
+    export_frame_write(frame, fmt=fmt, target=buffer)
     stamp = timezone.now().strftime("%Y%m%dT%H%M")
     response = HttpResponse(buffer.getvalue(), content_type=EXPORT_FORMATS[fmt])
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-{table}-{stamp}.{fmt}"'

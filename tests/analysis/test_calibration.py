@@ -16,6 +16,7 @@ import pytest
 from analysis.diversity import diversity_metrics
 from analysis.mixed import fit_mixed
 from analysis.mode_collapse import diversity_differences
+from analysis.power import Components, simulate_fits, summarise_fits
 from analysis.simulate import simulate_ratings
 from tests.analysis.conftest import HashingEmbedder
 
@@ -111,6 +112,21 @@ def test_mixed_contrast_null_and_coverage():
     _, lo, hi, truth = _mixed_runs(0.4)
     covered = float(np.mean((lo <= truth) & (truth <= hi)))
     assert 0.92 <= covered <= 0.98, covered
+
+
+@pytest.mark.slow
+def test_default_model_keeps_false_positives_nominal_when_raters_and_items_differ():
+    """Raters and items differ in how steering moves them, and there is no effect: the default
+    model (slopes where the design has them) rejects near 5%, the intercepts-only model does not.
+    A small version of benchmarks/bench_calibration.py (400 studies per setting, README)."""
+    components = Components(sd_rater=10, sd_stimulus=8, sd_residual=15, sd_rater_slope=10, sd_item_slope=5)
+    fits = simulate_fits(
+        n_sim=120, effect_d=0.0, components=components, n_deployments=8, raters_per_deployment=8, items=5,
+        models={"default": {}, "intercepts only": {"random": "intercepts"}}, seed=777,
+    )  # fmt: skip
+    rates = summarise_fits(fits, truth=0.0).set_index("model")["rejection"]
+    assert 0.01 <= rates["default"] <= 0.09, rates.to_dict()
+    assert rates["intercepts only"] >= 0.10, rates.to_dict()
 
 
 def _cc_prompt_rows(rng: np.random.Generator, seed_sd: float, n_seeds: int = 3, n_prompts: int = 90) -> pd.DataFrame:

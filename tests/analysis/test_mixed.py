@@ -47,9 +47,12 @@ def test_json_shape(small_ratings):
     assert [t["term"] for t in fit["fixed_effects"]] == ["Intercept", "condition[T.weight]"]
     assert set(fit["fixed_effects"][0]) == {"term", "estimate", "se", "df", "ci_low", "ci_high", "p"}
     # The design's maximal structure is where the model starts; its intercepts are the components.
+    # Four items are too few to estimate how steering varies across items: an item intercept only.
     assert fit["model_selection"]["started_from"] == (
-        "score ~ condition + (1 + steered | rater) + (1 | stimulus) + (1 + steered | item)"
+        "score ~ condition + (1 + steered | rater) + (1 | stimulus) + (1 | item)"
     )
+    reasons = {d["term"]: d["reason"] for d in fit["model_selection"]["design"]}
+    assert "too few" in reasons["(1 | item)"]
     assert set(fit["variance_components"]) == {"rater", "stimulus", "item", "residual"}
     assert fit["formula"] in fit["method"]
     assert fit["n_ratings"] == 4 * 8 * 8 and fit["n_raters"] == 32 and fit["n_stimuli"] == 32

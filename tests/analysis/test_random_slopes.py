@@ -139,6 +139,20 @@ def test_an_explicit_singular_formula_is_fitted_as_asked_and_warned_about():
     assert simplified["formula"] != MAXIMAL and not simplified["model_selection"]["singular"]
 
 
+def test_a_group_with_few_levels_gets_no_slope_and_contrasts_never_fall_back_silently():
+    """Two deployments (one per method) cannot show how steering varies across deployments: the
+    pooled model gives deployment an intercept only, and the method contrast has a finite df."""
+    df = simulate_ratings(
+        n_deployments=2, raters_per_deployment=10, conditions=("base", "weight", "activation"),
+        one_arm_per_deployment=True, dimensions=["x"], seed=4,
+    )  # fmt: skip
+    fit = fit_pooled(df)["x"]
+    reasons = {d["term"]: d["reason"] for d in fit["model_selection"]["design"]}
+    assert "too few" in reasons["(1 | deployment)"]
+    contrast = fit["contrasts"][0]
+    assert 1 < contrast["df"] < 1e3 and contrast["ci_high"] - contrast["ci_low"] < 10 * contrast["se"]
+
+
 def test_few_items_give_few_df_and_a_t_interval():
     """Five items with a by-item slope: the contrast's Satterthwaite df falls far below the ratings' count."""
     df = simulate_ratings(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from analysis.mixed import condition_effects, fit_mixed, prepare_ratings
 from analysis.novelty import novelty_utility, pareto_front
-from analysis.power import power_by_simulation
+from analysis.power import Components, analysis_formula, analytic_power, design_advice, power_by_simulation
 from analysis.reliability import krippendorff_alpha
 from analysis.report import write_report
 from analysis.robust import ordinal_sensitivity, rater_bootstrap, to_ordinal
@@ -55,6 +56,47 @@ def test_power_by_simulation():
     none = power_by_simulation(effect_d=0.0, n_deployments=4, raters_per_deployment=8, n_sim=12)
     assert big.loc[0, "power"] > 0.8 and none.loc[0, "power"] < 0.4
     assert big.loc[0, "n_raters"] == 32 and big.loc[0, "power_ci_low"] <= big.loc[0, "power"]
+
+
+@pytest.mark.parametrize(("raters", "items"), [(10, 5), (20, 3)])
+def test_analytic_power_agrees_with_simulated_studies(raters, items):
+    """With varying items the number of items, not raters, decides power; the analytic advisor
+    agrees with fitting 100 simulated studies (inside their Wilson interval)."""
+    components = Components(sd_rater=10, sd_stimulus=8, sd_residual=15, sd_rater_slope=8, sd_item_slope=5)
+    analytic = analytic_power(
+        components=components, effect_points=6, n_deployments=6, raters_per_deployment=raters, items=items
+    )
+    simulated = power_by_simulation(
+        effect_d=6 / components.total_sd, n_deployments=6, raters_per_deployment=raters,
+        stimuli_per_condition=items, components=components, n_sim=100, seed=5,
+        model={"formula": analysis_formula(components)},
+    ).iloc[0]  # fmt: skip
+    assert simulated["power_ci_low"] <= analytic["power"] <= simulated["power_ci_high"]
+    assert 2 < analytic["df"] < 30
+
+
+def test_design_advice_and_the_plan_command(tmp_path, small_ratings):
+    components = Components(sd_rater_slope=6, sd_item_slope=6)
+    table = design_advice(components=components, effect_points=8, raters_per_deployment=[10, 40], items=[3, 8])
+    power = table.set_index(["raters_per_deployment", "items"])["power"]
+    assert power[(10, 8)] > power[(40, 3)], "items, not raters, limit power when items vary"
+    assert table["ratings_per_dimension"].is_monotonic_increasing and table["reaches_target"].dtype == bool
+    small_ratings.to_csv(tmp_path / "pilot.csv", index=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", "plan", "--pilot", str(tmp_path / "pilot.csv"), "--effect", "6",
+         "--raters", "10,30", "--items", "3,6", "--deployments", "4", "--figure", str(tmp_path / "plan.png"),
+         "--out", str(tmp_path / "plan.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "pilot" in r.stdout and (tmp_path / "plan.png").stat().st_size > 1000
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert len(plan["grid"]) == 4 and plan["components"]["sd_residual"] > 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "analysis", "plan", "--effect", "6", "--items", "0"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "positive" in bad.stderr
 
 
 def test_novelty_utility_pareto():

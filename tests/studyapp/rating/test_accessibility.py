@@ -17,6 +17,9 @@ from tests.studyapp.rating.test_browser import CHROMIUM, CHROMIUM_ARGS
 AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 WCAG21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+# axe-core is injected by the test, not served by the site: the page's Content-Security-Policy
+# (scripts only with its nonce) would block it. The policy itself is tested in test_csp.py.
+AXE_CONTEXT = {"bypass_csp": True}
 
 
 def axe_violations(page) -> list[dict]:
@@ -63,7 +66,7 @@ def test_every_rater_page_passes_axe_and_the_flow_works_with_the_keyboard_alone(
     report: dict[str, list[dict]] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport=WIDTHS[width]).new_page()
+        page = browser.new_context(viewport=WIDTHS[width], **AXE_CONTEXT).new_page()
 
         def audit(name: str) -> None:
             report[name] = axe_violations(page)
@@ -110,7 +113,7 @@ def test_every_rater_page_passes_axe_and_the_flow_works_with_the_keyboard_alone(
         audit("completion")
 
         # The other endings: declined consent (with its code) and a link to no study.
-        other = browser.new_context(viewport=WIDTHS[width]).new_page()
+        other = browser.new_context(viewport=WIDTHS[width], **AXE_CONTEXT).new_page()
         other.goto(f"{live_server.url}/r/{built.study.slug}/?{prolific_query(pid[:-2] + '99')}")
         other.get_by_role("button", name="I do not agree").click()
         page = other

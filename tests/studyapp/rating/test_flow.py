@@ -277,13 +277,16 @@ def test_stale_slots_can_be_released_eagerly():
     assert Rating.objects.filter(participant__prolific_pid=silent.pid).count() == 3
 
 
-def test_the_periodic_sweep_frees_stale_slots_of_open_studies_only():
+def test_the_periodic_sweep_frees_stale_slots_of_open_and_closed_studies():
+    """A closed study keeps no stale slot either (issue 21: closing must not leave holds)."""
     from studyapp.celery import app
     from studyapp.rating.tasks import slots_release_stale_task
 
     open_study = build_rating_study(slot_timeout_minutes=30)
     silent = Bot(Client(), open_study.study.slug, "5f0000000000000000000970")
     silent.walk(stop_after_pages=1)
+    working = Bot(Client(), open_study.study.slug, "5f0000000000000000000972")
+    working.walk(stop_after_pages=1)
     Participant.objects.filter(prolific_pid=silent.pid).update(last_seen_at=timezone.now() - timedelta(minutes=31))
     closed_study = build_rating_study(slot_timeout_minutes=30)
     paused = Bot(Client(), closed_study.study.slug, "5f0000000000000000000971")
@@ -292,9 +295,10 @@ def test_the_periodic_sweep_frees_stale_slots_of_open_studies_only():
     closed_study.study.is_open = False
     closed_study.study.save(update_fields=["is_open"])
 
-    assert slots_release_stale_task() == {open_study.study.slug: 1}
+    assert slots_release_stale_task() == {open_study.study.slug: 1, closed_study.study.slug: 1}
     assert Participant.objects.get(prolific_pid=silent.pid).step == Participant.Step.TIMED_OUT
-    assert Participant.objects.get(prolific_pid=paused.pid).step == Participant.Step.RATING
+    assert Participant.objects.get(prolific_pid=paused.pid).step == Participant.Step.TIMED_OUT
+    assert Participant.objects.get(prolific_pid=working.pid).step == Participant.Step.RATING
     assert slots_release_stale_task() == {}
     assert app.conf.beat_schedule["release-stale-rater-slots"]["task"] == slots_release_stale_task.name
 

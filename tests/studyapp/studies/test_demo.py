@@ -75,10 +75,14 @@ def test_demo_command_runs_end_to_end_and_again(tiny_model_dir, tmp_path, settin
 
     # The three result tables, with a row for each condition.
     assert "SIMULATED" in out.split("1. Rated effects", 1)[0]
-    effects = _table(out, "1. Rated effects", "2. Mode collapse")
+    effects = _table(out, "1. Rated effects", "models (")
     assert {(cells[0], cells[1]) for cells in effects} == {
         (dimension, "weight") for dimension in ("originality", "surprise", "creativity")
     }
+    # Each dimension's model is named under the table: the design's maximal structure, simplified where singular.
+    models = out.split("models (", 1)[1].split("2. Mode collapse", 1)[0]
+    for dimension in ("originality", "surprise", "creativity"):
+        assert f"{dimension}: score ~ condition + " in models
     diversity = _table(out, "2. Mode collapse", "3. DAT per model")
     assert {cells[0] for cells in diversity} == {"weight"} and len(diversity) >= 3
     dat = _table(out, "3. DAT per model and condition", "norms:")

@@ -37,6 +37,7 @@ def test_report_is_built_in_a_task_and_shown_when_ready(
     for shown in (page, client.get(reverse("studies:dashboard", args=[study.slug])).content.decode()):
         for title in ("1. Rated effects", "2. Mode collapse", "3. DAT per model and condition"):
             assert title in shown
+        assert "score ~ condition + " in shown  # the model each dimension was fitted with
     assert client.get(reverse("studies:report_file", args=[study.slug, report.pk, "results.json"])).status_code == 200
     # Another researcher's staff account cannot read the files either.
     client.force_login(other_team_researcher())

@@ -17,7 +17,8 @@ import requests
 
 from tests.conftest import REPO_ROOT
 
-BASE_ENV_KEYS = ("PATH", "HOME", "LANG")
+# The machine's, plus the roots the suite adds for its temporary models and files (tests/conftest.py).
+BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "MODEL_ROOTS", "DATA_ROOTS")
 
 
 def free_port() -> int:

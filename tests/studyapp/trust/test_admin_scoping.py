@@ -156,3 +156,27 @@ def test_actions_never_reach_another_teams_rows(client, world, django_capture_on
         )
     assert not queued
     assert set(jobs.values_list("status", flat=True)) == {"failed"}
+
+
+def test_the_study_form_lists_only_co_researchers_never_every_username(client) -> None:
+    """Issue 21, item 9: the researchers field listed every account of the platform."""
+    from tests.factories import StudyFactory, panel_user
+
+    mine, theirs, shared = StudyFactory(slug="mine"), StudyFactory(slug="theirs"), StudyFactory(slug="shared")
+    me = panel_user(username="me", study=mine)
+    colleague = panel_user(username="colleague", study=shared)
+    shared.researchers.add(me)
+    stranger = panel_user(username="stranger-of-another-team", study=theirs)
+    panel_user(username="root", superuser=True)
+    client.force_login(me)
+    url = reverse("admin:studies_study_change", args=[mine.pk])
+    choices = client.get(url).context["adminform"].form.fields["researchers"].queryset
+    assert sorted(choices.values_list("username", flat=True)) == ["colleague", "me"]
+    assert "stranger-of-another-team" not in client.get(url).content.decode()
+    forged = client.post(url, {"slug": "mine", "title": "Mine", "researchers": [me.pk, stranger.pk]})
+    assert forged.status_code == 200 and "Select a valid choice" in forged.content.decode()
+    assert list(mine.researchers.values_list("username", flat=True)) == ["me"]
+    assert colleague.pk in set(choices.values_list("pk", flat=True))
+    client.force_login(panel_user(username="superuser", superuser=True))
+    everyone = client.get(url).context["adminform"].form.fields["researchers"].queryset
+    assert "stranger-of-another-team" in set(everyone.values_list("username", flat=True))

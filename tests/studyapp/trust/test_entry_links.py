@@ -55,7 +55,7 @@ def test_made_up_entries_that_only_agree_lose_their_slots_after_the_hold():
     assert Slot.objects.filter(status=Slot.Status.ACTIVE).count() == 4
     real = Bot(Client(), built.study.slug, "5f00000000000000000a0003")
     assert "This study is full" in text_of(real.enter())
-    Participant.objects.update(last_seen_at=timezone.now() - timedelta(minutes=6))
+    _minutes_pass(6)
     assert real.step_name(real.walk()) == "done"
     assert Participant.objects.filter(prolific_pid__startswith="squatter", step=Step.TIMED_OUT).count() == 1
 
@@ -64,8 +64,79 @@ def test_a_rater_with_a_saved_rating_keeps_the_slot_past_the_hold_until_the_time
     built = build_rating_study(raters=1, per_rater=4, n_items=2, slot_hold_minutes=5, slot_timeout_minutes=30)
     rater = Bot(Client(), built.study.slug, "5f00000000000000000a0004")
     rater.walk(stop_after_pages=1)
-    Participant.objects.update(last_seen_at=timezone.now() - timedelta(minutes=10))
+    _minutes_pass(10)
     assert "This study is full" in text_of(Bot(Client(), built.study.slug, "5f00000000000000000a0005").enter())
+
+
+def _minutes_pass(minutes: int) -> None:
+    """Everything that happened so far happened ``minutes`` earlier: claims and last requests."""
+    earlier = timezone.now() - timedelta(minutes=minutes)
+    Participant.objects.update(last_seen_at=earlier)
+    Slot.objects.exclude(claimed_at=None).update(claimed_at=earlier)
+
+
+def _squat(built, n: int) -> list[Bot]:
+    """``n`` made-up PIDs that agree and then only keep their pages alive."""
+    squatters = []
+    for index in range(n):
+        squatter = Bot(Client(), built.study.slug, f"squatter{index:04d}")
+        squatter.act(squatter.follow(squatter.enter()))  # "I agree": on the instructions page
+        squatters.append(squatter)
+    assert Slot.objects.filter(status=Slot.Status.ACTIVE).count() == n
+    return squatters
+
+
+def _keep_alive(squatters: list[Bot]) -> None:
+    """What a squatter sends to keep a slot: the page's heartbeat and a reload."""
+    for squatter in squatters:
+        assert squatter.client.post(f"/r/{squatter.study_slug}/-/alive/").status_code == 204
+        assert squatter.step_name(squatter.follow(squatter.enter())) == "instructions"
+
+
+def test_heartbeats_and_reloads_do_not_keep_a_slot_past_the_hold_without_a_rating():
+    """Issue 21, item 1: the hold counts from the claim, whatever the participation sends."""
+    built = build_rating_study(raters=2, per_rater=4, slot_hold_minutes=1, slot_timeout_minutes=30)
+    squatters = _squat(built, 2)
+    real = Bot(Client(), built.study.slug, "5f00000000000000000a0006")
+    assert "This study is full" in text_of(real.enter())
+    for _ in range(3):  # 75, 150, 200 s in the red team's run: each heartbeat came in time
+        _minutes_pass(1)
+        _keep_alive(squatters)
+    assert real.step_name(real.walk()) == "done"
+    timed_out = Participant.objects.filter(prolific_pid__startswith="squatter", step=Step.TIMED_OUT)
+    assert timed_out.count() == 1
+
+
+def test_closing_the_study_releases_holds_past_the_hold_and_keeps_raters_at_work(client):
+    from django.urls import reverse
+
+    from tests.factories import panel_user
+
+    built = build_rating_study(raters=3, per_rater=4, n_items=6, slot_hold_minutes=5, slot_timeout_minutes=30)
+    squatters = _squat(built, 2)
+    worker = Bot(Client(), built.study.slug, "5f00000000000000000a0007")
+    worker.walk(stop_after_pages=1)
+    _minutes_pass(6)
+    _keep_alive(squatters)
+    client.force_login(panel_user(username="researcher", study=built.study))
+    closed = client.post(reverse("studies:study_open", args=[built.study.slug]), {"state": "off"})
+    assert closed.status_code == 302
+    assert Slot.objects.filter(status=Slot.Status.ACTIVE).get().participant.prolific_pid == worker.pid
+    assert Participant.objects.filter(prolific_pid__startswith="squatter", step=Step.TIMED_OUT).count() == 2
+    assert worker.step_name(worker.walk()) == "done"  # the rater at work finishes
+
+
+def test_the_sweep_releases_holds_of_a_closed_study():
+    from studyapp.rating.tasks import slots_release_stale_task
+
+    built = build_rating_study(raters=2, per_rater=4, slot_hold_minutes=5, slot_timeout_minutes=30)
+    squatters = _squat(built, 2)
+    built.study.is_open = False  # closed in the admin: no service ran
+    built.study.save(update_fields=["is_open"])
+    _minutes_pass(6)
+    _keep_alive(squatters)
+    assert slots_release_stale_task() == {built.study.slug: 2}
+    assert not Slot.objects.filter(status=Slot.Status.ACTIVE).exists()
 
 
 def test_new_entries_per_ip_are_limited_but_resumes_are_not(settings):

@@ -1,23 +1,32 @@
-"""Hostile input, property-based (hypothesis): every rater form, the entry URL and the spec
-loader answer arbitrary text, unicode, huge bodies and forged, replayed or foreign tokens with
-a 4xx and a clear message (or a listed spec error), never a 500, never a stored row."""
+"""Hostile input, property-based (hypothesis): every rater form, the entry URL, the spec
+loader, the admin's spec upload and the admin's JSON fields answer arbitrary text, unicode,
+huge bodies and forged, replayed or foreign tokens with a 4xx and a clear message (or a
+listed spec error, or a form error), never a 500, never a stored row or a half-stored one."""
 
 from __future__ import annotations
+
+import hashlib
+import html
+import json
+from html.parser import HTMLParser
 
 import pytest
 import yaml
 from django.core import signing
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from studyapp.rating.forms import PAGE_SALT, ScoresForm
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating
 from studyapp.rating.selectors import participant_plan
-from studyapp.studies.models import Study
+from studyapp.studies.models import Condition, Deployment, Item, LanguageModel, RatingDimension, Study, TaskFamily
 from studyapp.studies.spec import SpecError
 from studyapp.studies.study_loading import StudyLoadError, study_load
 from tests.conftest import REPO_ROOT
+from tests.factories import ConditionFactory, LanguageModelFactory, StudyFactory, panel_user
 from tests.studyapp.rating.helpers import Bot, build_rating_study
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +207,151 @@ def test_spec_loader_with_any_field_of_the_demo_replaced(path, value) -> None:
 @given(content=st.one_of(st.binary(max_size=400), TEXT, YAML_VALUES.map(lambda v: yaml.safe_dump(v))))
 def test_spec_loader_with_arbitrary_bytes_text_and_documents(content) -> None:
     _load_is_all_or_nothing(content)
+
+
+# --- The admin: spec upload and JSON fields (issue 21) ------------------------------------
+
+
+class _AdminForm(HTMLParser):
+    """What a browser would submit from the admin's change form (``<form id="…_form">``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = False
+        self.data: dict[str, list[str]] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs) -> None:
+        a = {key: value or "" for key, value in attrs}
+        if tag == "form":
+            self.inside = a.get("id", "").endswith("_form")
+        elif not self.inside or not a.get("name"):
+            if tag == "option" and self.inside and self._select and "selected" in a:
+                self.data.setdefault(self._select, []).append(a.get("value", ""))
+        elif tag == "input" and a.get("type") not in ("submit", "button", "file"):
+            if a.get("type") not in ("checkbox", "radio") or "checked" in a:
+                self.data.setdefault(a["name"], []).append(a.get("value", "on"))
+        elif tag == "select":
+            self._select = a["name"]
+            self.data.setdefault(a["name"], [])
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.data[a["name"]] = [""]
+
+    def handle_data(self, data) -> None:
+        if self._textarea:
+            self.data[self._textarea][0] += data
+
+    def handle_endtag(self, tag) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            value = self.data[self._textarea][0]
+            self.data[self._textarea][0] = value[1:] if value.startswith("\n") else value  # as browsers read it
+            self._textarea = None
+
+
+def admin_form_data(client: Client, url: str) -> dict[str, list[str]]:
+    page = client.get(url)
+    assert page.status_code == 200
+    parser = _AdminForm()
+    parser.feed(page.content.decode())
+    data = {name: [html.unescape(value) for value in values] for name, values in parser.data.items()}
+    return {name: values[0] if len(values) == 1 else values for name, values in data.items()}  # type: ignore[misc]
+
+
+@pytest.fixture
+def admin_researcher():
+    user = panel_user(username="hostile-researcher")
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return user, client
+
+
+def _study_rows() -> tuple[int, ...]:
+    return tuple(
+        model.objects.count()
+        for model in (Study, LanguageModel, Condition, TaskFamily, Item, RatingDimension, Deployment)
+    )
+
+
+@EXAMPLES
+@given(
+    content=st.one_of(
+        st.binary(max_size=400),
+        TEXT,
+        YAML_VALUES.map(lambda v: yaml.safe_dump(v)),
+        st.builds(lambda path, value: yaml.safe_dump(_replace(DEMO, path, value), allow_unicode=True),
+                  st.sampled_from(DEMO_PATHS), YAML_VALUES),
+    )
+)  # fmt: skip
+def test_admin_spec_upload_with_arbitrary_content(admin_researcher, content) -> None:
+    _, client = admin_researcher
+    raw = content if isinstance(content, bytes) else content.encode("utf-8", errors="surrogatepass")
+    before = _study_rows()
+    response = client.post(reverse("admin:studies_study_load_spec"), {"spec": SimpleUploadedFile("h.yaml", raw)})
+    assert response.status_code in (200, 302), response.status_code
+    if response.status_code == 200:  # the page lists the problems, and nothing was written
+        assert "errorlist" in response.content.decode()
+        assert _study_rows() == before
+    else:  # loaded whole: the study holds exactly this file
+        assert Study.objects.filter(spec_sha256=hashlib.sha256(raw).hexdigest()).exists()
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), TEXT),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(TEXT, children, max_size=4)),
+    max_leaves=12,
+)
+JSON_TEXT = st.one_of(
+    JSON_VALUES.map(json.dumps),  # NaN and Infinity included, as json.dumps writes them
+    TEXT,
+    HUGE,
+    st.integers(min_value=1, max_value=200_000).map(lambda n: "[" * n),
+)
+STUDY_JSON_FIELDS = ("decoding", "practice", "attention_checks", "debrief_questions")
+
+
+@pytest.fixture
+def editable_study(admin_researcher):
+    """A study without stimuli: its JSON fields and its condition's parameters are editable."""
+    user, _ = admin_researcher
+    study = StudyFactory(slug="hostile-admin")
+    study.researchers.add(user)
+    condition = ConditionFactory(study=study, model=LanguageModelFactory(study=study), key="editable", params={})
+    return study, condition
+
+
+def _json_of(model, field: str):
+    return json.dumps(model.__class__.objects.values_list(field, flat=True).get(pk=model.pk), sort_keys=True)
+
+
+@EXAMPLES
+@given(field=st.sampled_from([*STUDY_JSON_FIELDS, "params"]), text=JSON_TEXT)
+def test_admin_json_fields_with_arbitrary_values(admin_researcher, editable_study, field, text) -> None:
+    """Whatever the admin's JSON fields are sent: no 500, and a save is whole or nothing."""
+    _, client = admin_researcher
+    study, condition = editable_study
+    row = condition if field == "params" else study
+    opts = row._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk])
+    data = admin_form_data(client, url)
+    assert field in data
+    watched = ("params",) if field == "params" else STUDY_JSON_FIELDS
+    before = {name: _json_of(row, name) for name in watched}
+    rows_before = _study_rows()
+    response = client.post(url, {**data, field: text})
+    assert response.status_code in (200, 302, 400), response.status_code
+    assert _study_rows() == rows_before
+    after = {name: _json_of(row, name) for name in watched}
+    if response.status_code == 302:  # saved: this field holds what was sent, the others are as they were
+        assert after[field] == json.dumps(json.loads(text), sort_keys=True)
+        assert {k: v for k, v in after.items() if k != field} == {k: v for k, v in before.items() if k != field}
+    else:  # refused: the form says why (or the 400 page), nothing changed
+        assert after == before
+        body = response.content.decode()
+        assert "errorlist" in body or "<h1>" in body, body[:300]
+    assert client.get(url).status_code == 200  # and the page still opens

@@ -1,5 +1,5 @@
 """The zero-setup SQLite default holds concurrent raters, and no rater ever sees a debug page
-(issue 11, item 4). Against a real gunicorn on a real SQLite file, DEBUG left at its default (on)."""
+(issue 11, item 4). Against a real gunicorn on a real SQLite file, and with DEBUG on in-process."""
 
 from __future__ import annotations
 

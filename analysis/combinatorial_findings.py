@@ -134,7 +134,8 @@ def _model_replicates(
     seed_weights = np.ones((n_boot + 1, len(seeds)))
     seed_weights[1:] = rng.multinomial(len(seeds), np.full(len(seeds), 1 / len(seeds)), size=n_boot)
     index = pd.MultiIndex.from_product([temperatures, seeds], names=["temperature", "seed"])
-    drawn, fixed = {}, {}
+    drawn: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    fixed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for metric, columns in METRICS.items():
         parts_drawn, parts_fixed = [], []
         for column in columns:
@@ -152,8 +153,8 @@ def _model_replicates(
             sums = np.stack([values[:, :, part] @ prompt_weights[:, part].T for part in level_slices], axis=2)
             parts_drawn.append(np.einsum("bs,tslb->tlb", seed_weights, sums) / len(seeds))
             parts_fixed.append(sums.mean(axis=1))
-        drawn[metric], fixed[metric] = tuple(parts_drawn), tuple(parts_fixed)
-    return ModelReplicates(depth, width, len(seeds), drawn, fixed)  # type: ignore[arg-type]
+        drawn[metric], fixed[metric] = (parts_drawn[0], parts_drawn[1]), (parts_fixed[0], parts_fixed[1])
+    return ModelReplicates(depth, width, len(seeds), drawn, fixed)
 
 
 def interval(replicates: np.ndarray) -> tuple[float, float, float]:
@@ -421,6 +422,8 @@ def findings(
     temperature the run did not sample at.
     """
     check_run_tables(models, prompts)
+    if n_boot < 1:
+        raise ValueError("the findings need at least one bootstrap draw (--n-boot 1 or more)")
     if temperature not in set(prompts["temperature"]):
         raise ValueError(f"no rows at temperature {temperature:g}; the run has {sorted(set(prompts['temperature']))}")
     rng = np.random.default_rng(seed)

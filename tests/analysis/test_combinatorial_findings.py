@@ -134,6 +134,8 @@ def test_cc_report_writes_every_table_and_figure_and_refuses_other_tables(tmp_pa
         assert len(pd.read_csv(tmp_path / "r" / name)) > 0
     for name in ("creativity_vs_depth.png", "errors.png", "tradeoff_1M.png"):
         assert (tmp_path / "r" / name).stat().st_size > 5000
+    assert main([*argv, "--n-boot", "0"]) == 2
+    assert "at least one bootstrap draw" in capsys.readouterr().err
     assert main([*argv, "--temperature", "1.0"]) == 2
     assert "no rows at temperature 1; the run has [0.7]" in capsys.readouterr().err
     prompts.drop(columns=["n_valid"]).to_csv(tmp_path / "prompt_scores.csv", index=False)

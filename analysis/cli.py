@@ -296,9 +296,11 @@ def _cmd_cc_score(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as handle:
         columns = ("valid", "utility", "novelty", "creativity")
-        for record, values in zip(records, scores[list(columns)].to_dict("records"), strict=True):
+        errors = scores["error"].astype(object).where(scores["error"].notna(), None).tolist()
+        for record, values, error in zip(records, scores[list(columns)].to_dict("records"), errors, strict=True):
             scored = {**record, "valid": bool(values["valid"])}
             scored.update({key: float(values[key]) for key in columns[1:]})
+            scored["error"] = error
             handle.write(json.dumps(scored, ensure_ascii=False) + "\n")
     scores.insert(0, "prompt_id", [r["prompt_id"] for r in records])
     table = per_prompt(scores)
@@ -309,38 +311,28 @@ def _cmd_cc_score(args: argparse.Namespace) -> int:
         f"(95% CI {overall['creativity_ci_low']:.3f} to {overall['creativity_ci_high']:.3f}); "
         f"{len(scores)} walks, {scores['valid'].mean():.1%} valid -> {out}"
     )
+    shares = scores["error"].value_counts(sort=False) / max(len(scores), 1)
+    print("walks failing (first failure, in this order): " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
     return 0
 
 
 def _cmd_cc_report(args: argparse.Namespace) -> int:
-    from analysis.combinatorial import best_architectures, plot_creativity_vs_depth, plot_novelty_vs_utility
+    from analysis.combinatorial_findings import findings, write_findings
 
-    table = read_table(args.table)
-    needed = {"budget", "depth", "width", "params", "temperature", "utility", "novelty", "creativity"}
-    missing = sorted(needed - set(table.columns))
-    if missing:
-        raise UsageError(f"{args.table}: not a cc-scaling table (missing {', '.join(missing)})")
-    if table.empty:
-        raise UsageError(f"{args.table}: no rows")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    default_t = args.temperature if args.temperature is not None else float(table["temperature"].iloc[0])
-    at_t = table[table["temperature"] == default_t]
-    if at_t.empty:
-        raise UsageError(f"no rows at temperature {default_t:g}; the table has {sorted(table['temperature'].unique())}")
-    fig = plot_creativity_vs_depth(at_t)
-    fig.savefig(out / "creativity_vs_depth.png", dpi=120)
-    fig = plot_novelty_vs_utility(table)
-    fig.savefig(out / "novelty_vs_utility.png", dpi=120)
-    best = best_architectures(at_t)
-    best.to_csv(out / "best_architectures.csv", index=False)
-    for row in best.to_dict("records"):
+    models = read_table(args.table)
+    prompts = read_table(Path(args.table).with_name("prompt_scores.csv"))
+    temperature = args.temperature if args.temperature is not None else float(prompts["temperature"].min())
+    tables = findings(models, prompts, temperature=temperature, n_boot=args.n_boot, seed=args.seed)
+    written = write_findings(tables, args.out, temperature=temperature)
+    for row in tables["best_architectures"].to_dict("records"):
+        verdict = "clear" if row["clear"] else f"not clear; tied with depth {row['tied_depths']}"
         print(
-            f"budget {row['budget']:.2g} FLOPs: best depth {row['depth']}, width {row['width']} "
-            f"({float(row['params']) / 1e6:.2f}M params), creativity {row['creativity']:.3f} "
-            f"[{row['creativity_ci_low']:.3f}, {row['creativity_ci_high']:.3f}] at T={default_t:g}"
+            f"budget {row['budget']:.2g} FLOPs, {row['target_params'] / 1e6:g}M: best depth {row['depth']} "
+            f"(width {row['width']}), creativity {row['creativity']:.2f} [{row['creativity_ci_low']:.2f}, "
+            f"{row['creativity_ci_high']:.2f}] at T={temperature:g} over {row['n_seeds']} seeds; "
+            f"P(best) {row['p_best']:.2f} ({verdict})"
         )
-    print(f"{out}: creativity_vs_depth.png, novelty_vs_utility.png, best_architectures.csv")
+    print(f"{args.out}: {', '.join(written)}")
     return 0
 
 
@@ -440,19 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--prompts", required=True, help="JSONL: prompt_id, start, end, include, exclude")
     cs.add_argument("--walks", required=True, help="JSONL: prompt_id, walk")
     cs.add_argument("--train", help="what the model saw: walk lines (.jsonl) or triples CSV (default: the graph)")
-    cs.add_argument("--out", required=True, help="JSONL to write: each walk line plus the four scores")
+    cs.add_argument("--out", required=True, help="JSONL to write: each walk line plus its scores and error")
     cs.add_argument("--alpha-h", type=float, default=1.0, help="novelty weight of walk length (default 1)")
     cs.add_argument("--alpha-r", type=float, default=1.0, help="novelty weight of label surprise (default 1)")
     cs.add_argument("--alpha-include", type=float, default=1.0, help="utility weight per included label")
     cs.add_argument("--alpha-exclude", type=float, default=1.0, help="utility weight per excluded label")
     cs.set_defaults(func=_cmd_cc_score)
 
-    cr = sub.add_parser("cc-report", help="figures and best depth/width per budget from a cc-scaling table")
-    cr.add_argument("--table", required=True, help="scaling.csv written by python -m generation cc-scaling")
-    cr.add_argument("--out", required=True, help="output folder for the PNG figures and best_architectures.csv")
+    cr = sub.add_parser("cc-report", help="the three findings of a cc-scaling run, with CIs over seeds and prompts")
+    cr.add_argument("--table", required=True, help="scaling.csv of a cc-scaling run (prompt_scores.csv beside it)")
+    cr.add_argument("--out", required=True, help="output folder for the tables (CSV) and figures (PNG)")
     cr.add_argument(
-        "--temperature", type=float, help="temperature of the depth figure and the best pick (default: first)"
+        "--temperature", type=float, help="temperature of the depth figure and the best pick (default: the lowest)"
     )
+    cr.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws over seeds and prompts (default 1000)")
+    cr.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     cr.set_defaults(func=_cmd_cc_report)
     return parser
 

@@ -35,6 +35,19 @@ import pandas as pd
 from scipy import stats
 
 SCORE_COLUMNS = ["valid", "utility", "novelty", "creativity"]
+# Why a walk fails, in the order it is checked: the first that applies is the walk's error
+# (docs/combinatorial.md, "Why walks fail"). First whether the walk is made of the graph's
+# concepts, then whether each step is an edge and carries its label (the walk is then valid),
+# then the prompt: start, end, inclusion, exclusion.
+WALK_ERRORS = (
+    "unknown_concept",
+    "not_an_edge",
+    "wrong_label",
+    "wrong_start",
+    "wrong_end",
+    "missing_inclusion",
+    "used_exclusion",
+)
 CC_METRIC_COLUMNS = ["cc_valid", "cc_utility", "cc_novelty", "cc_creativity"]
 
 
@@ -125,6 +138,8 @@ class _Scan:
         self.first = np.full(n_walks, -1, dtype=np.int64)
         self.last = np.full(n_walks, -1, dtype=np.int64)
         self.surprise_sum = np.zeros(n_walks)
+        # Why an invalid walk is invalid: 1 + its index in WALK_ERRORS (0 for a valid walk).
+        self.step_error = np.zeros(n_walks, dtype=np.int8)
         # The labels each walk uses: a bit mask, or (many labels) (walk, label) pairs.
         self.used = np.zeros(n_walks, dtype=bitmask_dtype) if bitmask_dtype is not None else None
         self.label_owner: list[np.ndarray] = []
@@ -237,9 +252,10 @@ class WalkScorer:
         """Score ``walks[i]`` against ``prompts[i]``.
 
         Returns one row per walk: ``valid`` (bool), ``satisfies`` (bool: valid and meets
-        x), ``length`` (h), ``surprise`` (S), ``utility``, ``novelty``, ``creativity``.
-        A walk with an even number of entries, an unknown concept or label, or a step
-        that is not an edge with that label, is invalid.
+        x), ``length`` (h), ``surprise`` (S), ``utility``, ``novelty``, ``creativity``, and
+        ``error`` (categorical: missing when the walk satisfies x, else the first of
+        :data:`WALK_ERRORS` that applies). A walk with an even number of entries, an unknown
+        concept or label, or a step that is not an edge with that label, is invalid.
         """
         if len(walks) != len(prompts):
             raise ValueError(f"{len(walks)} walks but {len(prompts)} prompts")
@@ -280,6 +296,7 @@ class WalkScorer:
         first, last = self._ends(tokens, starts, n_tokens)
         scan.first[w0:w1], scan.last[w0:w1] = first, last
         scan.valid[w0:w1] = self._validity(tokens, starts, n_tokens, first)
+        scan.step_error[w0:w1] = self._step_errors(tokens, n_tokens, ~scan.valid[w0:w1])
         nonempty = np.flatnonzero(n_tokens > 0)
         if not nonempty.size:
             return
@@ -302,7 +319,8 @@ class WalkScorer:
         surprise = np.divide(scan.surprise_sum, length, out=np.zeros(n_walks), where=length > 0)
         table, which = self._encode_prompts(prompts)
         p_start, p_end, n_inc, n_exc = table[:4]
-        endpoints_ok = (scan.first == p_start[which]) & (scan.last == p_end[which]) & (p_start[which] >= 0)
+        start_ok = (scan.first == p_start[which]) & (p_start[which] >= 0)
+        end_ok = scan.last == p_end[which]
         used = scan.used
         if used is None:
             owner, label = (
@@ -311,7 +329,18 @@ class WalkScorer:
             )
             used = self._label_presence(owner, label, n_walks, len(self.labels))
         inc_ok, exc_ok = self._constraints_met(used, which, table)
-        satisfies = valid & endpoints_ok & inc_ok & exc_ok
+        satisfies = valid & start_ok & end_ok & inc_ok & exc_ok
+        prompt_error = np.zeros(n_walks, dtype=np.int8)
+        checks = (
+            ("used_exclusion", exc_ok),
+            ("missing_inclusion", inc_ok),
+            ("wrong_end", end_ok),
+            ("wrong_start", start_ok),
+        )
+        for kind, ok in checks:  # the last written, the first in the order, wins
+            prompt_error[~ok] = WALK_ERRORS.index(kind) + 1
+        error = np.where(valid, prompt_error, scan.step_error)
+        error -= 1  # categorical codes: -1 for none
         w = self.weights
         scale = (1 + w.alpha_include * n_inc[which]) * (1 + w.alpha_exclude * n_exc[which])
         utility = np.where(satisfies, scale, 0.0).astype(float)
@@ -325,6 +354,7 @@ class WalkScorer:
                 "utility": utility,
                 "novelty": novelty,
                 "creativity": utility * novelty,
+                "error": pd.Categorical.from_codes(error, categories=pd.Index(WALK_ERRORS), validate=False),
             }
         )
 
@@ -375,24 +405,73 @@ class WalkScorer:
             key += tails
             is_step = self._edge_table.take(key) == middles
         else:
-            is_step = self._edge_steps_by_sorted_keys(heads, middles, tails)
+            is_step = self._edge_label_codes(heads, tails) == middles
         bad = heads < self.n_concepts
         np.greater(bad, is_step, out=bad)  # a concept, and no step
         np.cumsum(bad, dtype=np.int32, out=counts[1 : size - 1])
         counts[size - 1 :] = counts[size - 2]
         return counts
 
-    def _edge_steps_by_sorted_keys(self, heads: np.ndarray, middles: np.ndarray, tails: np.ndarray) -> np.ndarray:
-        """Whether each (head, middle, tail) is an edge step: ``searchsorted`` in the sorted
-        edge keys (the path for graphs too large for the dense table)."""
-        n, m = self.n_concepts, self.n_concepts + len(self.labels)
+    def _edge_label_codes(self, heads: np.ndarray, tails: np.ndarray) -> np.ndarray:
+        """The code of the label of the edge joining each (head, tail) pair of (clamped) tokens,
+        or -1 where no edge joins them (a token that is not a concept joins nothing)."""
+        n = self.n_concepts
+        if self._edge_table is not None:
+            width = n + len(self.labels) + 1
+            codes = self._edge_table.take(np.multiply(heads, width, dtype=np.intp) + tails).astype(np.int64)
+            codes[codes == _NO_EDGE] = -1
+            return codes
+        out = np.full(heads.size, -1, dtype=np.int64)
         if not len(self._keys):
-            return np.zeros(heads.size, dtype=bool)
+            return out
         heads, tails = heads.astype(np.int64), tails.astype(np.int64)
-        ok = (heads < n) & (tails < n) & (heads != tails) & (middles >= n) & (middles < m)
+        ok = (heads < n) & (tails < n) & (heads != tails)
         keys = np.minimum(heads, tails) * n + np.maximum(heads, tails)
         where = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return ok & (self._keys[where] == keys) & (self._edge_labels[where] + n == middles)
+        found = ok & (self._keys[where] == keys)
+        out[found] = self._edge_labels[where[found]] + n
+        return out
+
+    def _step_errors(self, tokens: np.ndarray, n_tokens: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+        """Per walk of a chunk, why it is invalid: 1 + the index in :data:`WALK_ERRORS` of the
+        first of unknown_concept, not_an_edge, wrong_label that applies; 0 for a valid walk.
+
+        Only the invalid walks' tokens are read. Each token gets the code of what it shows
+        (1, 2, 3 as above, 4 nothing), its place in its walk coming from the parity of the
+        walk's first position; a walk's error is the minimum over its tokens (one reduction)."""
+        out = np.zeros(len(n_tokens), dtype=np.int8)
+        lengths = n_tokens[invalid]
+        if not lengths.size:
+            return out
+        tok = tokens[np.repeat(invalid, n_tokens)]
+        size, n = tok.size, self.n_concepts
+        starts = np.cumsum(lengths) - lengths
+        even = (np.arange(size) & 1) == np.repeat(starts & 1, lengths)  # the places of concepts
+        code = np.full(size + 1, 4, dtype=np.int8)  # one spare place: reduceat needs in-range starts
+        if size >= 3:
+            # Steps start at even places, not in a walk's last two.
+            step = even[:-2].copy()
+            ends = starts + lengths
+            for back, shortest in ((1, 1), (2, 2)):
+                place = (ends - back)[lengths >= shortest]
+                step[place[place < size - 2]] = False
+            if self._edge_table is not None:  # the label codes as stored: no conversion
+                width = n + len(self.labels) + 1
+                edge_label = self._edge_table.take(np.multiply(tok[:-2], width, dtype=np.intp) + tok[2:])
+                no_edge = edge_label == _NO_EDGE
+            else:
+                edge_label = self._edge_label_codes(tok[:-2], tok[2:])
+                no_edge = edge_label < 0
+            code[: size - 2][step & (edge_label != tok[1:-1])] = 3  # no edge is no label either
+            code[: size - 2][step & no_edge] = 2
+        code[:size][even & (tok >= n)] = 1
+        nonempty = lengths > 0
+        first = np.full(lengths.size, 4, dtype=np.int8)
+        if nonempty.any():
+            first[nonempty] = np.minimum.reduceat(code, starts[nonempty])[: int(nonempty.sum())]
+        first[lengths % 2 == 0] = 1  # a missing concept: an empty walk, or one ending on a label
+        out[invalid] = np.where(first == 4, 0, first)
+        return out
 
     def _encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         """Arrays per distinct prompt (start, end, |I|, |X|, I and X as CSR) and each walk's row."""
@@ -729,60 +808,6 @@ def novelty_utility_by_group(
     out = frame.groupby(group_cols, sort=True)[CC_METRIC_COLUMNS].mean()
     out["n"] = frame.groupby(group_cols, sort=True).size()
     return out.reset_index()
-
-
-def plot_creativity_vs_depth(table: pd.DataFrame):
-    """Creativity (with its CI over prompts) against depth, one line per budget."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for budget, rows in table.groupby("budget", sort=True):
-        rows = rows.groupby("depth", sort=True)[["creativity", "creativity_ci_low", "creativity_ci_high"]].mean()
-        err = np.vstack(
-            [rows["creativity"] - rows["creativity_ci_low"], rows["creativity_ci_high"] - rows["creativity"]]
-        )
-        ax.errorbar(
-            rows.index, rows["creativity"], yerr=np.nan_to_num(err), marker="o", capsize=3, label=f"{budget:.2g} FLOPs"
-        )
-    ax.set_xlabel("depth (layers)")
-    ax.set_ylabel("creativity E[U·N]")
-    ax.set_xscale("log", base=2)
-    ax.legend(title="budget", fontsize=8)
-    ax.set_title("Creativity against depth at fixed compute")
-    fig.tight_layout()
-    return fig
-
-
-def plot_novelty_vs_utility(table: pd.DataFrame):
-    """Novelty against mean utility, one point per model and temperature.
-
-    Novelty is the mean over valid walks (``novelty_valid``) when the table has it: E[N]
-    over all walks counts invalid walks as 0 and so rises with validity, like utility."""
-    import matplotlib.pyplot as plt
-
-    column = "novelty_valid" if "novelty_valid" in table.columns and table["novelty_valid"].notna().any() else "novelty"
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    markers = ["o", "s", "^", "D", "v", "P"]
-    for i, (temp, rows) in enumerate(table.groupby("temperature", sort=True)):
-        ax.scatter(rows["utility"], rows[column], marker=markers[i % len(markers)], label=f"T={temp:g}", alpha=0.8)
-    ax.set_xlabel("utility E[U]")
-    ax.set_ylabel("novelty of valid walks E[N | valid]" if column == "novelty_valid" else "novelty E[N]")
-    ax.legend(title="temperature", fontsize=8)
-    ax.set_title("Novelty against utility (each point: one model)")
-    fig.tight_layout()
-    return fig
-
-
-def best_architectures(table: pd.DataFrame) -> pd.DataFrame:
-    """Per budget, the depth and width with the highest creativity (at the temperature of the
-    table's first row when it has several)."""
-    rows = table
-    if "temperature" in rows.columns and rows["temperature"].nunique() > 1:
-        rows = rows[rows["temperature"] == rows["temperature"].iloc[0]]
-    best = rows.loc[rows.groupby("budget")["creativity"].idxmax()]
-    return best[
-        ["budget", "depth", "width", "params", "creativity", "creativity_ci_low", "creativity_ci_high"]
-    ].reset_index(drop=True)
 
 
 def report_section(page, metrics: pd.DataFrame | None) -> None:

@@ -118,10 +118,12 @@ def _item_bootstrap(values: np.ndarray, rng: np.random.Generator, shape: tuple[i
     if n < 2:
         return means
     centre = values.mean()
-    return centre + (means - centre) * _small_sample_factor(n)
+    return centre + (means - centre) * small_sample_factor(n)
 
 
-def _small_sample_factor(n: int) -> float:
+def small_sample_factor(n: int) -> float:
+    """How far to stretch bootstrap means of ``n`` values around their mean so the 95%
+    percentile interval of a symmetric sample is Student's t interval (``n >= 2``)."""
     return float(np.sqrt(n / (n - 1)) * st.t.ppf(0.975, n - 1) / st.norm.ppf(0.975))
 
 

@@ -2,8 +2,9 @@
 
 1. Scoring: ``analysis.combinatorial.WalkScorer`` against a straightforward networkx
    implementation written here (one walk at a time: ``G.has_edge``, the edge's label, the
-   set of labels, the same formulas). Both score the same walks on a synthetic graph; the
-   scores are checked equal, then walks/s are compared: from names (what ``cc-score``
+   set of labels, the same formulas, the same reason for each failing walk). Both score
+   the same walks on a synthetic graph; the scores and reasons are checked equal, then
+   walks/s are compared: from names (what ``cc-score``
    reads; one C-level dict look-up per token bounds it) and from token codes (the
    vectorised core, what a sampler that emits ids can feed it). Wall and CPU time are
    both recorded; on a shared machine the CPU time is the steadier of the two.
@@ -34,29 +35,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.combinatorial import Prompt, WalkScorer
 
 
-def networkx_scores(graph, walks, prompts, label_counts) -> list[tuple[bool, float, float]]:
-    """The straightforward way: a networkx graph, one walk at a time."""
+def networkx_scores(graph, walks, prompts, label_counts) -> list[tuple[bool, float, float, str | None]]:
+    """The straightforward way: a networkx graph, one walk at a time; the same outputs as
+    ``WalkScorer.score`` (validity, utility, novelty, and why the walk fails)."""
     total = sum(label_counts.values())
-    out = []
+    out: list[tuple[bool, float, float, str | None]] = []
     for walk, prompt in zip(walks, prompts, strict=True):
-        valid = len(walk) % 2 == 1
+        unknown = len(walk) % 2 == 0 or not all(graph.has_node(c) for c in walk[0::2])
+        no_edge = wrong_label = False
         labels_used = []
         for t in range(1, len(walk) - 1, 2):
             a, lab, b = walk[t - 1], walk[t], walk[t + 1]
-            if not graph.has_edge(a, b) or graph.edges[a, b]["label"] != lab:
-                valid = False
+            if not graph.has_edge(a, b) or a == b:
+                no_edge = True
+            elif graph.edges[a, b]["label"] != lab:
+                wrong_label = True
             labels_used.append(lab)
-        if not valid:
-            out.append((False, 0.0, 0.0))
+        error = "unknown_concept" if unknown else "not_an_edge" if no_edge else "wrong_label" if wrong_label else None
+        if error is not None:
+            out.append((False, 0.0, 0.0, error))
             continue
         h = len(labels_used)
         surprise = sum(-math.log(label_counts[lab] / total) for lab in labels_used) / h if h else 0.0
         novelty = h + surprise
         used = set(labels_used)
-        ok = walk[0] == prompt.start and walk[-1] == prompt.end
-        ok = ok and set(prompt.include) <= used and not set(prompt.exclude) & used
-        utility = (1 + len(prompt.include)) * (1 + len(prompt.exclude)) if ok else 0.0
-        out.append((True, float(utility), float(novelty)))
+        checks = (
+            ("wrong_start", walk[0] == prompt.start),
+            ("wrong_end", walk[-1] == prompt.end),
+            ("missing_inclusion", set(prompt.include) <= used),
+            ("used_exclusion", not set(prompt.exclude) & used),
+        )
+        error = next((name for name, ok in checks if not ok), None)
+        utility = (1 + len(prompt.include)) * (1 + len(prompt.exclude)) if error is None else 0.0
+        out.append((True, float(utility), float(novelty), error))
     return out
 
 
@@ -135,12 +146,14 @@ def bench_scoring(n_walks: int, rounds: int) -> dict:
 
 def check_scores_agree(from_names, from_codes, reference) -> None:
     """The speed ratio means nothing unless both sides computed the same scores."""
-    ref = np.array([(v, u, n) for v, u, n in reference], dtype=float)
+    ref = np.array([(v, u, n) for v, u, n, _ in reference], dtype=float)
     head = from_names.iloc[: len(ref)]
+    errors = head["error"].astype(object).where(head["error"].notna(), None).tolist()
     agree = (
         np.array_equal(head["valid"].to_numpy(float), ref[:, 0])
         and np.allclose(head["utility"].to_numpy(), ref[:, 1])
         and np.allclose(head["novelty"].to_numpy(), ref[:, 2])
+        and errors == [error for *_, error in reference]
         and from_codes.equals(from_names)
     )
     if not agree:

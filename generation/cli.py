@@ -325,15 +325,17 @@ def _cc_scaling(args: argparse.Namespace) -> int:
 
     if args.distance[0] < 1 or args.distance[1] < args.distance[0]:
         raise UsageError(f"--distance must be LO,HI with 1 <= LO <= HI, got {args.distance}")
+    if min(args.include + args.exclude) < 0:
+        raise UsageError("--include and --exclude are counts of labels: 0 or more")
     spec = ScalingSpec(
         depths=tuple(int(d) for d in args.depths),
-        target_params=int(args.params),
+        target_params=tuple(int(p) for p in args.params),
         budgets=tuple(args.budgets),
         temperatures=tuple(args.temperatures),
         n_prompts=args.prompts,
         distance=(int(args.distance[0]), int(args.distance[1])),
-        n_include=args.include,
-        n_exclude=args.exclude,
+        include_levels=tuple(args.include),
+        exclude_levels=tuple(args.exclude),
         max_hops=args.max_hops,
         walks_per_prompt=args.walks_per_prompt,
         n_samples=args.samples,
@@ -341,6 +343,7 @@ def _cc_scaling(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
+        seeds=args.seeds,
     )
     if args.threads:
         import torch
@@ -351,8 +354,9 @@ def _cc_scaling(args: argparse.Namespace) -> int:
 
     def show(row: dict[str, Any]) -> None:
         print(
-            f"budget {row['budget']:.1e}  L{row['depth']:<2} W{row['width']:<4} {row['params'] / 1e6:.2f}M  "
-            f"T={row['temperature']:g}  loss {row['loss']:.3f}  valid {row['valid']:.2f}  U {row['utility']:.2f}  "
+            f"budget {row['budget']:.2g}  L{row['depth']:<2} W{row['width']:<4} {row['params'] / 1e6:.2f}M  "
+            f"seed {row['seed']}  I{row['include']} X{row['exclude']}  T={row['temperature']:g}  "
+            f"loss {row['loss']:.3f}  valid {row['valid']:.2f}  U {row['utility']:.2f}  "
             f"N {row['novelty']:.2f}  C {row['creativity']:.2f} [{row['creativity_ci_low']:.2f}, "
             f"{row['creativity_ci_high']:.2f}]  ({row['train_seconds']:.0f} s)",
             flush=True,
@@ -506,20 +510,21 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--communities", type=_positive_int, default=5, help="synthetic: communities")
     cc.add_argument("--graph-seed", type=int, default=0)
     cc.add_argument("--depths", type=_floats, default=[1, 2, 3, 4, 6, 8], help="comma-separated layer counts")
-    cc.add_argument("--params", type=float, default=1e6, help="target parameters per model (default 1e6)")
+    cc.add_argument("--params", type=_floats, default=[1e6], help="target parameters: model sizes (default 1e6)")
     cc.add_argument("--budgets", type=_floats, default=[3e12, 1e13], help="FLOPs budgets, 6 * params * tokens")
     cc.add_argument("--temperatures", type=_floats, default=[1.0, 0.7])
     cc.add_argument("--top-p", type=_fraction, default=1.0)
-    cc.add_argument("--prompts", type=_positive_int, default=600, help="prompts drawn (train + held out)")
+    cc.add_argument("--prompts", type=_positive_int, default=600, help="prompts per level (train + held out)")
     cc.add_argument("--distance", type=_floats, default=[3, 5], help="LO,HI graph distance of start and end")
-    cc.add_argument("--include", type=int, default=1, help="|I| per prompt")
-    cc.add_argument("--exclude", type=int, default=1, help="|X| per prompt")
+    cc.add_argument("--include", type=_ints, default=[1], help="|I| levels, e.g. 0,1,2 (levels: every |I| x |X|)")
+    cc.add_argument("--exclude", type=_ints, default=[1], help="|X| levels, e.g. 0,1")
     cc.add_argument("--max-hops", type=_positive_int, default=8, help="longest satisfying walk asked for")
     cc.add_argument("--walks-per-prompt", type=_positive_int, default=4, help="training walks per training prompt")
     cc.add_argument("--samples", type=_positive_int, default=4, help="walks sampled per held-out prompt")
     cc.add_argument("--batch-size", type=_positive_int, default=64)
     cc.add_argument("--lr", type=float, default=3e-3)
-    cc.add_argument("--seed", type=int, default=0)
+    cc.add_argument("--seed", type=int, default=0, help="task seed (prompts, split); training seeds start here")
+    cc.add_argument("--seeds", type=_positive_int, default=1, help="training seeds per model (default 1)")
     cc.add_argument("--device", default=None, help="cpu (default) or cuda")
     cc.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     cc.add_argument("--quiet", action="store_true", help="no progress bars")

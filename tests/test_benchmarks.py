@@ -33,6 +33,15 @@ def test_combinatorial_scoring_benchmark(tmp_path: Path) -> None:
     assert figures["from_codes_walks_per_s"] > 0
 
 
+def test_cc_throughput_benchmark(tmp_path: Path) -> None:
+    figures = _run("bench_cc_throughput.py", "--sizes", "2e5", "--depths", "2", "--threads", "1", "--steps", "4",
+                   "--rounds", "1", "--matmul-repeats", "2", out=tmp_path / "t.json")  # fmt: skip
+    rows = {row["variant"]: row for row in figures["rows"]}
+    assert set(rows) == {"before", "after"}
+    assert all(0 < row["ratio"] < 1.5 for row in rows.values())  # training FLOP rate against the matmul rate
+    assert rows["before"]["speedup"] == 1.0 and 0 < rows["after"]["pad_share"] < 1
+
+
 def test_generation_benchmark(tmp_path: Path) -> None:
     figures = _run("bench_generation.py", "--rounds", "1", "--max-new-tokens", "8", "--single", "2",
                    out=tmp_path / "g.json")  # fmt: skip

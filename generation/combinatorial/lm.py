@@ -115,7 +115,12 @@ def pad_batch(seqs: Sequence[Sequence[int]], length: int | None = None) -> torch
 
 def gpt2_config(*, vocab_size: int, depth: int, width: int, n_positions: int = 64, head_dim: int = 32) -> GPT2Config:
     """A GPT-2 config with ``depth`` blocks of ``width``: as many heads as fit ``head_dim``,
-    lowered to the nearest count that divides the width."""
+    lowered to the nearest count that divides the width.
+
+    The MLP's activation is the exact GELU (one fused kernel), not GPT-2's tanh
+    approximation, which transformers computes as eight separate element-wise operations
+    (and their backward): CPU training is 1.12x to 1.26x faster with it
+    (``benchmarks/bench_cc_throughput.py``). The two curves differ by less than 5e-4."""
     n_head = max(1, width // head_dim)
     while width % n_head:
         n_head -= 1
@@ -128,6 +133,7 @@ def gpt2_config(*, vocab_size: int, depth: int, width: int, n_positions: int = 6
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        activation_function="gelu",
         bos_token_id=BOS,
         eos_token_id=EOS,
         pad_token_id=PAD,

@@ -155,8 +155,13 @@ def _adamw(model: torch.nn.Module, config: TrainConfig, device: torch.device) ->
 def _resume(ckpt: Path, device: torch.device, config: TrainConfig, total_steps: int, model, optimizer, scheduler):
     """Load a checkpoint's model, optimiser and schedule; returns (step, tokens seen)."""
     state = torch.load(ckpt, map_location=device, weights_only=False)
-    if state["config"] != asdict(config) or state["total_steps"] != total_steps:
-        raise ValueError(f"{ckpt} was written by a run with other settings; remove it to start afresh")
+    here = {**asdict(config), "total_steps": total_steps}
+    there = {**state["config"], "total_steps": state["total_steps"]}
+    differ = [f"{key} {there.get(key)} there, {here.get(key)} here" for key in here if there.get(key) != here.get(key)]
+    if differ:
+        raise ValueError(
+            f"{ckpt.parent} holds another run's checkpoint ({'; '.join(differ)}); remove it to start afresh"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

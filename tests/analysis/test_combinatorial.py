@@ -81,6 +81,45 @@ def test_invalid_walks_have_no_utility_and_no_novelty():
     assert (scores["utility"] == 0).all() and (scores["novelty"] == 0).all() and (scores["creativity"] == 0).all()
 
 
+# Why walks fail: the first that applies of WALK_ERRORS, in its order (by kind, not by
+# position in the walk), on TRIPLES. Prompt: A to D, must use y, must not use w.
+FAILING_WALKS = [
+    ([], "unknown_concept"),  # no concept at all
+    (["A", "x"], "unknown_concept"),  # ends on a label: its last concept is missing
+    (["A", "x", "Q"], "unknown_concept"),  # Q is no concept
+    (["x", "x", "B"], "unknown_concept"),  # a label where a concept belongs
+    (["A", "y", "D", "x", "Q"], "unknown_concept"),  # comes first though the first step is no edge
+    (["A", "y", "D"], "not_an_edge"),  # no edge A-D
+    (["A", "x", "A"], "not_an_edge"),  # a loop is no edge of a simple graph
+    (["A", "y", "B", "x", "D"], "not_an_edge"),  # B-D is no edge; comes before A-B's wrong label
+    (["A", "y", "B"], "wrong_label"),  # A-B carries x
+    (["A", "q", "B"], "wrong_label"),  # q is no label
+    (["B", "x", "C"], "wrong_label"),  # B-C carries y
+    (["B", "y", "C", "z", "D"], "wrong_start"),  # valid; starts at B
+    (["B", "y", "C"], "wrong_start"),  # valid; wrong start and end: the start comes first
+    (["A", "x", "B", "y", "C"], "wrong_end"),  # valid, from A, ends at C
+    (["A", "x", "C", "z", "D"], "missing_inclusion"),  # never uses y
+    (["A", "x", "B", "y", "C", "z", "D"], None),  # meets everything
+]
+
+
+@pytest.mark.parametrize("edge_table", [True, False])
+def test_each_failing_walk_is_given_the_first_failure_in_the_stated_order(monkeypatch, edge_table):
+    import analysis.combinatorial as combinatorial
+
+    if not edge_table:  # the look-ups of graphs too large for the dense table
+        monkeypatch.setattr(combinatorial, "_DENSE_EDGE_TABLE_MAX", 0)
+    prompt = Prompt("p", "A", "D", include=("y",), exclude=("w",))
+    walks = [walk for walk, _ in FAILING_WALKS]
+    scores = _score(walks, [prompt] * len(walks))
+    errors = scores["error"].astype(object).where(scores["error"].notna(), None).tolist()
+    assert errors == [error for _, error in FAILING_WALKS]
+    forbidding_x = Prompt("q", "A", "D", include=("y",), exclude=("x",))
+    row = _score([["A", "x", "B", "y", "C", "z", "D"]], [forbidding_x]).iloc[0]
+    assert row.error == "used_exclusion" and bool(row.valid)
+    assert list(scores["error"].cat.categories) == list(combinatorial.WALK_ERRORS)
+
+
 def test_edges_are_undirected_and_revisits_allowed():
     prompt = Prompt("p", "D", "B", include=("x",))
     walk = ["D", "z", "C", "x", "A", "x", "C", "y", "B"]  # walks C-A-C: a walk, not a path
@@ -213,10 +252,12 @@ def test_cc_score_writes_each_walk_with_its_scores_and_prints_a_summary(cc_files
     assert [line["prompt_id"] for line in lines] == ["p", "q", "q"]
     assert lines[0]["model"] == "m1" and lines[0]["walk"] == list("AxByCzD")
     assert [line["valid"] for line in lines] == [True, False, True]
+    assert [line["error"] for line in lines] == [None, "wrong_label", None]  # A-C carries x, not y
     assert lines[0]["creativity"] == pytest.approx(2 * (3 + (LN2 + LN4 + LN4) / 3))
     assert lines[2]["utility"] == 2.0 and lines[2]["novelty"] == pytest.approx(1 + LN2)
     printed = capsys.readouterr().out
     assert "E[U*N]" in printed and "2 prompts" in printed
+    assert "wrong_label 33.3%" in printed and "not_an_edge 0.0%" in printed
 
 
 def test_cc_score_train_walks_change_the_surprise(cc_files):
@@ -278,34 +319,6 @@ def test_cc_score_bad_prompts_and_graph_files_name_the_line(cc_files, capsys):
     graph.write_text("from,to\nA,B\n")
     assert main(argv) == 2
     assert "graph.csv:1: header must name the columns head,label,tail" in capsys.readouterr().err
-
-
-def test_cc_report_draws_both_figures_and_names_the_best_architecture(tmp_path, capsys):
-    rows = []
-    for budget, bump in ((1e12, 0.0), (3e12, 1.0)):
-        for depth, width, c in ((1, 288, 2.0), (4, 144, 3.5), (8, 96, 2.5)):
-            for temperature, shift in ((1.0, 0.0), (0.7, -0.5)):
-                creativity = c + bump + shift
-                rows.append(
-                    {
-                        "budget": budget, "depth": depth, "width": width, "params": 1.0e6, "temperature": temperature,
-                        "utility": creativity / 3, "novelty": 3.0, "creativity": creativity,
-                        "creativity_ci_low": creativity - 0.4, "creativity_ci_high": creativity + 0.4,
-                    }
-                )  # fmt: skip
-    table = tmp_path / "scaling.csv"
-    pd.DataFrame(rows).to_csv(table, index=False)
-    assert main(["cc-report", "--table", str(table), "--out", str(tmp_path / "r")]) == 0
-    printed = capsys.readouterr().out
-    assert "budget 1e+12 FLOPs: best depth 4, width 144" in printed
-    assert "budget 3e+12 FLOPs: best depth 4, width 144" in printed
-    for png in ("creativity_vs_depth.png", "novelty_vs_utility.png"):
-        assert (tmp_path / "r" / png).stat().st_size > 5000
-    best = pd.read_csv(tmp_path / "r" / "best_architectures.csv")
-    assert best["creativity"].tolist() == [3.5, 4.5]
-    pd.DataFrame({"depth": [1]}).to_csv(table, index=False)
-    assert main(["cc-report", "--table", str(table), "--out", str(tmp_path / "r")]) == 2
-    assert "not a cc-scaling table (missing budget" in capsys.readouterr().err
 
 
 def _walk_is_valid(walk, edge_label, concepts, labels):
@@ -371,5 +384,8 @@ def test_the_fast_name_path_the_id_path_and_the_table_free_look_ups_agree(monkey
     pd.testing.assert_frame_equal(from_names, from_sorted_keys)
     expected = [_walk_is_valid(w, edge_label, set(concepts), set(labels)) for w in walks]
     assert from_names["valid"].tolist() == expected
+    step_errors = from_names["error"].isin(["unknown_concept", "not_an_edge", "wrong_label"])
+    assert (step_errors == ~from_names["valid"]).all()  # an invalid walk is explained by its steps
+    assert (from_names["error"].isna() == from_names["satisfies"]).all()
     assert 0 < sum(expected) < len(walks)  # both kinds occur
     assert from_names["satisfies"].tolist()[-2:] == [True, False]  # I names a label the graph lacks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.cli import main as analysis_main
 from analysis.combinatorial import Prompt, WalkScorer, label_counts_from_walks
 from generation.cli import main as generation_main
 from generation.combinatorial.graphs import (
@@ -33,6 +35,7 @@ from generation.combinatorial.prompts import (
     shortest_satisfying_length,
     split_prompts,
 )
+from generation.combinatorial.scaling import budget_tag, model_name
 from generation.combinatorial.train import TrainConfig, lr_at, train
 
 # --- graphs --------------------------------------------------------------------------
@@ -158,7 +161,7 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, small_graph):
     assert resumed.resumed_from == 10  # the last checkpoint before the kill
     for a, b in zip(straight.parameters(), resumed_model.parameters(), strict=True):
         torch.testing.assert_close(a, b)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"holds another run's checkpoint \(max_tokens 4000 there, 9000 here"):
         train(build_model(config), seqs, TrainConfig(max_tokens=9000, batch_size=16), checkpoint_dir=tmp_path)
 
 
@@ -214,24 +217,71 @@ def test_a_tiny_model_learns_valid_walks_within_a_minute():
     assert valid >= 10 * max(base_valid, 0.01)
 
 
-def test_cc_scaling_cli_writes_the_tidy_table(tmp_path, capsys):
-    out = tmp_path / "run"
-    argv = [
-        "cc-scaling", "--concepts", "30", "--labels", "4", "--depths", "1,2", "--params", "3e4",
-        "--budgets", "2e9", "--temperatures", "1.0", "--prompts", "30", "--distance", "2,3",
-        "--max-hops", "5", "--samples", "2", "--quiet", "--out", str(out),
-    ]  # fmt: skip
-    assert generation_main(argv) == 0
+def test_run_folders_carry_the_exact_budget():
+    names = {model_name(b, 4, 144, 0) for b in (1e10, 1.2e10, 1e12, 1.2e12, 12345678901.0)}
+    assert len(names) == 5 and "b1.2e10_L4_W144_s0" in names and "b1e12_L4_W144_s0" in names
+    for budget in (1e10, 1.2e10, 4e11, 12345678901.0, 3.3e15):
+        assert float(budget_tag(budget)) == budget
+
+
+TINY_GRID = [
+    "cc-scaling", "--concepts", "30", "--labels", "4", "--depths", "1,2", "--params", "3e4",
+    "--budgets", "2e9", "--temperatures", "1.0", "--prompts", "24", "--distance", "2,3",
+    "--max-hops", "5", "--samples", "2", "--seeds", "2", "--include", "0,1", "--exclude", "1", "--quiet",
+]  # fmt: skip
+
+
+def test_cc_scaling_trains_each_model_once_per_seed_and_scores_every_level(tmp_path):
     import pandas as pd
 
+    out = tmp_path / "run"
+    assert generation_main([*TINY_GRID, "--out", str(out)]) == 0
     table = pd.read_csv(out / "scaling.csv")
-    assert len(table) == 2 and set(table["depth"]) == {1, 2}
+    # 2 depths x 2 seeds, each scored at 2 levels (|I| 0 or 1, |X| 1) and 1 temperature
+    assert len(table) == 8 and set(table["seed"]) == {0, 1} and set(table["depth"]) == {1, 2}
+    assert set(zip(table["include"], table["exclude"], strict=True)) == {(0, 1), (1, 1)}
     for col in ("params", "loss", "valid", "utility", "novelty", "creativity", "creativity_ci_low", "n_prompts"):
         assert table[col].notna().all(), col
-    assert (table["tokens"] > 0).all()
-    assert {"graph.csv", "prompts_heldout.jsonl", "train_walks.jsonl"} <= {p.name for p in out.iterdir()}
+    error_shares = table[[c for c in table.columns if c.startswith("error_")]].sum(axis=1)
+    assert ((error_shares > 0) & (error_shares <= 1 + 1e-9)).all()  # tiny models fail most walks
+    losses = table.drop_duplicates(["depth", "seed"]).set_index(["depth", "seed"])["loss"]
+    assert losses[(1, 0)] != losses[(1, 1)]  # another seed is another model
+    prompts = pd.read_csv(out / "prompt_scores.csv")
+    heldout = [json.loads(line) for line in (out / "prompts_heldout.jsonl").read_text().splitlines()]
+    assert len(prompts) == 4 * len(heldout)  # every held-out prompt of every level, per model
+    assert {(len(p["include"]), len(p["exclude"])) for p in heldout} == {(0, 1), (1, 1)}
+    trained = map(json.loads, (out / "prompts_train.jsonl").read_text().splitlines())
+    train_pairs = {frozenset((p["start"], p["end"])) for p in trained}
+    assert not train_pairs & {frozenset((p["start"], p["end"])) for p in heldout}
+    failures = prompts[[c for c in prompts.columns if c.startswith("n_") and c != "n_valid"]].sum(axis=1)
+    assert np.allclose(failures, prompts["n"] * (1 - prompts["satisfies"]))  # each failing walk has one error
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {
+        f"b2e9_L{d}_W{w}_s{s}" for d, w in ((1, 48), (2, 32)) for s in (0, 1)
+    }
     # a second run finds everything done and trains nothing
+    assert generation_main([*TINY_GRID, "--out", str(out)]) == 0
+    assert len(pd.read_csv(out / "scaling.csv")) == 8
+    # and cc-report reads the run: both depths over both seeds
+    report = ["cc-report", "--table", str(out / "scaling.csv"), "--out", str(out / "report"), "--n-boot", "50"]
+    assert analysis_main(report) == 0
+    summary = pd.read_csv(out / "report" / "summary.csv")
+    assert summary["n_seeds"].tolist() == [2, 2] and summary["depth"].tolist() == [1, 2]
+    assert len(pd.read_csv(out / "report" / "tradeoff.csv")) == 4  # 2 depths x 2 levels
+
+
+def test_a_run_folder_of_another_task_is_refused_with_what_differs(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*TINY_GRID[:-7], "--depths", "1", "--seeds", "1", "--quiet", "--out", str(out)]
     assert generation_main(argv) == 0
-    assert len(pd.read_csv(out / "scaling.csv")) == 2
+    capsys.readouterr()
+    other = [*argv[:-2], "--distance", "2,4", "--out", str(out)]
+    assert generation_main(other) == 2
+    err = capsys.readouterr().err
+    assert f"{out} holds another run (its run.json differs in: distance)" in err and err.count("\n") == 1
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "scaling.csv").write_text("budget,depth\n")
+    assert generation_main([*argv[:-2], "--out", str(legacy)]) == 2
+    assert "holds a run without run.json" in capsys.readouterr().err
     assert generation_main(["cc-scaling", "--distance", "3,1", "--out", str(out)]) == 2
     assert "--distance must be LO,HI" in capsys.readouterr().err

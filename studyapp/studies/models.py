@@ -22,8 +22,16 @@ from studyapp.studies.provenance import ProvenanceGuarded
 
 
 def new_opaque_token() -> str:
-    """A random token that reveals nothing (no id, no order, no condition)."""
-    return secrets.token_urlsafe(12)
+    """A random token that reveals nothing (no id, no order, no condition).
+
+    It starts with a letter or digit: a token starting ``-`` reads in a spreadsheet as a
+    formula, so the CSV export marks it (``'-x``) and a plain ``pandas.read_csv`` of the
+    ratings would then not match the same stimulus in the Parquet export.
+    """
+    while True:
+        token = secrets.token_urlsafe(12)
+        if token[0].isalnum():
+            return token
 
 
 class Study(ProvenanceGuarded, models.Model):

@@ -13,7 +13,7 @@ from django.urls import reverse
 from analysis.csv_cells import frame_csv_read
 from studyapp.rating.models import Participant, Slot
 from studyapp.studies.exports import RATING_COLUMNS, export_ratings_frame, export_stimuli_frame, export_write
-from studyapp.studies.models import Deployment, DiversityMetric, GenerationJob, Stimulus, Study
+from studyapp.studies.models import Deployment, DiversityMetric, GenerationJob, Stimulus, Study, new_opaque_token
 from tests.factories import (
     ParticipantFactory,
     StudyFactory,
@@ -175,12 +175,21 @@ def test_export_queries_are_bounded(study, django_assert_max_num_queries) -> Non
         export_stimuli_frame(study=study)
 
 
+def test_opaque_tokens_never_start_as_a_spreadsheet_formula() -> None:
+    # A token starting "-" is marked in the CSV ("'-x"), so a plain read_csv of the ratings would
+    # not match the same stimulus in the Parquet export (token_urlsafe starts with "-" 1 time in 32).
+    tokens = [new_opaque_token() for _ in range(2000)]
+    assert all(token[0].isalnum() for token in tokens)
+    assert len(set(tokens)) == len(tokens)
+    assert {len(token) for token in tokens} == {16}
+
+
 @pytest.mark.django_db
 def test_ratings_export_matches_the_database(client, study, researcher) -> None:
     client.force_login(researcher)
     response = client.get(reverse("studies:export", args=[study.slug, "ratings", "csv"]))
     assert response["Content-Disposition"].startswith(f'attachment; filename="{study.slug}-ratings-')
-    # Read as the analysis reads it: opaque tokens may begin with "-", which the CSV marks.
+    # Read as the analysis reads it: free text may begin with "=" or "-", which the CSV marks.
     frame = frame_csv_read(io.BytesIO(response.content))
     assert list(frame.columns) == RATING_COLUMNS
     ratings = {

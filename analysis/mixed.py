@@ -1,16 +1,23 @@
 """Linear mixed models of human ratings: one model per rated dimension.
 
-The default model, in lme4 notation, is ``score ~ condition + (1 | rater) + (1 | stimulus)``
-fitted by REML, with random intercepts for item and deployment as options. The fit is
-lme4's profiled REML (see :mod:`analysis._reml`): it gives lme4's estimates (checked in
-the tests and in ``benchmarks/bench_mixed.py``) in a fraction of a second on the N=720
-design, whether raters are nested in deployments or cross them. ``engine="statsmodels"``
-fits the same model with statsmodels ``MixedLM``, using the connected components of the
-rater–stimulus graph (the deployments, when raters and stimuli are nested in them) as
-independent groups with crossed variance components inside: exact, fast when the
-components are small, and as slow as the naive single-group fit when they are not.
-Fixed effects get t-based CIs and p-values with Satterthwaite degrees of freedom (as
-lmerTest) from the default engine, Wald z from the statsmodels engine.
+The default random structure follows the design: every grouping factor (rater, stimulus,
+item) gets a random intercept and, where condition varies within its levels, a random
+slope of the steered-vs-reference contrast, e.g.
+``score ~ condition + (1 + steered | rater) + (1 | stimulus) + (1 + steered | item)``; a
+singular fit is simplified by the one rule of :mod:`analysis.random_effects`, each step
+recorded. The fit is lme4's profiled REML (:mod:`analysis._reml`), checked against lme4
+and lmerTest in the tests and in ``benchmarks/bench_mixed.py``. Fixed effects get t-based
+CIs and p-values with Satterthwaite degrees of freedom (as lmerTest). ``engine="statsmodels"``
+fits the intercepts-only model with statsmodels ``MixedLM``, using the connected components
+of the rater–stimulus graph as independent groups with crossed variance components inside
+(Wald z inference).
+
+A fit's result, per dimension: ``{"formula", "fixed_effects": [{"term", "estimate", "se",
+"df", "ci_low", "ci_high", "p"}], "variance_components": {group intercept variances,
+"residual"}, "random_effects": [{"group", "term", "variance", "sd"}], "correlations":
+[{"group", "terms", "correlation"}], "model_selection": {"started_from", "design", "rule",
+"steps", "singular"}, "converged", "optimizer", "n_ratings", "n_raters", "n_stimuli",
+"method", "warnings"}``; condition contrasts are named ``condition[T.<level>]``.
 """
 
 from __future__ import annotations
@@ -466,61 +473,39 @@ def fit_mixed(
     text_id_col: str | None = "text_id",
     inference: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Fit a linear mixed model of the ratings by REML, once per dimension.
-
-    Long because its parameters and results are documented here; the body is under 45 lines.
-
-    By default the random structure follows the design (``random="maximal"``): every
-    grouping factor (rater, stimulus, item) gets a random intercept, and a random slope of
-    the steered-vs-reference contrast where condition varies within its levels, e.g.
-    ``score ~ condition + (1 + steered | rater) + (1 | stimulus) + (1 + steered | item)``;
-    a singular fit is simplified by the rule of :mod:`analysis.random_effects`, every step
-    recorded in ``model_selection``.
+    """Fit a linear mixed model of the ratings by REML, once per dimension (result: module docstring).
 
     Parameters
     ----------
     ratings : pandas.DataFrame
         Long export, one row per rating. Extra columns are ignored unless a formula names them.
     dimension_col, score_col, rater_col, stimulus_col, condition_col, item_col, deployment_col : str
-        Column names. A formula calls them ``score``, ``condition``, ``rater``, ``stimulus``,
+        Column names; a formula calls them ``score``, ``condition``, ``rater``, ``stimulus``,
         ``item`` and ``deployment`` whatever their names in the ratings.
     reference : str or None
         Reference level of the treatment coding. ``"base"`` (the default) falls back to
         the alphabetically first condition when absent; any other value must exist.
     formula : str or None
-        A model in lme4's syntax (see :mod:`analysis.formula`), fitted as given (simplified
-        only with ``simplify=True``), e.g. ``"score ~ condition + (1 + steered | rater) + (1 | stimulus)"``.
+        A model in lme4's syntax (:mod:`analysis.formula`), fitted as given (simplified only
+        with ``simplify=True``).
     random : {"maximal", "intercepts"}
         Without a formula: the structure derived from the design, or random intercepts only
-        (``(1 | rater) + (1 | stimulus)``, plus item and deployment when asked: the platform's
-        model before random slopes).
+        (the platform's model before random slopes).
     simplify : bool or None
-        Apply the simplification rule to a singular fit. Default: on for the derived
-        structure, off for a formula and for intercepts.
+        Simplify a singular fit. Default: on for the derived structure, off otherwise.
     item_effect : bool or None
-        Random effects of item: by default with ``random="maximal"`` whenever the ratings
-        have two or more items; ``True`` requires them, ``False`` leaves them out.
+        Random effects of item: by default whenever the ratings have two or more items
+        (``random="maximal"``); ``True`` requires them, ``False`` leaves them out.
     deployment_effect : bool
-        Add random effects of deployment (derived like the others). Off by default.
+        Add random effects of deployment (derived like the others).
     engine : {"reml", "statsmodels"}
-        ``"reml"``: profiled REML as in lme4. ``"statsmodels"``: MixedLM with connected
-        components as groups, random intercepts only.
+        Profiled REML as lme4, or statsmodels MixedLM (random intercepts only).
     text_id_col : str or None
         When present, it identifies the stimulus (copies of one base text in twin
         deployments are one stimulus); see :func:`stimulus_factor`.
     inference : bool
-        ``False``: estimates only, no Satterthwaite df (CIs and p then use the normal), for
+        ``False``: estimates only, no Satterthwaite df (CIs and p use the normal), for
         resampling loops that read the estimates alone.
-
-    Returns
-    -------
-    dict
-        ``{dimension: {"formula", "fixed_effects": [{"term", "estimate", "se", "df", "ci_low",
-        "ci_high", "p"}], "variance_components": {group intercept variances, "residual"},
-        "random_effects": [{"group", "term", "variance", "sd"}], "correlations": [{"group",
-        "terms", "correlation"}], "model_selection": {"started_from", "design", "rule",
-        "steps", "singular"}, "converged", "optimizer", "n_ratings", "n_raters", "n_stimuli",
-        "method", "warnings"}}``. Condition contrasts are named ``condition[T.<level>]``.
 
     Raises
     ------
@@ -529,11 +514,7 @@ def fit_mixed(
         reference, a formula naming a missing column or a slope that cannot vary.
     """
     columns = Columns(score_col, condition_col, rater_col, stimulus_col, item_col, deployment_col)
-    require_columns(ratings, [dimension_col, score_col, rater_col, stimulus_col, condition_col], "ratings")
-    if len(ratings) == 0:
-        raise ValueError("ratings is empty")
-    if ratings[dimension_col].isna().any():
-        raise ValueError(f"{int(ratings[dimension_col].isna().sum())} rating(s) have no dimension ({dimension_col!r})")
+    _ratings_check(ratings, dimension_col=dimension_col, required=[score_col, rater_col, stimulus_col, condition_col])
     with collect_warnings() as shared:
         stimulus = stimulus_factor(ratings, stimulus_col=stimulus_col, text_id_col=text_id_col)
     columns = replace(columns, stimulus=stimulus)
@@ -549,6 +530,14 @@ def fit_mixed(
             )  # fmt: skip
         results[str(dim)] = fitted.result | {"warnings": [*shared, *found]}
     return results
+
+
+def _ratings_check(ratings: pd.DataFrame, *, dimension_col: str, required: list[str]) -> None:
+    require_columns(ratings, [dimension_col, *required], "ratings")
+    if len(ratings) == 0:
+        raise ValueError("ratings is empty")
+    if ratings[dimension_col].isna().any():
+        raise ValueError(f"{int(ratings[dimension_col].isna().sum())} rating(s) have no dimension ({dimension_col!r})")
 
 
 def _fit_dimension(

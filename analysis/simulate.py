@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,6 @@ def simulate_ratings(
     seed: int | None = 0,
 ) -> pd.DataFrame:
     """Simulate a long ratings export from a crossed mixed model with known parameters.
-
-    Long because its parameters and results are documented here; the body is under 45 lines.
 
     Every rater of a deployment rates every stimulus of that deployment on every
     dimension, as in the N=720 design (24 deployments x 30 raters x 10 stimuli). Items
@@ -74,17 +73,64 @@ def simulate_ratings(
     """
     rng = np.random.default_rng(seed)
     total_sd = float(np.sqrt(sd_rater**2 + sd_stimulus**2 + sd_residual**2))
+    pairs, raters, stimuli = _crossed_design(
+        n_deployments, raters_per_deployment, stimuli_per_condition, conditions, one_arm_per_deployment,
+        raters_cross_deployments,
+    )  # fmt: skip
+    mean = intercept + pairs["condition"].map(_effects_by_condition(effects, conditions)).to_numpy() * total_sd
+    spread = _Spread(sd_rater, sd_stimulus, sd_item, sd_rater_slope, sd_item_slope, sd_residual)
+    levels = _Levels(
+        pd.Index(raters["rater"]), pd.Index(stimuli["stimulus"]), pd.Index(sorted(stimuli["item"].unique()))
+    )
+    steered = (pairs["condition"] != conditions[0]).to_numpy(float)
+    frames = [
+        pairs.assign(dimension=dim, score=_scores(mean, pairs, steered, spread, levels, rng)) for dim in dimensions
+    ]
+    out = pd.concat(frames, ignore_index=True)
+    out["model"] = "sim"
+    out["task"] = "aut"
+    return out[["rater", "deployment", "condition", "model", "task", "item", "stimulus", "dimension", "score"]]
+
+
+def _effects_by_condition(effects: Mapping[str, float] | float, conditions: Sequence[str]) -> dict[str, float]:
     if isinstance(effects, Mapping):
         d_by_condition = {c: float(effects.get(c, 0.0)) for c in conditions}
     else:
         d_by_condition = {c: (0.0 if i == 0 else float(effects)) for i, c in enumerate(conditions)}
     d_by_condition[conditions[0]] = 0.0
-    pairs, raters, stimuli = _crossed_design(
-        n_deployments, raters_per_deployment, stimuli_per_condition, conditions, one_arm_per_deployment,
-        raters_cross_deployments,
-    )  # fmt: skip
-    steered = (pairs["condition"] != conditions[0]).to_numpy(float)
-    items = pd.Index(sorted(stimuli["item"].unique()))
+    return d_by_condition
+
+
+@dataclass(frozen=True)
+class _Spread:
+    """The SDs of the simulated random effects and residual."""
+
+    rater: float
+    stimulus: float
+    item: float
+    rater_slope: float
+    item_slope: float
+    residual: float
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """The levels of each grouping factor, one draw per level."""
+
+    raters: pd.Index
+    stimuli: pd.Index
+    items: pd.Index
+
+
+def _scores(
+    mean: np.ndarray,
+    pairs: pd.DataFrame,
+    steered: np.ndarray,
+    spread: _Spread,
+    levels: _Levels,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One dimension's scores: the means plus random effects and residual, drawn in a fixed order."""
 
     def draw(sd: float, index: pd.Index, keys: pd.Series) -> np.ndarray:
         # A zero SD draws nothing, so a seed gives the same ratings as before slopes existed.
@@ -92,23 +138,15 @@ def simulate_ratings(
             return np.zeros(len(keys))
         return pd.Series(rng.normal(0, sd, len(index)), index=index).reindex(keys).to_numpy()
 
-    frames = []
-    for dim in dimensions:
-        mean = intercept + pairs["condition"].map(d_by_condition).to_numpy() * total_sd
-        score = (
-            mean
-            + draw(sd_rater, pd.Index(raters["rater"]), pairs["rater"])
-            + draw(sd_stimulus, pd.Index(stimuli["stimulus"]), pairs["stimulus"])
-            + draw(sd_item, items, pairs["item"])
-            + draw(sd_rater_slope, pd.Index(raters["rater"]), pairs["rater"]) * steered
-            + draw(sd_item_slope, items, pairs["item"]) * steered
-            + rng.normal(0, sd_residual, len(pairs))
-        )
-        frames.append(pairs.assign(dimension=dim, score=score))
-    out = pd.concat(frames, ignore_index=True)
-    out["model"] = "sim"
-    out["task"] = "aut"
-    return out[["rater", "deployment", "condition", "model", "task", "item", "stimulus", "dimension", "score"]]
+    return (
+        mean
+        + draw(spread.rater, levels.raters, pairs["rater"])
+        + draw(spread.stimulus, levels.stimuli, pairs["stimulus"])
+        + draw(spread.item, levels.items, pairs["item"])
+        + draw(spread.rater_slope, levels.raters, pairs["rater"]) * steered
+        + draw(spread.item_slope, levels.items, pairs["item"]) * steered
+        + rng.normal(0, spread.residual, len(pairs))
+    )
 
 
 def _crossed_design(

@@ -414,14 +414,15 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Score the base model and every setting of ``grid``; one dict per setting, base first.
 
-    Long because it documents every option of a sweep; the body is its steps in order.
+    A row: ``setting, method`` and its parameters, ``share_edited``, every metric of
+    :data:`METRICS` with ``_low``/``_high`` CI bounds (``n_boot`` resamples), ``seconds``, the
+    scorers' names, an example answer per task and ``answers`` (per-answer values, for paired gains).
 
     Parameters
     ----------
-    model
-        ``"embedded"``, a model directory or a ``.gguf`` file; loaded once with ``device`` and ``dtype``.
-    grid
-        The weight and activation settings (:class:`SweepGrid`).
+    model, grid
+        ``"embedded"``, a model directory or a ``.gguf`` file (loaded once with ``device`` and
+        ``dtype``), and the weight and activation settings (:class:`SweepGrid`).
     out
         ``.jsonl`` or ``.csv`` file: each row is appended as soon as it is ready, and rows
         already there (from an interrupted run of the same sweep) are reused, not recomputed.
@@ -434,17 +435,8 @@ def run_sweep(
         ``words -> (score | None, valid words)`` for the DAT and ``(texts, objects) ->
         originality per text`` for the AUT; defaults from ``analysis`` (see
         :func:`default_scorer`, :func:`default_use_scorer`).
-    n_boot
-        Bootstrap resamples per CI.
     on_row
         Called with each row as soon as it is ready (also for rows reused from ``out``).
-
-    Returns
-    -------
-    list of dict
-        Per setting: ``setting, method`` and its parameters, ``share_edited``, every metric of
-        :data:`METRICS` with ``_low``/``_high`` CI bounds, ``seconds``, the scorers' names,
-        an example answer per task and ``answers`` (per-answer values, for paired gains).
     """
     decoding = decoding or DecodingSettings(max_new_tokens=64)
     if n_dat < 1 and n_aut < 1:
@@ -452,54 +444,71 @@ def run_sweep(
     loaded = load_model(model, device=device, dtype=dtype)
     score_words = scorer or default_scorer(loaded, embedding=embedding, word_list=word_list)
     score_uses = use_scorer if use_scorer is not None else default_use_scorer()
-    scorer_names = {
-        "dat_scorer": getattr(score_words, "name", getattr(score_words, "__name__", "custom")),
-        "aut_scorer": getattr(score_uses, "name", "custom") if score_uses else "none",
-    }
+    scorer_names = _scorer_names(score_words, score_uses)
     fingerprint = _fingerprint(
-        model=loaded.sha256,
-        dtype=str(next(loaded.model.parameters()).dtype),
-        n_dat=n_dat,
-        n_aut=n_aut,
-        seed=seed,
-        decoding=decoding.as_dict(),
-        ranking=ranking,
-        modules=list(module_patterns),
-        prompt_file=prompt_file,
-        neutral=hashlib.sha256(neutral_text.encode()).hexdigest(),
-        **scorer_names,
-    )
+        model=loaded.sha256, dtype=str(next(loaded.model.parameters()).dtype), n_dat=n_dat, n_aut=n_aut, seed=seed,
+        decoding=decoding.as_dict(), ranking=ranking, modules=list(module_patterns), prompt_file=prompt_file,
+        neutral=hashlib.sha256(neutral_text.encode()).hexdigest(), **scorer_names,
+    )  # fmt: skip
     done = _rows_to_reuse(out, fingerprint)
     dat_family, aut_family = get_task_family("dat"), get_task_family("aut")
     context = SweepContext(
-        loaded=loaded,
-        dat_family=dat_family,
-        aut_family=aut_family,
-        dat_requests=_requests(dat_family, n_dat, seed),
-        aut_requests=_requests(aut_family, n_aut, seed),
-        decoding=decoding,
-        score_words=score_words,
-        score_uses=score_uses,
-        batch_size=batch_size,
-        neutral_text=neutral_text,
-    )
+        loaded=loaded, dat_family=dat_family, aut_family=aut_family, decoding=decoding,
+        dat_requests=_requests(dat_family, n_dat, seed), aut_requests=_requests(aut_family, n_aut, seed),
+        score_words=score_words, score_uses=score_uses, batch_size=batch_size, neutral_text=neutral_text,
+    )  # fmt: skip
     steerer = _Steerer(loaded, grid, ranking, module_patterns, prompt_file, progress)
     settings = grid.settings()
     steerer.check_layers(settings)
+
+    def measure(setting: Setting) -> dict[str, Any]:
+        return _setting_measured(setting, steerer, context, n_boot=n_boot, seed=seed) | {
+            "fingerprint": fingerprint,
+            **scorer_names,
+        }
+
+    return _sweep_rows(settings, done, measure, out=out, on_row=on_row, progress=progress)
+
+
+def _sweep_rows(
+    settings: Sequence[Setting],
+    done: dict[str, dict[str, Any]],
+    measure: Callable[[Setting], dict[str, Any]],
+    *,
+    out: Path | None,
+    on_row: Callable[[dict[str, Any]], None] | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Every setting's row, reused from an interrupted run or measured now (and appended to ``out``)."""
     rows: list[dict[str, Any]] = []
     for setting in tqdm(settings, desc="sweep", disable=not progress):
         row = done.get(setting.key)
         if row is None:
-            started = time.perf_counter()
-            measured = steerer.measure(setting, context)
-            row = _result_row(setting, measured, n_boot=n_boot, seed=seed)
-            row.update(seconds=round(time.perf_counter() - started, 2), fingerprint=fingerprint, **scorer_names)
+            row = measure(setting)
             if out:
                 append_row(out, row)
         rows.append(row)
         if on_row:
             on_row(row)
     return rows
+
+
+def _scorer_names(score_words: Any, score_uses: Any) -> dict[str, str]:
+    """The scorers' names, part of a sweep's fingerprint and of every row."""
+    return {
+        "dat_scorer": getattr(score_words, "name", getattr(score_words, "__name__", "custom")),
+        "aut_scorer": getattr(score_uses, "name", "custom") if score_uses else "none",
+    }
+
+
+def _setting_measured(
+    setting: Setting, steerer: _Steerer, context: SweepContext, *, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """One setting's row: its answers generated and scored, with the seconds it took."""
+    started = time.perf_counter()
+    row = _result_row(setting, steerer.measure(setting, context), n_boot=n_boot, seed=seed)
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    return row
 
 
 def _rows_to_reuse(out: Path | None, fingerprint: str) -> dict[str, dict[str, Any]]:

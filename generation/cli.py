@@ -393,19 +393,28 @@ def _add_weight_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line's subcommands and options.
-
-    Long because it is one flat declaration of the CLI.
-    """
+    """The command line's subcommands and options, one declaration per subcommand."""
     parser = _Parser(prog="python -m generation", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (
+        _add_prepare_command, _add_steer_weights_command, _add_steer_activations_command, _add_sample_command,
+        _add_sweep_command, _add_cc_scaling_command,
+    ):  # fmt: skip
+        add_command(commands)
+    return parser
 
+
+def _add_prepare_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``prepare-embedded``: cache the embedded model."""
     prepare = commands.add_parser(
         "prepare-embedded", help="cache the embedded SmolLM2-135M-Instruct as safetensors (once)"
     )
     prepare.add_argument("--cache-dir", type=Path, default=None, help="default: $MODEL_CACHE_DIR or var/models")
     prepare.set_defaults(handler=_prepare_embedded)
 
+
+def _add_steer_weights_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``steer-weights``: the CreativityNeuro weight edit."""
     weights = commands.add_parser(
         "steer-weights", help="CreativityNeuro weight edit -> sparse edit (or a full checkpoint) directory"
     )
@@ -422,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights.set_defaults(handler=_steer_weights)
 
+
+def _add_steer_activations_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``steer-activations``: contrastive steering vectors."""
     activations = commands.add_parser("steer-activations", help="CAA steering vectors -> .safetensors + .json")
     _add_model(activations)
     _add_prompt_set(activations)
@@ -429,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     activations.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     activations.set_defaults(handler=_steer_activations)
 
+
+def _add_sample_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sample``: responses to a task family."""
     sample = commands.add_parser("sample", help="generate responses to a task family, one JSON line each")
     _add_model(sample)
     sample.add_argument("--task", required=True, help="dat, aut, task_task, or a family from --tasks")
@@ -449,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     sample.set_defaults(handler=_sample)
 
+
+def _add_sweep_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sweep``: weight and activation grids against the base model."""
     sweep = commands.add_parser(
         "sweep", help="weight and activation grids with the base model: creativity and fluency with bootstrap CIs"
     )
@@ -500,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--spec-out", type=Path, default=None, help="spec snippet (default OUT.spec.yaml)")
     sweep.add_argument("--plot", type=Path, default=None, help="gain vs fluency cost plot (default OUT.png)")
     sweep.set_defaults(handler=_sweep)
+
+
+def _add_cc_scaling_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cc-scaling``: the combinatorial-creativity scaling grid."""
     cc = commands.add_parser(
         "cc-scaling", help="combinatorial creativity: train a depth x width grid at compute budgets, score walks"
     )
@@ -530,7 +552,6 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--quiet", action="store_true", help="no progress bars")
     cc.add_argument("--out", type=Path, required=True, help="folder: scaling.csv, walks, prompts, checkpoints")
     cc.set_defaults(handler=_cc_scaling)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

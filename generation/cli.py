@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_prepare_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_prepare_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``prepare-embedded``: cache the embedded model."""
     prepare = commands.add_parser(
         "prepare-embedded", help="cache the embedded SmolLM2-135M-Instruct as safetensors (once)"
@@ -413,7 +413,7 @@ def _add_prepare_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     prepare.set_defaults(handler=_prepare_embedded)
 
 
-def _add_steer_weights_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_steer_weights_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``steer-weights``: the CreativityNeuro weight edit."""
     weights = commands.add_parser(
         "steer-weights", help="CreativityNeuro weight edit -> sparse edit (or a full checkpoint) directory"
@@ -432,7 +432,7 @@ def _add_steer_weights_command(commands: argparse._SubParsersAction[argparse.Arg
     weights.set_defaults(handler=_steer_weights)
 
 
-def _add_steer_activations_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_steer_activations_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``steer-activations``: contrastive steering vectors."""
     activations = commands.add_parser("steer-activations", help="CAA steering vectors -> .safetensors + .json")
     _add_model(activations)
@@ -442,7 +442,7 @@ def _add_steer_activations_command(commands: argparse._SubParsersAction[argparse
     activations.set_defaults(handler=_steer_activations)
 
 
-def _add_sample_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_sample_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``sample``: responses to a task family."""
     sample = commands.add_parser("sample", help="generate responses to a task family, one JSON line each")
     _add_model(sample)
@@ -465,7 +465,7 @@ def _add_sample_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     sample.set_defaults(handler=_sample)
 
 
-def _add_sweep_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_sweep_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``sweep``: weight and activation grids against the base model."""
     sweep = commands.add_parser(
         "sweep", help="weight and activation grids with the base model: creativity and fluency with bootstrap CIs"
@@ -520,7 +520,7 @@ def _add_sweep_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     sweep.set_defaults(handler=_sweep)
 
 
-def _add_cc_scaling_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_cc_scaling_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``cc-scaling``: the combinatorial-creativity scaling grid."""
     cc = commands.add_parser(
         "cc-scaling", help="combinatorial creativity: train a depth x width grid at compute budgets, score walks"

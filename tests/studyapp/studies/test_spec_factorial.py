@@ -52,9 +52,7 @@ def test_both_forms_parse_to_the_same_spec() -> None:
 def _study_as_loaded(study: Study) -> dict:
     """Everything the database holds about a study's definition, keyed by name (no ids)."""
     own = model_to_dict(study, exclude=["id", "slug", "spec", "spec_sha256", "researchers"])
-    conditions = {
-        c.key: (c.model.key, c.label, c.method, c.params, c.artifact_path) for c in study.conditions.all()
-    }
+    conditions = {c.key: (c.model.key, c.label, c.method, c.params, c.artifact_path) for c in study.conditions.all()}
     models = {m.key: (m.source, m.backend, m.device, m.dtype) for m in study.language_models.all()}
     tasks = {
         t.key: (t.template, t.system_prompt, t.parser, t.description, [(i.key, i.text) for i in t.items.all()])
@@ -176,7 +174,8 @@ def _problems(old: str, new: str, *, appended: str = "") -> list[str]:
     ("old", "new", "expected"),
     [
         (NO_PER_MODEL, "  per_model: {llama31-8: {weight: {rho: 0.2}}}\n",
-         "factorial.per_model.llama31-8: unknown model 'llama31-8' (did you mean 'llama31-8b'?) (the keys of `models`)"),
+         "factorial.per_model.llama31-8: unknown model 'llama31-8' (did you mean 'llama31-8b'?) "
+         "(the keys of `models`)"),
         (NO_PER_MODEL, "  per_model: {llama31-8b: {weigth: {rho: 0.2}}}\n",
          "factorial.per_model.llama31-8b.weigth: 'weigth' is not one of factorial.methods (weight, activation)"),
         (NO_PER_MODEL, "  models: [llama32-1b]\n  per_model: {qwen25-14b: {weight: {rho: 0.2}}}\n",

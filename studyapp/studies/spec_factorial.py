@@ -115,9 +115,10 @@ def factorial_expand(check: _Checker, top: dict) -> Expansion | None:
     if "factorial" not in top:
         return None
     block = check.mapping(top["factorial"], "factorial", allowed=FACTORIAL_FIELDS)
-    models = _factorial_models(check, block, _model_keys(top.get("models")))
+    model_keys = _model_keys(top.get("models"))
+    models = _factorial_models(check, block, model_keys)
     methods = _factorial_methods(check, block.get("methods"))
-    per_model = _factorial_per_model(check, block.get("per_model"), models, methods, _model_keys(top.get("models")))
+    per_model = _factorial_per_model(check, block.get("per_model"), models, methods, model_keys)
     versus_base = _task_entries(check, block.get("versus_base"), "factorial.versus_base")
     all_conditions = _task_entries(check, block.get("all_conditions"), "factorial.all_conditions")
     if isinstance(top["factorial"], Mapping):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from django.db.models import Avg
 
 from studyapp.studies import paths
 from studyapp.studies.models import Condition, Deployment, GenerationJob, Study
+from studyapp.studies.spec import StudySpec
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1}
 _STEERING_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -184,3 +186,65 @@ def format_plan(plans: list[ModelPlan]) -> str:
         f"<= {sum(p.tokens for p in plans)} new tokens, {known:.2f} GPU-hours{suffix}"
     )
     return "\n".join(lines)
+
+
+# --- The design a spec defines (``load_study --dry-run``) ---------------------------------
+
+
+def format_design(spec: StudySpec) -> str:
+    """The conditions and deployments a checked spec defines (its factorial block expanded), as
+    text tables: what ``load_study --dry-run`` prints before anything is written."""
+    conditions = [
+        (
+            c["key"],
+            c["model"],
+            c["method"] if c["label"] == c["method"] else f"{c['method']} as {c['label']}",
+            " ".join(f"{name}={value}" for name, value in c["params"].items())
+            + (f" artifact={c['artifact_path']}" if c["artifact_path"] else ""),
+        )
+        for c in spec.conditions
+    ]
+    labels = {c["key"]: c["label"] for c in spec.conditions}
+    items = {t["key"]: len(t["items"]) for t in spec.tasks}
+    deployments = [_design_row(spec.study, d, labels, items) for d in spec.deployments]
+    rated = [d for d in spec.deployments if not d["automatic_only"]]
+    raters = sum(d["raters"]["raters_per_deployment"] or spec.study["raters_per_deployment"] for d in rated)
+    return "\n".join(
+        [
+            f"conditions ({len(conditions)}):",
+            *_table(("key", "model", "method", "params"), conditions),
+            f"deployments ({len(deployments)}: {len(rated)} rated by {raters} raters, "
+            f"{len(deployments) - len(rated)} automatic only):",
+            *_table(("slug", "model", "task", "conditions", "items x samples", "raters"), deployments),
+        ]
+    )
+
+
+def _design_row(study: dict, deployment: dict, labels: dict[str, str], items: dict[str, int]) -> tuple[str, ...]:
+    own = deployment["raters"]
+    samples = deployment["samples_per_item"] or study["samples_per_item"]
+    rated = (
+        own["rated_samples_per_item"] if own["rated_samples_per_item"] is not None else study["rated_samples_per_item"]
+    )
+    if deployment["automatic_only"]:
+        raters = "automatic only"
+    else:
+        per_rater = own["stimuli_per_rater"] or study["stimuli_per_rater"]
+        raters = f"{own['raters_per_deployment'] or study['raters_per_deployment']} x {per_rater} stimuli"
+    shown_rated = f" ({rated} rated)" if rated is not None and not deployment["automatic_only"] else ""
+    return (
+        deployment["slug"],
+        deployment["model"],
+        deployment["task"],
+        ", ".join(labels[key] for key in deployment["conditions"]),
+        f"{items.get(deployment['task'], 0)} x {samples}{shown_rated}",
+        raters,
+    )
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  " + "  ".join(f"{cell!s:<{width}}" for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]

@@ -5,7 +5,8 @@ data, nothing written) or raises :class:`SpecError` listing *every* problem with
 the file, e.g. ``deployments[3].conditions[1]: unknown condition 'weigth'``. Writing the
 checked spec to the database is :func:`studyapp.studies.study_loading.study_load`.
 
-The format is documented in ``studies/demo.yaml`` and ``studies/creativityneuro.yaml``.
+The format is documented in ``studies/README.md`` ("The spec format"); a ``factorial`` block
+(``spec_factorial.py``) is expanded into explicit conditions and deployments before the checks.
 Torch-free: the web process validates specs too.
 """
 
@@ -23,6 +24,7 @@ import yaml
 from generation.safe_yaml import YamlLimitError, yaml_load_limited
 from generation.task_families import template_problem
 from studyapp.studies import paths
+from studyapp.studies.spec_factorial import factorial_expand
 from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem, pairing_problem
 
 SUPPORTED_SPEC_VERSIONS = ("1",)
@@ -216,7 +218,7 @@ def _closest(value: str, known: list[str]) -> str:
 TOP_LEVEL = {
     "spec_version", "slug", "title", "description", "seed", "samples_per_item", "decoding", "generation",
     "raters", "models", "conditions", "tasks", "deployments", "dimensions", "attention_checks", "consent",
-    "instructions", "practice", "debrief_questions", "prolific", "pilot",
+    "instructions", "practice", "debrief_questions", "prolific", "pilot", "factorial",
 }  # fmt: skip
 
 
@@ -258,6 +260,10 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     top = check.mapping(data, "", allowed=TOP_LEVEL, required={"spec_version", "slug", "title", "models", "tasks"})
     if not top and not isinstance(data, Mapping):
         raise SpecError(check.problems, source)
+    # The factorial form becomes the explicit one first: the checks below see one form only.
+    expansion = factorial_expand(check, top)
+    if expansion is not None:
+        top = {**top, "conditions": expansion.conditions, "deployments": expansion.deployments}
 
     version = check.text(top.get("spec_version"), "spec_version", default="")
     if "spec_version" in top and version not in SUPPORTED_SPEC_VERSIONS:
@@ -277,7 +283,7 @@ def spec_parse(text: str | bytes, *, source: str = "spec") -> StudySpec:
     _check_paths(check, study, models, conditions)
 
     if check.problems:
-        raise SpecError(check.problems, source)
+        raise SpecError(expansion.relocate(check.problems) if expansion else check.problems, source)
     return StudySpec(
         raw=dict(data),
         sha256=hashlib.sha256(raw_bytes).hexdigest(),

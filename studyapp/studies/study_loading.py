@@ -45,12 +45,19 @@ RESERVED_SLUGS = frozenset({"admin", "panel", "r", "static", "healthz", "login",
 
 def study_load_file(*, path: str | Path, researchers: Sequence[str] = ()) -> tuple[Study, bool]:
     """Load a spec file; see :func:`study_load`. Raises :class:`SpecError` for a missing file too."""
-    path = Path(path)
+    return study_load(content=_spec_file_read(Path(path)), source=str(path), researchers=researchers)
+
+
+def spec_file_parse(path: str | Path) -> StudySpec:
+    """Check a spec file without writing anything (``load_study --dry-run``); :class:`SpecError` as for a load."""
+    return spec_parse(_spec_file_read(Path(path)), source=str(path))
+
+
+def _spec_file_read(path: Path) -> bytes:
     try:
-        content = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise SpecError([f"cannot read the file ({error.strerror or error})"], str(path)) from None
-    return study_load(content=content, source=str(path), researchers=researchers)
 
 
 def study_load(

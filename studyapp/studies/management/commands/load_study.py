@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.studies.spec import SpecError
-from studyapp.studies.study_loading import StudyLoadError, study_load_file
+from studyapp.studies.study_loading import StudyLoadError, spec_file_parse, study_load_file
 
 
 class Command(BaseCommand):
@@ -24,12 +24,20 @@ class Command(BaseCommand):
             default=None,
             help="generation throughput per GPU for the plan's GPU-hours (default: measured by earlier jobs)",
         )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="check the spec and print its conditions and deployments (a factorial block expanded); write nothing",
+        )
 
     def handle(self, *args, **options) -> None:
         rate = options["tokens_per_second"]
         if rate is not None and not rate > 0:
             raise CommandError("--tokens-per-second must be a positive number", returncode=2)
         try:
+            if options["dry_run"]:
+                self._dry_run(options["file"])
+                return
             study, changed = study_load_file(path=options["file"], researchers=options["researcher"])
         except SpecError as error:
             # One line for the summary (CommandError), the problems listed before it.
@@ -60,3 +68,13 @@ class Command(BaseCommand):
         from studyapp.studies.plan import format_plan, study_plan
 
         self.stdout.write("generation plan:\n" + format_plan(study_plan(study=study, tokens_per_second=rate)))
+
+    def _dry_run(self, file: str) -> None:
+        """The checked spec's design, with nothing written (``SpecError`` as for a load)."""
+        from studyapp.studies.plan import format_design
+
+        spec = spec_file_parse(file)
+        self.stdout.write(
+            f"{file}: valid (spec version {spec.version}, sha256 {spec.sha256[:12]}); dry run, nothing loaded"
+        )
+        self.stdout.write(format_design(spec))

@@ -83,7 +83,7 @@ class DataFacts:
             raters_collected=int(raw["rater"].nunique()),
             ratings_analysed=len(analysed),
             raters_analysed=int(analysed["rater"].nunique()),
-            excluded_raters=dict(analysed.attrs.get("excluded_raters", {})),
+            excluded_raters={why: n for why, n in analysed.attrs.get("excluded_raters", {}).items() if n},
             pilot="none" if not pilot_raters else ("excluded" if exclude_pilot else "kept"),
             simulated_raters=_raters_with(analysed, "simulated"),
             n_items=int(analysed["item"].nunique()) if "item" in analysed else 0,

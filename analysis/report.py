@@ -56,7 +56,8 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .warnings { color: #8a4b00; }
 .summary { border: 1px solid #ccc; background: #fcfcfc; padding: 0 1rem 0.5rem; }
 .summary .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
-.summary figure { flex: 1 1 18rem; margin: 0; } .summary figcaption { font-size: 0.8rem; color: #555; }
+.summary figure { flex: 1 1 18rem; margin: 0; } .summary figure.wide { flex-basis: 100%; }
+.summary figcaption { font-size: 0.8rem; color: #555; }
 table { display: block; overflow-x: auto; max-width: 100%; }
 """
 
@@ -290,7 +291,12 @@ def write_report(
         "exclude_incomplete": exclude_incomplete,
         "exclude_pilot": exclude_pilot,
     }
-    prepared = prepare_ratings(ratings, **exclusions)
+    prepared = prepare_ratings(
+        ratings,
+        exclude_attention_failed=exclude_attention_failed,
+        exclude_incomplete=exclude_incomplete,
+        exclude_pilot=exclude_pilot,
+    )
     _data_section(page, ratings, prepared, exclusions)
     effects = _effects_section(page, prepared, reference=reference, options=dict(model_options or {}))
     diversity = _diversity_section(page, stimuli, embedder=embedder, n_boot=diversity_boot, seed=seed)

@@ -146,6 +146,10 @@ def _num(x: float | None, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
 
 
+def _signed(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:+.{digits}f}"
+
+
 def _p_text(p: float | None) -> str:
     if p is None or not math.isfinite(p):
         return "p unknown"
@@ -215,7 +219,7 @@ def effect_findings(
 
 def contrast_findings(main: pd.DataFrame, pooled_fits: Mapping[str, Mapping[str, Any]] | None) -> list[Finding]:
     """Per dimension: one steering method against the other, from the pooled method x task model (once per pair)."""
-    findings = []
+    findings: list[Finding] = []
     if not pooled_fits or "contrast" not in main:
         return findings
     for row in main.to_dict("records"):
@@ -262,13 +266,14 @@ def diversity_findings(diversity: Mapping[str, Any] | None, *, figure: str | Non
     pooled = pd.DataFrame(diversity["pooled"])
     by_model = pd.DataFrame(diversity.get("by_model") or [])
     findings = []
-    for condition, rows in pooled.groupby("condition", sort=True):
+    for key, rows in pooled.groupby("condition", sort=True):
+        condition = str(key)
         shown = rows[rows["metric"].isin(list(DIVERSITY_SHOWN))].set_index("metric")
         if shown.empty:
             continue
         ordered = [m for m in DIVERSITY_SHOWN if m in shown.index]
         parts = [
-            f"{DIVERSITY_SHOWN[m]} {shown.loc[m, 'difference']:+.3f} (95% CI "
+            f"{DIVERSITY_SHOWN[m]} {_signed(_finite(shown.loc[m, 'difference']), 3)} (95% CI "
             f"{_num(_finite(shown.loc[m, 'ci_low']), 3)} to {_num(_finite(shown.loc[m, 'ci_high']), 3)})"
             for m in ordered
         ]
@@ -286,7 +291,7 @@ def diversity_findings(diversity: Mapping[str, Any] | None, *, figure: str | Non
                     f"{DIVERSITY_SHOWN[ordered[0]]} CI {'excludes' if changed else 'includes'} 0. "
                     f"Computed as {DIVERSITY_MODEL}."
                 ),
-                estimate=float(lead["difference"]),
+                estimate=_finite(lead["difference"]),
                 ci_low=low,
                 ci_high=high,
                 model=DIVERSITY_MODEL,
@@ -383,7 +388,8 @@ def _ci_width(effects: list[Finding], fits: Mapping[str, Mapping[str, Any]]) -> 
     for f in effects:
         if f.result != "rated effect" or f.ci_low is None or f.ci_high is None:
             continue
-        total = sum(fits[f.dimension]["variance_components"].values()) if f.dimension in fits else float("nan")
+        fit = fits.get(f.dimension or "")
+        total = sum(fit["variance_components"].values()) if fit else float("nan")
         widths.append(f.ci_high - f.ci_low)
         in_sd.append((f.ci_high - f.ci_low) / 2 / math.sqrt(total) if total > 0 else float("nan"))
     if not widths:
@@ -438,7 +444,10 @@ def _few_units(effects: list[Finding], fits: Mapping[str, Mapping[str, Any]], da
 
 
 def _raters(data: DataFacts) -> str:
-    parts = [f"Raters: {data.sentence()}"]
+    excluded = ", ".join(f"{n} {why}" for why, n in data.excluded_raters.items())
+    parts = [
+        f"Raters: {data.raters_analysed} of {data.raters_collected} analysed; excluded by rule: {excluded or 'none'}."
+    ]
     if data.pilot == "excluded":
         parts.append(
             f"{data.excluded_raters.get('pilot', 0)} pilot rater(s) excluded (a pilot tests the pages; "
@@ -493,7 +502,8 @@ def summary_html(summary: Summary, figures: Mapping[str, str]) -> str:
     if used:
         parts.append("<div class='figures'>")
         parts += [
-            f"<figure><a href='{name}.png'><img src='{name}.png' alt='{html.escape(figures[name])}'></a>"
+            f"<figure class='{'wide' if name == 'forest' else ''}'><a href='{name}.png'>"
+            f"<img src='{name}.png' alt='{html.escape(figures[name])}'></a>"
             f"<figcaption>{html.escape(figures[name])}</figcaption></figure>"
             for name in used
         ]

@@ -73,7 +73,8 @@ def test_the_summary_states_each_fitted_effect_with_its_ci_and_model(tmp_path, h
         assert f"{finding['ci_low']:.2f} to {finding['ci_high']:.2f}" in limits_text
     assert "not evidence of no effect" in limits_text or all(f["significant"] for f in rated)
     assert "1 pilot rater(s) excluded" in limits_text and "No analysed rater is simulated" in limits_text
-    assert f"{len(analysed)} ratings analysed of {len(ratings)} collected" in limits_text
+    assert "Raters: 10 of 12 analysed; excluded by rule: 1 pilot, 1 attention_failed." in limits_text
+    assert f"{len(analysed)} ratings analysed of {len(ratings)} collected" in html.split("Full results")[0]
 
 
 def test_a_likert_dimension_is_drawn_on_its_own_points():

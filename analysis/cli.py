@@ -260,7 +260,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         reference=args.reference,
         exclude_attention_failed=not args.keep_attention_failed,
         exclude_incomplete=args.exclude_incomplete,
+        exclude_pilot=not args.keep_pilot,
         compute_metrics=not args.no_metrics,
+        study=args.study or Path(args.ratings).name,
         n_boot=args.n_boot,
         model_options=_model_options(args),
         plan=not args.no_plan,
@@ -348,14 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reference", default="base", help="reference condition (default: base, when present)")
         p.add_argument("--keep-attention-failed", action="store_true", help="keep raters who failed an attention check")
         p.add_argument("--exclude-incomplete", action="store_true", help="drop raters who did not finish")
+        p.add_argument(
+            "--keep-pilot", action="store_true", help="keep pilot raters (the `pilot` column; dropped by default)"
+        )
 
     m = sub.add_parser("mixed", help="mixed-model fits per dimension as JSON")
     m.add_argument("--ratings", required=True, help="long ratings export (CSV, Parquet, JSONL)")
     m.add_argument("--out", help="JSON file to write (default: stdout)")
     _add_model_options(m)
-    m.add_argument(
-        "--keep-pilot", action="store_true", help="keep pilot raters (the `pilot` column; dropped by default)"
-    )
     m.add_argument(
         "--engine", choices=["reml", "statsmodels"], default="reml", help="statsmodels: with --random intercepts only"
     )
@@ -416,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ratings", required=True)
     r.add_argument("--stimuli", help="stimulus table (enables diversity and novelty–utility sections)")
     r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--study", help="the study's name, in the title and the summary (default: the ratings file's name)")
     r.add_argument("--no-metrics", action="store_true", help="use metric columns already in the stimulus table")
     r.add_argument("--n-boot", type=int, default=100, help="rater-bootstrap resamples (0 skips; default 100)")
     _add_model_options(r)

@@ -31,6 +31,19 @@ from analysis.novelty import from_ratings, novelty_utility, plot_novelty_utility
 from analysis.power import components_from_fit, design_advice, plot_design_advice
 from analysis.random_effects import SIMPLIFICATION_RULE
 from analysis.reliability import krippendorff_alpha, rater_quality
+from analysis.report_summary import (
+    DataFacts,
+    Scale,
+    Summary,
+    condition_of,
+    contrast_findings,
+    dat_findings,
+    dimension_scales,
+    diversity_findings,
+    effect_findings,
+    limits,
+    summary_html,
+)
 from analysis.robust import ordinal_sensitivity, rater_bootstrap
 
 _CSS = """
@@ -41,6 +54,11 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note { color: #555; font-size: 0.9rem; } img { max-width: 100%; }
 .simulated { background: #fff3cd; border: 2px solid #c77700; padding: 0.8rem; font-weight: bold; }
 .warnings { color: #8a4b00; }
+.summary { border: 1px solid #ccc; background: #fcfcfc; padding: 0 1rem 0.5rem; }
+.summary .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
+.summary figure { flex: 1 1 18rem; margin: 0; } .summary figure.wide { flex-basis: 100%; }
+.summary figcaption { font-size: 0.8rem; color: #555; }
+table { display: block; overflow-x: auto; max-width: 100%; }
 """
 
 SIMULATED_BANNER = "SIMULATED RATINGS: these ratings come from simulated raters, not people. Not a study result."
@@ -148,17 +166,30 @@ def _forest(by_dep: pd.DataFrame, overall: pd.DataFrame, by: str):
     return fig
 
 
-def _distributions(ratings: pd.DataFrame):
+def distributions_figure(ratings: pd.DataFrame, scales: Mapping[str, Scale]):
+    """Score distributions by condition, one panel per dimension on that dimension's own scale.
+
+    A Likert dimension (a few whole points) gets one bar per point of its scale; a slider
+    20 bins over its range. Each axis spans the scale the raters saw, not the scores' range.
+    """
     plt = _plt()
     dims = sorted(ratings["dimension"].unique())
     fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3), squeeze=False)
-    bins = np.linspace(ratings["score"].min(), ratings["score"].max(), 21)
     for ax, dim in zip(axes[0], dims, strict=True):
+        scale = scales[str(dim)]
+        if scale.discrete:
+            points = np.arange(scale.low, scale.high + 1)
+            bins = np.append(points - 0.5, scale.high + 0.5)
+            ax.set_xticks(points)
+            ax.set_xlim(scale.low - 0.5, scale.high + 0.5)
+        else:
+            bins = np.linspace(scale.low, scale.high, 21)
+            ax.set_xlim(scale.low, scale.high)
         d = ratings[ratings["dimension"] == dim]
         for cond, g in d.groupby("condition", sort=True):
             ax.hist(g["score"], bins=bins, density=True, histtype="step", lw=1.5, label=str(cond))
         ax.set_title(dim)
-        ax.set_xlabel("score")
+        ax.set_xlabel(f"score ({scale.label} scale)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -177,10 +208,12 @@ def write_report(
     reference: str = "base",
     exclude_attention_failed: bool = True,
     exclude_incomplete: bool = False,
+    exclude_pilot: bool = True,
     compute_metrics: bool = True,
     embedder=None,
     n_boot: int = 100,
-    title: str = "Creativity study: analysis report",
+    study: str | None = None,
+    title: str | None = None,
     seed: int = 0,
     model_options: Mapping[str, Any] | None = None,
     plan: bool = True,
@@ -193,19 +226,25 @@ def write_report(
 
     Long because each option of the report is documented; the body is one call per section.
 
-    The report opens with the paper's three results: the rated effects (main table, with
+    The report opens with a summary of the study (:mod:`analysis.report_summary`): each
+    finding in a sentence with its estimate, CI and model, the figures that carry them, and
+    what the data cannot say. The full results follow: the rated effects (main table, with
     the weight vs activation contrast and every warning of the fits), mode collapse
-    (:func:`analysis.diversity_differences`) and the DAT table (:func:`analysis.dat_table`).
-    ``out_dir/results.json`` holds ``{"effects": ..., "diversity": ..., "dat": ...}``
-    (:func:`format_result_tables` prints it as text). When the ratings have a ``simulated``
-    column with any true value, the page and the tables say so at the top.
+    (:func:`analysis.diversity_differences`) and, when the study has a DAT task, the DAT
+    table (:func:`analysis.dat_table`); then the other sections. ``out_dir/results.json``
+    holds ``{"effects": ..., "diversity": ..., "dat": ..., "summary": ...}`` (``dat`` is
+    null without a DAT task; :func:`format_result_tables` prints the tables as text). When
+    the ratings have a ``simulated`` column with any true value, the page and the tables
+    say so at the top.
 
     Parameters
     ----------
     ratings : pandas.DataFrame
         Long export: ``rater, deployment, condition, model, task, item, stimulus,
         dimension, score`` (extra columns used when present: ``attention_failed``,
-        ``rater_complete``, ``seconds_on_page``, ``text_id``, ``simulated``).
+        ``rater_complete``, ``pilot``, ``withdrawn``, ``seconds_on_page``, ``text_id``,
+        ``simulated``, and ``scale_min``/``scale_max``: each dimension's scale, which sets
+        its histogram's axis).
     stimuli : pandas.DataFrame or None
         Stimulus table (``stimulus, deployment, condition, model, task, item, item_text,
         text, text_id`` ...); enables the diversity, DAT and automatic-metric sections.
@@ -213,14 +252,18 @@ def write_report(
         Folder to write (created); holds ``index.html``, ``results.json``, PNG figures and CSV tables.
     reference : str
         Reference condition.
-    exclude_attention_failed, exclude_incomplete : bool
-        Preprocessing choices, stated in the report.
+    exclude_attention_failed, exclude_incomplete, exclude_pilot : bool
+        Preprocessing choices (:func:`analysis.mixed.prepare_ratings`), stated in the report.
     compute_metrics : bool
         Compute stimulus metrics (embedding model) when the stimulus table lacks them.
     embedder : Embedder or None
         Embedding for the metrics; None = embedded MiniLM.
     n_boot : int
         Rater-bootstrap resamples (0 skips the bootstrap).
+    study : str or None
+        The study's name, in the title and the summary.
+    title : str or None
+        The page's title; default ``"<study>: analysis report"``.
     model_options : mapping or None
         The model choices of :func:`analysis.mixed.fit_mixed` (``formula``, ``random``,
         ``simplify``, ``item_effect``, ``deployment_effect``) for the main model; by default
@@ -243,38 +286,33 @@ def write_report(
     simulated = is_simulated(ratings)
     if simulated:
         page.p(SIMULATED_BANNER, "simulated")
+    exclusions = {
+        "exclude_attention_failed": exclude_attention_failed,
+        "exclude_incomplete": exclude_incomplete,
+        "exclude_pilot": exclude_pilot,
+    }
     prepared = prepare_ratings(
-        ratings, exclude_attention_failed=exclude_attention_failed, exclude_incomplete=exclude_incomplete
-    )
-    _data_section(
-        page,
         ratings,
-        prepared,
         exclude_attention_failed=exclude_attention_failed,
         exclude_incomplete=exclude_incomplete,
+        exclude_pilot=exclude_pilot,
     )
+    _data_section(page, ratings, prepared, exclusions)
     effects = _effects_section(page, prepared, reference=reference, options=dict(model_options or {}))
-    diversity, dat = _stimulus_results_sections(
-        page,
-        stimuli,
-        embedder=embedder,
-        n_boot=diversity_boot,
-        seed=seed,
-        dat_vectors=dat_vectors,
-        dat_words=dat_words,
-        dat_norms=dat_norms,
-    )
-    results = {"effects": effects.results(simulated), "diversity": diversity, "dat": dat}
-    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
-
+    diversity = _diversity_section(page, stimuli, embedder=embedder, n_boot=diversity_boot, seed=seed)
+    dat = _dat_section(
+        page, stimuli, vectors=dat_vectors if dat_vectors is not None else embedder, words=dat_words,
+        norms=dat_norms, n_boot=diversity_boot, seed=seed,
+    )  # fmt: skip
     _deployment_section(page, prepared, effects.main, reference=reference, options=effects.derived_options)
     _reliability_section(page, prepared, effects.fits)
     if plan:
         _planning_section(page, prepared, effects.fits, seed=seed)
     _robustness_section(page, prepared, reference=reference, n_boot=n_boot, seed=seed)
     _pooled_section(page, effects)
+    scales = dimension_scales(prepared)
     page.h("Rating distributions by condition")
-    page.figure(_distributions(prepared), "distributions", "rating distributions")
+    page.figure(distributions_figure(prepared, scales), "distributions", "rating distributions")
     metrics = _metrics_section(page, stimuli, compute_metrics=compute_metrics, embedder=embedder, seed=seed)
     _novelty_utility_section(page, prepared, metrics)
 
@@ -284,12 +322,60 @@ def write_report(
     _rater_quality_section(page, ratings)
     page.h("Methods")
     page.p(effects.model, "note")
-    return page.write(("[SIMULATED RATINGS] " if simulated else "") + title)
+
+    name = study or "unnamed study"
+    facts = DataFacts.of(ratings, prepared, exclude_pilot=exclude_pilot)
+    summary = _summary(name, facts, effects, diversity, dat, scales=scales, ratings=prepared)
+    results = {"effects": effects.results(simulated), "diversity": diversity, "dat": dat}
+    results["summary"] = summary.as_dict()
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
+    written = {figure: caption for figure, caption in FIGURES.items() if (out / f"{figure}.png").is_file()}
+    page.parts.insert(int(simulated), summary_html(summary, written))
+    return page.write(("[SIMULATED RATINGS] " if simulated else "") + (title or f"{name}: analysis report"))
 
 
-def _data_section(
-    page: _Page, raw: pd.DataFrame, ratings: pd.DataFrame, *, exclude_attention_failed: bool, exclude_incomplete: bool
-) -> None:
+FIGURES = {
+    "forest": "Rated effects per dimension: each deployment (dots) and all together (diamonds), 95% CIs",
+    "diversity": "Mode collapse: steered minus base per diversity metric, 95% CIs",
+    "dat": "DAT: valid answers and the percentile gain (or score) per model and condition, 95% CIs",
+}
+
+
+def _summary(
+    study: str,
+    facts: DataFacts,
+    effects: _Effects,
+    diversity: dict[str, Any],
+    dat: dict[str, Any] | None,
+    *,
+    scales: dict[str, Scale],
+    ratings: pd.DataFrame,
+) -> Summary:
+    """The opening page's findings and limits, from the numbers the sections computed."""
+    rated = effect_findings(
+        effects.main, effects.fits, references=_references(ratings, effects.main), scales=scales, figure="forest"
+    )
+    findings = [
+        *rated,
+        *contrast_findings(effects.main, effects.pooled_fits),
+        *diversity_findings(diversity, figure="diversity"),
+        *dat_findings(dat, figure="dat"),
+    ]
+    return Summary(study, facts, findings, limits(rated, effects.fits, facts, diversity))
+
+
+def _references(ratings: pd.DataFrame, main: pd.DataFrame) -> dict[str, str]:
+    """Each dimension's reference condition: the one condition that has no row of its own in the main table."""
+    references = {}
+    for dim, df in ratings.groupby("dimension", sort=True):
+        steered = {condition_of(t) for t in main.loc[main["dimension"] == dim, "term"]} if len(main) else set()
+        rest = sorted(set(df["condition"].astype(str)) - steered)
+        if len(rest) == 1:
+            references[str(dim)] = rest[0]
+    return references
+
+
+def _data_section(page: _Page, raw: pd.DataFrame, ratings: pd.DataFrame, exclusions: dict[str, bool]) -> None:
     """What was exported, what was analysed, and which raters the preprocessing excluded."""
     page.h("Data")
     excluded = ratings.attrs.get("excluded_raters", {})
@@ -298,7 +384,9 @@ def _data_section(
         f"{ratings['rater'].nunique()} raters of {ratings['stimulus'].nunique()} stimuli on "
         f"{ratings['dimension'].nunique()} dimension(s). Excluded raters: "
         + (", ".join(f"{k}: {v}" for k, v in excluded.items()) or "none")
-        + f" (exclude_attention_failed={exclude_attention_failed}, exclude_incomplete={exclude_incomplete})."
+        + " ("
+        + ", ".join(f"{k}={v}" for k, v in exclusions.items())
+        + ")."
     )
 
 
@@ -365,25 +453,14 @@ def _effects_section(page: _Page, ratings: pd.DataFrame, *, reference: str, opti
     return effects
 
 
-def _stimulus_results_sections(
-    page: _Page,
-    stimuli: pd.DataFrame | None,
-    *,
-    embedder: Any,
-    n_boot: int,
-    seed: int,
-    dat_vectors: str | os.PathLike[str] | None,
-    dat_words: str | os.PathLike[str] | None,
-    dat_norms: str | os.PathLike[str] | None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Results 2 and 3 (mode collapse, DAT table) from the stimulus table; empty with a reason without one."""
+def _diversity_section(
+    page: _Page, stimuli: pd.DataFrame | None, *, embedder: Any, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """Result 2, mode collapse, from the stimulus table; empty with a reason without one."""
     page.h("2. Mode collapse: steered minus base")
     if stimuli is None or not len(stimuli) or not {"text", "condition", "item"} <= set(stimuli.columns):
-        page.p("(needs a stimulus table with text, condition and item columns)", "note")
-        page.h("3. DAT: valid answers, score, human percentile")
-        page.p("(needs a stimulus table)", "note")
-        no_table = ["no stimulus table given"]
-        return {"by_model": [], "pooled": [], "warnings": no_table}, {"rows": [], "norms": "none", "warnings": no_table}
+        page.p("(needs a stimulus table with text, condition and item columns; so does the DAT table)", "note")
+        return {"by_model": [], "pooled": [], "warnings": ["no stimulus table given"]}
     diversity = diversity_differences(stimuli, n_boot=n_boot, seed=seed, embedder=embedder)
     page.p(
         "Per deployment, condition and item (each distinct text once), steered minus the base samples of the "
@@ -396,21 +473,50 @@ def _stimulus_results_sections(
         page.figure(_diversity_plot(pd.DataFrame(diversity["pooled"])), "diversity", "steered minus base")
     page.table(pd.DataFrame(diversity["by_model"]), "diversity_by_model")
     page.warnings(diversity["warnings"])
+    return diversity
 
+
+def has_dat_task(stimuli: pd.DataFrame | None) -> bool:
+    """Whether the stimulus table holds DAT answers (``task == "dat"``): a study without them has no DAT result."""
+    if stimuli is None or not len(stimuli) or not {"task", "text", "condition"} <= set(stimuli.columns):
+        return False
+    return bool((stimuli["task"].astype(str).str.lower() == "dat").any())
+
+
+def _dat_section(
+    page: _Page,
+    stimuli: pd.DataFrame | None,
+    *,
+    vectors: Any,
+    words: str | os.PathLike[str] | None,
+    norms: str | os.PathLike[str] | None,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    """Result 3, the DAT table and its figure; None (and no section) for a study without a DAT task."""
+    if stimuli is None or not has_dat_task(stimuli):
+        return None
     page.h("3. DAT: valid answers, score, human percentile")
-    vectors = dat_vectors if dat_vectors is not None else embedder
-    dat = dat_table(stimuli, vectors=vectors, words=dat_words, norms=dat_norms, n_boot=n_boot, seed=seed)
+    dat = dat_table(stimuli, vectors=vectors, words=words, norms=norms, n_boot=n_boot, seed=seed)
     page.p(f"Norms: {dat['norms']}", "note")
     page.table(_dat_frame(dat), "dat_table")
+    figure = _dat_plot(dat)
+    if figure is not None:
+        page.figure(figure, "dat", "DAT valid share and percentile gain or score per condition")
     page.warnings(dat["warnings"])
-    return diversity, dat
+    return dat
 
 
 def _deployment_section(
     page: _Page, ratings: pd.DataFrame, main: pd.DataFrame, *, reference: str, options: dict[str, Any]
 ) -> None:
-    """A forest plot of the effect per deployment, when there are several."""
+    """A forest plot of the effects: per deployment when there are several, else the overall effects alone."""
+    if main.empty:
+        return
     if "deployment" not in ratings or ratings["deployment"].nunique() <= 1:
+        page.h("Effect per dimension (forest plot)")
+        no_deployments = pd.DataFrame(columns=["deployment", "dimension", "term", "estimate", "ci_low", "ci_high"])
+        page.figure(_forest(no_deployments, main, "deployment"), "forest", "effect per dimension")
         return
     page.h("Effect per deployment (forest plot)")
     # Within one deployment, deployment has a single level: the other groups' structure is derived as above.
@@ -661,19 +767,20 @@ def format_result_tables(results: dict[str, Any]) -> str:
 
     ``results`` is ``{"effects": ..., "diversity": ..., "dat": ...}`` as written by
     :func:`write_report`. Diversity shows the pooled rows of the main metrics
-    (``TEXT_METRICS``); every warning is listed under its table. Simulated ratings are
-    announced above everything.
+    (``TEXT_METRICS``); every warning is listed under its table; a study without a DAT
+    task (``dat`` null) has no DAT table. Simulated ratings are announced above everything.
     """
     effects = results.get("effects") or {}
     diversity = results.get("diversity") or {}
-    dat = results.get("dat") or {}
+    dat = results.get("dat")
     parts = []
     if effects.get("simulated"):
         bar = "!" * len(SIMULATED_BANNER)
         parts.append(f"{bar}\n{SIMULATED_BANNER}\n{bar}")
     parts += [_effects_text(effects), _warning_lines(effects.get("warnings", []))]
     parts += [_diversity_text(diversity), _warning_lines(diversity.get("warnings", []))]
-    parts += [_dat_text(dat), _warning_lines(dat.get("warnings", []))]
+    if dat is not None:
+        parts += [_dat_text(dat), _warning_lines(dat.get("warnings", []))]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -782,6 +889,35 @@ def _diversity_plot(pooled: pd.DataFrame):
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(x, d["condition"].astype(str), rotation=30)
         ax.set_title(f"{metric}: steered - base", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _dat_plot(dat: dict[str, Any]):
+    """Valid share per model and condition, and the percentile gain over base (or, without percentiles, the score)."""
+    frame = _dat_frame(dat)
+    if frame.empty:
+        return None
+    gains = frame[frame["percentile_gain"].notna()] if "percentile_gain" in frame else frame.iloc[:0]
+    if len(gains):
+        second, column, label = gains, "percentile_gain", "human percentile gain over base"
+    else:
+        second, column, label = frame, "score", "mean DAT score of valid answers (no percentiles)"
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), squeeze=False)
+    for ax, rows, col, title in (
+        (axes[0][0], frame, "valid_share", "share of valid answers"),
+        (axes[0][1], second, column, label),
+    ):
+        est = pd.to_numeric(rows[col], errors="coerce").to_numpy(float)
+        lo = pd.to_numeric(rows[f"{col}_ci_low"], errors="coerce").to_numpy(float)
+        hi = pd.to_numeric(rows[f"{col}_ci_high"], errors="coerce").to_numpy(float)
+        x = np.arange(len(rows))
+        ax.errorbar(x, est, yerr=[np.nan_to_num(est - lo), np.nan_to_num(hi - est)], fmt="o", capsize=3)
+        ax.set_xticks(x, [f"{m}\n{c}" for m, c in zip(rows["model"], rows["condition"], strict=True)], fontsize=7)
+        ax.set_title(title, fontsize=9)
+        if col == "percentile_gain":
+            ax.axhline(0, color="grey", lw=0.8)
     fig.tight_layout()
     return fig
 

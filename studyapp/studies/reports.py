@@ -41,11 +41,12 @@ def report_build(*, report_id: int) -> StudyReport:
         ratings = export_ratings_frame(study=report.study)
         stimuli = export_stimuli_frame(study=report.study)
         out_dir.mkdir(parents=True, exist_ok=True)
-        html = Path(write_report(ratings, stimuli, out_dir))
+        study = report.study
+        html = Path(write_report(ratings, stimuli, out_dir, study=f"{study.title} ({study.slug})"))
         StudyReport.objects.filter(pk=report.pk).update(
             status=StudyReport.Status.READY,
             html_name=str(html.relative_to(out_dir)) if html.is_relative_to(out_dir) else html.name,
-            n_ratings=len(ratings),
+            n_ratings=len(ratings),  # collected; results.json's summary says how many were analysed
             finished_at=timezone.now(),
         )
     except Exception as error:  # shown on the report page instead of a traceback
@@ -63,14 +64,31 @@ def latest_ready_report(*, study: Study) -> StudyReport | None:
     return study.reports.filter(status=StudyReport.Status.READY).first()
 
 
-def report_result_tables(*, report: StudyReport | None) -> str | None:
-    """The three result tables of a ready report (``results.json``), as analysis formats them."""
+def report_results(*, report: StudyReport | None) -> dict | None:
+    """A ready report's ``results.json``, or None (not ready, or written before results.json existed)."""
     if report is None or report.status != StudyReport.Status.READY or not report.out_dir:
         return None
     try:
         results = json.loads((Path(report.out_dir) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) else None
+
+
+def report_result_tables(*, report: StudyReport | None, results: dict | None = None) -> str | None:
+    """The three result tables of a ready report (``results.json``), as analysis formats them."""
+    results = results if results is not None else report_results(report=report)
+    if results is None:
+        return None  # a report written before results.json existed: the HTML report has it all
+    try:
         from analysis import format_result_tables
 
         return format_result_tables(results)
-    except (OSError, ValueError, ImportError):
-        return None  # a report written before results.json existed: the HTML report has it all
+    except (ImportError, KeyError, TypeError, ValueError):
+        return None
+
+
+def report_summary(*, results: dict | None) -> dict | None:
+    """The report's opening summary (study, ratings analysed of collected, findings, limits), if it has one."""
+    summary = (results or {}).get("summary")
+    return summary if isinstance(summary, dict) and isinstance(summary.get("data"), dict) else None

@@ -30,7 +30,7 @@ from studyapp.studies.control import study_control_room
 from studyapp.studies.dashboard import study_dashboard
 from studyapp.studies.exports import EXPORT_FORMATS, EXPORT_FRAMES, export_frame_write
 from studyapp.studies.models import Deployment, GenerationJob, Study, StudyReport
-from studyapp.studies.reports import latest_ready_report, report_result_tables
+from studyapp.studies.reports import latest_ready_report, report_result_tables, report_results, report_summary
 from studyapp.studies.study_loading import StudyLoadError
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
@@ -257,11 +257,13 @@ def export(request: HttpRequest, study: Study, table: str, fmt: str) -> HttpResp
 def report(request: HttpRequest, study: Study) -> HttpResponse:
     latest = study.reports.first()
     ready = latest_ready_report(study=study)
+    results = report_results(report=ready)
     context = {
         "study": study,
         "latest": latest,
         "ready": ready,
-        "result_tables": report_result_tables(report=ready),
+        "summary": report_summary(results=results),
+        "result_tables": report_result_tables(report=ready, results=results),
     }
     return render(request, "studies/report.html", context)
 

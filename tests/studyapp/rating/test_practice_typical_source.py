@@ -16,7 +16,7 @@ PILOT = "our pilot of November 2026 (24 raters)"
 
 def _practice_page(practice: dict) -> str:
     """The practice page as a rater receives it (whitespace collapsed)."""
-    built = build_rating_study(raters=2, per_rater=2, practice=practice)
+    built = build_rating_study(practice=practice)
     bot = Bot(Client(), built.study.slug, pid="5f0000000000000000030001")
     response = bot.follow(bot.enter())
     while bot.step_name(response) != "practice":
@@ -30,7 +30,10 @@ def test_typical_ratings_without_a_source_are_called_the_researchers_estimate() 
     assert "Originality</strong>: you gave <span data-yours></span>; the researchers expect about 40" in page
     assert "about 35 (their estimate, not measured from raters)" in page
     assert "Compare my answers with the researchers' estimates" in page
-    assert 'data-higher="Higher than their estimate."' in page and 'data-close="Close to the researchers\' estimate."' in page
+    assert (
+        'data-higher="Higher than their estimate."' in page
+        and 'data-close="Close to the researchers\' estimate."' in page
+    )
     assert "the estimates are the researchers' guesses, not other raters' answers" in page
     for claim in ("earlier studies", "raters gave about", "Higher than most raters", "how others used the scales"):
         assert claim not in page

@@ -144,7 +144,8 @@ def study_debrief_questions(*, study: Study) -> list[DebriefQuestion]:
 
 
 def study_practice(*, study: Study) -> dict:
-    """The practice item, with the typical rating per dimension key (the spec's ``typical``) where given."""
+    """The practice item, with the typical rating per dimension key (the spec's ``typical``) where
+    given, and where they were measured (``typical_measured_in``; "" for the researchers' estimate)."""
     practice = study.practice if isinstance(study.practice, dict) else {}
     given = practice.get("typical")
     typical: dict = given if isinstance(given, dict) else {}
@@ -156,6 +157,7 @@ def study_practice(*, study: Study) -> dict:
             for key, value in typical.items()
             if isinstance(value, int | float) and not isinstance(value, bool)
         },
+        "typical_measured_in": str(practice.get("typical_measured_in") or "").strip(),
     }
 
 

@@ -406,9 +406,12 @@ def _check_rater_pages(check: _Checker, top: dict, study: dict) -> None:
 
 
 def _check_practice(check: _Checker, value: Any) -> dict:
-    """The practice item: ``{prompt, text, typical: {dimension: rating}}``, every part optional."""
-    practice = check.mapping(value, "practice", allowed={"prompt", "text", "typical"})
-    for key in ("prompt", "text"):
+    """The practice item: ``{prompt, text, typical: {dimension: rating}, typical_measured_in}``,
+    every part optional. ``typical_measured_in`` says where the typical ratings were measured
+    ("our pilot of November 2026, 24 raters"); without it they are the researchers' estimate,
+    and the practice page says so."""
+    practice = check.mapping(value, "practice", allowed={"prompt", "text", "typical", "typical_measured_in"})
+    for key in ("prompt", "text", "typical_measured_in"):
         if key in practice:
             check.text(practice[key], f"practice.{key}")
     typical = practice.get("typical", {})

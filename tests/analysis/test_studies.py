@@ -1,11 +1,10 @@
-"""Reliability, robustness, power, novelty–utility, the report, its CLI and the notebook."""
+"""Reliability, robustness, power, novelty–utility, the report, its CLI and the rated-effects notebook."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from analysis.report import write_report
 from analysis.robust import ordinal_sensitivity, rater_bootstrap, to_ordinal
 from analysis.simulate import simulate_export
 from tests.conftest import REPO_ROOT
+from tests.notebooks import execute_notebook
 
 
 @pytest.fixture(scope="module")
@@ -167,19 +167,12 @@ def test_report_cli(export, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.csv" in r.stderr
 
 
-def test_notebook_reproduces_the_main_table(export, tmp_path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
-    ratings, stimuli = export
+def test_rated_effects_notebook_reproduces_the_main_table(export, tmp_path, monkeypatch):
+    ratings, _ = export
     ratings.to_csv(tmp_path / "ratings.csv", index=False)
-    stimuli.to_parquet(tmp_path / "stimuli.parquet")
-    monkeypatch.setenv("ANALYSIS_RATINGS", str(tmp_path / "ratings.csv"))
-    monkeypatch.setenv("ANALYSIS_STIMULI", str(tmp_path / "stimuli.parquet"))
-    monkeypatch.setenv("ANALYSIS_OUT", str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    nb = nbformat.read(Path(REPO_ROOT) / "notebooks" / "analysis.ipynb", as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+    execute_notebook(
+        "rated_effects.ipynb", monkeypatch, ANALYSIS_RATINGS=tmp_path / "ratings.csv", ANALYSIS_OUT=tmp_path
+    )
     from_notebook = pd.read_csv(tmp_path / "notebook_main_table.csv")
     analysed = prepare_ratings(pd.read_csv(tmp_path / "ratings.csv"))
     expected = condition_effects(analysed, fits=fit_mixed(analysed))

@@ -52,7 +52,7 @@ def test_a_rater_on_a_phone_rates_with_sliders_and_reaches_prolific(live_server,
         assert submit.is_disabled()  # the slider must be moved first
         _move_sliders(page, 0.8)
         assert submit.is_disabled()  # the practice feedback comes first
-        page.get_by_role("button", name="Compare my answers with typical ratings").click()
+        page.get_by_role("button", name="Compare my answers").click()
         assert page.locator("[data-practice-feedback]").is_visible()
         assert submit.is_enabled()
         submit.click()

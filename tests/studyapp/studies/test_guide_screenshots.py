@@ -62,7 +62,7 @@ def test_the_launch_guide_walked_in_a_browser_with_its_screenshots(live_server, 
         for slider in phone.locator("input[type=range]").all():
             box = slider.bounding_box()
             phone.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2)
-        phone.get_by_role("button", name="Compare my answers with typical ratings").click()
+        phone.get_by_role("button", name="Compare my answers").click()
         shots["rater-practice-feedback"] = phone.screenshot(full_page=True)
         phone.get_by_role("button", name="Continue to the study").click()
         phone.locator("details[data-definitions] summary").click()

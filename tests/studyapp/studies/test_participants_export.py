@@ -1,10 +1,9 @@
 """Issue 20, point 4: the participants table, in export_study, the dashboard's export links and
-the analysis notebook; the ratings keep their opaque rater token, the join key of both tables."""
+the rated-effects notebook; the ratings keep their opaque rater token, the join key of both tables."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,8 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from studyapp.rating.models import Participant
-from tests.conftest import REPO_ROOT
 from tests.factories import ResearcherFactory
+from tests.notebooks import execute_notebook
 from tests.studyapp.rating.helpers import Bot, build_rating_study, researcher_client
 
 pytestmark = pytest.mark.django_db
@@ -90,19 +89,16 @@ def test_the_dashboard_links_the_participants_table_under_the_same_access_rule()
     assert Client().get(url).status_code == 302  # anonymous: to the login page
 
 
-def test_the_analysis_notebook_reads_the_participants_table(tmp_path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
+def test_the_rated_effects_notebook_reads_the_participants_table(tmp_path, monkeypatch):
     built = _walked_study()
     call_command("export_study", built.study.slug, "--out", str(tmp_path))
-    monkeypatch.setenv("ANALYSIS_RATINGS", str(tmp_path / f"{built.study.slug}-ratings.parquet"))
-    monkeypatch.setenv("ANALYSIS_PARTICIPANTS", str(tmp_path / f"{built.study.slug}-participants.csv"))
-    monkeypatch.setenv("ANALYSIS_OUT", str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    notebook = nbformat.read(Path(REPO_ROOT) / "notebooks" / "analysis.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO_ROOT)}}).execute()  # fmt: skip
+    execute_notebook(
+        "rated_effects.ipynb",
+        monkeypatch,
+        ANALYSIS_RATINGS=tmp_path / f"{built.study.slug}-ratings.parquet",
+        ANALYSIS_PARTICIPANTS=tmp_path / f"{built.study.slug}-participants.csv",
+        ANALYSIS_OUT=tmp_path,
+    )
     per_rater = pd.read_csv(tmp_path / "notebook_participants.csv").set_index("prolific_pid")
     # The notebook joins each participant to their analysed ratings: the one who failed the
     # check has none analysed, the one who declined none at all.

@@ -94,7 +94,7 @@ def test_no_page_breaks_the_policy_in_chromium(live_server) -> None:
         submit = page.get_by_role("button", name="Continue to the study")
         assert submit.is_disabled()  # the page's script ran: nothing to send before a slider moves
         _move_sliders(page, 0.6)
-        page.get_by_role("button", name="Compare my answers with typical ratings").click()
+        page.get_by_role("button", name="Compare my answers").click()
         submit.click()
         for _ in range(2):
             _move_sliders(page, 0.4)

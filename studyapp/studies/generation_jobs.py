@@ -121,7 +121,8 @@ def _item_counts(task_ids: list[int]) -> dict[int, int]:
 
 
 def generation_job_retry(*, job: GenerationJob) -> bool:
-    """Queue a failed job again; the stimuli it stored are kept and skipped. False: it is complete.
+    """Queue a job again (a failed one, say); the stimuli it stored are kept and skipped.
+    False: it is complete, nothing to do.
 
     Raises
     ------

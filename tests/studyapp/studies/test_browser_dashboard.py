@@ -25,11 +25,15 @@ LONG_ERROR = (
 def _realistic_study():
     built = build_rating_study(n_deployments=3, raters=4, per_rater=4)
     study = built.study
-    automatic = DeploymentFactory(study=study, slug="dat-automatic-only", automatic_only=True, task=built.deployments[0].task)
+    automatic = DeploymentFactory(
+        study=study, slug="dat-automatic-only", automatic_only=True, task=built.deployments[0].task
+    )
     automatic_job = GenerationJobFactory(deployment=automatic)
     for _ in range(4):
         StimulusFactory(job=automatic_job)
-    every_metric = {name: 0.5 + index / 100 for index, name in enumerate(SUMMARY_METRICS) if not name.startswith("group_")}
+    every_metric = {
+        name: 0.5 + index / 100 for index, name in enumerate(SUMMARY_METRICS) if not name.startswith("group_")
+    }
     Stimulus.objects.filter(deployment__study=study).update(metrics=every_metric)
     for stimulus in Stimulus.objects.filter(deployment__study=study).distinct("job_id", "item_id"):
         DiversityMetric.objects.get_or_create(

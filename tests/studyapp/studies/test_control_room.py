@@ -90,7 +90,9 @@ def test_live_progress_per_stimulus_against_the_target_charts_and_time_to_comple
     url = reverse("studies:dashboard", args=[built.study.slug])
     body = text_of(client.get(url))
     slug = built.deployments[0].slug
-    assert f'<tr data-stimulus-progress-row="{slug}"><td>{slug}</td> <td class="num">8</td><td class="num">2</td>' in body
+    assert (
+        f'<tr data-stimulus-progress-row="{slug}"><td>{slug}</td> <td class="num">8</td><td class="num">2</td>' in body
+    )
     assert "No completed raters yet." in body
 
     for n in range(2):

@@ -54,7 +54,9 @@ def test_times_rated_has_each_deployments_own_target_over_its_design_stimuli_onl
     assert (progress[second].stimuli, progress[second].target, progress[second].at_target) == (8, "1", 4)
     assert progress[second].by_times_rated == [(0, 4), (1, 4)]
     body = text_of(response)
-    assert f'data-stimulus-progress-row="{second}"><td>{second}</td> <td class="num">8</td><td class="num">1</td>' in body
+    assert (
+        f'data-stimulus-progress-row="{second}"><td>{second}</td> <td class="num">8</td><td class="num">1</td>' in body
+    )
     assert 'data-stimulus-progress-row="dat-only"' not in body
 
 

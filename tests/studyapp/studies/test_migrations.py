@@ -91,7 +91,8 @@ def test_participants_stored_before_get_the_deployment_of_their_slot_their_ratin
     dimension = apps.get_model("studies", "RatingDimension").objects.create(study=study, key="originality")
     Deployment = apps.get_model("studies", "Deployment")
     held, rated, pinned = (
-        Deployment.objects.create(study=study, slug=slug, model=model, task=task) for slug in ("held", "rated", "pinned")
+        Deployment.objects.create(study=study, slug=slug, model=model, task=task)
+        for slug in ("held", "rated", "pinned")
     )
     job = apps.get_model("studies", "GenerationJob").objects.create(deployment=rated, condition=condition)
     stimulus = apps.get_model("studies", "Stimulus").objects.create(
@@ -104,7 +105,8 @@ def test_participants_stored_before_get_the_deployment_of_their_slot_their_ratin
     def participant(pid: str, **fields):
         return Participant.objects.create(study=study, token=pid, prolific_pid=pid, prolific_session_id=pid, **fields)
 
-    holder, timed_out, screened, declined = (participant(pid) for pid in ("holder", "timed-out", "screened", "declined"))
+    holder, timed_out, screened = (participant(pid) for pid in ("holder", "timed-out", "screened"))
+    participant("declined")  # never given a slot: no deployment
     Participant.objects.filter(pk=screened.pk).update(pinned_deployment=pinned)
     Slot.objects.create(deployment=held, index=0, participant=holder, status="active")
     released = Slot.objects.create(deployment=rated, index=0)  # its rater timed out: no participant any more

@@ -243,7 +243,9 @@ def study_with_ratings(*, n_deployments: int, raters_per_deployment: int, items:
                         )
                     )
         for r in range(raters_per_deployment):
-            participant = ParticipantFactory(study=study, step="complete" if r % 2 == 0 else "rating")
+            participant = ParticipantFactory(
+                study=study, deployment=deployment, step="complete" if r % 2 == 0 else "rating"
+            )
             slot = SlotFactory(deployment=deployment, index=r, participant=participant, status="active")
             for page, stimulus in enumerate(stimuli[::2][:3]):  # both conditions
                 for position, dimension in enumerate(dimensions):

@@ -62,7 +62,8 @@ print(",".join(heavy) or "none")
 
 def test_generated_files_are_git_ignored() -> None:
     ignored = (Path(REPO_ROOT) / ".gitignore").read_text().split()
-    for entry in (".venv/", "var/"):
+    # ".venv" without a slash: a worktree's .venv is a link to the main checkout's, ignored too.
+    for entry in (".venv", "node_modules", "var/"):
         assert entry in ignored
 
 

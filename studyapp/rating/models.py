@@ -39,6 +39,11 @@ class Participant(models.Model):
     pinned_deployment = models.ForeignKey(
         Deployment, on_delete=models.CASCADE, null=True, blank=True, related_name="pinned_participants"
     )
+    # The deployment of the slot they were given, set at the claim and kept when the slot goes
+    # back to the pool (timed out, screened out, withdrawn): the dashboard counts them there.
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, null=True, blank=True, related_name="participants"
+    )
     prolific_pid = models.CharField(max_length=64)
     prolific_study_id = models.CharField(max_length=64, blank=True)
     prolific_session_id = models.CharField(max_length=64, blank=True)

@@ -295,9 +295,13 @@ def pages_done(*, participant: Participant, slot: Slot, pages: list[Page]) -> se
     }
 
 
-def preview_plan(*, study: Study, done: set[int]) -> RaterPlan:
-    """What a researcher's preview shows: the lowest slot of the study, nothing claimed."""
-    slot = Slot.objects.filter(deployment__study=study, pilot=False).order_by("index", "deployment_id").first()
+def preview_plan(*, study: Study, done: set[int], deployment_slug: str = "") -> RaterPlan:
+    """What a researcher's preview shows: the lowest slot of the study (of the deployment
+    ``deployment_slug`` names, when it names one), nothing claimed."""
+    slots = Slot.objects.filter(deployment__study=study, pilot=False)
+    if deployment_slug:
+        slots = slots.filter(deployment__slug=deployment_slug)
+    slot = slots.order_by("index", "deployment_id").first()
     stimuli = slot_stimuli(slot=slot) if slot else []
     pages = pages_build(seed="preview", stimuli=stimuli, checks=study_attention_checks(study=study))
     return RaterPlan(slot=slot, pages=pages, done=set(done), dimensions=rater_dimensions(study=study, seed="preview"))

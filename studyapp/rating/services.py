@@ -179,7 +179,8 @@ def slot_claim(*, participant: Participant) -> Slot | None:
         slot.status = Slot.Status.ACTIVE
         slot.claimed_at = now
         slot.save(update_fields=["participant", "status", "claimed_at", "times_released"])
-        Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+        # The deployment stays with the participant after the slot goes back to the pool.
+        Participant.objects.filter(pk=participant.pk).update(last_seen_at=now, deployment_id=slot.deployment_id)
         return slot
 
 

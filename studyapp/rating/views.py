@@ -284,7 +284,13 @@ def preview_start(request: HttpRequest, study_slug: str) -> HttpResponse:
         return redirect_to_login(request.get_full_path())
     if not user_can_view_study(user=user, study=study):
         return message(request, "Not allowed", "Only the researchers of this study can preview it.", status=403)
-    request.session[_preview_key(study.slug)] = {"step": Step.CONSENT, "done": []}
+    # ?deployment=<slug>: the pages of that deployment's first slot (its own task and stimuli).
+    deployment = request.GET.get("deployment", "")
+    if deployment and not study.deployments.filter(slug=deployment, automatic_only=False).exists():
+        return message(
+            request, "No such deployment", f"This study has no rated deployment {deployment!r} to preview.", status=404
+        )
+    request.session[_preview_key(study.slug)] = {"step": Step.CONSENT, "done": [], "deployment": deployment}
     return HttpResponseRedirect(reverse("rating:consent", args=[study.slug]))
 
 
@@ -389,7 +395,10 @@ def _scales(form, dimensions, typical: dict | None = None) -> list[dict]:
 def _plan(rater: Rater) -> selectors.RaterPlan:
     if rater.participant is not None:
         return selectors.participant_plan(participant=rater.participant)
-    return selectors.preview_plan(study=rater.study, done=set((rater.preview or {}).get("done", [])))
+    preview = rater.preview or {}
+    return selectors.preview_plan(
+        study=rater.study, done=set(preview.get("done", [])), deployment_slug=preview.get("deployment", "")
+    )
 
 
 def _render_page(request, rater, plan, page, form=None, status=200, ticket: str | None = None) -> HttpResponse:

@@ -242,7 +242,12 @@ class GenerationJobAdmin(StudyScopedAdmin):
 
     @admin.action(description="Retry (keeps stored stimuli)")
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
-        n = sum(generation_job_retry(job=job) for job in queryset)
+        n = 0
+        for job in queryset:
+            try:
+                n += generation_job_retry(job=job)
+            except StudyLoadError as error:  # queued or running: left as it is
+                self.message_user(request, f"Not retried: {error}.", messages.WARNING)
         self.message_user(request, f"Queued {n} job(s) again.", messages.INFO)
 
 

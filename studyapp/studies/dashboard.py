@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, F, Max, Min, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 
 from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, Slot
@@ -91,6 +91,11 @@ class Dashboard:
     def generation_total(self) -> int:
         return sum(job.total for job in self.jobs)
 
+    @property
+    def jobs_busy(self) -> bool:
+        """A job is queued or running: the page refreshes itself to show each stored batch."""
+        return any(job.status in GenerationJob.BUSY for job in self.jobs)
+
 
 def study_dashboard(*, study: Study, raters_limit: int = 500) -> Dashboard:
     """Everything the dashboard shows, in a fixed number of queries."""
@@ -168,16 +173,18 @@ def _rows_per_deployment(queryset: QuerySet, deployment_field: str) -> QuerySet:
 
 
 def _count_raters(*, study: Study, rows: dict[int, DeploymentRow]) -> None:
-    """Raters per deployment through their slots (a released slot keeps no participant)."""
+    """The design's raters per deployment: everyone given one of its slots, those whose slot went
+    back to the pool (timed out, screened out, withdrawn) included; pilot raters are counted apart."""
+    step = Participant.Step
     for rater_row in (
-        Slot.objects.filter(deployment__study=study, participant__isnull=False, pilot=False)
+        study.participants.filter(deployment__isnull=False, pilot=False)
         .values("deployment_id")
         .annotate(
-            raters=Count("participant", distinct=True),
-            complete=Count("participant", distinct=True, filter=Q(participant__step=Participant.Step.COMPLETE)),
-            timed_out=Count("participant", distinct=True, filter=Q(participant__step=Participant.Step.TIMED_OUT)),
-            screened_out=Count("participant", distinct=True, filter=Q(participant__step=Participant.Step.SCREENED_OUT)),
-            attention_failed=Count("participant", distinct=True, filter=Q(participant__attention_failures__gt=0)),
+            raters=Count("pk"),
+            complete=Count("pk", filter=Q(step=step.COMPLETE)),
+            timed_out=Count("pk", filter=Q(step=step.TIMED_OUT)),
+            screened_out=Count("pk", filter=Q(step=step.SCREENED_OUT)),
+            attention_failed=Count("pk", filter=Q(attention_failures__gt=0)),
         )
     ):
         row = rows[rater_row["deployment_id"]]
@@ -235,17 +242,17 @@ def _seconds_per_page(*, study: Study) -> list[float]:
 
 
 def _raters_table(*, study: Study, limit: int) -> list[Any]:
-    """The latest ``limit`` raters, one row each, with their flags as text."""
+    """The latest ``limit`` raters, one row each, with their flags as text and whether they are
+    pilot or simulated raters (both are left out of the analysis by default)."""
     raters = list(
-        study.participants.annotate(
-            n_ratings=Count("ratings", distinct=True),
-            deployment_slug=Min("slots__deployment__slug"),
-        )
+        study.participants.annotate(n_ratings=Count("ratings"), deployment_slug=F("deployment__slug"))
         .order_by("-started_at")
         .values(
             "token",
             "step",
             "deployment_slug",
+            "pilot",
+            "simulated",
             "n_ratings",
             "attention_failures",
             "flags",

@@ -70,7 +70,7 @@ def generation_start(*, study: Study, deployments: Iterable[Deployment] | None =
             total = n_items.get(pair.deployment.task_id, 0) * (
                 pair.deployment.samples_per_item or study.samples_per_item
             )
-            if job.status in (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING):
+            if job.status in GenerationJob.BUSY:
                 continue
             if job.status == GenerationJob.Status.SUCCEEDED and job.done >= total:
                 continue
@@ -121,9 +121,20 @@ def _item_counts(task_ids: list[int]) -> dict[int, int]:
 
 
 def generation_job_retry(*, job: GenerationJob) -> bool:
-    """Queue a failed (or stuck) job again; the stimuli it stored are kept and skipped."""
+    """Queue a job again (a failed one, say); the stimuli it stored are kept and skipped.
+    False: it is complete, nothing to do.
+
+    Raises
+    ------
+    StudyLoadError
+        The job is queued or running: queueing it again would run it twice at once.
+    """
     with transaction.atomic():
-        job = GenerationJob.objects.select_for_update().get(pk=job.pk)
+        job = GenerationJob.objects.select_for_update().select_related("deployment", "condition").get(pk=job.pk)
+        if job.status in GenerationJob.BUSY:
+            raise StudyLoadError(
+                f"job {job} is {job.status} already: it was not queued again (only a failed job is retried)"
+            )
         if job.status == GenerationJob.Status.SUCCEEDED and job.done >= job.total:
             return False
         _job_queue(job=job)
@@ -360,8 +371,7 @@ def generation_round_start(*, study: Study, decoding: dict) -> list[GenerationJo
                 f"study {study.slug!r} already has rater slots, built from round {study.generation_round}'s texts: "
                 "a new generation round is possible only before slots are built"
             )
-        busy = (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING)
-        if GenerationJob.objects.filter(deployment__study=study, status__in=busy).exists():
+        if GenerationJob.objects.filter(deployment__study=study, status__in=GenerationJob.BUSY).exists():
             raise StudyLoadError("generation is running: start the new round once its jobs have ended")
         if decoding_effective(decoding) == decoding_effective(study.decoding):
             raise StudyLoadError("the decoding settings are unchanged: nothing to generate again")
@@ -410,7 +420,7 @@ def stimuli_regenerate_excluded(*, study: Study) -> list[GenerationJob]:
     queued = []
     with transaction.atomic():
         for job in GenerationJob.objects.select_for_update().filter(pk__in=job_ids):
-            if job.status in (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING):
+            if job.status in GenerationJob.BUSY:
                 continue
             _job_queue(job=job)
             queued.append(job)

@@ -192,3 +192,12 @@ def _summary_means(by_item: dict[int, dict[str, list[float]]]) -> dict[str, floa
         for name, item_values in metrics.items():
             item_means.setdefault(name, []).append(statistics.fmean(item_values))
     return {name: statistics.fmean(item_means[name]) for name in SUMMARY_METRICS if name in item_means}
+
+
+def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The dashboard's table of :func:`automatic_metrics_by_condition` rows: the columns of
+    :data:`SUMMARY_METRICS` that some row has (one empty in every row, the ``cc_*`` metrics of
+    a study without the combinatorial task say, is left out), and the rows, each with its
+    values in those columns as ``shown``."""
+    columns = [name for name in SUMMARY_METRICS if any(name in row["metrics"] for row in rows)]
+    return columns, [{**row, "shown": [row["metrics"].get(name) for name in columns]} for row in rows]

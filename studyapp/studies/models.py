@@ -351,8 +351,16 @@ class GenerationJob(models.Model):
             models.UniqueConstraint(fields=["deployment", "condition"], name="one_job_per_deployment_condition")
         ]
 
+    # Queued or running: a worker has it or will take it, so it is never queued a second time.
+    BUSY = frozenset({Status.QUEUED, Status.RUNNING})
+
     def __str__(self) -> str:
         return f"{self.deployment.slug}/{self.condition.key}"
+
+    @property
+    def retryable(self) -> bool:
+        """Offered a "Retry": a failed job (the others run, wait for a worker, or are done)."""
+        return self.status == self.Status.FAILED
 
 
 class StimulusQuerySet(models.QuerySet):

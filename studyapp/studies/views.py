@@ -68,10 +68,11 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
     from studyapp.studies.screening import excluded_stimuli, study_screening
 
     dashboard = study_dashboard(study=study)
+    metrics_columns, metrics_rows = metrics.summary_table(metrics.automatic_metrics_by_condition(study=study))
     context = {
         "d": dashboard,
-        "metrics_by_condition": metrics.automatic_metrics_by_condition(study=study),
-        "summary_metrics": metrics.SUMMARY_METRICS,
+        "metrics_by_condition": metrics_rows,
+        "summary_metrics": metrics_columns,
         "result_tables": report_result_tables(report=dashboard.latest_ready_report),
         "screening": study_screening(study=study),
         "excluded": excluded_stimuli(study=study),
@@ -211,10 +212,12 @@ def generation_start(request: HttpRequest, study: Study) -> HttpResponse:
 @researcher_required
 def job_retry(request: HttpRequest, study: Study, job_id: int) -> HttpResponse:
     job = get_object_or_404(GenerationJob, pk=job_id, deployment__study=study)
-    if generation_jobs.generation_job_retry(job=job):
-        messages.info(request, f"Queued {job} again.")
+    try:
+        queued = generation_jobs.generation_job_retry(job=job)
+    except StudyLoadError as error:
+        messages.error(request, f"Not retried: {error}.")
     else:
-        messages.info(request, f"{job} is already complete.")
+        messages.info(request, f"Queued {job} again." if queued else f"{job} is already complete.")
     return redirect("studies:dashboard", slug=study.slug)
 
 

@@ -27,7 +27,10 @@ def test_the_dashboard_gives_prolific_links_with_placeholders_pinned_links_and_t
         assert f"http://testserver/r/{built.study.slug}/{token}/?{placeholders}" in body
         assert deployment.slug not in f"/r/{built.study.slug}/{token}/"
     assert body.count("data-copy=") == 3
-    assert f"http://testserver/r/{built.study.slug}/-/preview/" in body
+    # One preview per deployment, each of its own slot's pages.
+    for deployment in built.deployments:
+        assert f"http://testserver/r/{built.study.slug}/-/preview/?deployment={deployment.slug}" in body
+    assert body.count("data-preview-link=") == 2
 
 
 def test_open_and_close_from_the_dashboard_and_only_by_the_studys_researchers():
@@ -86,7 +89,11 @@ def test_live_progress_per_stimulus_against_the_target_charts_and_time_to_comple
     client = researcher_client(built.study)
     url = reverse("studies:dashboard", args=[built.study.slug])
     body = text_of(client.get(url))
-    assert "Times rated (target 2)" in body and "No completed raters yet." in body
+    slug = built.deployments[0].slug
+    assert (
+        f'<tr data-stimulus-progress-row="{slug}"><td>{slug}</td> <td class="num">8</td><td class="num">2</td>' in body
+    )
+    assert "No completed raters yet." in body
 
     for n in range(2):
         Bot(Client(), built.study.slug, f"5f00000000000000000132{20 + n}").walk()
@@ -94,8 +101,9 @@ def test_live_progress_per_stimulus_against_the_target_charts_and_time_to_comple
     html = response.content.decode()
     room = response.context["control"]
     # Two of four raters done: each of the 8 stimuli was rated once; 2 slots left, 2 done in the last hour.
-    assert room.target_ratings_per_stimulus == 2
-    assert room.stimuli_by_ratings == [(1, 8), (2, 0)]
+    [progress] = room.stimulus_progress
+    assert (progress.stimuli, progress.target, progress.at_target) == (8, "2", 0)
+    assert progress.by_times_rated == [(1, 8), (2, 0)]
     assert (room.slots_left, room.quality.completions_last_hour, room.hours_to_completion) == (2, 2, 1.0)
     assert html.count("<svg") == 2 and "<script" not in room.completions_chart + room.conditions_chart
     assert 'aria-label="2 completed raters' in html

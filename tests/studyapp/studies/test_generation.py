@@ -234,3 +234,35 @@ def test_failed_metrics_are_shown_and_generation_stays_succeeded(
     assert job.status == "succeeded" and job.done == 4
     assert job.metrics_error == "RuntimeError: no embedding model here"
     assert job.metrics_computed_at is None
+
+
+@pytest.mark.django_db
+def test_a_running_job_records_its_progress_after_each_batch(tiny_study, settings, tmp_path) -> None:
+    """The dashboard's progress bar moves a batch at a time: 2 items x 3 samples in batches of 2
+    store 2, 4, then 6 samples, each written to the job's row before the next batch is sampled.
+    A trigger logs every write of the row (rolled back with the test's transaction)."""
+    from django.db import connection
+
+    from studyapp.studies.generation_jobs import generation_job_run
+
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = tiny_study(conditions=("base",), samples=3, batch_size=2)
+    [job] = generation_start(study=study)  # queued on commit, which this test's transaction never reaches
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE job_progress_log (id serial PRIMARY KEY, status text, done integer)")
+        cursor.execute(
+            "CREATE FUNCTION job_progress_record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO job_progress_log (status, done) VALUES (NEW.status, NEW.done); RETURN NEW; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER job_progress_log AFTER UPDATE ON studies_generationjob "
+            "FOR EACH ROW EXECUTE FUNCTION job_progress_record()"
+        )
+    job = generation_job_run(job_id=job.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT status, done FROM job_progress_log ORDER BY id")
+        writes = cursor.fetchall()
+    assert job.status == "succeeded" and job.done == job.total == 6
+    running = [done for status, done in writes if status == "running"]
+    assert running[-3:] == [2, 4, 6] and set(running) == {0, 2, 4, 6}, writes
+    assert writes[-1] == ("succeeded", 6)

@@ -74,3 +74,50 @@ def test_stored_debrief_questions_and_practice_move_to_the_one_form() -> None:
     assert study.practice == {"prompt": "p", "text": "r"}
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())  # leave the database as the other tests expect it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_participants_stored_before_get_the_deployment_of_their_slot_their_ratings_or_their_link() -> None:
+    before = [("rating", "0011_bonus_ledger")]
+    after = [("rating", "0012_participant_deployment_kept")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    study = apps.get_model("studies", "Study").objects.create(slug="old-raters", title="Old")
+    model = apps.get_model("studies", "LanguageModel").objects.create(study=study, key="m", source="embedded")
+    condition = apps.get_model("studies", "Condition").objects.create(study=study, model=model, key="b", method="base")
+    task = apps.get_model("studies", "TaskFamily").objects.create(study=study, key="aut", template="{item}")
+    item = apps.get_model("studies", "Item").objects.create(task=task, key="brick", text="brick")
+    dimension = apps.get_model("studies", "RatingDimension").objects.create(study=study, key="originality")
+    Deployment = apps.get_model("studies", "Deployment")
+    held, rated, pinned = (
+        Deployment.objects.create(study=study, slug=slug, model=model, task=task)
+        for slug in ("held", "rated", "pinned")
+    )
+    job = apps.get_model("studies", "GenerationJob").objects.create(deployment=rated, condition=condition)
+    stimulus = apps.get_model("studies", "Stimulus").objects.create(
+        token="s", job=job, deployment=rated, condition=condition, item=item, sample_index=0, prompt="p", text="t",
+        seed=0, model_source="embedded", model_sha256="0" * 64,
+    )  # fmt: skip
+    Participant = apps.get_model("rating", "Participant")
+    Slot = apps.get_model("rating", "Slot")
+
+    def participant(pid: str, **fields):
+        return Participant.objects.create(study=study, token=pid, prolific_pid=pid, prolific_session_id=pid, **fields)
+
+    holder, timed_out, screened = (participant(pid) for pid in ("holder", "timed-out", "screened"))
+    participant("declined")  # never given a slot: no deployment
+    Participant.objects.filter(pk=screened.pk).update(pinned_deployment=pinned)
+    Slot.objects.create(deployment=held, index=0, participant=holder, status="active")
+    released = Slot.objects.create(deployment=rated, index=0)  # its rater timed out: no participant any more
+    apps.get_model("rating", "Rating").objects.create(
+        participant=timed_out, slot=released, stimulus=stimulus, dimension=dimension, score=50, page_index=0
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    Participant = executor.loader.project_state(after).apps.get_model("rating", "Participant")
+    found = dict(Participant.objects.values_list("token", "deployment__slug"))
+    assert found == {"holder": "held", "timed-out": "rated", "screened": "pinned", "declined": None}
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # leave the database as the other tests expect it

@@ -339,21 +339,29 @@ def _cmd_cc_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line's subcommands and options.
-
-    Long because it is one flat declaration of the CLI.
-    """
+    """The command line's subcommands and options, one declaration per subcommand."""
     parser = _Parser(prog="python -m analysis", description="Analysis of creativity studies.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add_command in (
+        _add_mixed_command, _add_plan_command, _add_dat_command, _add_diversity_command, _add_dat_table_command,
+        _add_report_command, _add_cc_score_command, _add_cc_report_command,
+    ):  # fmt: skip
+        add_command(sub)
+    return parser
 
-    def add_preprocessing(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--reference", default="base", help="reference condition (default: base, when present)")
-        p.add_argument("--keep-attention-failed", action="store_true", help="keep raters who failed an attention check")
-        p.add_argument("--exclude-incomplete", action="store_true", help="drop raters who did not finish")
-        p.add_argument(
-            "--keep-pilot", action="store_true", help="keep pilot raters (the `pilot` column; dropped by default)"
-        )
 
+def _add_preprocessing(p: argparse.ArgumentParser) -> None:
+    """The choices of which ratings are analysed, shared by ``mixed`` and ``report``."""
+    p.add_argument("--reference", default="base", help="reference condition (default: base, when present)")
+    p.add_argument("--keep-attention-failed", action="store_true", help="keep raters who failed an attention check")
+    p.add_argument("--exclude-incomplete", action="store_true", help="drop raters who did not finish")
+    p.add_argument(
+        "--keep-pilot", action="store_true", help="keep pilot raters (the `pilot` column; dropped by default)"
+    )
+
+
+def _add_mixed_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``mixed``: mixed-model fits per dimension."""
     m = sub.add_parser("mixed", help="mixed-model fits per dimension as JSON")
     m.add_argument("--ratings", required=True, help="long ratings export (CSV, Parquet, JSONL)")
     m.add_argument("--out", help="JSON file to write (default: stdout)")
@@ -361,9 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--engine", choices=["reml", "statsmodels"], default="reml", help="statsmodels: with --random intercepts only"
     )
-    add_preprocessing(m)
+    _add_preprocessing(m)
     m.set_defaults(func=_cmd_mixed)
 
+
+def _add_plan_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``plan``: raters and items for a target power."""
     pl = sub.add_parser("plan", help="raters and items for 80%% power, from a pilot's ratings or given components")
     pl.add_argument("--pilot", help="a pilot's ratings export: its variance components (slopes included) are used")
     pl.add_argument("--dimension", help="with --pilot: the dimension to plan for (default: the first)")
@@ -387,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", help="JSON file to write (default: stdout)")
     pl.set_defaults(func=_cmd_plan)
 
+
+def _add_dat_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``dat``: score Divergent Association Task answers."""
     d = sub.add_parser("dat", help="score Divergent Association Task answers")
     d.add_argument("words", nargs="*", help="the words of one answer")
     d.add_argument("--words-file", help="dictionary, one word per line (default: /usr/share/dict/words)")
@@ -397,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="with --batch: JSONL file to write (default: stdout)")
     d.set_defaults(func=_cmd_dat)
 
+
+def _add_diversity_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``diversity``: mode collapse, steered minus base."""
     v = sub.add_parser("diversity", help="mode collapse: steered minus base per diversity metric, as JSON")
     v.add_argument("--stimuli", required=True, help="stimuli export (CSV or Parquet)")
     v.add_argument("--out", help="JSON file to write (default: stdout)")
@@ -404,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.set_defaults(func=_cmd_diversity)
 
+
+def _add_dat_table_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``dat-table``: the DAT table per model and condition."""
     t = sub.add_parser("dat-table", help="DAT table per model and condition (valid share, score, percentile gain)")
     t.add_argument("--stimuli", required=True, help="stimuli export (CSV or Parquet)")
     t.add_argument("--vectors", help="word vectors; GloVe 840B 300d gives human percentiles (default: MiniLM)")
@@ -414,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_cmd_dat_table)
 
+
+def _add_report_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``report``: the HTML report."""
     r = sub.add_parser("report", help="HTML report with tables and plots")
     r.add_argument("--ratings", required=True)
     r.add_argument("--stimuli", help="stimulus table (enables diversity and novelty–utility sections)")
@@ -427,9 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dat-vectors", help="word vectors for the DAT table (GloVe 840B 300d gives percentiles)")
     r.add_argument("--dat-words", help="DAT dictionary (default: /usr/share/dict/words)")
     r.add_argument("--dat-norms", help="human DAT norms CSV (default: the shipped approximation)")
-    add_preprocessing(r)
+    _add_preprocessing(r)
     r.set_defaults(func=_cmd_report)
 
+
+def _add_cc_score_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``cc-score``: score graph walks."""
     cs = sub.add_parser("cc-score", help="validity, utility, novelty, creativity of graph walks (JSONL)")
     cs.add_argument("--graph", required=True, help="CSV with columns head,label,tail")
     cs.add_argument("--prompts", required=True, help="JSONL: prompt_id, start, end, include, exclude")
@@ -442,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--alpha-exclude", type=float, default=1.0, help="utility weight per excluded label")
     cs.set_defaults(func=_cmd_cc_score)
 
+
+def _add_cc_report_command(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """``cc-report``: the findings of a cc-scaling run."""
     cr = sub.add_parser("cc-report", help="the three findings of a cc-scaling run, with CIs over seeds and prompts")
     cr.add_argument("--table", required=True, help="scaling.csv of a cc-scaling run (prompt_scores.csv beside it)")
     cr.add_argument("--out", required=True, help="output folder for the tables (CSV) and figures (PNG)")
@@ -451,7 +480,6 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws over seeds and prompts (default 1000)")
     cr.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     cr.set_defaults(func=_cmd_cc_report)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ hardening that ``manage.py check --deploy`` asks for (``PRODUCTION``, which may 
 set either way).
 """
 
+import warnings
 from pathlib import Path
 
 import csp.constants as csp
@@ -162,6 +163,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+if not PRODUCTION:
+    # Outside production the static files are served from the apps (no collectstatic, so no
+    # STATIC_ROOT): WhiteNoise's warning about the missing folder is noise there (e.g. in
+    # `make demo`'s output). In production `make serve` collects them and the warning stays on.
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -221,11 +221,18 @@ def _participant_figures(*, study: Study) -> ParticipantFigures:
         dropouts=Count("pk", filter=dropped),
         consented=Count("pk", filter=Q(consented_at__isnull=False)),
         simulated=Count("pk", filter=Q(simulated=True)),
+        pilot=Count("pk", filter=Q(pilot=True)),
     )
     complete = by_step.get(Participant.Step.COMPLETE, 0)
     consented = counts["consented"]
     return ParticipantFigures(
-        counts={"total": sum(by_step.values()), "consented": consented, "simulated": counts["simulated"], **by_step},
+        counts={
+            "total": sum(by_step.values()),
+            "consented": consented,
+            "simulated": counts["simulated"],
+            "pilot": counts["pilot"],
+            **by_step,
+        },
         completion_rate=complete / consented if consented else None,
         dropouts=counts["dropouts"],
     )

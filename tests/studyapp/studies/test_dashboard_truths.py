@@ -111,7 +111,13 @@ def test_the_raters_table_marks_pilot_and_simulated_raters():
     Participant.objects.filter(prolific_pid="5f0000000000000000014302").update(simulated=True)
     tokens = dict(Participant.objects.values_list("prolific_pid", "token"))
 
-    html = _dashboard(researcher_client(study), study).content.decode()
+    response = _dashboard(researcher_client(study), study)
+    html = response.content.decode()
+    # The study's raters table counts the pilot apart, as the deployments' table leaves it out.
+    assert {k: response.context["d"].participants[k] for k in ("total", "pilot", "simulated")} == {
+        "total": 3, "pilot": 1, "simulated": 1,
+    }  # fmt: skip
+    assert sum(row.raters for row in response.context["d"].deployments) == 2
 
     def row_of(pid: str) -> str:
         start = html.index(f'<tr data-rater="{tokens[pid]}">')

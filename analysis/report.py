@@ -617,11 +617,12 @@ def _metrics_section(
 
 
 def _novelty_utility_section(page: _Page, ratings: pd.DataFrame, metrics: pd.DataFrame | None) -> None:
-    page.h("Novelty and utility")
+    """Novelty against utility, when the study has a utility measure (a rated usefulness or utility
+    dimension, or DAT answers' validity); without one the section is left out, not shown empty."""
     nu = _novelty_utility(ratings, metrics)
     if nu is None:
-        page.p("Needs a rated utility dimension (usefulness/utility) or DAT stimuli with metrics.", "note")
         return
+    page.h("Novelty and utility")
     ax = plot_novelty_utility(nu, label_cols=[c for c in nu.columns if c in ("condition", "strength")])
     page.figure(ax.figure, "novelty_utility", "novelty against utility")
     page.table(nu, "novelty_utility")

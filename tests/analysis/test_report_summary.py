@@ -100,6 +100,14 @@ def test_a_study_without_a_dat_task_has_no_dat_section(tmp_path, hashing_embedde
     html = path.read_text()
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert results["dat"] is None and "3. DAT" not in html and "no DAT answers" not in html
+    # The novelty-utility section stands on the rated usefulness here; without any utility
+    # measure it is left out rather than shown asking for DAT stimuli.
+    assert "Novelty and utility" in html and "DAT stimuli" not in html
+    no_utility = ratings[ratings["dimension"] != "usefulness"]
+    path = write_report(
+        no_utility, aut, tmp_path / "r2", embedder=hashing_embedder, n_boot=0, diversity_boot=50, plan=False,
+    )  # fmt: skip
+    assert "Novelty and utility" not in path.read_text()
     assert not (tmp_path / "r" / "dat_table.csv").exists() and not (tmp_path / "r" / "dat.png").exists()
     text = format_result_tables(results)
     assert "2. Mode collapse" in text and "3. DAT" not in text

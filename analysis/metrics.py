@@ -69,7 +69,7 @@ def stimulus_metrics(
 ) -> pd.DataFrame:
     """Per-stimulus automatic metrics.
 
-    Long because its parameters and results are documented here; the body is under 45 lines.
+    Long because its parameters and results are documented here; the body is under 35 lines.
 
     Parameters
     ----------
@@ -114,18 +114,9 @@ def stimulus_metrics(
         out.loc[is_dat, "dat_n_valid"] = dat["dat_n_valid"].to_numpy(float)
         out.loc[is_dat, "dat_valid"] = dat["dat_valid"].to_numpy()
     if is_aut.any() and emb is not None:
-        item_texts = None
-        if item_text_col is not None and item_text_col in stimuli.columns:
-            item_texts = stimuli.loc[is_aut, item_text_col].astype(str).tolist()
-        else:
-            warnings.warn(
-                ItemTextWarning(
-                    f"AUT originality not computed: no item text column ({item_text_col!r}); "
-                    "it needs the object as the model saw it, not the item key"
-                ),
-                stacklevel=2,
-            )
-        aut = score_aut(texts[is_aut].tolist(), item_texts=item_texts, embedder=emb)
+        aut = score_aut(
+            texts[is_aut].tolist(), item_texts=_aut_item_texts(stimuli, is_aut, item_text_col), embedder=emb
+        )
         for col in ("aut_fluency", "aut_originality", "aut_elaboration"):
             out.loc[is_aut, col] = aut[col].to_numpy(float)
     is_cc = (tasks == "cc_walk").to_numpy()
@@ -139,6 +130,20 @@ def stimulus_metrics(
             out.loc[is_cc, col] = cc[col].to_numpy(float)
     out.attrs["embedding"] = emb.name if emb is not None else None
     return out
+
+
+def _aut_item_texts(stimuli: pd.DataFrame, is_aut: np.ndarray, item_text_col: str | None) -> list[str] | None:
+    """The AUT rows' objects as the model saw them; None (originality NaN) with a warning when absent."""
+    if item_text_col is not None and item_text_col in stimuli.columns:
+        return stimuli.loc[is_aut, item_text_col].astype(str).tolist()
+    warnings.warn(
+        ItemTextWarning(
+            f"AUT originality not computed: no item text column ({item_text_col!r}); "
+            "it needs the object as the model saw it, not the item key"
+        ),
+        stacklevel=3,
+    )
+    return None
 
 
 def diversity_by_group(

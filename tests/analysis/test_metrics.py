@@ -148,3 +148,16 @@ def test_default_embedder_follows_embedding_model_path(monkeypatch, tmp_path) ->
         assert default_embedder().name == "all-MiniLM-L6-v2"
     finally:
         default_embedder.cache_clear()
+
+
+def test_aut_originality_without_the_item_text_is_nan_with_a_warning_naming_the_column(hashing_embedder) -> None:
+    from analysis.notices import ItemTextWarning
+
+    aut = pd.DataFrame(
+        {"text": ["1. doorstop\n2. paperweight", "1. hammer"], "task": ["aut", "aut"], "item": ["i0", "i0"]}
+    )
+    with pytest.warns(ItemTextWarning, match="'item_text'") as caught:
+        out = stimulus_metrics(aut, embedder=hashing_embedder)
+    # The warning points at the caller of stimulus_metrics, not at the library's inside.
+    assert caught[0].filename == __file__
+    assert out["aut_originality"].isna().all() and out["aut_fluency"].tolist() == [2.0, 1.0]

@@ -19,7 +19,9 @@ from generation.task_families import TaskFamily, build_prompt
 from generation.types import Artifact, ConditionSpec, DecodingSettings, Sample, SampleRequest
 
 if TYPE_CHECKING:
+    from generation.backends import GenerationBackend
     from generation.loading import LoadedModel
+    from generation.sampling import GeneratedText
 
 __all__ = [
     "Artifact",
@@ -255,10 +257,7 @@ def iter_samples(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if artifact is None and spec.artifact_path:
-        artifact = load_artifact(spec.artifact_path)
-    if spec.method in ("weight", "activation") and artifact is None:
-        raise ValueError(f"the {spec.method} condition needs an artifact: call prepare_artifact first")
+    artifact = _condition_artifact(spec, artifact)
     instruction = _instruction(spec)
     used = condition_decoding(spec, decoding)
     if not requests:
@@ -281,23 +280,44 @@ def iter_samples(
             prompts = [build_prompt(engine.tokenizer, family, request.item_text, instruction) for request in batch]
             seeds = [derive_row_seed(r.seed, r.item_key, r.sample_index) for r in batch]
             results = engine.generate(prompts, seeds, used)
-            samples = [
-                Sample(
-                    item_key=request.item_key,
-                    sample_index=request.sample_index,
-                    seed=request.seed,
-                    prompt=prompt,
-                    text=result.text,
-                    n_new_tokens=result.n_new_tokens,
-                    decoding=dict(decoding_record),
-                    model_sha256=engine.model_sha256,
-                    condition=dict(condition),
-                    finished=result.finished,
-                )
+            bar.update(len(batch))
+            yield [
+                _sample(request, prompt, result, decoding=decoding_record, condition=condition, engine=engine)
                 for request, prompt, result in zip(batch, prompts, results, strict=True)
             ]
-            bar.update(len(batch))
-            yield samples
+
+
+def _condition_artifact(spec: ConditionSpec, artifact: Artifact | None) -> Artifact | None:
+    """The condition's artifact: the one given, else the one at ``spec.artifact_path``; required when steered."""
+    if artifact is None and spec.artifact_path:
+        artifact = load_artifact(spec.artifact_path)
+    if spec.method in ("weight", "activation") and artifact is None:
+        raise ValueError(f"the {spec.method} condition needs an artifact: call prepare_artifact first")
+    return artifact
+
+
+def _sample(
+    request: SampleRequest,
+    prompt: str,
+    result: GeneratedText,
+    *,
+    decoding: dict[str, Any],
+    condition: dict[str, Any],
+    engine: GenerationBackend,
+) -> Sample:
+    """One generated response with its provenance (each Sample gets its own copies of the records)."""
+    return Sample(
+        item_key=request.item_key,
+        sample_index=request.sample_index,
+        seed=request.seed,
+        prompt=prompt,
+        text=result.text,
+        n_new_tokens=result.n_new_tokens,
+        decoding=dict(decoding),
+        model_sha256=engine.model_sha256,
+        condition=dict(condition),
+        finished=result.finished,
+    )
 
 
 def _instruction(spec: ConditionSpec) -> str | None:

@@ -200,13 +200,7 @@ def generate_batch(
     )
     for step in range(decoding.max_new_tokens):
         next_tokens = _choose_tokens(outputs.logits[:, -1, :].float(), generators, decoding)
-        for row, token in enumerate(next_tokens.tolist()):
-            if finished[row]:
-                continue
-            if token in stops:
-                finished[row] = True
-            else:
-                new_tokens[row].append(token)
+        _tokens_record(next_tokens.tolist(), stops, new_tokens=new_tokens, finished=finished)
         if all(finished) or step == decoding.max_new_tokens - 1:
             break  # no forward pass for a token nobody will use
         # Rows that already stopped keep feeding a pad token; their output is final and the
@@ -221,11 +215,25 @@ def generate_batch(
             past_key_values=outputs.past_key_values,
             use_cache=True,
         )
+    return _decoded(tokenizer, new_tokens, finished)
+
+
+def _decoded(tokenizer: Any, new_tokens: list[list[int]], finished: list[bool]) -> list[GeneratedText]:
+    """Each row's new tokens as text."""
     return [
         GeneratedText(
-            text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-            n_new_tokens=len(tokens),
-            finished=done,
+            text=tokenizer.decode(tokens, skip_special_tokens=True).strip(), n_new_tokens=len(tokens), finished=done
         )
         for tokens, done in zip(new_tokens, finished, strict=True)
     ]
+
+
+def _tokens_record(tokens: list[int], stops: set[int], *, new_tokens: list[list[int]], finished: list[bool]) -> None:
+    """Append each unfinished row's token, or mark the row finished at a stop token (in place)."""
+    for row, token in enumerate(tokens):
+        if finished[row]:
+            continue
+        if token in stops:
+            finished[row] = True
+        else:
+            new_tokens[row].append(token)

@@ -112,16 +112,7 @@ def test_every_rater_page_passes_axe_and_the_flow_works_with_the_keyboard_alone(
         page.wait_for_selector("[data-completion-code]")
         audit("completion")
 
-        # The other endings: declined consent (with its code) and a link to no study.
-        other = browser.new_context(viewport=WIDTHS[width], **AXE_CONTEXT).new_page()
-        other.goto(f"{live_server.url}/r/{built.study.slug}/?{prolific_query(pid[:-2] + '99')}")
-        other.get_by_role("button", name="I do not agree").click()
-        page = other
-        assert other.locator("[data-prolific-code]").inner_text() == "N0C0NSENT"
-        other.get_by_role("button", name="Stay on this page").click()
-        audit("declined")
-        other.goto(f"{live_server.url}/r/no-such-study/?{prolific_query(pid)}")
-        audit("not found")
+        report |= _other_endings_audited(browser, live_server.url, built.study.slug, pid=pid, width=width)
         browser.close()
 
     failures = {name: violations for name, violations in report.items() if violations}
@@ -131,3 +122,16 @@ def test_every_rater_page_passes_axe_and_the_flow_works_with_the_keyboard_alone(
     assert participant.step == Participant.Step.COMPLETE
     assert participant.debrief == {"q1": "Typed with the keyboard only."}
     assert participant.ratings.count() == 4 * 3 and participant.attention_checks.get().passed
+
+
+def _other_endings_audited(browser, base_url: str, slug: str, *, pid: str, width: str) -> dict[str, list[dict]]:
+    """The endings off the main path, audited: declined consent (with its code) and a link to no study."""
+    other = browser.new_context(viewport=WIDTHS[width], **AXE_CONTEXT).new_page()
+    other.goto(f"{base_url}/r/{slug}/?{prolific_query(pid[:-2] + '99')}")
+    other.get_by_role("button", name="I do not agree").click()
+    assert other.locator("[data-prolific-code]").inner_text() == "N0C0NSENT"
+    other.get_by_role("button", name="Stay on this page").click()
+    report = {"declined": axe_violations(other)}
+    other.goto(f"{base_url}/r/no-such-study/?{prolific_query(pid)}")
+    report["not found"] = axe_violations(other)
+    return report

@@ -10,16 +10,22 @@ BEFORE = [("studies", "0004_job_metrics_error"), ("rating", "0002_deployment_lin
 AFTER = [("studies", "0005_stimulus_text_id")]
 
 
+def _old_study(apps, *, slug: str):
+    """A study as an older schema stored it: one model, a base condition, the AUT with one item."""
+    study = apps.get_model("studies", "Study").objects.create(slug=slug, title="Old")
+    model = apps.get_model("studies", "LanguageModel").objects.create(study=study, key="m", source="embedded")
+    condition = apps.get_model("studies", "Condition").objects.create(study=study, model=model, key="b", method="base")
+    task = apps.get_model("studies", "TaskFamily").objects.create(study=study, key="aut", template="{item}")
+    item = apps.get_model("studies", "Item").objects.create(task=task, key="brick", text="brick")
+    return study, model, condition, task, item
+
+
 @pytest.mark.django_db(transaction=True)
 def test_text_ids_of_existing_stimuli_follow_the_twin_copies() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
     apps = executor.loader.project_state(BEFORE).apps
-    study = apps.get_model("studies", "Study").objects.create(slug="old", title="Old")
-    model = apps.get_model("studies", "LanguageModel").objects.create(study=study, key="m", source="embedded")
-    condition = apps.get_model("studies", "Condition").objects.create(study=study, model=model, key="b", method="base")
-    task = apps.get_model("studies", "TaskFamily").objects.create(study=study, key="aut", template="{item}")
-    item = apps.get_model("studies", "Item").objects.create(task=task, key="brick", text="brick")
+    study, model, condition, task, item = _old_study(apps, slug="old")
     Deployment = apps.get_model("studies", "Deployment")
     Job = apps.get_model("studies", "GenerationJob")
     Stimulus = apps.get_model("studies", "Stimulus")
@@ -83,11 +89,7 @@ def test_participants_stored_before_get_the_deployment_of_their_slot_their_ratin
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
-    study = apps.get_model("studies", "Study").objects.create(slug="old-raters", title="Old")
-    model = apps.get_model("studies", "LanguageModel").objects.create(study=study, key="m", source="embedded")
-    condition = apps.get_model("studies", "Condition").objects.create(study=study, model=model, key="b", method="base")
-    task = apps.get_model("studies", "TaskFamily").objects.create(study=study, key="aut", template="{item}")
-    item = apps.get_model("studies", "Item").objects.create(task=task, key="brick", text="brick")
+    study, model, condition, task, item = _old_study(apps, slug="old-raters")
     dimension = apps.get_model("studies", "RatingDimension").objects.create(study=study, key="originality")
     Deployment = apps.get_model("studies", "Deployment")
     held, rated, pinned = (

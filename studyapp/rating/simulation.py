@@ -10,10 +10,13 @@ export), and the rater's scores come from a known model instead of judgement:
     score = 50 + rater leniency + text effect + preference x [steered] + noise   (0-100 points)
 
 clipped and rounded to the dimension's scale (Likert scales get the same model rescaled).
-The text effect is keyed by the stimulus' ``text_id``, so a base text copied into two
-deployments looks equally good in both. An inattentive rater fails every attention check
-and scores at random; an abandoning rater stops on a random rating page and leaves the
-tab open (their slot times out as a real one would). Everything is seeded.
+The text effect is keyed by what the text is (condition, item, sample, round), so a base
+text copied into two deployments looks equally good in both. An inattentive rater fails
+every attention check and scores at random; an abandoning rater stops on a random rating
+page and leaves the tab open (their slot times out as a real one would). Everything is
+seeded, and each score's draws are keyed by the rater and what is rated, never by the
+random tokens of an install or the page order they shuffle: a seed gives the same scores
+in every run.
 """
 
 from __future__ import annotations
@@ -221,24 +224,27 @@ class _SimulatedRater:
         data = dict(form.values)
         if "stimulus" not in data:
             return self._attention(form, data)
-        stimulus = Stimulus.objects.select_related("condition").get(token=data["stimulus"])
+        stimulus = Stimulus.objects.select_related("condition", "item__task").get(token=data["stimulus"])
         steered = stimulus.condition.method != "base"
-        # The same for every rater and run: drawn from the text, not from the order raters meet it.
-        # Seeded simulation noise, never a secret.
-        text_effect = random.Random(f"{self.model.seed}:text:{stimulus.text_id}").gauss(0, self.model.text_sd)  # noqa: S311
+        text = _text_key(stimulus)
+        # Every draw is keyed by what is rated, never by the order of the pages or of the scales
+        # (both shuffled from the participant's random token): the same seed gives the same
+        # scores in every run and install. Seeded simulation noise, never a secret.
+        text_effect = random.Random(f"{self.model.seed}:text:{text}").gauss(0, self.model.text_sd)  # noqa: S311
         for name in [*data, *form.radios]:
             if not name.startswith("score-"):
                 continue
             dimension = self.dimensions[name.removeprefix("score-")]
+            draw = random.Random(f"{self.model.seed}:{self.pid}:{text}:{dimension.key}")  # noqa: S311
             if self.inattentive:
-                points = self.rng.uniform(0, 100)
+                points = draw.uniform(0, 100)
             else:
                 points = (
                     50
                     + self.leniency
                     + text_effect
                     + (self.model.preference if steered else 0.0)
-                    + self.rng.gauss(0, self.model.noise_sd)
+                    + draw.gauss(0, self.model.noise_sd)
                 )
             low, high = dimension.scale_range
             score = low + (high - low) * min(max(points, 0.0), 100.0) / 100
@@ -283,6 +289,13 @@ def _host() -> str:
     if not allowed:
         raise SimulationError("ALLOWED_HOSTS names no host the simulated raters could use")
     return allowed[0]
+
+
+def _text_key(stimulus: Stimulus) -> str:
+    """What a text is, stable across runs and installs (its tokens are random): twin copies of one
+    text in two deployments share it, as they share ``text_id``."""
+    item = stimulus.item
+    return f"{stimulus.condition.key}:{item.task.key}:{item.key}:{stimulus.sample_index}:{stimulus.generation_round}"
 
 
 def simulated_pid(*, seed: int, index: int) -> str:

@@ -11,6 +11,7 @@ from studyapp.rating.models import AttentionCheckResponse, Participant, Rating, 
 from studyapp.rating.selectors import participant_plan
 from studyapp.rating.simulation import RaterModel, SimulationError, raters_simulate
 from studyapp.studies.exports import export_ratings_frame
+from studyapp.studies.models import Stimulus, new_opaque_token
 from tests.factories import ParticipantFactory
 from tests.studyapp.rating.helpers import build_rating_study
 
@@ -165,3 +166,32 @@ def test_a_simulated_rater_that_cannot_go_on_stops_the_command_naming_the_page_a
     assert Participant.objects.filter(study=built.study).count() == 1
     assert not Slot.objects.filter(deployment__study=built.study).exclude(status=Slot.Status.FREE).exists()
     assert Participant.objects.get().step == Participant.Step.TIMED_OUT
+
+
+def test_the_same_seed_gives_the_same_scores_in_another_install():
+    # Another install draws other random tokens: stimulus tokens and text ids, and participant
+    # tokens (which shuffle each rater's pages and scales). The simulated scores must not move.
+    built = build_rating_study(raters=8, n_items=4, samples=2)
+    model = RaterModel(attention_failure_rate=0.2, abandon_rate=0, seed=5)
+
+    def scores() -> dict[tuple[str, str, int, str], float]:
+        raters_simulate(study=built.study, n_raters=_slots(built), model=model)
+        return {
+            (r.participant.prolific_pid, r.stimulus.condition.key, r.stimulus.item.key, r.stimulus.sample_index,
+             r.dimension.key): r.score
+            for r in Rating.objects.select_related("participant", "stimulus__condition", "stimulus__item", "dimension")
+        }  # fmt: skip
+
+    first = scores()
+    pages_first = {p.prolific_pid: p.token for p in Participant.objects.all()}
+    Rating.objects.all().delete()
+    AttentionCheckResponse.objects.all().delete()
+    Slot.objects.update(status=Slot.Status.FREE, participant=None, claimed_at=None, completed_at=None)
+    Participant.objects.all().delete()
+    for stimulus in Stimulus.objects.all():
+        stimulus.token, stimulus.text_id = new_opaque_token(), new_opaque_token()
+        stimulus.save(update_fields=["token", "text_id"])
+    again = scores()
+    assert {p.prolific_pid: p.token for p in Participant.objects.all()}.keys() == pages_first.keys()
+    assert all(p.token != pages_first[p.prolific_pid] for p in Participant.objects.all())
+    assert again == first and len(first) == _slots(built) * built.study.stimuli_per_rater * len(built.dimensions)

@@ -399,10 +399,12 @@ def deployment_truncation_set(*, deployment: Deployment, accept: bool) -> Deploy
     Raises
     ------
     StudyLoadError
-        The deployment's slots are built: what raters rate is settled.
+        The deployment's slots are built (what raters rate is settled), or it is never rated.
     """
     from studyapp.rating.models import Slot
 
+    if deployment.automatic_only:
+        raise StudyLoadError(f"deployment {deployment.slug} is automatic only: its texts are never rated")
     if Slot.objects.filter(deployment=deployment).exists():
         raise StudyLoadError(f"deployment {deployment.slug} already has rater slots: decide before slots are built")
     Deployment.objects.filter(pk=deployment.pk).update(accept_truncation=accept)

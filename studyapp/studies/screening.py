@@ -35,6 +35,7 @@ class ConditionScreening:
     n_unknown: int  # stored before truncation was recorded
     n_mid_word: int = 0  # cut after a letter or digit: never rated unless the deployment accepts truncation
     accept_truncation: bool = False
+    automatic_only: bool = False  # never rated: truncation has nothing to accept or refuse
 
     @property
     def truncated_share(self) -> float | None:
@@ -53,7 +54,7 @@ def study_screening(*, study: Study) -> Screening:
     aggregated = (
         Stimulus.objects.current()
         .filter(deployment__study=study)
-        .values("deployment__slug", "condition__key", "deployment__accept_truncation")
+        .values("deployment__slug", "condition__key", "deployment__accept_truncation", "deployment__automatic_only")
         .annotate(
             n=Count("pk", filter=Q(excluded_at__isnull=True)),
             n_excluded=Count("pk", filter=Q(excluded_at__isnull=False)),
@@ -79,6 +80,7 @@ def study_screening(*, study: Study) -> Screening:
                 n_unknown=row["n_unknown"],
                 n_mid_word=row["n_mid_word"],
                 accept_truncation=row["deployment__accept_truncation"],
+                automatic_only=row["deployment__automatic_only"],
             )
         )
     by_deployment: dict[str, list[ConditionScreening]] = {}

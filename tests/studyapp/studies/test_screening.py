@@ -160,6 +160,23 @@ def test_a_text_cut_mid_word_is_never_rated_unless_the_deployment_accepts_trunca
 
 
 @pytest.mark.django_db
+def test_an_automatic_only_deployment_offers_no_truncation_choice_and_refuses_one(
+    client, tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+) -> None:
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    study = _generated(tiny_study, django_capture_on_commit_callbacks, accept_truncation=False)
+    study.deployments.update(automatic_only=True)
+    researcher = ResearcherFactory(username="automatic")
+    study.researchers.add(researcher)
+    client.force_login(researcher)
+    page = client.get(f"/panel/{study.slug}/").content.decode()
+    assert "data-automatic-only" in page and "Accept cut texts for aut-0" not in page
+    response = client.post(f"/panel/{study.slug}/truncation/aut-0/", {"state": "on"}, follow=True)
+    assert "automatic only: its texts are never rated" in response.content.decode()
+    assert not study.deployments.get().accept_truncation
+
+
+@pytest.mark.django_db
 def test_a_changed_decoding_is_a_new_generation_round_of_the_same_study_with_provenance_per_stimulus(
     tiny_model_dir, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path, capsys
 ) -> None:

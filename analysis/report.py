@@ -1,5 +1,15 @@
 """The HTML report: tables and matplotlib figures in one folder, ``index.html`` first.
 
+It opens with a summary of the study (:mod:`analysis.report_summary`): each finding in a
+sentence with its estimate, CI and model, the figures that carry them, and what the data
+cannot say. The full results follow: the rated effects (main table, with the weight vs
+activation contrast and every warning of the fits), mode collapse
+(:func:`analysis.diversity_differences`) and, when the study has a DAT task, the DAT table
+(:func:`analysis.dat_table`); then the other sections. ``results.json`` holds ``{"effects":
+..., "diversity": ..., "dat": ..., "summary": ...}`` (``dat`` is null without a DAT task;
+:func:`format_result_tables` prints the tables as text). When the ratings have a
+``simulated`` column with any true value, the page and the tables say so at the top.
+
 Every table shown is also written as CSV beside the page (``main_table.csv`` is the
 paper's main table), so a notebook or a reviewer can check the numbers.
 """
@@ -222,98 +232,99 @@ def write_report(
     dat_words: str | os.PathLike[str] | None = None,
     dat_norms: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write the HTML report of a study and ``results.json``; return the path of ``index.html``.
+    """Write the HTML report of a study and ``results.json`` (module docstring); return ``index.html``'s path.
 
-    Long because each option of the report is documented; the body is one call per section.
-
-    The report opens with a summary of the study (:mod:`analysis.report_summary`): each
-    finding in a sentence with its estimate, CI and model, the figures that carry them, and
-    what the data cannot say. The full results follow: the rated effects (main table, with
-    the weight vs activation contrast and every warning of the fits), mode collapse
-    (:func:`analysis.diversity_differences`) and, when the study has a DAT task, the DAT
-    table (:func:`analysis.dat_table`); then the other sections. ``out_dir/results.json``
-    holds ``{"effects": ..., "diversity": ..., "dat": ..., "summary": ...}`` (``dat`` is
-    null without a DAT task; :func:`format_result_tables` prints the tables as text). When
-    the ratings have a ``simulated`` column with any true value, the page and the tables
-    say so at the top.
+    Long because each option of the report is documented; the body is one call per step.
 
     Parameters
     ----------
-    ratings : pandas.DataFrame
-        Long export: ``rater, deployment, condition, model, task, item, stimulus,
-        dimension, score`` (extra columns used when present: ``attention_failed``,
-        ``rater_complete``, ``pilot``, ``withdrawn``, ``seconds_on_page``, ``text_id``,
-        ``simulated``, and ``scale_min``/``scale_max``: each dimension's scale, which sets
-        its histogram's axis).
-    stimuli : pandas.DataFrame or None
-        Stimulus table (``stimulus, deployment, condition, model, task, item, item_text,
-        text, text_id`` ...); enables the diversity, DAT and automatic-metric sections.
+    ratings, stimuli : pandas.DataFrame
+        The long ratings export (``rater, deployment, condition, model, task, item, stimulus,
+        dimension, score``; used when present: ``attention_failed, rater_complete, pilot,
+        withdrawn, seconds_on_page, text_id, simulated, scale_min, scale_max``) and the stimulus
+        table or None (``stimulus, deployment, condition, model, task, item, item_text, text``...;
+        it enables the diversity, DAT and automatic-metric sections).
     out_dir : path
-        Folder to write (created); holds ``index.html``, ``results.json``, PNG figures and CSV tables.
-    reference : str
-        Reference condition.
-    exclude_attention_failed, exclude_incomplete, exclude_pilot : bool
-        Preprocessing choices (:func:`analysis.mixed.prepare_ratings`), stated in the report.
-    compute_metrics : bool
-        Compute stimulus metrics (embedding model) when the stimulus table lacks them.
-    embedder : Embedder or None
-        Embedding for the metrics; None = embedded MiniLM.
-    n_boot : int
-        Rater-bootstrap resamples (0 skips the bootstrap).
-    study : str or None
-        The study's name, in the title and the summary.
-    title : str or None
-        The page's title; default ``"<study>: analysis report"``.
+        Folder to write (created): ``index.html``, ``results.json``, PNG figures, CSV tables.
+    reference, exclude_attention_failed, exclude_incomplete, exclude_pilot : str, bool
+        The reference condition and the choice of raters (:func:`analysis.mixed.prepare_ratings`).
+    compute_metrics, embedder : bool, Embedder or None
+        Compute stimulus metrics absent from the table, with this embedding (None: MiniLM).
+    n_boot, diversity_boot, seed : int
+        Rater-bootstrap resamples (0 skips), resamples of the diversity and DAT tables, seed.
+    study, title : str or None
+        The study's name (title and summary) and the page's title (``"<study>: analysis report"``).
     model_options : mapping or None
-        The model choices of :func:`analysis.mixed.fit_mixed` (``formula``, ``random``,
-        ``simplify``, ``item_effect``, ``deployment_effect``) for the main model; by default
-        the maximal structure the design supports, simplified by the stated rule. The pooled
-        and per-deployment models derive their structure the same way (a formula applies to
-        the main model only).
+        :func:`analysis.mixed.fit_mixed`'s model choices for the main model (default: the design's
+        maximal structure, simplified by the stated rule; other models derive theirs the same way).
     plan : bool
-        Add the planning section: power over raters x items at d = 0.3 from this study's
-        variance components (:func:`analysis.power.design_advice`, analytic).
-    diversity_boot : int
-        Bootstrap resamples of the diversity differences and the DAT table.
+        Add the planning section: power over raters x items at d = 0.3 (analytic).
     dat_vectors, dat_words, dat_norms : path or None
-        Word vectors (GloVe 840B 300d for human percentiles), dictionary and human norms
-        of the DAT table; defaults: the embedding ``embedder``/MiniLM, wamerican, the
-        shipped approximate norms.
+        The DAT table's word vectors (GloVe 840B 300d for human percentiles; default ``embedder``),
+        dictionary (wamerican) and human norms (the shipped approximation).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = _Page(out)
-    simulated = is_simulated(ratings)
-    if simulated:
-        page.p(SIMULATED_BANNER, "simulated")
+    simulated = _simulated_banner(page, ratings)
     exclusions = {
         "exclude_attention_failed": exclude_attention_failed,
         "exclude_incomplete": exclude_incomplete,
         "exclude_pilot": exclude_pilot,
     }
-    prepared = prepare_ratings(
-        ratings,
-        exclude_attention_failed=exclude_attention_failed,
-        exclude_incomplete=exclude_incomplete,
-        exclude_pilot=exclude_pilot,
-    )
-    _data_section(page, ratings, prepared, exclusions)
+    prepared = _data_section(page, ratings, exclusions)
     effects = _effects_section(page, prepared, reference=reference, options=dict(model_options or {}))
     diversity = _diversity_section(page, stimuli, embedder=embedder, n_boot=diversity_boot, seed=seed)
     dat = _dat_section(
         page, stimuli, vectors=dat_vectors if dat_vectors is not None else embedder, words=dat_words,
         norms=dat_norms, n_boot=diversity_boot, seed=seed,
     )  # fmt: skip
-    _deployment_section(page, prepared, effects.main, reference=reference, options=effects.derived_options)
+    details = _Details(reference=reference, n_boot=n_boot, seed=seed, plan=plan, compute_metrics=compute_metrics)
+    scales = _detail_sections(page, ratings, prepared, stimuli, effects, details, embedder=embedder)
+    name = study or "unnamed study"
+    facts = DataFacts.of(ratings, prepared, exclude_pilot=exclude_pilot)
+    summary = _summary(name, facts, effects, diversity, dat, scales=scales, ratings=prepared)
+    results = {"effects": effects.results(simulated), "diversity": diversity, "dat": dat, "summary": summary.as_dict()}
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
+    written = {figure: caption for figure, caption in FIGURES.items() if (out / f"{figure}.png").is_file()}
+    page.parts.insert(int(simulated), summary_html(summary, written))
+    return page.write(("[SIMULATED RATINGS] " if simulated else "") + (title or f"{name}: analysis report"))
+
+
+@dataclass(frozen=True)
+class _Details:
+    """The options of the sections after the three main results."""
+
+    reference: str
+    n_boot: int
+    seed: int
+    plan: bool
+    compute_metrics: bool
+
+
+def _detail_sections(
+    page: _Page,
+    ratings: pd.DataFrame,
+    prepared: pd.DataFrame,
+    stimuli: pd.DataFrame | None,
+    effects: _Effects,
+    details: _Details,
+    *,
+    embedder: Any,
+) -> dict[str, Scale]:
+    """Every section after the three main results, in order; returns each dimension's scale."""
+    _deployment_section(page, prepared, effects.main, reference=details.reference, options=effects.derived_options)
     _reliability_section(page, prepared, effects.fits)
-    if plan:
-        _planning_section(page, prepared, effects.fits, seed=seed)
-    _robustness_section(page, prepared, reference=reference, n_boot=n_boot, seed=seed)
+    if details.plan:
+        _planning_section(page, prepared, effects.fits, seed=details.seed)
+    _robustness_section(page, prepared, reference=details.reference, n_boot=details.n_boot, seed=details.seed)
     _pooled_section(page, effects)
     scales = dimension_scales(prepared)
     page.h("Rating distributions by condition")
     page.figure(distributions_figure(prepared, scales), "distributions", "rating distributions")
-    metrics = _metrics_section(page, stimuli, compute_metrics=compute_metrics, embedder=embedder, seed=seed)
+    metrics = _metrics_section(
+        page, stimuli, compute_metrics=details.compute_metrics, embedder=embedder, seed=details.seed
+    )
     _novelty_utility_section(page, prepared, metrics)
 
     from analysis.combinatorial import report_section as combinatorial_section
@@ -322,16 +333,7 @@ def write_report(
     _rater_quality_section(page, ratings)
     page.h("Methods")
     page.p(effects.model, "note")
-
-    name = study or "unnamed study"
-    facts = DataFacts.of(ratings, prepared, exclude_pilot=exclude_pilot)
-    summary = _summary(name, facts, effects, diversity, dat, scales=scales, ratings=prepared)
-    results = {"effects": effects.results(simulated), "diversity": diversity, "dat": dat}
-    results["summary"] = summary.as_dict()
-    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
-    written = {figure: caption for figure, caption in FIGURES.items() if (out / f"{figure}.png").is_file()}
-    page.parts.insert(int(simulated), summary_html(summary, written))
-    return page.write(("[SIMULATED RATINGS] " if simulated else "") + (title or f"{name}: analysis report"))
+    return scales
 
 
 FIGURES = {
@@ -375,8 +377,23 @@ def _references(ratings: pd.DataFrame, main: pd.DataFrame) -> dict[str, str]:
     return references
 
 
-def _data_section(page: _Page, raw: pd.DataFrame, ratings: pd.DataFrame, exclusions: dict[str, bool]) -> None:
-    """What was exported, what was analysed, and which raters the preprocessing excluded."""
+def _simulated_banner(page: _Page, ratings: pd.DataFrame) -> bool:
+    """Whether the ratings are simulated; if so, the page says it first."""
+    simulated = is_simulated(ratings)
+    if simulated:
+        page.p(SIMULATED_BANNER, "simulated")
+    return simulated
+
+
+def _data_section(page: _Page, raw: pd.DataFrame, exclusions: dict[str, bool]) -> pd.DataFrame:
+    """The ratings analysed (:func:`analysis.mixed.prepare_ratings` with ``exclusions``), and on the
+    page what was exported, what was analysed and which raters the preprocessing excluded."""
+    ratings = prepare_ratings(
+        raw,
+        exclude_attention_failed=exclusions["exclude_attention_failed"],
+        exclude_incomplete=exclusions["exclude_incomplete"],
+        exclude_pilot=exclusions["exclude_pilot"],
+    )
     page.h("Data")
     excluded = ratings.attrs.get("excluded_raters", {})
     page.p(
@@ -388,6 +405,7 @@ def _data_section(page: _Page, raw: pd.DataFrame, ratings: pd.DataFrame, exclusi
         + ", ".join(f"{k}={v}" for k, v in exclusions.items())
         + ")."
     )
+    return ratings
 
 
 @dataclass

@@ -272,7 +272,7 @@ def write_report(
         "exclude_incomplete": exclude_incomplete,
         "exclude_pilot": exclude_pilot,
     }
-    prepared = _data_section(page, ratings, exclusions)
+    prepared, facts = _data_section(page, ratings, exclusions)
     effects = _effects_section(page, prepared, reference=reference, options=dict(model_options or {}))
     diversity = _diversity_section(page, stimuli, embedder=embedder, n_boot=diversity_boot, seed=seed)
     dat = _dat_section(
@@ -282,7 +282,6 @@ def write_report(
     details = _Details(reference=reference, n_boot=n_boot, seed=seed, plan=plan, compute_metrics=compute_metrics)
     scales = _detail_sections(page, ratings, prepared, stimuli, effects, details, embedder=embedder)
     name = study or "unnamed study"
-    facts = DataFacts.of(ratings, prepared, exclude_pilot=exclude_pilot)
     summary = _summary(name, facts, effects, diversity, dat, scales=scales, ratings=prepared)
     results = {"effects": effects.results(simulated), "diversity": diversity, "dat": dat, "summary": summary.as_dict()}
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf8")
@@ -385,27 +384,24 @@ def _simulated_banner(page: _Page, ratings: pd.DataFrame) -> bool:
     return simulated
 
 
-def _data_section(page: _Page, raw: pd.DataFrame, exclusions: dict[str, bool]) -> pd.DataFrame:
-    """The ratings analysed (:func:`analysis.mixed.prepare_ratings` with ``exclusions``), and on the
-    page what was exported, what was analysed and which raters the preprocessing excluded."""
+def _data_section(page: _Page, raw: pd.DataFrame, exclusions: dict[str, bool]) -> tuple[pd.DataFrame, DataFacts]:
+    """The ratings analysed (:func:`analysis.mixed.prepare_ratings` with ``exclusions``) and their
+    facts, which the page states here and the summary again in its opening sentence."""
     ratings = prepare_ratings(
         raw,
         exclude_attention_failed=exclusions["exclude_attention_failed"],
         exclude_incomplete=exclusions["exclude_incomplete"],
         exclude_pilot=exclusions["exclude_pilot"],
     )
+    facts = DataFacts.of(raw, ratings, exclude_pilot=exclusions["exclude_pilot"])
     page.h("Data")
-    excluded = ratings.attrs.get("excluded_raters", {})
     page.p(
-        f"{len(raw)} ratings by {raw['rater'].nunique()} raters in the export; analysed: {len(ratings)} ratings by "
-        f"{ratings['rater'].nunique()} raters of {ratings['stimulus'].nunique()} stimuli on "
-        f"{ratings['dimension'].nunique()} dimension(s). Excluded raters: "
-        + (", ".join(f"{k}: {v}" for k, v in excluded.items()) or "none")
-        + " ("
+        f"{facts.sentence()} The analysis rates {ratings['stimulus'].nunique()} stimuli on "
+        f"{ratings['dimension'].nunique()} dimension(s); its choices: "
         + ", ".join(f"{k}={v}" for k, v in exclusions.items())
-        + ")."
+        + "."
     )
-    return ratings
+    return ratings, facts
 
 
 @dataclass

@@ -136,7 +136,7 @@ def test_write_report(export, tmp_path, hashing_embedder):
         assert (tmp_path / "report" / f"{png}.png").stat().st_size > 1000
     main = pd.read_csv(tmp_path / "report" / "main_table.csv")
     assert set(main["dimension"]) == {"originality", "surprise", "creativity", "usefulness"}
-    assert "attention_failed: 1" in html
+    assert "raters excluded: 1 attention_failed" in html
     validity = pd.read_csv(tmp_path / "report" / "dat_validity.csv")
     assert validity["n_answers"].sum() == (stimuli["task"] == "dat").sum()  # invalid answers counted
 

@@ -19,6 +19,7 @@ from studyapp.studies.models import GenerationJob, Stimulus, Study
 from studyapp.studies.screening import study_screening
 from studyapp.studies.study_loading import StudyLoadError
 from tests.factories import ResearcherFactory
+from tests.studyapp.rating.helpers import researcher_client
 from tests.studyapp.studies.conftest import tiny_spec
 
 
@@ -161,14 +162,12 @@ def test_a_text_cut_mid_word_is_never_rated_unless_the_deployment_accepts_trunca
 
 @pytest.mark.django_db
 def test_an_automatic_only_deployment_offers_no_truncation_choice_and_refuses_one(
-    client, tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
+    tiny_study, celery_eager, django_capture_on_commit_callbacks, settings, tmp_path
 ) -> None:
     settings.ARTIFACT_DIR = tmp_path / "artifacts"
     study = _generated(tiny_study, django_capture_on_commit_callbacks, accept_truncation=False)
     study.deployments.update(automatic_only=True)
-    researcher = ResearcherFactory(username="automatic")
-    study.researchers.add(researcher)
-    client.force_login(researcher)
+    client = researcher_client(study)
     page = client.get(f"/panel/{study.slug}/").content.decode()
     assert "data-automatic-only" in page and "Accept cut texts for aut-0" not in page
     response = client.post(f"/panel/{study.slug}/truncation/aut-0/", {"state": "on"}, follow=True)

@@ -25,7 +25,7 @@ from generation.safe_yaml import YamlLimitError, yaml_load_limited
 from generation.task_families import template_problem
 from studyapp.studies import paths
 from studyapp.studies.spec_factorial import factorial_expand
-from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem, pairing_problem
+from studyapp.studies.vocabulary import METHODS, SCALES, SLIDER, balance_problem, did_you_mean, pairing_problem
 
 SUPPORTED_SPEC_VERSIONS = ("1",)
 PARSERS = ("dat_words", "aut_uses", "cc_walk")
@@ -206,13 +206,6 @@ def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
     return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(type(value), type(value).__name__)
-
-
-def _closest(value: str, known: list[str]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(value, known, n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 TOP_LEVEL = {
@@ -615,7 +608,7 @@ def _check_conditions(
             )
         if condition["model"] and condition["model"] not in model_keys:
             check.problem(
-                f"{path}.model", f"unknown model {condition['model']!r}{_closest(condition['model'], model_keys)}"
+                f"{path}.model", f"unknown model {condition['model']!r}{did_you_mean(condition['model'], model_keys)}"
             )
         method = condition["method"]
         params = entry.get("params", {})
@@ -750,7 +743,9 @@ def _check_task_items(check: _Checker, value: Any, path: str, task_key: str, bas
             if base is None:
                 check.problem(item_path, "a bare item key needs a shipped task; give {key, text}")
             elif item not in known:
-                check.problem(item_path, f"unknown item {item!r} of shipped task {task_key!r}{_closest(item, known)}")
+                check.problem(
+                    item_path, f"unknown item {item!r} of shipped task {task_key!r}{did_you_mean(item, known)}"
+                )
             else:
                 items.append({"key": item, "text": shipped_texts[item]})
             continue
@@ -878,10 +873,12 @@ def _check_deployment(check: _Checker, entry: Any, path: str, model_keys: list[s
             deployment[flag] = False
     if deployment["model"] and deployment["model"] not in model_keys:
         check.problem(
-            f"{path}.model", f"unknown model {deployment['model']!r}{_closest(deployment['model'], model_keys)}"
+            f"{path}.model", f"unknown model {deployment['model']!r}{did_you_mean(deployment['model'], model_keys)}"
         )
     if deployment["task"] and deployment["task"] not in task_keys:
-        check.problem(f"{path}.task", f"unknown task {deployment['task']!r}{_closest(deployment['task'], task_keys)}")
+        check.problem(
+            f"{path}.task", f"unknown task {deployment['task']!r}{did_you_mean(deployment['task'], task_keys)}"
+        )
     if "conditions" in entry:
         deployment["conditions"] = check.listing(entry["conditions"], f"{path}.conditions")
     return deployment
@@ -936,7 +933,7 @@ def _check_deployment_conditions(check: _Checker, deployment: dict, path: str, c
         if not key:
             continue
         if key not in condition_models:
-            check.problem(c_path, f"unknown condition {key!r}{_closest(key, list(condition_models))}")
+            check.problem(c_path, f"unknown condition {key!r}{did_you_mean(key, list(condition_models))}")
         elif deployment["model"] and condition_models[key] != deployment["model"]:
             check.problem(
                 c_path,

@@ -27,13 +27,12 @@ Conditions: ``<model>-base`` and ``<model>-<method>`` (labelled with the method)
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from studyapp.studies.vocabulary import METHODS
+from studyapp.studies.vocabulary import METHODS, did_you_mean
 
 if TYPE_CHECKING:
     from studyapp.studies.spec import _Checker
@@ -96,11 +95,6 @@ def _entries(section: str, names: list[str]) -> str:
     return f"expanded {kind} {shown}{more}"
 
 
-def _closest(value: str, known: list[str]) -> str:
-    match = difflib.get_close_matches(value, known, n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 def slug_part(task: str) -> str:
     """A task key as it appears in an expanded deployment's slug."""
     return task.replace("_", "-")
@@ -144,7 +138,7 @@ def _factorial_models(check: _Checker, block: dict, model_keys: list[str]) -> li
         path = f"factorial.models[{index}]"
         if not isinstance(key, str) or key not in model_keys:
             shown = key if isinstance(key, str) else str(key)
-            check.problem(path, f"unknown model {shown!r}{_closest(shown, model_keys)} (the keys of `models`)")
+            check.problem(path, f"unknown model {shown!r}{did_you_mean(shown, model_keys)} (the keys of `models`)")
         elif key in models:
             check.problem(path, f"model {key!r} is listed twice")
         else:
@@ -170,7 +164,7 @@ def _factorial_methods(check: _Checker, value: Any) -> dict[str, Any]:
         elif name not in known:
             check.problem(
                 f"factorial.methods.{name}",
-                f"unknown method {name!r}{_closest(name, known)} (expected one of: {', '.join(known)})",
+                f"unknown method {name!r}{did_you_mean(name, known)} (expected one of: {', '.join(known)})",
             )
         else:
             methods[name] = params
@@ -190,7 +184,7 @@ def _factorial_per_model(
     for model, settings in value.items():
         model, path = str(model), f"factorial.per_model.{model}"
         if model not in model_keys:
-            check.problem(path, f"unknown model {model!r}{_closest(model, model_keys)} (the keys of `models`)")
+            check.problem(path, f"unknown model {model!r}{did_you_mean(model, model_keys)} (the keys of `models`)")
             continue
         if model not in models:
             check.problem(path, f"model {model!r} is not in factorial.models ({', '.join(models)})")

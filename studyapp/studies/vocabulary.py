@@ -8,6 +8,7 @@ Django-free, so the spec checker stays plain Python.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 
@@ -83,3 +84,9 @@ def pairing_problem(*, n_conditions: int, n_items: int, rated_samples: int, per_
         f"{take} text(s) of each of {n_conditions} conditions per rater): add items, give raters fewer stimuli, "
         "or set raters.allow_paired_items: true to accept it"
     )
+
+
+def did_you_mean(value: str, known: list[str]) -> str:
+    """A hint for a misspelt key of a spec: `` (did you mean 'x'?)`` for the closest known one, else ""."""
+    match = difflib.get_close_matches(value, known, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""

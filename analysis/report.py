@@ -725,7 +725,7 @@ def _with_method_contrasts(main: pd.DataFrame, pooled_fits: dict[str, Any] | Non
     # One contrast per dimension and pair: the mean over tasks, or the only task.
     chosen = contrasts[(contrasts["task"] == "all tasks (mean)") | (n_tasks == 1)]
     for i, row in main.iterrows():
-        method = str(row["term"]).split("T.")[-1].rstrip("]")
+        method = condition_of(row["term"])
         for _, c in chosen[chosen["dimension"] == row["dimension"]].iterrows():
             a, b = c["contrast"].split(" - ")
             if method not in (a, b):
@@ -803,7 +803,7 @@ def _effects_text(effects: dict[str, Any]) -> str:
     rows = [
         [
             str(r.get("dimension")),
-            str(r.get("term", "")).split("T.")[-1].rstrip("]") + " - base",
+            condition_of(r.get("term", "")) + " - base",
             _fmt(r.get("estimate")),
             _ci_text(r.get("ci_low"), r.get("ci_high")),
             _fmt(r.get("p_holm"), 4),

@@ -75,9 +75,8 @@ def report_results(*, report: StudyReport | None) -> dict | None:
     return results if isinstance(results, dict) else None
 
 
-def report_result_tables(*, report: StudyReport | None, results: dict | None = None) -> str | None:
-    """The three result tables of a ready report (``results.json``), as analysis formats them."""
-    results = results if results is not None else report_results(report=report)
+def report_result_tables(*, results: dict | None) -> str | None:
+    """A ready report's result tables (``results.json`` via :func:`report_results`), as analysis formats them."""
     if results is None:
         return None  # a report written before results.json existed: the HTML report has it all
     try:

@@ -73,7 +73,7 @@ def dashboard(request: HttpRequest, study: Study) -> HttpResponse:
         "d": dashboard,
         "metrics_by_condition": metrics_rows,
         "summary_metrics": metrics_columns,
-        "result_tables": report_result_tables(report=dashboard.latest_ready_report),
+        "result_tables": report_result_tables(results=report_results(report=dashboard.latest_ready_report)),
         "screening": study_screening(study=study),
         "excluded": excluded_stimuli(study=study),
         "exclude_form": StimulusExcludeForm(),
@@ -266,7 +266,7 @@ def report(request: HttpRequest, study: Study) -> HttpResponse:
         "latest": latest,
         "ready": ready,
         "summary": report_summary(results=results),
-        "result_tables": report_result_tables(report=ready, results=results),
+        "result_tables": report_result_tables(results=results),
     }
     return render(request, "studies/report.html", context)
 

@@ -73,6 +73,6 @@ def test_spec_to_ratings_to_export(
     assert all(row["term"].endswith("[T.weight]") and math.isfinite(row["estimate"]) for row in effects)
     assert {row["condition"] for row in results["diversity"]["pooled"]} == {"weight"}
     html = (Path(report.out_dir) / report.html_name).read_text()
-    assert "96 ratings by 8 raters in the export" in html and "1. Rated effects" in html
+    assert "96 ratings analysed of 96 collected, by 8 of 8 raters" in html and "1. Rated effects" in html
     page = client.get(reverse("studies:report", args=[study.slug]))
     assert page.status_code == 200 and report.html_name in page.content.decode()
